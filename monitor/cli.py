@@ -1,0 +1,340 @@
+"""The ``regime-monitor`` command line. Library errors become one-line messages only here."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import sqlite3
+import sys
+from pathlib import Path
+from typing import Any
+
+from monitor.config import Config, ConfigError, config_path, load_config
+
+log = logging.getLogger("regime_monitor")
+
+
+class UsageError(ValueError):
+    """A bad argument; the message is one line."""
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a YYYY-MM-DD date") from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2
+        self.exit(2, f"regime-monitor: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="regime-monitor",
+                description="Micro-cap regime monitor for China A-shares.")
+    p.add_argument("--config", help="config file (default: $REGIME_MONITOR_CONFIG or "
+                                    "config/monitor.toml)")
+    p.add_argument("--db", help="SQLite database (default: [storage] path of the config)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    sub.add_parser("run", help="run the daemon: the daily cycle on every XSHG trading evening")
+    once = sub.add_parser("once", help="run one daily cycle now")
+    once.add_argument("--as-of", type=_date, help="trading day (default: the latest trading day "
+                                                   "whose scheduled time has passed)")
+
+    imp = sub.add_parser("import-csv", help="import CSV files (long format or stock panel)")
+    imp.add_argument("paths", nargs="+", type=Path)
+
+    sig = sub.add_parser("signals", help="show signal values (latest, or one signal's history)")
+    sig.add_argument("name", nargs="?")
+    sig.add_argument("--since", type=_date)
+    sig.add_argument("--json", action="store_true")
+
+    al = sub.add_parser("alerts", help="show alerts: active ones, or the event history with --all")
+    al.add_argument("--all", action="store_true", help="every transition, oldest first")
+    al.add_argument("--json", action="store_true")
+
+    sil = sub.add_parser("silence", help="mute notifications of a rule until a date")
+    silsub = sil.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    add = silsub.add_parser("add", help="add a silence")
+    add.add_argument("rule", help="rule name, or 'all'")
+    add.add_argument("--until", type=_date, required=True, help="last silenced day (inclusive)")
+    add.add_argument("--reason", required=True)
+    ls = silsub.add_parser("list", help="list silences in force (all with --all)")
+    ls.add_argument("--all", action="store_true")
+    ls.add_argument("--json", action="store_true")
+    exp = silsub.add_parser("expire", help="end a silence now")
+    exp.add_argument("id", type=_positive_int)
+
+    ob = sub.add_parser("outbox", help="show queued, failed (and with --all sent) notifications")
+    ob.add_argument("--all", action="store_true")
+    ob.add_argument("--json", action="store_true")
+
+    cfg = sub.add_parser("config", help="configuration")
+    cfgsub = cfg.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    chk = cfgsub.add_parser("check", help="validate a config file and print what it resolves to")
+    chk.add_argument("path", nargs="?")
+
+    demo = sub.add_parser("demo", help="run the built-in offline scenario end to end")
+    demo.add_argument("--quiet-digests", action="store_true",
+                      help="print only the timeline, not every message")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from monitor.cycle import CycleError
+    from monitor.daemon import DaemonError
+    from monitor.sources.csv_import import CsvImportError
+    from storage.db import StorageError
+
+    try:
+        return COMMANDS[args.command](args)
+    except (ConfigError, CycleError, CsvImportError, StorageError, DaemonError, UsageError) as exc:
+        print(f"regime-monitor: error: {exc}", file=sys.stderr)
+        return 1
+    except sqlite3.Error as exc:
+        print(f"regime-monitor: error: database: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+def _config(args) -> Config:
+    return load_config(args.config)
+
+
+def _db_path(args, config: Config) -> str:
+    return args.db or config.storage.path
+
+
+def _open(args, config: Config):
+    from storage.db import open_db
+
+    return open_db(_db_path(args, config))
+
+
+def _calendar(config: Config):
+    from monitor.calendar import TradingCalendar
+
+    return TradingCalendar(config.calendar.extra_closed)
+
+
+def _table(rows: list[dict], columns: list[str]) -> str:
+    if not rows:
+        return "(none)"
+    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    out = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
+    out += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
+            for row in cells]
+    return "\n".join(out)
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def _print_rows(rows: list[dict], columns: list[str], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+    else:
+        print(_table(rows, columns))
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+def cmd_config(args) -> int:
+    path = config_path(args.path or args.config)
+    config = load_config(path)
+    cal = _calendar(config)
+    print(f"config: {path} (valid)")
+    s = config.schedule
+    print(f"schedule: cron {s.cron!r} in {s.timezone}, XSHG trading days only; misfire grace "
+          f"{s.misfire_grace_seconds} s; start-up catch-up up to {s.catch_up_max_days} trading days")
+    print(f"calendar: XSHG, holidays known to {cal.coverage_end}; "
+          f"{len(config.calendar.extra_closed)} extra closed day(s)")
+    print(f"source: {config.source.kind}")
+    print(f"storage: {Path(args.db or config.storage.path).resolve()}")
+    from monitor.notify import TOKEN_ENV, WEBHOOK_ENV
+    import os
+
+    slack = config.notify.slack
+    if slack.channel and os.environ.get(TOKEN_ENV):
+        dest = f"Slack channel {slack.channel} (bot token from ${TOKEN_ENV})"
+    elif os.environ.get(WEBHOOK_ENV):
+        dest = f"Slack incoming webhook (from ${WEBHOOK_ENV})"
+    else:
+        dest = "console (no Slack destination configured)"
+    print(f"notify: {dest}")
+    print(f"rules ({len(config.rules)}):")
+    for r in config.rules:
+        clear = str(r.clear_expr) if r.clear_expr is not None else f"not ({r.when_expr})"
+        print(f"  {r.name} [{r.severity}] when {str(r.when_expr)!r} for {r.for_days}d"
+              f", clear when {clear!r} for {r.clear_days}d, repeat every "
+              f"{r.repeat_every_days or 'never'}{'d' if r.repeat_every_days else ''}")
+    return 0
+
+
+def cmd_once(args) -> int:
+    from monitor.daemon import Service
+
+    config = _config(args)
+    service = Service(config, _db_path(args, config))
+    try:
+        result = service.run_day(args.as_of)
+        print(f"{result.as_of}: {result.status}, {result.changed} row(s) changed, "
+              f"{len(result.events)} event(s)")
+        for e in result.events:
+            print(f"  {e['rule']}: {e['from_state']} -> {e['to_state']} ({e['event']})")
+        service.deliver()
+    finally:
+        service.close()
+    return 0
+
+
+def cmd_run(args) -> int:
+    from monitor.daemon import run_daemon
+
+    config = _config(args)
+    return run_daemon(config, _db_path(args, config), config_file=config_path(args.config))
+
+
+def cmd_import_csv(args) -> int:
+    from monitor.sources.csv_import import import_files
+
+    config = _config(args)
+    db = _open(args, config)
+    changed = import_files(db, list(args.paths))
+    for path, n in changed.items():
+        print(f"{path}: {n} row(s) written")
+    return 0
+
+
+def cmd_signals(args) -> int:
+    from storage import signal_values
+
+    config = _config(args)
+    db = _open(args, config)
+    if args.name or args.since:
+        rows = signal_values.history(db, args.name, args.since)
+        if args.name and not rows:
+            import signals
+
+            if args.name not in signals.REGISTRY and args.name != "composite.conditions_active":
+                raise UsageError(f"unknown signal {args.name!r}")
+    else:
+        rows = signal_values.latest(db)
+    _print_rows(rows, ["signal", "date", "value", "context"], args.json)
+    return 0
+
+
+def cmd_alerts(args) -> int:
+    from storage import alerts
+
+    config = _config(args)
+    db = _open(args, config)
+    if args.all:
+        rows = alerts.events(db)
+        for r in rows:
+            r["signal_values"] = json.loads(r["signal_values"])["values"]
+        cols = ["date", "rule", "severity", "event", "from_state", "to_state", "notified",
+                "silenced_by", "signal_values"]
+        if not args.json:
+            for r in rows:
+                r["signal_values"] = ", ".join(f"{k}={_cell(v)}"
+                                               for k, v in r["signal_values"].items())
+        _print_rows(rows, cols, args.json)
+        return 0
+    rows = [a for a in alerts.get_all(db).values() if a["state"] in ("pending", "firing",
+                                                                       "no_data")]
+    for r in rows:
+        r["last_values"] = json.loads(r["last_values"] or "{}")
+        if not args.json:
+            r["last_values"] = ", ".join(f"{k}={_cell(v)}" for k, v in r["last_values"].items())
+    rows.sort(key=lambda r: (r["state"] != "firing", r["rule"]))
+    _print_rows(rows, ["rule", "severity", "state", "since", "last_evaluated", "last_values"],
+                args.json)
+    return 0
+
+
+def cmd_silence(args) -> int:
+    from storage import silences
+
+    config = _config(args)
+    db = _open(args, config)
+    if args.action == "add":
+        names = {r.name for r in config.rules}
+        matcher = silences.ALL if args.rule == "all" else args.rule
+        if matcher != silences.ALL and matcher not in names:
+            raise UsageError(f"unknown rule {args.rule!r} (rules: {', '.join(sorted(names))})")
+        if not args.reason.strip():
+            raise UsageError("--reason must not be empty")
+        sid = silences.add(db, matcher, args.until, args.reason.strip())
+        print(f"silence {sid}: {args.rule} muted until {args.until} ({args.reason.strip()})")
+    elif args.action == "list":
+        _print_rows(silences.list_all(db, include_expired=args.all),
+                    ["id", "matcher", "until", "reason", "created_at", "expired_at"], args.json)
+    else:
+        if not silences.expire(db, args.id):
+            raise UsageError(f"no active silence with id {args.id}")
+        print(f"silence {args.id} expired")
+    return 0
+
+
+def cmd_outbox(args) -> int:
+    from storage import outbox
+
+    config = _config(args)
+    db = _open(args, config)
+    rows = outbox.list_rows(db, include_sent=args.all)
+    for r in rows:
+        r.pop("payload")
+    _print_rows(rows, ["id", "dedup_key", "as_of", "attempts", "next_attempt_at", "sent_at",
+                       "failed_at", "last_error", "destination"], args.json)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from monitor.demo import run_demo
+
+    config = _config(args)
+    return run_demo(config, Path(args.db or "var/demo.db"), show_digests=not args.quiet_digests)
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "once": cmd_once,
+    "import-csv": cmd_import_csv,
+    "signals": cmd_signals,
+    "alerts": cmd_alerts,
+    "silence": cmd_silence,
+    "outbox": cmd_outbox,
+    "config": cmd_config,
+    "demo": cmd_demo,
+}
+
+if __name__ == "__main__":
+    sys.exit(main())

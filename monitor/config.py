@@ -1,0 +1,209 @@
+"""The TOML config, validated with pydantic. Unknown keys are errors that name the key.
+
+Secrets never live here: the Slack token and webhook URL come from the environment only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+
+import signals
+from monitor import expr
+
+DEFAULT_CONFIG = Path("config/monitor.toml")
+CONFIG_ENV = "REGIME_MONITOR_CONFIG"
+COMPOSITE = "composite.conditions_active"
+
+
+class ConfigError(ValueError):
+    """A config file is unreadable or invalid; the message is one line naming file and key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ScheduleConfig(_Strict):
+    cron: str = "0 20 * * mon-fri"
+    timezone: str = "Asia/Shanghai"
+    misfire_grace_seconds: int = Field(default=6 * 3600, ge=60)
+    catch_up_max_days: int = Field(default=60, ge=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> ScheduleConfig:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(self.cron, timezone=self.timezone)
+        except Exception as exc:  # apscheduler/zoneinfo raise several types
+            raise ValueError(f"invalid cron {self.cron!r} or timezone {self.timezone!r}: {exc}") from None
+        return self
+
+
+class CalendarConfig(_Strict):
+    extra_closed: list[dt.date] = []
+
+
+class StorageConfig(_Strict):
+    path: str = "var/regime-monitor.db"
+
+
+class SourceConfig(_Strict):
+    kind: Literal["demo", "csv"] = "demo"
+    demo_seed: int = 20231201
+
+
+class SlackConfig(_Strict):
+    channel: str | None = None
+    api_url: str | None = None
+
+
+class NotifyConfig(_Strict):
+    slack: SlackConfig = SlackConfig()
+    console: bool = True
+
+
+class RuleConfig(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    severity: Literal["info", "warning", "critical"] = "warning"
+    when: str
+    for_days: int = Field(default=1, ge=1)
+    clear_when: str | None = None
+    clear_days: int = Field(default=1, ge=1)
+    repeat_every_days: int = Field(default=0, ge=0)
+    explain: str = Field(min_length=1)
+
+    _when: expr.Expr = PrivateAttr()
+    _clear: expr.Expr | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _parse(self) -> RuleConfig:
+        try:
+            self._when = expr.parse(self.when)
+        except expr.ExprError as exc:
+            raise ValueError(f"when: {exc}") from None
+        if self.clear_when is not None:
+            try:
+                self._clear = expr.parse(self.clear_when)
+            except expr.ExprError as exc:
+                raise ValueError(f"clear_when: {exc}") from None
+        return self
+
+    @property
+    def when_expr(self) -> expr.Expr:
+        return self._when
+
+    @property
+    def clear_expr(self) -> expr.Expr | None:
+        return self._clear
+
+    @property
+    def names(self) -> frozenset[str]:
+        """Signal names the rule reads."""
+        names = set(self._when.names)
+        if self._clear is not None:
+            names |= self._clear.names
+        return frozenset(names)
+
+
+class Config(_Strict):
+    schedule: ScheduleConfig = ScheduleConfig()
+    calendar: CalendarConfig = CalendarConfig()
+    storage: StorageConfig = StorageConfig()
+    source: SourceConfig = SourceConfig()
+    notify: NotifyConfig = NotifyConfig()
+    signals: dict[str, dict[str, Any]] = {}
+    rules: list[RuleConfig] = []
+
+    @model_validator(mode="after")
+    def _check(self) -> Config:
+        for fam, params in self.signals.items():
+            if fam not in signals.FAMILY_PARAMS:
+                raise ValueError(f"signals.{fam}: unknown signal family (known: "
+                                 f"{', '.join(sorted(signals.FAMILY_PARAMS))})")
+            defaults = signals.FAMILY_PARAMS[fam]
+            for key, value in params.items():
+                if key not in defaults:
+                    raise ValueError(f"signals.{fam}.{key}: unknown parameter (known: "
+                                     f"{', '.join(sorted(defaults)) or 'none'})")
+                want = type(defaults[key])
+                ok = isinstance(value, want) or (want is float and isinstance(value, int))
+                if not ok or (want is int and isinstance(value, bool)):
+                    raise ValueError(f"signals.{fam}.{key}: expected {want.__name__}, "
+                                     f"got {value!r}")
+        seen: set[str] = set()
+        for i, rule in enumerate(self.rules):
+            if rule.name in seen:
+                raise ValueError(f"rules[{i}].name: duplicate rule name {rule.name!r}")
+            seen.add(rule.name)
+            for name in sorted(rule.names):
+                if name == COMPOSITE:
+                    raise ValueError(f"rules[{i}] ({rule.name}): {COMPOSITE} counts the rules "
+                                     "themselves and cannot be used in a rule")
+                if name not in signals.REGISTRY:
+                    raise ValueError(f"rules[{i}] ({rule.name}): unknown signal {name!r}")
+        return self
+
+    def signal_params(self) -> dict[str, dict[str, Any]]:
+        """Return every family's parameters, defaults overridden by ``[signals.<family>]``."""
+        return signals.resolved_params(self.signals)
+
+    def rule(self, name: str) -> RuleConfig:
+        for r in self.rules:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _one_line(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = _loc(tuple(p for p in err["loc"] if not str(p).startswith("function-after")))
+    if err["type"] == "extra_forbidden":
+        return f"{where}: unknown key"
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{where}: {msg}" if where else msg
+
+
+def config_path(path: str | Path | None = None) -> Path:
+    """Return the config path: explicit, else $REGIME_MONITOR_CONFIG, else config/monitor.toml."""
+    if path is not None:
+        return Path(path)
+    return Path(os.environ.get(CONFIG_ENV, DEFAULT_CONFIG))
+
+
+def parse_config(text: str, origin: str = "<config>") -> Config:
+    """Parse and validate TOML ``text``; raise ConfigError naming ``origin`` and the key."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{origin}: not valid TOML: {exc}") from None
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{origin}: {_one_line(exc)}") from None
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read and validate the config file; raise ConfigError with a one-line reason."""
+    p = config_path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config: {exc.strerror or exc}") from None
+    return parse_config(text, str(p))

@@ -1,0 +1,238 @@
+"""The daemon: APScheduler's BlockingScheduler running the daily cycle on XSHG trading evenings.
+
+Choices made on purpose:
+- the cycle's trigger is the config's cron line in Asia/Shanghai, filtered to trading days
+  (``TradingDayTrigger``), so holidays and weekend make-up working days never fire;
+- ``misfire_grace_time`` is hours, not seconds, and ``coalesce=True``: a daily job that starts a
+  little late (machine busy, process restarted) still runs, and a backlog runs once;
+- the job itself runs every trading day that is due and not yet done (``catch_up``), so a late
+  start, a missed evening or a restart never skips a day, and re-running one is a no-op;
+- one daemon per database, enforced with an exclusive lock file next to the database;
+- SIGTERM/SIGINT stop the scheduler from a helper thread and wait for a running cycle to finish.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+
+from monitor.calendar import TradingCalendar
+from monitor.config import Config
+from monitor.cycle import CycleResult, run_cycle
+from monitor.delivery import deliver_due
+from monitor.notify import Notifier, make_notifier
+from monitor.sources import Source, make_source
+from storage import runs
+from storage.db import open_db
+
+log = logging.getLogger("regime_monitor.daemon")
+COVERAGE_WARNING_DAYS = 60
+
+
+class DaemonError(RuntimeError):
+    """The daemon cannot start; one-line reason."""
+
+
+class TradingDayTrigger(BaseTrigger):
+    """A cron trigger that fires only on XSHG trading days (time zone of the cron line)."""
+
+    def __init__(self, cron: CronTrigger, calendar: TradingCalendar) -> None:
+        self.cron = cron
+        self.calendar = calendar
+
+    def get_next_fire_time(self, previous_fire_time, now):
+        fire = self.cron.get_next_fire_time(previous_fire_time, now)
+        for _ in range(1000):  # at most a few weeks of closed days in a row
+            if fire is None or self.calendar.is_trading_day(fire.date()):
+                return fire
+            fire = self.cron.get_next_fire_time(fire, fire + dt.timedelta(seconds=1))
+        return None
+
+    def __str__(self) -> str:
+        return f"{self.cron} on XSHG trading days"
+
+
+def make_trigger(config: Config, calendar: TradingCalendar) -> TradingDayTrigger:
+    """Return the daily cycle's trigger from ``[schedule]``."""
+    cron = CronTrigger.from_crontab(config.schedule.cron, timezone=config.schedule.timezone)
+    return TradingDayTrigger(cron, calendar)
+
+
+def latest_due_day(trigger: TradingDayTrigger, calendar: TradingCalendar,
+                   now: dt.datetime) -> dt.date | None:
+    """Return the latest trading day whose scheduled run time is at or before ``now``."""
+    tz = trigger.cron.timezone
+    local = now.astimezone(tz)
+    day = calendar.last_on_or_before(local.date())
+    for _ in range(30):
+        start = dt.datetime.combine(day, dt.time(0, 0), tzinfo=tz)
+        fire = trigger.get_next_fire_time(None, start)
+        if fire is not None and fire.date() == day and fire <= local:
+            return day
+        day = calendar.previous(day)
+    return None
+
+
+def days_to_run(last_success: dt.date | None, due: dt.date | None, calendar: TradingCalendar,
+                limit: int) -> list[dt.date]:
+    """Return the trading days to run now: those after ``last_success`` up to ``due``.
+
+    At most ``limit`` (the most recent ones); with no success yet, only ``due`` itself.
+    """
+    if due is None or (last_success is not None and last_success >= due):
+        return []
+    if last_success is None:
+        return [due]
+    days = calendar.days(last_success + dt.timedelta(days=1), due)
+    return days[-limit:] if limit > 0 else [due]
+
+
+class Service:
+    """The I/O edge that wires config, database, source, notifier and clock together."""
+
+    def __init__(self, config: Config, db_path: str | Path, *, source: Source | None = None,
+                 notifier: Notifier | None = None,
+                 clock: Callable[[], dt.datetime] | None = None) -> None:
+        self.config = config
+        self.db_path = str(db_path)
+        self.calendar = TradingCalendar(config.calendar.extra_closed)
+        self.trigger = make_trigger(config, self.calendar)
+        self.source = source or make_source(config)
+        self.notifier = notifier or make_notifier(config)
+        tz = ZoneInfo(config.schedule.timezone)
+        self.clock = clock or (lambda: dt.datetime.now(tz))
+        self._db = None
+
+    @property
+    def db(self):
+        if self._db is None:
+            self._db = open_db(self.db_path)
+        return self._db
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def run_day(self, as_of: dt.date | None = None) -> CycleResult:
+        """Run the cycle for ``as_of`` (default: the latest due trading day)."""
+        if as_of is None:
+            as_of = latest_due_day(self.trigger, self.calendar, self.clock())
+            if as_of is None:
+                raise DaemonError("no trading day is due yet")
+        return run_cycle(self.db, self.config, as_of, self.source, self.calendar)
+
+    def catch_up(self) -> list[CycleResult]:
+        """Run every due trading day not yet run successfully, oldest first; stop at a failure."""
+        due = latest_due_day(self.trigger, self.calendar, self.clock())
+        last = runs.last_success(self.db, "cycle")
+        results = []
+        for day in days_to_run(last, due, self.calendar, self.config.schedule.catch_up_max_days):
+            results.append(self.run_day(day))
+            log.info("cycle %s: %s (%d rows changed, %d events)", day, results[-1].status,
+                     results[-1].changed, len(results[-1].events))
+        return results
+
+    def deliver(self) -> int:
+        """Deliver the due outbox rows; return how many were sent."""
+        return deliver_due(self.db, self.notifier)
+
+
+def _acquire_lock(db_path: str):
+    lock_path = f"{db_path}.lock"
+    Path(lock_path).parent.mkdir(parents=True, exist_ok=True)
+    handle = open(lock_path, "a+")  # noqa: SIM115 - held for the daemon's lifetime
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        pid = handle.read().strip() or "?"
+        handle.close()
+        raise DaemonError(f"another regime-monitor daemon (pid {pid}) is already running on "
+                          f"{db_path}") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+def _scheduled(name: str, service_factory: Callable[[], Service]) -> Callable[[], None]:
+    """Return a job that runs ``Service.<name>`` on a fresh connection and logs failures."""
+
+    def wrapper() -> None:
+        service = service_factory()
+        try:
+            getattr(service, name)()
+        except Exception as exc:  # the daemon keeps running; the failure is in `runs`
+            log.error("%s failed: %s: %s", name, type(exc).__name__, str(exc).splitlines()[0]
+                      if str(exc) else "")
+        finally:
+            service.close()
+
+    return wrapper
+
+
+def run_daemon(config: Config, db_path: str | Path, config_file: Path | None = None) -> int:
+    """Run the scheduler until SIGTERM/SIGINT; return the exit code."""
+    from apscheduler.executors.pool import ThreadPoolExecutor
+    from apscheduler.schedulers.blocking import BlockingScheduler
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    db_path = str(db_path)
+    lock = _acquire_lock(db_path)
+    calendar = TradingCalendar(config.calendar.extra_closed)
+    today = dt.date.today()
+    if (calendar.coverage_end - today).days <= COVERAGE_WARNING_DAYS:
+        log.warning("the XSHG holiday calendar ends on %s: declare later holidays in "
+                    "[calendar] extra_closed (weekdays are assumed open after it)",
+                    calendar.coverage_end)
+    source = make_source(config)
+    notifier = make_notifier(config)
+
+    def factory() -> Service:
+        return Service(config, db_path, source=source, notifier=notifier)
+
+    scheduler = BlockingScheduler(timezone=config.schedule.timezone,
+                                  executors={"default": ThreadPoolExecutor(1)})
+    trigger = make_trigger(config, calendar)
+    scheduler.add_job(_scheduled("catch_up", factory), trigger, id="cycle",
+                      name="daily cycle", misfire_grace_time=config.schedule.misfire_grace_seconds,
+                      coalesce=True, max_instances=1)
+    scheduler.add_job(_scheduled("deliver", factory), IntervalTrigger(minutes=1),
+                      id="deliver", name="outbox delivery", misfire_grace_time=60, coalesce=True,
+                      max_instances=1)
+
+    stopping = threading.Event()
+
+    def stop(signum, _frame) -> None:
+        log.info("received %s: stopping after the running job", signal.Signals(signum).name)
+        stopping.set()
+        if scheduler.running:
+            threading.Thread(target=scheduler.shutdown, kwargs={"wait": True},
+                             daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info("regime-monitor daemon started on %s (pid %d); cycle: %s", db_path, os.getpid(),
+             trigger)
+    # Start-up: catch up the trading days missed since the last successful run, then deliver.
+    _scheduled("catch_up", factory)()
+    _scheduled("deliver", factory)()
+    try:
+        if not stopping.is_set():
+            scheduler.start()
+    finally:
+        lock.close()
+    log.info("regime-monitor daemon stopped")
+    return 0

@@ -1,0 +1,42 @@
+"""Active-fund small-cap allocation, quarterly (SIGNALS.md section 6).
+
+Crowding of quant strategies in small caps is eased while active funds also hold them; a falling
+allocation means that support is leaving. Inputs are the quarterly series ``funds.*`` dated by
+report date; they appear in the frame only once available (publication lag), so the latest
+change is carried forward until the next report is known.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from signals.registry import family, register
+
+FAMILY = family("funds", carry_days=130)
+SHARE = "funds.smallcap_share_mean"
+VALUE = "funds.smallcap_value_total"
+
+
+def _latest_change(s: pd.Series, carry_days: int, relative: bool) -> pd.Series:
+    reports = s.dropna()
+    change = reports / reports.shift(1) - 1.0 if relative else reports.diff()
+    return change.reindex(s.index).ffill(limit=carry_days)
+
+
+@register("funds.smallcap_share_mean_chg", family=FAMILY, inputs=(SHARE,),
+          window=lambda p: 2 * p["carry_days"], unit="fraction points", params=("carry_days",))
+def smallcap_share_mean_chg(frame: pd.DataFrame, carry_days: int) -> pd.Series:
+    """Change of the small-cap funds' mean small-cap share from the previous report (fraction
+    points: -0.03 = down 3 percentage points), carried up to ``carry_days`` trading days.
+    Allocation falling when <= -0.03. Look-back: 2 x carry_days.
+    """
+    return _latest_change(frame[SHARE], carry_days, relative=False)
+
+
+@register("funds.smallcap_value_total_chg", family=FAMILY, inputs=(VALUE,),
+          window=lambda p: 2 * p["carry_days"], unit="fraction", params=("carry_days",))
+def smallcap_value_total_chg(frame: pd.DataFrame, carry_days: int) -> pd.Series:
+    """Relative change of the small-cap funds' total small-cap holding value from the previous
+    report (fraction: -0.10 = down 10%), carried up to ``carry_days`` trading days.
+    """
+    return _latest_change(frame[VALUE], carry_days, relative=True)

@@ -1,0 +1,111 @@
+"""The signal registry: every indicator is one pure function plus one registration.
+
+A signal function takes a wide DataFrame (index = consecutive trading days ending at the day being
+computed, columns = the canonical input series it declares, NaN where a value is missing or not yet
+available) and keyword parameters, and returns a float Series on the same index. A value at day t
+may depend only on rows <= t. The cycle stores the last value; replay may use the whole Series.
+
+``window`` is how many trading days of input the last value needs (``None``: all history).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+SignalFunc = Callable[..., "pd.Series | tuple[pd.Series, pd.Series]"]
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One registered indicator."""
+
+    name: str
+    family: str
+    inputs: tuple[str, ...]  # canonical series names; may hold glob patterns like theme.*.close
+    window: Callable[[Mapping[str, Any]], int | None]
+    func: SignalFunc
+    unit: str
+    doc: str = ""
+    params: tuple[str, ...] = field(default=())  # family parameters the function takes
+
+    def window_days(self, params: Mapping[str, Any]) -> int | None:
+        """Return the look-back in trading days for ``params`` (None = expanding)."""
+        return self.window(params)
+
+    def resolve_inputs(self, available: Iterable[str], params: Mapping[str, Any]) -> list[str]:
+        """Return the concrete input series, expanding glob patterns against ``available``."""
+        out: list[str] = []
+        avail = sorted(set(available))
+        for pattern in self.inputs:
+            if any(ch in pattern for ch in "*?["):
+                matches = [s for s in avail if fnmatch.fnmatchcase(s, pattern)]
+                allowed = params.get("themes") if "themes" in self.params else None
+                if allowed:
+                    matches = [s for s in matches if s.split(".")[1] in set(allowed)]
+                out.extend(matches)
+            else:
+                out.append(pattern)
+        return out
+
+    def compute(self, frame: pd.DataFrame, params: Mapping[str, Any]) -> tuple[pd.Series, pd.Series | None]:
+        """Run the function on ``frame``; return (values, context or None)."""
+        kwargs = {k: params[k] for k in self.params}
+        result = self.func(frame, **kwargs)
+        if isinstance(result, tuple):
+            return result[0], result[1]
+        return result, None
+
+
+REGISTRY: dict[str, Signal] = {}
+FAMILY_PARAMS: dict[str, dict[str, Any]] = {}
+
+
+def family(name: str, **defaults: Any) -> str:
+    """Declare a family of signals and its default parameters; return the family name."""
+    FAMILY_PARAMS[name] = dict(defaults)
+    return name
+
+
+def register(
+    name: str,
+    *,
+    family: str,
+    inputs: Iterable[str],
+    window: Callable[[Mapping[str, Any]], int | None],
+    unit: str,
+    params: Iterable[str] = (),
+) -> Callable[[SignalFunc], SignalFunc]:
+    """Decorator that registers ``func`` as signal ``name``."""
+
+    def deco(func: SignalFunc) -> SignalFunc:
+        if name in REGISTRY:
+            raise ValueError(f"signal {name!r} registered twice")
+        unknown = set(params) - set(FAMILY_PARAMS.get(family, {}))
+        if unknown:
+            raise ValueError(f"signal {name!r} uses undeclared parameters {sorted(unknown)}")
+        REGISTRY[name] = Signal(
+            name=name,
+            family=family,
+            inputs=tuple(inputs),
+            window=window,
+            func=func,
+            unit=unit,
+            doc=(func.__doc__ or "").strip(),
+            params=tuple(params),
+        )
+        return func
+
+    return deco
+
+
+def resolved_params(overrides: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """Return the family parameters with ``overrides`` (``{family: {param: value}}``) applied."""
+    out = {fam: dict(vals) for fam, vals in FAMILY_PARAMS.items()}
+    for fam, vals in (overrides or {}).items():
+        out[fam].update(vals)
+    return out

@@ -1,0 +1,74 @@
+"""Observations: (series, date, value, available_at, source). Every read is point-in-time."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+
+import pandas as pd
+from sqlite_utils import Database
+
+from storage.util import utc_now
+
+ObservationRow = tuple[str, str, float, str, str]  # series, date, value, available_at, source
+
+_UPSERT = """
+INSERT INTO observations (series, date, value, available_at, source, imported_at)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (series, date) DO UPDATE SET
+    value = excluded.value, available_at = excluded.available_at,
+    source = excluded.source, imported_at = excluded.imported_at
+WHERE observations.value IS NOT excluded.value
+"""
+
+
+def upsert(db: Database, rows: Iterable[ObservationRow]) -> int:
+    """Insert new observations, update revised values; return the number of rows changed.
+
+    A row whose value is unchanged is left alone (so re-imports change nothing). A revised value
+    takes the revision's ``available_at``: replays of earlier days then do not see it at all,
+    which is conservative (no look-ahead).
+    """
+    now = utc_now()
+    before = db.conn.total_changes
+    db.conn.executemany(_UPSERT, ((s, d, v, a, src, now) for s, d, v, a, src in rows))
+    return db.conn.total_changes - before
+
+
+def series_names(db: Database) -> list[str]:
+    """Return every series name that has at least one observation, sorted."""
+    return [r[0] for r in db.execute("SELECT DISTINCT series FROM observations ORDER BY series")]
+
+
+def first_date(db: Database, series: Sequence[str]) -> dt.date | None:
+    """Return the earliest observation date among ``series`` (None when there is none)."""
+    if not series:
+        return None
+    marks = ",".join("?" * len(series))
+    row = db.execute(f"SELECT MIN(date) FROM observations WHERE series IN ({marks})",
+                     list(series)).fetchone()
+    return dt.date.fromisoformat(row[0]) if row and row[0] else None
+
+
+def load_frame(db: Database, series: Sequence[str], days: Sequence[dt.date],
+               as_of: dt.date) -> pd.DataFrame:
+    """Return a wide float frame (index = ``days`` as Timestamps, columns = ``series``).
+
+    Only observations dated within ``days`` and with ``available_at <= as_of`` are used; missing
+    values are NaN. Dates that are not in ``days`` (e.g. weekend make-up days) are dropped.
+    """
+    index = pd.DatetimeIndex(pd.to_datetime(list(days)), name="date")
+    if not series or not len(days):
+        return pd.DataFrame(index=index, columns=list(series), dtype=float)
+    marks = ",".join("?" * len(series))
+    rows = db.execute(
+        f"SELECT series, date, value FROM observations WHERE series IN ({marks}) "
+        "AND date >= ? AND date <= ? AND available_at <= ?",
+        [*series, days[0].isoformat(), days[-1].isoformat(), as_of.isoformat()],
+    ).fetchall()
+    long = pd.DataFrame(rows, columns=["series", "date", "value"])
+    if long.empty:
+        return pd.DataFrame(index=index, columns=list(series), dtype=float)
+    long["date"] = pd.to_datetime(long["date"])
+    wide = long.pivot(index="date", columns="series", values="value")
+    return wide.reindex(index=index, columns=list(series)).astype(float)

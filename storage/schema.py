@@ -1,0 +1,126 @@
+"""The database schema as an ordered list of migrations, recorded in ``_sqlite_migrations``.
+
+Add a migration by appending a new function; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database, Migrations
+
+migrations = Migrations("regime-monitor")
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    """Create the tables of DESIGN.md."""
+    db.executescript(
+        """
+        CREATE TABLE observations (
+            series TEXT NOT NULL,          -- canonical series name (SIGNALS.md)
+            date TEXT NOT NULL,            -- ISO trading day the value describes
+            value REAL NOT NULL,           -- canonical unit (yuan, points, percent, ...)
+            available_at TEXT NOT NULL,    -- ISO day from which the value may be used
+            source TEXT NOT NULL,          -- demo | csv:<file> | akshare:<function>
+            imported_at TEXT NOT NULL,     -- UTC timestamp of the write
+            PRIMARY KEY (series, date)
+        ) WITHOUT ROWID;
+        CREATE INDEX observations_available ON observations (available_at);
+
+        CREATE TABLE signal_values (
+            signal TEXT NOT NULL,
+            date TEXT NOT NULL,
+            value REAL,                    -- NULL: not computable from the data known that day
+            context TEXT,                  -- JSON, e.g. the hot theme's name
+            PRIMARY KEY (signal, date)
+        ) WITHOUT ROWID;
+
+        CREATE TABLE alerts (
+            rule TEXT PRIMARY KEY,
+            severity TEXT NOT NULL,
+            state TEXT NOT NULL,           -- inactive | pending | firing | resolved | no_data
+            state_json TEXT NOT NULL,      -- full lifecycle state after last_evaluated
+            prev_state_json TEXT,          -- state before last_evaluated (makes re-runs idempotent)
+            last_evaluated TEXT NOT NULL,
+            since TEXT,                    -- trading day the current state began
+            last_values TEXT               -- JSON of the signal values last evaluated
+        );
+
+        CREATE TABLE alert_events (
+            id INTEGER PRIMARY KEY,
+            rule TEXT NOT NULL,
+            date TEXT NOT NULL,
+            event TEXT NOT NULL,           -- pending | firing | repeat | resolved | cancelled | no_data | data_back
+            from_state TEXT NOT NULL,
+            to_state TEXT NOT NULL,
+            severity TEXT NOT NULL,
+            signal_values TEXT NOT NULL,   -- JSON: the values that caused the transition
+            silenced_by INTEGER,           -- silences.id when the notification was muted
+            notified INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX alert_events_date ON alert_events (date, rule);
+
+        CREATE TABLE silences (
+            id INTEGER PRIMARY KEY,
+            matcher TEXT NOT NULL,         -- a rule name, or '*' for all rules
+            until TEXT NOT NULL,           -- ISO day, inclusive
+            reason TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            expired_at TEXT                -- set by `silence expire`
+        );
+
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,
+            dedup_key TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL,            -- digest
+            as_of TEXT NOT NULL,
+            payload TEXT NOT NULL,         -- JSON digest
+            created_at TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT NOT NULL,
+            last_error TEXT,
+            sent_at TEXT,
+            failed_at TEXT,                -- permanent failure: no more attempts
+            destination TEXT
+        );
+
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            job TEXT NOT NULL,             -- cycle | import
+            as_of TEXT NOT NULL,
+            started TEXT NOT NULL,
+            finished TEXT,
+            status TEXT NOT NULL,          -- ok | failed
+            error TEXT,
+            detail TEXT                    -- JSON: counts of rows written
+        );
+        CREATE INDEX runs_job_asof ON runs (job, as_of);
+
+        CREATE TABLE episodes (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,            -- drawdown | rotation
+            start TEXT NOT NULL,
+            peak TEXT,
+            trough TEXT,
+            end TEXT,                      -- recovery / last day; NULL while open
+            depth REAL,                    -- fraction, negative for drawdowns
+            detail TEXT,                   -- JSON
+            UNIQUE (kind, start)
+        );
+
+        CREATE TABLE stock_panel (
+            date TEXT NOT NULL,
+            code TEXT NOT NULL,            -- 6-digit exchange code
+            close REAL,                    -- unadjusted close, yuan
+            total_mv REAL,                 -- total market cap, yuan
+            is_st INTEGER NOT NULL,        -- 1 while ST/*ST
+            available_at TEXT NOT NULL,
+            source TEXT NOT NULL,
+            PRIMARY KEY (date, code)
+        ) WITHOUT ROWID;
+        """
+    )
+
+
+def apply(db: Database) -> None:
+    """Apply pending migrations (each in its own transaction)."""
+    migrations.apply(db)

@@ -1,0 +1,53 @@
+"""Silences: mute a rule's (or every rule's) notifications until a date, with a reason."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlite_utils import Database
+
+from storage.util import utc_now
+
+COLUMNS = ("id", "matcher", "until", "reason", "created_at", "expired_at")
+ALL = "*"
+
+
+def add(db: Database, matcher: str, until: dt.date, reason: str) -> int:
+    """Create a silence; return its id."""
+    with db.atomic():
+        cur = db.execute(
+            "INSERT INTO silences (matcher, until, reason, created_at) VALUES (?, ?, ?, ?)",
+            [matcher, until.isoformat(), reason, utc_now()],
+        )
+        return int(cur.lastrowid)
+
+
+def expire(db: Database, silence_id: int) -> bool:
+    """Expire silence ``silence_id`` now; return False when no active silence has that id."""
+    with db.atomic():
+        cur = db.execute("UPDATE silences SET expired_at = ? WHERE id = ? AND expired_at IS NULL",
+                         [utc_now(), silence_id])
+        return cur.rowcount == 1
+
+
+def list_all(db: Database, include_expired: bool = False) -> list[dict]:
+    """Return silences, newest first."""
+    sql = f"SELECT {', '.join(COLUMNS)} FROM silences"
+    if not include_expired:
+        sql += " WHERE expired_at IS NULL"
+    return [dict(zip(COLUMNS, r, strict=True)) for r in db.execute(sql + " ORDER BY id DESC")]
+
+
+def active_on(db: Database, day: dt.date) -> list[dict]:
+    """Return silences in force on trading day ``day`` (not expired, ``until`` >= day)."""
+    cur = db.execute(f"SELECT {', '.join(COLUMNS)} FROM silences WHERE expired_at IS NULL "
+                     "AND until >= ? ORDER BY id", [day.isoformat()])
+    return [dict(zip(COLUMNS, r, strict=True)) for r in cur]
+
+
+def matching(active: list[dict], rule: str) -> int | None:
+    """Return the id of the first silence in ``active`` that covers ``rule``, else None."""
+    for s in active:
+        if s["matcher"] in (rule, ALL):
+            return int(s["id"])
+    return None

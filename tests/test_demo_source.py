@@ -1,0 +1,279 @@
+"""The built-in demo scenario: shape, units, point-in-time dating, and the scripted episodes.
+
+The conditions are recomputed here with plain pandas, straight from SIGNALS.md (default
+parameters), so that the scenario is checked independently of the ``signals`` package.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from monitor.calendar import TradingCalendar
+from monitor.sources import demo
+
+THEMES = ("930713", "H30184", "931151", "600519")
+INDICES = ("all_a", "csi300", "csi500", "csi1000", "csi2000")
+DAILY_SERIES = (
+    [f"index.{i}.{field}" for i in INDICES for field in ("close", "amount")]
+    + ["index.microcap.close"]
+    + [f"yield.{curve}.{tenor}" for curve in ("gov", "credit") for tenor in ("1y", "3y", "5y")]
+    + [f"theme.{t}.{field}" for t in THEMES for field in ("close", "amount")]
+)
+FUND_SERIES = ("funds.smallcap_count", "funds.smallcap_share_mean", "funds.smallcap_value_total")
+
+# Plausible ranges in canonical units: points, yuan, percent, fraction, count.
+RANGES = {
+    "index.all_a.close": (2500, 9000),
+    "index.csi300.close": (2000, 7000),
+    "index.csi500.close": (3000, 11000),
+    "index.csi1000.close": (3000, 12000),
+    "index.csi2000.close": (1000, 5000),
+    "index.microcap.close": (2500, 40000),
+    "index.all_a.amount": (3e11, 3e12),
+    "index.csi300.amount": (5e10, 8e11),
+    "index.csi500.amount": (5e10, 5e11),
+    "index.csi1000.amount": (5e10, 5e11),
+    "index.csi2000.amount": (4e10, 4e11),
+    "theme.600519.close": (500, 3500),
+    "theme.600519.amount": (1e9, 5e10),
+    "funds.smallcap_count": (50, 2000),
+    "funds.smallcap_share_mean": (0.30, 0.70),
+    "funds.smallcap_value_total": (5e10, 1e12),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers: the SIGNALS.md conditions in plain pandas
+# ---------------------------------------------------------------------------------------------
+def pct_rank(s: pd.Series, window: int | None, min_periods: int) -> pd.Series:
+    """Fraction of the trailing values (today included) that are <= today's value."""
+    roll = s.rolling(window, min_periods=min_periods) if window else s.expanding(min_periods)
+    return roll.apply(lambda a: (a <= a[-1]).mean(), raw=True)
+
+
+def wide_daily(frame: pd.DataFrame) -> pd.DataFrame:
+    daily = frame[~frame["series"].str.startswith("funds.")]
+    return daily.pivot(index="date", columns="series", values="value").sort_index()
+
+
+def conditions(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return one boolean column per scripted condition, indexed by trading day."""
+    w = wide_daily(frame)
+    ret = lambda name, n: w[f"{name}.close"] / w[f"{name}.close"].shift(n) - 1  # noqa: E731
+    out = pd.DataFrame(index=w.index)
+
+    # 1. Hot-theme rotation.
+    hot = pd.concat([ret(f"theme.{t}", 20) - ret("index.all_a", 20) for t in THEMES], axis=1)
+    microcap_excess_10d = ret("index.microcap", 10) - ret("index.all_a", 10)
+    out["hot_theme_rotation"] = (hot.max(axis=1) >= 0.10) & (microcap_excess_10d <= -0.03)
+
+    # 2. Market stress with liquidity drain.
+    amount = w["index.all_a.amount"]
+    amount_ratio = amount.rolling(20).mean() / amount.rolling(120).mean()
+    out["market_stress"] = (ret("index.all_a", 20) <= -0.08) & (amount_ratio <= 0.75)
+
+    # 3. Credit spread: low base, widening from a low base. The demo is shorter than the 10-year
+    # window, so the percentile is over the whole trailing history (at least one year of it).
+    spread = (w["yield.credit.3y"] - w["yield.gov.3y"]) * 100
+    spread_pctile = pct_rank(spread, None, 250)
+    out["credit_low_base"] = spread_pctile <= 0.10
+    out["credit_widening"] = (spread - spread.shift(20) >= 15) & (spread_pctile.shift(60) <= 0.20)
+
+    # 4. CSI 2000 turnover share: crowded, exodus.
+    share_20d = (w["index.csi2000.amount"] / amount).rolling(20).mean()
+    out["turnover_crowding"] = pct_rank(share_20d, 250, 250) >= 0.95
+    out["turnover_exodus"] = share_20d <= 0.85 * share_20d.rolling(60).max()
+
+    # 5. Volatility spike.
+    vol = w["index.microcap.close"].pct_change().rolling(20).std() * np.sqrt(252)
+    out["volatility_spike"] = vol / vol.rolling(120).median() >= 1.5
+
+    # 6. Fund allocation falling, known from each report's available_at until the next one's.
+    out["allocation_falling"] = allocation_falling(frame).reindex(w.index).fillna(False)
+    return out.fillna(False).astype(bool)
+
+
+def allocation_falling(frame: pd.DataFrame) -> pd.Series:
+    """Point-in-time *allocation falling* (share mean -3 points or value -10%), per trading day."""
+    funds = frame[frame["series"].str.startswith("funds.")]
+    reports = funds.pivot(index="date", columns="series", values="value").sort_index()
+    available = funds.groupby("date")["available_at"].max().sort_index()
+    falling = (reports["funds.smallcap_share_mean"].diff() <= -0.03) | (
+        reports["funds.smallcap_value_total"].pct_change() <= -0.10
+    )
+    known = pd.Series(falling.to_numpy(), index=available.to_numpy())
+    days = pd.Index(sorted(frame.loc[~frame["series"].str.startswith("funds."), "date"].unique()))
+    return known.reindex(days.union(known.index)).ffill().reindex(days).fillna(False).astype(bool)
+
+
+def runs(flags: pd.Series) -> list[tuple[dt.date, dt.date, int]]:
+    """Return the runs of consecutive True values as (first day, last day, length)."""
+    group = (flags != flags.shift()).cumsum()
+    out = []
+    for _, run in flags[flags].groupby(group[flags]):
+        out.append((run.index[0], run.index[-1], len(run)))
+    return out
+
+
+def drawdown_episodes(close: pd.Series, depth: float = 0.10) -> list[dict]:
+    """Peak -> trough -> recovery (close back above the peak) for every decline >= ``depth``."""
+    episodes, peak_day, peak, trough = [], close.index[0], close.iloc[0], close.iloc[0]
+    for day, value in close.items():
+        if value > peak:
+            if peak and trough <= peak * (1 - depth):
+                episodes.append({"peak": peak_day, "depth": trough / peak - 1, "recovered": day})
+            peak_day, peak, trough = day, value, value
+        trough = min(trough, value)
+    if trough <= peak * (1 - depth):
+        episodes.append({"peak": peak_day, "depth": trough / peak - 1, "recovered": None})
+    return episodes
+
+
+# ---------------------------------------------------------------------------------------------
+# Tests
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    return demo.generate()
+
+
+@pytest.fixture(scope="module")
+def flags(frame) -> pd.DataFrame:
+    return conditions(frame)
+
+
+def test_deterministic_for_a_seed(frame):
+    pd.testing.assert_frame_equal(demo.generate(), frame)
+    assert not demo.generate(seed=1).equals(frame)
+
+
+def test_columns_and_types(frame):
+    assert list(frame.columns) == ["date", "series", "value", "available_at"]
+    assert all(type(d) is dt.date for d in frame["date"])
+    assert all(type(d) is dt.date for d in frame["available_at"])
+    assert frame["value"].dtype == np.float64
+    assert frame["value"].notna().all()
+    keys = list(zip(frame["series"], frame["date"], strict=True))
+    assert keys == sorted(keys)
+
+
+def test_all_series_present(frame):
+    assert set(frame["series"]) == set(DAILY_SERIES) | set(FUND_SERIES)
+
+
+def test_daily_series_cover_every_trading_day_once(frame):
+    days = TradingCalendar().days(demo.DEMO_START, demo.DEMO_END)
+    assert not frame.duplicated(["series", "date"]).any()
+    for name in DAILY_SERIES:
+        rows = frame[frame["series"] == name]
+        assert list(rows["date"]) == days, name
+        assert (rows["available_at"] == rows["date"]).all(), name
+
+
+def test_units_and_ranges(frame):
+    by_series = frame.groupby("series")["value"]
+    for name, (lo, hi) in RANGES.items():
+        values = by_series.get_group(name)
+        assert values.between(lo, hi).all(), (name, values.min(), values.max())
+    closes = frame[frame["series"].str.endswith(".close")]
+    assert (closes["value"] > 0).all()
+    amounts = frame[frame["series"].str.endswith(".amount")]
+    assert (amounts["value"] >= 1e9).all(), "amounts must be in yuan"
+    w = wide_daily(frame)
+    # Typical levels in yuan: whole market ~1e12, CSI 2000 around 10-15% of it in normal times.
+    assert 7e11 <= w["index.all_a.amount"].median() <= 1.3e12
+    share = w["index.csi2000.amount"] / w["index.all_a.amount"]
+    assert 0.10 <= share.median() <= 0.15
+    for tenor in ("1y", "3y", "5y"):
+        gov, credit = w[f"yield.gov.{tenor}"], w[f"yield.credit.{tenor}"]
+        assert gov.between(1.0, 4.5).all(), "yields are in percent"
+        assert ((credit - gov) * 100).between(20, 150).all(), "AAA MTN spread in bp"
+    spread = (w["yield.credit.3y"] - w["yield.gov.3y"]) * 100
+    assert spread.between(35, 130).all()
+    assert spread.idxmin() > dt.date(2023, 6, 30), "the spread's floor comes late in the history"
+
+
+def test_point_in_time_dating(frame):
+    assert (frame["available_at"] >= frame["date"]).all()
+    calendar = TradingCalendar()
+    funds = frame[frame["series"].isin(FUND_SERIES)]
+    assert len(funds) == 3 * 28  # 2018-Q1 .. 2024-Q4
+    for row in funds.itertuples():
+        quarter_end = (pd.Timestamp(row.date) + pd.offsets.QuarterEnd(0)).date()
+        assert row.date == calendar.last_on_or_before(quarter_end)
+        assert calendar.is_trading_day(row.available_at)
+        lag = (row.available_at - quarter_end).days
+        assert 30 <= lag <= 40, (row.series, row.date, row.available_at)
+
+
+def test_window_is_a_slice_of_the_full_scenario(frame):
+    start, end = dt.date(2022, 1, 1), dt.date(2022, 12, 31)
+    window = demo.generate(start=start, end=end)
+    expected = frame[(frame["date"] >= start) & (frame["date"] <= end)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(window, expected)
+    with pytest.raises(ValueError):
+        demo.generate(start=dt.date(2017, 1, 3))
+
+
+SCRIPTED = (
+    "hot_theme_rotation",
+    "market_stress",
+    "credit_widening",
+    "turnover_crowding",
+    "turnover_exodus",
+    "volatility_spike",
+    "allocation_falling",
+)
+
+
+@pytest.mark.parametrize("kind", SCRIPTED)
+def test_each_condition_fires_in_a_run_and_is_mostly_calm(flags, kind):
+    longest = max((length for *_, length in runs(flags[kind])), default=0)
+    assert longest >= 5, kind
+    assert flags[kind].mean() <= 0.20, (kind, flags[kind].mean())
+
+
+@pytest.mark.parametrize("kind", SCRIPTED)
+def test_condition_runs_belong_to_scripted_episodes(flags, kind):
+    """Every run of a condition overlaps an episode of its kind (allowing for window lags)."""
+    slack = dt.timedelta(days=45)
+    episodes = [e for e in demo.EPISODES if e["kind"] == kind]
+    assert episodes, kind
+    for first, last, _ in runs(flags[kind]):
+        assert any(
+            first <= e["end"] + slack and last >= e["start"] for e in episodes
+        ), (kind, first, last)
+    for e in episodes:
+        inside = flags[kind][(flags.index >= e["start"]) & (flags.index <= e["end"] + slack)]
+        assert inside.any(), (kind, e["start"])
+
+
+def test_credit_spread_has_a_long_low_base(flags):
+    longest = max(length for *_, length in runs(flags["credit_low_base"]))
+    assert longest >= 40
+    assert flags["credit_low_base"].mean() <= 0.20
+
+
+def test_fund_share_mean_falls_three_points_at_least_once(frame):
+    share = frame[frame["series"] == "funds.smallcap_share_mean"].set_index("date")["value"]
+    assert (share.diff() <= -0.03).any()
+
+
+def test_microcap_drawdowns_recover(frame):
+    close = wide_daily(frame)["index.microcap.close"]
+    recovered = [e for e in drawdown_episodes(close) if e["recovered"] is not None]
+    assert len(recovered) >= 2
+    assert min(e["depth"] for e in drawdown_episodes(close)) <= -0.25, "the 2024 crash"
+
+
+def test_microcap_outperforms_with_higher_volatility(frame):
+    w = wide_daily(frame)
+    r = np.log(w[["index.microcap.close", "index.all_a.close"]]).diff().dropna()
+    vol = r.std() * np.sqrt(252)
+    assert 0.15 <= vol["index.all_a.close"] <= 0.24
+    assert vol["index.microcap.close"] >= vol["index.all_a.close"] * 1.2
+    assert r["index.microcap.close"].sum() > r["index.all_a.close"].sum() + 0.3
