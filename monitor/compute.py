@@ -39,26 +39,41 @@ def _plan(available: list[str], params: Mapping[str, Mapping[str, Any]]):
 
 def compute_day(db: Database, calendar: TradingCalendar, as_of: dt.date,
                 params: Mapping[str, Mapping[str, Any]]) -> dict[str, SignalValue]:
-    """Return every registered signal's value on trading day ``as_of``, point-in-time."""
-    plan = _plan(observations.series_names(db), params)
-    finite = [(s, i, w, p) for s, i, w, p in plan if w is not None]
-    expanding = [(s, i, w, p) for s, i, w, p in plan if w is None]
+    """Return every registered signal's value on trading day ``as_of``, point-in-time.
 
+    Each input series is read only as far back as the longest window that uses it.
+    """
+    plan = _plan(observations.series_names(db), params)
+    need: dict[str, int | None] = {}  # series -> trading days needed (None = all history)
+    for _, inputs, window, _ in plan:
+        for name in inputs:
+            if name in need and (need[name] is None or window is None):
+                need[name] = None
+            else:
+                need[name] = max(window, need.get(name) or 0) if window is not None else None
+    cols = sorted(need)
+    expanding = [c for c in cols if need[c] is None]
+    first = observations.first_date(db, expanding) if expanding else None
+    longest = max((w for w in need.values() if w is not None), default=1)
+    start = calendar.window_start(as_of, longest)
+    if first is not None and first < start:
+        start = first
+    days = calendar.days(start, as_of)
+    starts = {c: calendar.window_start(as_of, need[c]) for c in cols if need[c] is not None}
+    frame = observations.load_frame(db, cols, days, as_of, starts)
     out: dict[str, SignalValue] = {}
-    if finite:
-        longest = max(w for _, _, w, _ in finite)
-        days = calendar.days(calendar.window_start(as_of, longest), as_of)
-        cols = sorted({c for _, inputs, _, _ in finite for c in inputs})
-        frame = observations.load_frame(db, cols, days, as_of)
-        for sig, inputs, window, p in finite:
-            out[sig.name] = _last(sig, frame[inputs].iloc[-window:], p, as_of)
-    if expanding:
-        cols = sorted({c for _, inputs, _, _ in expanding for c in inputs})
-        start = observations.first_date(db, cols) or as_of
-        frame = observations.load_frame(db, cols, calendar.days(start, as_of), as_of)
-        for sig, inputs, _, p in expanding:
-            out[sig.name] = _last(sig, frame[inputs], p, as_of)
+    for sig, inputs, window, p in plan:
+        sub = frame if window is None else frame.iloc[-window:]
+        out[sig.name] = _last(sig, _columns(sig, sub, inputs), p, as_of)
     return out
+
+
+def _columns(sig: signals.Signal, frame: pd.DataFrame, inputs: list[str]) -> pd.DataFrame:
+    """Restrict ``frame`` to the signal's inputs when it takes a variable set of series (themes);
+    fixed-input functions read their own columns, so they get the frame as is (no copy)."""
+    if any(any(ch in pattern for ch in "*?[") for pattern in sig.inputs):
+        return frame[inputs]
+    return frame
 
 
 def _last(sig: signals.Signal, frame: pd.DataFrame, params: Mapping[str, Any],
@@ -73,3 +88,38 @@ def _last(sig: signals.Signal, frame: pd.DataFrame, params: Mapping[str, Any],
         c = context.iloc[-1]
         ctx = None if c is None or (isinstance(c, float) and math.isnan(c)) else str(c)
     return SignalValue(value, ctx)
+
+
+def compute_history(db: Database, calendar: TradingCalendar, start: dt.date, end: dt.date,
+                    params: Mapping[str, Mapping[str, Any]],
+                    names: list[str] | None = None) -> pd.DataFrame:
+    """Return signal values for every trading day in [start, end] (index = days, column per
+    signal), each as the daily cycle of that day would compute it.
+
+    Signals whose inputs were all available on their own date are computed in one vectorised
+    pass (the result equals the day-by-day one); signals with a publication lag on an input are
+    computed day by day, so no day sees data before its ``available_at``.
+    """
+    wanted = [signals.REGISTRY[n] for n in (names or list(signals.REGISTRY))]
+    plan = [(s, i, w, p) for s, i, w, p in _plan(observations.series_names(db), params)
+            if s in wanted]
+    cols = sorted({c for _, inputs, _, _ in plan for c in inputs})
+    lagged = set(observations.lagged_series(db, cols))
+    days = calendar.days(start, end)
+    first = observations.first_date(db, cols) or start
+    all_days = calendar.days(min(first, start), end)
+    frame = observations.load_frame(db, cols, all_days, end)
+    out = {}
+    for sig, inputs, _, p in plan:
+        if lagged.intersection(inputs):
+            continue
+        values, _ = sig.compute(_columns(sig, frame, inputs), p)
+        out[sig.name] = values.reindex(pd.DatetimeIndex(pd.to_datetime(days)))
+    result = pd.DataFrame(out, index=pd.DatetimeIndex(pd.to_datetime(days), name="date"))
+    slow = [s for s, inputs, _, _ in plan if lagged.intersection(inputs)]
+    if slow:
+        for day in days:
+            computed = compute_day(db, calendar, day, params)
+            for sig in slow:
+                result.loc[pd.Timestamp(day), sig.name] = computed[sig.name].value
+    return result[[s.name for s, *_ in plan]].astype(float)

@@ -16,13 +16,30 @@ def _remove(db_path: Path) -> None:
 
 
 def timeline(events: list[dict]) -> list[str]:
-    """Return one line per rule: its transitions in date order."""
-    by_rule: dict[str, list[str]] = {}
+    """Return the alert timeline: one line per alert episode (pending -> firing -> resolved),
+    in date order, with the number of repeat reminders sent while it was firing."""
+    open_: dict[str, dict] = {}
+    lines: list[tuple[str, str]] = []
     for e in events:
-        if e["event"] in ("no_data", "data_back"):
+        rule, kind, day = e["rule"], e["event"], e["date"]
+        ep = open_.setdefault(rule, {"steps": [], "repeats": 0, "start": day})
+        if kind == "repeat":
+            ep["repeats"] += 1
             continue
-        by_rule.setdefault(e["rule"], []).append(f"{e['date']} {e['event']}")
-    return [f"{rule}: " + " -> ".join(steps) for rule, steps in sorted(by_rule.items())]
+        if kind in ("no_data", "data_back"):
+            continue
+        ep["steps"].append(f"{kind} {day}")
+        if kind in ("resolved", "cancelled"):
+            lines.append((ep["start"], _episode_line(rule, open_.pop(rule))))
+    for rule, ep in open_.items():
+        if ep["steps"]:
+            lines.append((ep["start"], _episode_line(rule, ep) + " (still active)"))
+    return [text for _, text in sorted(lines)]
+
+
+def _episode_line(rule: str, ep: dict) -> str:
+    reminders = f" [{ep['repeats']} reminder(s)]" if ep["repeats"] else ""
+    return f"{rule:<26} " + " -> ".join(ep["steps"]) + reminders
 
 
 def run_demo(config: Config, db_path: Path, show_digests: bool = True) -> int:
@@ -52,7 +69,7 @@ def run_demo(config: Config, db_path: Path, show_digests: bool = True) -> int:
     out.write("\nScripted episodes of the scenario:\n")
     for ep in demo.EPISODES:
         out.write(f"  {ep['start']} .. {ep['end']}  {ep['kind']}: {ep['description']}\n")
-    out.write("\nAlert timeline (pending -> firing -> resolved, per rule):\n")
+    out.write("\nAlert timeline (pending -> firing -> resolved):\n")
     for line in timeline(events):
         out.write(f"  {line}\n")
     out.write(f"\n{len(fired)} alerts fired, {len(resolved)} resolved, {sent} digest message(s) "

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 from sqlite_utils import Database
 
@@ -50,25 +51,42 @@ def first_date(db: Database, series: Sequence[str]) -> dt.date | None:
     return dt.date.fromisoformat(row[0]) if row and row[0] else None
 
 
-def load_frame(db: Database, series: Sequence[str], days: Sequence[dt.date],
-               as_of: dt.date) -> pd.DataFrame:
+def load_frame(db: Database, series: Sequence[str], days: Sequence[dt.date], as_of: dt.date,
+               starts: Mapping[str, dt.date] | None = None) -> pd.DataFrame:
     """Return a wide float frame (index = ``days`` as Timestamps, columns = ``series``).
 
-    Only observations dated within ``days`` and with ``available_at <= as_of`` are used; missing
+    Only observations dated within ``days`` (from ``starts[series]`` when given, so each series
+    is read only as far back as needed) and with ``available_at <= as_of`` are used; missing
     values are NaN. Dates that are not in ``days`` (e.g. weekend make-up days) are dropped.
     """
     index = pd.DatetimeIndex(pd.to_datetime(list(days)), name="date")
-    if not series or not len(days):
-        return pd.DataFrame(index=index, columns=list(series), dtype=float)
+    values = np.full((len(days), len(series)), np.nan)
+    if len(series) and len(days):
+        row_of = {d.isoformat(): i for i, d in enumerate(days)}
+        col_of = {name: j for j, name in enumerate(series)}
+        first = days[0].isoformat()
+        by_start: dict[str, list[str]] = {}
+        for name in series:
+            lo = max(first, (starts or {}).get(name, days[0]).isoformat())
+            by_start.setdefault(lo, []).append(name)
+        for lo, names in by_start.items():
+            marks = ",".join("?" * len(names))
+            cur = db.execute(
+                f"SELECT series, date, value FROM observations WHERE series IN ({marks}) "
+                "AND date >= ? AND date <= ? AND available_at <= ?",
+                [*names, lo, days[-1].isoformat(), as_of.isoformat()])
+            for name, date, value in cur:
+                i = row_of.get(date)
+                if i is not None:
+                    values[i, col_of[name]] = value
+    return pd.DataFrame(values, index=index, columns=list(series))
+
+
+def lagged_series(db: Database, series: Sequence[str]) -> list[str]:
+    """Return the series among ``series`` with any observation available after its date."""
+    if not series:
+        return []
     marks = ",".join("?" * len(series))
-    rows = db.execute(
-        f"SELECT series, date, value FROM observations WHERE series IN ({marks}) "
-        "AND date >= ? AND date <= ? AND available_at <= ?",
-        [*series, days[0].isoformat(), days[-1].isoformat(), as_of.isoformat()],
-    ).fetchall()
-    long = pd.DataFrame(rows, columns=["series", "date", "value"])
-    if long.empty:
-        return pd.DataFrame(index=index, columns=list(series), dtype=float)
-    long["date"] = pd.to_datetime(long["date"])
-    wide = long.pivot(index="date", columns="series", values="value")
-    return wide.reindex(index=index, columns=list(series)).astype(float)
+    cur = db.execute(f"SELECT DISTINCT series FROM observations WHERE series IN ({marks}) "
+                     "AND available_at > date", list(series))
+    return sorted(r[0] for r in cur)

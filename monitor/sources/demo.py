@@ -13,8 +13,10 @@ The model
 - Yields follow scripted anchor paths plus small AR(1) noise; the AAA MTN curve is the treasury
   curve plus the credit spread.
 - On top of that, SCRIPTED EPISODES (listed in ``EPISODES``) switch each condition of SIGNALS.md on
-  for a few weeks, with calm stretches of several months in between; three of them are followed by
-  micro-cap drawdowns of more than 10% that later recover to new highs.
+  for a few weeks, with calm stretches of several months in between. The rotations, the 2022
+  stress and the 2024 crash come with micro-cap drawdowns of 15-40% that later recover to new
+  highs. Inside a scripted move the random noise is demeaned, so every episode happens whatever
+  the seed; outside them the noise alone rarely meets a condition.
 
 Units (as everywhere in the project): closes in index points (``theme.600519.close`` in yuan per
 share), amounts in yuan per day, yields in percent, ``funds.smallcap_share_mean`` as a fraction
@@ -39,6 +41,9 @@ D = dt.date
 
 DEMO_START = D(2018, 1, 2)
 DEMO_END = D(2024, 12, 31)
+# The yield curves come with eight years of earlier history, so that the ten-year credit-spread
+# percentile (which needs 80% of 2,520 trading days) is defined from the scenario's first day.
+YIELD_HISTORY_START = D(2010, 1, 4)
 DEFAULT_SEED = 20231201
 
 TRADING_DAYS_PER_YEAR = 252
@@ -57,14 +62,22 @@ EPISODES: list[dict] = [
         "start": D(2020, 12, 21),
         "end": D(2021, 2, 10),
         "description": "'Core assets' rally led by Kweichow Moutai (theme.600519) while trading "
-        "money leaves micro-caps; micro-cap drawdown of ~15-20%, recovered by spring 2021.",
+        "money leaves micro-caps; micro-cap drawdown of ~25%, recovered by September 2021.",
+    },
+    {
+        "kind": "volatility_spike",
+        "start": D(2021, 1, 25),
+        "end": D(2021, 2, 26),
+        "description": "Micro-cap volatility jumps as the 'core assets' rotation turns into a "
+        "micro-cap sell-off, and stays high through the rebound.",
     },
     {
         "kind": "market_stress",
         "start": D(2022, 3, 1),
         "end": D(2022, 4, 26),
         "description": "War and city lockdowns: all_a falls ~20% while daily amount drains from "
-        "~1.05e12 to ~6.5e11 yuan; micro-caps fall ~25%, recover to a new high in 2022 H2.",
+        "~1.05e12 to ~6.5e11 yuan; micro-caps ~30% below their peak, back at a new high by "
+        "late June 2022.",
     },
     {
         "kind": "volatility_spike",
@@ -77,14 +90,14 @@ EPISODES: list[dict] = [
         "start": D(2022, 7, 18),
         "end": D(2022, 8, 26),
         "description": "New-energy / photovoltaic peak (theme.931151) draws money out of "
-        "micro-caps.",
+        "micro-caps; micro-cap drawdown of ~18%, recovered by October 2022.",
     },
     {
         "kind": "hot_theme_rotation",
         "start": D(2023, 3, 1),
         "end": D(2023, 4, 14),
         "description": "ChatGPT-driven AI rally (theme.930713, semiconductors along) while "
-        "micro-caps lag.",
+        "micro-caps lag; micro-cap drawdown of ~15%, recovered by July 2023.",
     },
     {
         "kind": "turnover_crowding",
@@ -98,8 +111,8 @@ EPISODES: list[dict] = [
         "kind": "credit_widening",
         "start": D(2023, 12, 18),
         "end": D(2024, 1, 19),
-        "description": "The AAA MTN 3y spread, at the lowest level of its history (~45 bp) after a "
-        "2023 slide, widens by ~30 bp within a month.",
+        "description": "The AAA MTN 3y spread, at the lowest level of its history (~42-45 bp) "
+        "after a 2023 slide, widens by ~30 bp within a month.",
     },
     {
         "kind": "allocation_falling",
@@ -119,8 +132,9 @@ EPISODES: list[dict] = [
         "kind": "volatility_spike",
         "start": D(2024, 1, 15),
         "end": D(2024, 2, 29),
-        "description": "Micro-cap crash of ~35% into early February 2024 (quant deleveraging) with "
-        "a sharp rebound; micro-cap volatility nearly triples.",
+        "description": "Micro-cap crash of ~34% from mid-January into early February 2024 (quant "
+        "deleveraging; ~38% below the September 2023 peak) with a sharp rebound; micro-cap "
+        "volatility nearly triples. New high only in October 2024.",
     },
     {
         "kind": "turnover_exodus",
@@ -180,11 +194,17 @@ ASSETS: tuple[_Asset, ...] = (
 _Move = tuple[str, D, D, float]
 MOVES: tuple[_Move, ...] = (
     # Broad market path (roughly the CSI All Share of 2018-2024).
-    ("market", D(2018, 1, 29), D(2018, 12, 28), -0.25),
+    ("market", D(2018, 1, 29), D(2018, 12, 28), -0.30),
     ("market", D(2019, 1, 2), D(2019, 4, 19), 0.22),
+    ("market", D(2019, 4, 22), D(2019, 6, 6), -0.08),
     ("market", D(2020, 3, 30), D(2021, 2, 10), 0.25),
+    ("market", D(2021, 2, 18), D(2021, 3, 10), -0.08),
+    ("market", D(2022, 7, 4), D(2022, 10, 31), -0.08),
+    ("market", D(2023, 8, 1), D(2023, 12, 29), -0.10),
+    ("market", D(2024, 5, 20), D(2024, 9, 13), -0.10),
     ("theme.600519", D(2019, 1, 2), D(2020, 11, 30), 0.45),
-    ("theme.H30184", D(2019, 1, 2), D(2021, 12, 31), 0.55),
+    ("theme.H30184", D(2019, 1, 2), D(2021, 12, 31), 0.35),
+    ("theme.H30184", D(2022, 1, 4), D(2022, 10, 31), -0.25),
     ("theme.931151", D(2019, 1, 2), D(2022, 6, 30), 0.75),
     ("theme.931151", D(2022, 9, 1), D(2024, 8, 30), -0.80),
     # Hot-theme rotation 1: 'core assets' (Moutai), micro-caps sold, then the reversal.
@@ -212,21 +232,26 @@ MOVES: tuple[_Move, ...] = (
     ("smallcap", D(2023, 3, 20), D(2023, 4, 10), -0.04),
     ("theme.930713", D(2023, 4, 17), D(2023, 6, 30), -0.15),
     ("index.microcap", D(2023, 4, 11), D(2023, 5, 31), 0.08),
-    # Micro-cap crash of January-February 2024 and the rebound.
+    # Crowded run-up into January 2024 while the market slides, the micro-cap crash of
+    # January-February 2024, and the rebound.
+    ("index.microcap", D(2023, 8, 1), D(2024, 1, 12), 0.10),
     ("market", D(2024, 1, 2), D(2024, 2, 5), -0.07),
     ("smallcap", D(2024, 1, 15), D(2024, 2, 7), -0.15),
-    ("index.microcap", D(2024, 1, 22), D(2024, 2, 7), -0.22),
+    ("index.microcap", D(2024, 1, 22), D(2024, 2, 7), -0.18),
     ("market", D(2024, 2, 6), D(2024, 3, 8), 0.08),
     ("smallcap", D(2024, 2, 8), D(2024, 3, 29), 0.10),
-    ("index.microcap", D(2024, 2, 8), D(2024, 3, 29), 0.20),
+    ("index.microcap", D(2024, 2, 8), D(2024, 3, 29), 0.15),
     # Stimulus rally (late September 2024).
     ("market", D(2024, 9, 24), D(2024, 10, 8), 0.25),
     ("smallcap", D(2024, 9, 24), D(2024, 10, 8), 0.05),
+    ("index.microcap", D(2024, 9, 24), D(2024, 11, 29), 0.15),
 )
 
 # Scripted volatility multipliers: (noise source, first day, last day, multiplier). Noise sources
 # are the factors ("market", "smallcap") or one asset's own noise.
 VOL_REGIMES: tuple[tuple[str, D, D, float], ...] = (
+    ("smallcap", D(2021, 1, 25), D(2021, 2, 26), 2.2),
+    ("index.microcap", D(2021, 1, 25), D(2021, 2, 26), 3.0),
     ("market", D(2022, 3, 7), D(2022, 5, 10), 1.4),
     ("smallcap", D(2022, 3, 7), D(2022, 5, 10), 2.4),
     ("index.microcap", D(2022, 3, 7), D(2022, 5, 10), 2.0),
@@ -322,6 +347,12 @@ SHARE_DAILY_SD = 0.025
 # Yields (percent) and the credit spread (bp)
 # ---------------------------------------------------------------------------------------------
 GOV_3Y: _Anchors = (
+    (D(2010, 1, 4), 2.60),
+    (D(2011, 8, 31), 3.70),
+    (D(2012, 6, 29), 2.80),
+    (D(2013, 11, 29), 4.40),
+    (D(2015, 6, 30), 3.00),
+    (D(2016, 8, 31), 2.50),
     (D(2018, 1, 2), 3.70),
     (D(2018, 12, 28), 3.00),
     (D(2019, 12, 31), 2.85),
@@ -338,6 +369,13 @@ GOV_5Y_ABOVE_3Y = 0.22  # percent
 # AAA MTN 3y minus treasury 3y, bp: mid range for years, a slide to the lowest level of the whole
 # history in late 2023, then the widening of Dec 2023 - Jan 2024.
 CREDIT_SPREAD_3Y: _Anchors = (
+    (D(2010, 1, 4), 95.0),
+    (D(2011, 9, 30), 150.0),
+    (D(2012, 12, 31), 110.0),
+    (D(2014, 3, 31), 160.0),
+    (D(2015, 6, 30), 95.0),
+    (D(2016, 9, 30), 70.0),
+    (D(2017, 6, 30), 100.0),
     (D(2018, 1, 2), 66.0),
     (D(2018, 4, 30), 74.0),
     (D(2018, 10, 31), 118.0),
@@ -367,10 +405,11 @@ SPREAD_AR_SD = 1.2  # bp per day
 FUND_START_SHARE = 0.42  # mean small-cap share (fraction) of small-cap funds, 2018-Q1
 FUND_START_VALUE = 1.2e11  # yuan, 2018-Q1
 FUND_START_COUNT = 260
-# Scripted quarter-on-quarter changes: quarter end -> (share change, value change as fraction).
-FUND_SHOCKS: dict[D, tuple[float, float]] = {
-    D(2020, 12, 31): (-0.040, -0.06),
-    D(2023, 12, 31): (-0.045, -0.15),
+# Scripted quarter-on-quarter changes: quarter end -> (share change in fraction points, value
+# change as a fraction, count change).
+FUND_SHOCKS: dict[D, tuple[float, float, float]] = {
+    D(2020, 12, 31): (-0.040, -0.06, -25.0),
+    D(2023, 12, 31): (-0.045, -0.15, -25.0),
 }
 
 
@@ -380,7 +419,8 @@ FUND_SHOCKS: dict[D, tuple[float, float]] = {
 def generate(seed: int = DEFAULT_SEED, start: D = DEMO_START, end: D = DEMO_END) -> pd.DataFrame:
     """Return the demo scenario as a long frame ``date, series, value, available_at``.
 
-    One row per series per XSHG trading day in [start, end] (``available_at`` = ``date``), and for
+    One row per series per XSHG trading day in [start, end] (``available_at`` = ``date``; the
+    yield curves also over YIELD_HISTORY_START..DEMO_START when ``start`` is DEMO_START), and for
     the quarterly ``funds.*`` series one row per quarter, dated by the quarter's last trading day
     and available on the first trading day on or after quarter end + 30 calendar days. Sorted by
     (series, date). Values in canonical units (see the module docstring). The scenario is always
@@ -392,46 +432,54 @@ def generate(seed: int = DEFAULT_SEED, start: D = DEMO_START, end: D = DEMO_END)
         )
     calendar = TradingCalendar()
     days = calendar.days(DEMO_START, DEMO_END)
+    index = pd.DatetimeIndex(pd.to_datetime(days))
     rng = np.random.default_rng(seed)
 
     daily: dict[str, np.ndarray] = {}
-    daily.update(_closes(days, rng))
-    daily.update(_amounts(days, rng))
-    daily.update(_yields(days, rng))
+    daily.update(_closes(index, rng))
+    daily.update(_amounts(index, rng))
+    yield_days = calendar.days(YIELD_HISTORY_START, DEMO_END)
+    yields = _yields(pd.DatetimeIndex(pd.to_datetime(yield_days)), rng)
 
     dates = np.array(days, dtype=object)
     frames = [
         pd.DataFrame({"date": dates, "series": name, "value": values, "available_at": dates})
         for name, values in daily.items()
     ]
-    frames.append(_fund_allocation(calendar, days, rng))
+    ydates = np.array(yield_days, dtype=object)
+    frames += [
+        pd.DataFrame({"date": ydates, "series": name, "value": values, "available_at": ydates})
+        for name, values in yields.items()
+    ]
+    frames.append(_fund_allocation(calendar, rng))
     frame = pd.concat(frames, ignore_index=True)
-    frame = frame[(frame["date"] >= start) & (frame["date"] <= end)]
+    first = YIELD_HISTORY_START if start == DEMO_START else start
+    is_yield = frame["series"].str.startswith("yield.")
+    frame = frame[(frame["date"] >= start) | (is_yield & (frame["date"] >= first))]
+    frame = frame[frame["date"] <= end]
     frame = frame.sort_values(["series", "date"], kind="stable").reset_index(drop=True)
     frame["value"] = frame["value"].astype("float64")
     return frame[COLUMNS]
 
 
 # ---------------------------------------------------------------------------------------------
-# Building blocks
+# Building blocks. ``index`` is the DatetimeIndex of the scenario's trading days.
 # ---------------------------------------------------------------------------------------------
-def _positions(days: Sequence[D], first: D, last: D) -> slice:
-    """Return the slice of ``days`` (ascending) that lies in [first, last]."""
-    index = pd.DatetimeIndex(pd.to_datetime(list(days)))
+def _positions(index: pd.DatetimeIndex, first: D, last: D) -> slice:
+    """Return the slice of ``index`` that lies in [first, last]."""
     lo = index.searchsorted(pd.Timestamp(first), side="left")
     hi = index.searchsorted(pd.Timestamp(last), side="right")
     return slice(int(lo), int(hi))
 
 
-def _anchor_path(days: Sequence[D], anchors: _Anchors, log: bool = False) -> np.ndarray:
+def _anchor_path(index: pd.DatetimeIndex, anchors: _Anchors, log: bool = False) -> np.ndarray:
     """Interpolate ``anchors`` (date, value) linearly over trading-day positions; flat outside.
 
     With ``log=True`` the interpolation is geometric (linear in log value).
     """
-    index = pd.DatetimeIndex(pd.to_datetime(list(days)))
     x = index.searchsorted(pd.to_datetime([d for d, _ in anchors])).astype(float)
     y = np.array([v for _, v in anchors], dtype=float)
-    grid = np.arange(len(days), dtype=float)
+    grid = np.arange(len(index), dtype=float)
     if log:
         return np.exp(np.interp(grid, x, np.log(y)))
     return np.interp(grid, x, y)
@@ -447,27 +495,29 @@ def _ar1(rng: np.random.Generator, n: int, phi: float, sd: float) -> np.ndarray:
     return out
 
 
-def _vol_multiplier(days: Sequence[D], source: str) -> np.ndarray:
+def _vol_multiplier(index: pd.DatetimeIndex, source: str) -> np.ndarray:
     """Return the daily volatility multiplier of one noise source (1 outside scripted regimes)."""
-    mult = np.ones(len(days))
+    mult = np.ones(len(index))
     for name, first, last, factor in VOL_REGIMES:
         if name == source:
-            mult[_positions(days, first, last)] *= factor
+            mult[_positions(index, first, last)] *= factor
     return mult
 
 
-def _scripted_moves(days: Sequence[D], target: str) -> np.ndarray:
+def _scripted_moves(index: pd.DatetimeIndex, target: str) -> np.ndarray:
     """Return the daily log-returns of ``target``'s scripted moves (0 outside them)."""
-    out = np.zeros(len(days))
+    out = np.zeros(len(index))
     for name, first, last, total in MOVES:
         if name == target:
-            window = _positions(days, first, last)
+            window = _positions(index, first, last)
             n = window.stop - window.start
             out[window] += total / n
     return out
 
 
-def _noise(rng: np.random.Generator, days: Sequence[D], source: str, annual_vol: float) -> np.ndarray:
+def _noise(
+    rng: np.random.Generator, index: pd.DatetimeIndex, source: str, annual_vol: float
+) -> np.ndarray:
     """Return daily Gaussian log-return noise of ``annual_vol`` scaled by the scripted regimes.
 
     Inside every scripted move of ``source`` the noise is demeaned (a Brownian bridge): it still
@@ -475,29 +525,31 @@ def _noise(rng: np.random.Generator, days: Sequence[D], source: str, annual_vol:
     episodes do not depend on the luck of the seed.
     """
     daily_sd = annual_vol / np.sqrt(TRADING_DAYS_PER_YEAR)
-    noise = rng.normal(0.0, daily_sd, len(days)) * _vol_multiplier(days, source)
+    noise = rng.normal(0.0, daily_sd, len(index)) * _vol_multiplier(index, source)
     for name, first, last, _ in MOVES:
         if name == source:
-            window = _positions(days, first, last)
+            window = _positions(index, first, last)
             noise[window] -= noise[window].mean()
     return noise
 
 
-def _closes(days: Sequence[D], rng: np.random.Generator) -> dict[str, np.ndarray]:
+def _closes(index: pd.DatetimeIndex, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Return ``<asset>.close`` for every asset (points; yuan per share for a stock)."""
-    market = _noise(rng, days, "market", MARKET_VOL) + _scripted_moves(days, "market")
-    smallcap = _noise(rng, days, "smallcap", SMALLCAP_VOL) + _scripted_moves(days, "smallcap")
+    market = _noise(rng, index, "market", MARKET_VOL) + _scripted_moves(index, "market")
+    smallcap = _noise(rng, index, "smallcap", SMALLCAP_VOL) + _scripted_moves(index, "smallcap")
     closes: dict[str, np.ndarray] = {}
     for asset in ASSETS:
         returns = (
             asset.beta_market * market
             + asset.beta_smallcap * smallcap
-            + _noise(rng, days, asset.series, asset.idio_vol)
-            + _scripted_moves(days, asset.series)
+            + _noise(rng, index, asset.series, asset.idio_vol)
+            + _scripted_moves(index, asset.series)
             + asset.drift / TRADING_DAYS_PER_YEAR
         )
         returns[0] = 0.0
-        closes[f"{asset.series}.close"] = np.round(asset.start_level * np.exp(np.cumsum(returns)), 2)
+        closes[f"{asset.series}.close"] = np.round(
+            asset.start_level * np.exp(np.cumsum(returns)), 2
+        )
     return closes
 
 
@@ -506,27 +558,27 @@ def _log_amount_noise(rng: np.random.Generator, n: int) -> np.ndarray:
     return _ar1(rng, n, AMOUNT_AR_PHI, AMOUNT_AR_SD) + rng.normal(0.0, AMOUNT_DAILY_SD, n)
 
 
-def _amounts(days: Sequence[D], rng: np.random.Generator) -> dict[str, np.ndarray]:
+def _amounts(index: pd.DatetimeIndex, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Return ``<index>.amount`` and ``<theme>.amount``, in yuan per day."""
-    n = len(days)
-    all_a = _anchor_path(days, ALL_A_AMOUNT, log=True) * np.exp(_log_amount_noise(rng, n))
+    n = len(index)
+    all_a = _anchor_path(index, ALL_A_AMOUNT, log=True) * np.exp(_log_amount_noise(rng, n))
     amounts = {"index.all_a.amount": all_a}
-    for index, anchors in AMOUNT_SHARES.items():
+    for name, anchors in AMOUNT_SHARES.items():
         share_noise = _ar1(rng, n, SHARE_AR_PHI, SHARE_AR_SD) + rng.normal(0.0, SHARE_DAILY_SD, n)
-        amounts[f"{index}.amount"] = all_a * _anchor_path(days, anchors) * np.exp(share_noise)
+        amounts[f"{name}.amount"] = all_a * _anchor_path(index, anchors) * np.exp(share_noise)
     for theme, anchors in THEME_AMOUNTS.items():
         noise = _log_amount_noise(rng, n)
-        amounts[f"{theme}.amount"] = _anchor_path(days, anchors, log=True) * np.exp(noise)
-    return {name: np.round(values, 0) for name, values in amounts.items()}
+        amounts[f"{theme}.amount"] = _anchor_path(index, anchors, log=True) * np.exp(noise)
+    return {key: np.round(values, 0) for key, values in amounts.items()}
 
 
-def _yields(days: Sequence[D], rng: np.random.Generator) -> dict[str, np.ndarray]:
+def _yields(index: pd.DatetimeIndex, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Return treasury and AAA MTN yields for 1y/3y/5y, in percent (4 decimals, as ChinaBond)."""
-    n = len(days)
-    gov3 = _anchor_path(days, GOV_3Y) + _ar1(rng, n, YIELD_AR_PHI, YIELD_AR_SD)
+    n = len(index)
+    gov3 = _anchor_path(index, GOV_3Y) + _ar1(rng, n, YIELD_AR_PHI, YIELD_AR_SD)
     gov1 = gov3 - GOV_1Y_BELOW_3Y + _ar1(rng, n, YIELD_AR_PHI, YIELD_AR_SD / 2)
     gov5 = gov3 + GOV_5Y_ABOVE_3Y + _ar1(rng, n, YIELD_AR_PHI, YIELD_AR_SD / 2)
-    spread3_bp = _anchor_path(days, CREDIT_SPREAD_3Y) + _ar1(rng, n, SPREAD_AR_PHI, SPREAD_AR_SD)
+    spread3_bp = _anchor_path(index, CREDIT_SPREAD_3Y) + _ar1(rng, n, SPREAD_AR_PHI, SPREAD_AR_SD)
     spread1_bp = spread3_bp + CREDIT_1Y_VS_3Y_BP + _ar1(rng, n, SPREAD_AR_PHI, SPREAD_AR_SD / 2)
     spread5_bp = spread3_bp + CREDIT_5Y_VS_3Y_BP + _ar1(rng, n, SPREAD_AR_PHI, SPREAD_AR_SD / 2)
     yields = {
@@ -545,26 +597,27 @@ def _quarter_ends(first: D, last: D) -> list[D]:
     return [ts.date() for ts in pd.date_range(first, last, freq="QE")]
 
 
-def _fund_allocation(
-    calendar: TradingCalendar, days: Sequence[D], rng: np.random.Generator
-) -> pd.DataFrame:
+def _fund_allocation(calendar: TradingCalendar, rng: np.random.Generator) -> pd.DataFrame:
     """Return the quarterly ``funds.*`` rows (long format) with their publication lag.
 
     ``date`` = last trading day of the quarter; ``available_at`` = first trading day on or after
-    quarter end + ``FUND_PUBLICATION_LAG_DAYS`` calendar days.
+    quarter end + ``FUND_PUBLICATION_LAG_DAYS`` calendar days. Normal quarters drift up gently
+    (the share never falls by 3 points, the value never by 10%); ``FUND_SHOCKS`` script the falls.
     """
     share, value, count = FUND_START_SHARE, FUND_START_VALUE, float(FUND_START_COUNT)
     rows = []
-    for i, quarter_end in enumerate(_quarter_ends(days[0], days[-1])):
-        # Draws happen every quarter so that the shocks do not shift later quarters' noise.
+    for i, quarter_end in enumerate(_quarter_ends(DEMO_START, DEMO_END)):
+        # Draw every quarter, shocked or not, so that a shock does not shift later quarters' noise.
         share_step = float(np.clip(rng.normal(0.004, 0.006), -0.012, 0.016))
         value_step = float(np.clip(rng.normal(0.035, 0.04), -0.05, 0.12))
         count_step = float(rng.integers(-6, 16))
         if i > 0:
-            share_step, value_step = FUND_SHOCKS.get(quarter_end, (share_step, value_step))
-            share = share + share_step
-            value = value * (1.0 + value_step)
-            count = max(1.0, count + (count_step if share_step > -0.03 else -25.0))
+            share_step, value_step, count_step = FUND_SHOCKS.get(
+                quarter_end, (share_step, value_step, count_step)
+            )
+            share += share_step
+            value *= 1.0 + value_step
+            count = max(1.0, count + count_step)
         report_day = calendar.last_on_or_before(quarter_end)
         published = quarter_end + dt.timedelta(days=FUND_PUBLICATION_LAG_DAYS)
         available = calendar.days(published, published + dt.timedelta(days=31))[0]
