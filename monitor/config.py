@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -177,6 +178,9 @@ def _one_line(exc: ValidationError) -> str:
     if err["type"] == "extra_forbidden":
         return f"{where}: unknown key"
     msg = err["msg"].removeprefix("Value error, ")
+    field = re.match(r"^(when|clear_when): ", msg)
+    if where and field:  # a rule's expression: name the key itself
+        where, msg = f"{where}.{field.group(1)}", msg[field.end():]
     return f"{where}: {msg}" if where else msg
 
 

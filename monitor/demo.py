@@ -22,11 +22,11 @@ def timeline(events: list[dict]) -> list[str]:
     lines: list[tuple[str, str]] = []
     for e in events:
         rule, kind, day = e["rule"], e["event"], e["date"]
+        if kind in ("no_data", "data_back"):
+            continue
         ep = open_.setdefault(rule, {"steps": [], "repeats": 0, "start": day})
         if kind == "repeat":
             ep["repeats"] += 1
-            continue
-        if kind in ("no_data", "data_back"):
             continue
         ep["steps"].append(f"{kind} {day}")
         if kind in ("resolved", "cancelled"):

@@ -109,6 +109,9 @@ def parse_long(path: Path, frame: pd.DataFrame, today: dt.date) -> list[observat
                 f"{path}: line {_line(i)}, series {name}: value {vals[i]:g} is outside the "
                 f"plausible range {kind.low:g}..{kind.high:g} {kind.unit}"
                 f"{canonical.unit_hint(kind, median)}")
+        if kind.unit == "percent" and abs(median) < 0.2:
+            raise CsvImportError(f"{path}: series {name}: median {median:g} cannot be a yield in "
+                                 f"percent{canonical.unit_hint(kind, median)}")
     if "available_at" in frame.columns:
         available = _dates(path, frame.assign(available_at=frame["available_at"].where(
             frame["available_at"].str.strip() != "", frame["date"])), "available_at",

@@ -41,8 +41,9 @@ D = dt.date
 
 DEMO_START = D(2018, 1, 2)
 DEMO_END = D(2024, 12, 31)
-# The yield curves come with eight years of earlier history, so that the ten-year credit-spread
-# percentile (which needs 80% of 2,520 trading days) is defined from the scenario's first day.
+# The yield curves come with eight years of earlier history (1,945 trading days before
+# DEMO_START), so that the ten-year credit-spread percentile, which needs 80% of 2,520 trading
+# days (2,016), is defined from late April 2018 on: well before the scripted credit episode.
 YIELD_HISTORY_START = D(2010, 1, 4)
 DEFAULT_SEED = 20231201
 
@@ -111,8 +112,8 @@ EPISODES: list[dict] = [
         "kind": "credit_widening",
         "start": D(2023, 12, 18),
         "end": D(2024, 1, 19),
-        "description": "The AAA MTN 3y spread, at the lowest level of its history (~42-45 bp) "
-        "after a 2023 slide, widens by ~30 bp within a month.",
+        "description": "The AAA MTN 3y spread, at the lowest level of its 2010-2024 history "
+        "(~45 bp) after a 2023 slide, widens by ~30 bp within a month.",
     },
     {
         "kind": "allocation_falling",
@@ -369,13 +370,19 @@ GOV_5Y_ABOVE_3Y = 0.22  # percent
 # AAA MTN 3y minus treasury 3y, bp: mid range for years, a slide to the lowest level of the whole
 # history in late 2023, then the widening of Dec 2023 - Jan 2024.
 CREDIT_SPREAD_3Y: _Anchors = (
+    # Pre-history (2010-2017): wide in the 2011 and 2013-14 scares, compressed in 2016, so that
+    # the ten-year window of every demo day holds a long stretch below the early-2018 level
+    # (otherwise 2018 itself would look like a low base) but nothing below the late-2023 floor.
     (D(2010, 1, 4), 95.0),
     (D(2011, 9, 30), 150.0),
     (D(2012, 12, 31), 110.0),
     (D(2014, 3, 31), 160.0),
-    (D(2015, 6, 30), 95.0),
-    (D(2016, 9, 30), 70.0),
-    (D(2017, 6, 30), 100.0),
+    (D(2015, 6, 30), 100.0),
+    (D(2015, 12, 31), 72.0),
+    (D(2016, 4, 29), 62.0),
+    (D(2016, 10, 31), 58.0),
+    (D(2017, 3, 31), 64.0),
+    (D(2017, 9, 29), 82.0),
     (D(2018, 1, 2), 66.0),
     (D(2018, 4, 30), 74.0),
     (D(2018, 10, 31), 118.0),
@@ -438,6 +445,8 @@ def generate(seed: int = DEFAULT_SEED, start: D = DEMO_START, end: D = DEMO_END)
     daily: dict[str, np.ndarray] = {}
     daily.update(_closes(index, rng))
     daily.update(_amounts(index, rng))
+    funds = _fund_allocation(calendar, rng)
+    # The yields draw last: how long their history is changes no other series' noise.
     yield_days = calendar.days(YIELD_HISTORY_START, DEMO_END)
     yields = _yields(pd.DatetimeIndex(pd.to_datetime(yield_days)), rng)
 
@@ -451,7 +460,7 @@ def generate(seed: int = DEFAULT_SEED, start: D = DEMO_START, end: D = DEMO_END)
         pd.DataFrame({"date": ydates, "series": name, "value": values, "available_at": ydates})
         for name, values in yields.items()
     ]
-    frames.append(_fund_allocation(calendar, rng))
+    frames.append(funds)
     frame = pd.concat(frames, ignore_index=True)
     first = YIELD_HISTORY_START if start == DEMO_START else start
     is_yield = frame["series"].str.startswith("yield.")

@@ -1,0 +1,66 @@
+"""Shared fixtures: real SQLite files in tmp dirs, configs, and the real data in ../shared."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from monitor.config import Config, load_config, parse_config
+
+ROOT = Path(__file__).resolve().parent.parent
+REAL_DATA = Path(os.environ.get("REGIME_MONITOR_REAL_DATA", ROOT.parent / "shared" / "data" / "real"))
+DEFAULT_CONFIG = ROOT / "config" / "monitor.toml"
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    """The real third-party data folder. Missing: a failure in CI, a visible skip elsewhere."""
+    if not (REAL_DATA / "PROVENANCE.md").exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"real data folder {REAL_DATA} is missing (CI must have ../shared)")
+        pytest.skip(f"real data folder {REAL_DATA} not found (set REGIME_MONITOR_REAL_DATA)")
+    return REAL_DATA
+
+
+@pytest.fixture
+def default_config() -> Config:
+    return load_config(DEFAULT_CONFIG)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "history.db"
+
+
+class RecordingNotifier:
+    """A notifier that keeps what it was asked to send (for tests of what gets delivered)."""
+
+    destination = "test"
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict]] = []
+
+    def send(self, payload: dict, dedup_key: str) -> None:
+        self.sent.append((dedup_key, payload))
+
+
+@pytest.fixture
+def notifier() -> RecordingNotifier:
+    return RecordingNotifier()
+
+
+def config_from(text: str) -> Config:
+    """Parse a TOML config text (tests)."""
+    return parse_config(text, "<test>")
+
+
+def table_snapshot(db, exclude: tuple[str, ...] = ()) -> dict[str, list[tuple]]:
+    """Return every row of every table (sorted), to compare database states exactly."""
+    out = {}
+    for name in db.table_names():
+        if name in exclude:
+            continue
+        out[name] = sorted(db.execute(f"SELECT * FROM [{name}]").fetchall(), key=repr)
+    return out

@@ -1,0 +1,110 @@
+"""Config validation: unknown keys, malformed rules and unknown signals name the culprit."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from monitor import cli
+from monitor.config import ConfigError, load_config, parse_config
+from tests.conftest import DEFAULT_CONFIG
+
+RULE = """
+[[rules]]
+name = "r"
+when = "{when}"
+explain = "why"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "bad.toml"
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def test_default_config_is_valid_and_every_rule_has_an_explanation():
+    config = load_config(DEFAULT_CONFIG)
+    assert config.source.kind == "demo"
+    assert len(config.rules) >= 9
+    assert all(len(r.explain) > 40 for r in config.rules)
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("[schedule]\ncron = '0 20 * * mon-fri'\ncolour = 'red'\n", "schedule.colour: unknown key"),
+    ("[storage]\npath = 'x.db'\n[notify.slack]\ntoken = 'xoxb-secret'\n",
+     "notify.slack.token: unknown key"),
+    ("[sauce]\nkind = 'demo'\n", "sauce: unknown key"),
+    (RULE.format(when="market.return_20d <= -0.08 and") , "rules[0].when: unexpected end of expression at column 31"),
+    (RULE.format(when="__import__('os').system('x') > 1"), "rules[0].when:"),
+    (RULE.format(when="market.return_twenty <= 1"), "unknown signal 'market.return_twenty'"),
+    ("[signals.turnover]\nmean_days = 'twenty'\n", "signals.turnover.mean_days: expected int"),
+    ("[signals.turnover]\nwindow = 20\n", "signals.turnover.window: unknown parameter"),
+    ("[signals.nosuch]\nx = 1\n", "signals.nosuch: unknown signal family"),
+    ("[schedule]\ncron = 'every evening'\n", "schedule: invalid cron"),
+    ("[source]\nkind = 'bloomberg'\n", "source.kind:"),
+    (RULE.format(when="microcap.vol_spike >= 1.5") + "for_days = 0\n", "rules[0].for_days:"),
+    ("[schedule\ncron=1", "not valid TOML"),
+])
+def test_bad_configs_fail_with_one_line_naming_the_key(tmp_path, text, needle):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}: ")
+    assert needle in message
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("[schedule]\ncolour = 'red'\n", "schedule.colour: unknown key"),
+    (RULE.format(when="a.b() > 1"), "function calls are not supported"),
+    (RULE.format(when="nosuch.signal > 1"), "unknown signal 'nosuch.signal'"),
+])
+@pytest.mark.parametrize("command", [["config", "check"], ["run"]])
+def test_config_check_and_run_refuse_bad_configs(tmp_path, capsys, text, needle, command):
+    path = write(tmp_path, text)
+    args = ["--config", str(path), "--db", str(tmp_path / "x.db"), *command]
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert needle in err and str(path) in err
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_config_check_prints_the_resolved_config(capsys):
+    assert cli.main(["config", "check", str(DEFAULT_CONFIG)]) == 0
+    out = capsys.readouterr().out
+    assert "schedule: cron '0 20 * * mon-fri' in Asia/Shanghai" in out
+    assert "source: demo" in out
+    assert re.search(r"storage: .*regime-monitor\.db", out)
+    assert "microcap_drawdown [critical] when 'microcap.drawdown <= -0.1'" in out
+
+
+def test_secrets_are_never_read_from_or_printed_with_the_config(capsys, monkeypatch):
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-very-secret")
+    text = DEFAULT_CONFIG.read_text().replace('# channel = "#micro-cap-risk"',
+                                              'channel = "#micro-cap-risk"')
+    config = parse_config(text)
+    assert config.notify.slack.channel == "#micro-cap-risk"
+    assert "xoxb" not in config.model_dump_json()
+
+
+def test_duplicate_rule_names_are_refused():
+    text = RULE.format(when="microcap.vol_spike >= 1.5") * 2
+    with pytest.raises(ConfigError, match=r"rules\[1\].name: duplicate rule name 'r'"):
+        parse_config(text, "x.toml")
+
+
+def test_every_default_parameter_is_in_the_default_config():
+    """The default config documents every signal parameter of every family."""
+    import tomllib
+
+    import signals
+
+    data = tomllib.loads(DEFAULT_CONFIG.read_text())
+    for family, params in signals.FAMILY_PARAMS.items():
+        for key, value in params.items():
+            assert data["signals"][family][key] == value, f"signals.{family}.{key}"

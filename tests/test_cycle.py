@@ -1,0 +1,185 @@
+"""The daily cycle on a real SQLite file: idempotent, atomic, point-in-time."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from monitor import cli
+from monitor.cycle import CycleError, digest_key, run_cycle
+from monitor.daemon import Service
+from storage import alerts as alert_store
+from storage.db import open_db
+from tests.conftest import DEFAULT_CONFIG, RecordingNotifier, table_snapshot
+
+FIRST = dt.date(2018, 1, 2)
+FIRE_DAY = dt.date(2018, 3, 29)  # the demo's micro-cap drawdown alert fires on this day
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, request) -> Path:
+    """A database with the demo scenario run day by day up to the day before FIRE_DAY."""
+    from monitor.config import load_config
+
+    path = tmp_path_factory.mktemp("cycle") / "base.db"
+    service = Service(load_config(DEFAULT_CONFIG), path, notifier=RecordingNotifier())
+    for day in service.calendar.days(FIRST, service.calendar.previous(FIRE_DAY)):
+        service.run_day(day)
+    service.close()
+    return path
+
+
+@pytest.fixture
+def service(prepared, tmp_path, default_config):
+    path = tmp_path / "history.db"
+    shutil.copy(prepared, path)
+    s = Service(default_config, path, notifier=RecordingNotifier())
+    yield s
+    s.close()
+
+
+def test_cycle_fires_stores_and_queues_in_one_go(service):
+    result = service.run_day(FIRE_DAY)
+    assert result.status == "ok"
+    fired = [e for e in result.events if e["event"] == "firing"]
+    assert [e["rule"] for e in fired] == ["microcap_drawdown"]
+    values = json.loads(fired[0]["signal_values"])
+    assert values["values"]["microcap.drawdown"] <= -0.10
+    assert values["comparisons"][0] == {
+        "signal": "microcap.drawdown", "value": values["values"]["microcap.drawdown"],
+        "op": "<=", "threshold": -0.1, "threshold_signal": None, "holds": True}
+    db = service.db
+    row = db.execute("SELECT kind, payload, sent_at FROM outbox WHERE dedup_key = ?",
+                     [digest_key(FIRE_DAY)]).fetchone()
+    assert row[0] == "digest" and row[2] is None
+    payload = json.loads(row[1])
+    assert payload["counts"]["new"] == 1
+    assert payload["items"][0]["rule"] == "microcap_drawdown"
+    assert alert_store.get_all(db)["microcap_drawdown"]["state"] == "firing"
+    # delivery marks it sent; a second delivery sends nothing
+    assert service.deliver() == 1
+    assert service.deliver() == 0
+    assert len(service.notifier.sent) == 1
+
+
+def test_running_the_same_day_twice_changes_nothing(service):
+    first = service.run_day(FIRE_DAY)
+    assert first.changed > 0
+    before = table_snapshot(service.db)
+    second = service.run_day(FIRE_DAY)
+    assert second.status == "unchanged" and second.changed == 0
+    assert table_snapshot(service.db) == before
+    assert service.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 1
+
+
+def test_once_cli_twice_for_the_same_day(prepared, tmp_path, capsys):
+    path = tmp_path / "cli.db"
+    shutil.copy(prepared, path)
+    args = ["--config", str(DEFAULT_CONFIG), "--db", str(path), "once", "--as-of",
+            FIRE_DAY.isoformat()]
+    assert cli.main(args) == 0
+    db = open_db(path)
+    before = table_snapshot(db)
+    queued = db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+    assert queued == 1
+    out1 = capsys.readouterr().out
+    assert "microcap_drawdown: pending -> firing" in out1 or "inactive -> firing" in out1
+    assert cli.main(args) == 0
+    out2 = capsys.readouterr().out
+    assert "unchanged, 0 row(s) changed" in out2
+    assert table_snapshot(db) == before
+    # the digest was printed once (console notifier), not twice
+    assert out1.count("regime-monitor 2018-03-29:") == 1
+    assert "regime-monitor 2018-03-29:" not in out2
+
+
+def test_a_cycle_failing_halfway_leaves_the_database_as_it_was(service, monkeypatch):
+    db = service.db
+    before = table_snapshot(db, exclude=("runs",))
+    runs_before = db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+    calls = {"n": 0}
+    real_save = alert_store.save
+
+    def failing_save(db_, row):
+        calls["n"] += 1
+        if calls["n"] == 3:  # observations, signal values and two alerts already written
+            raise RuntimeError("injected failure")
+        return real_save(db_, row)
+
+    monkeypatch.setattr("storage.alerts.save", failing_save)
+    with pytest.raises(RuntimeError, match="injected failure"):
+        service.run_day(FIRE_DAY)
+    assert calls["n"] == 3
+    assert table_snapshot(db, exclude=("runs",)) == before
+    rows = db.execute("SELECT status, error, as_of FROM runs ORDER BY id").fetchall()
+    assert len(rows) == runs_before + 1
+    assert rows[-1] == ("failed", "RuntimeError: injected failure", FIRE_DAY.isoformat())
+    # and the next run succeeds from the untouched state
+    monkeypatch.undo()
+    assert service.run_day(FIRE_DAY).status == "ok"
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_cycle_refuses_non_trading_days_and_going_backwards(service):
+    with pytest.raises(CycleError, match="not an XSHG trading day"):
+        service.run_day(dt.date(2018, 3, 31))  # a Saturday
+    service.run_day(FIRE_DAY)
+    with pytest.raises(CycleError, match="before the last evaluated day"):
+        service.run_day(dt.date(2018, 3, 1))
+
+
+def test_silence_mutes_notification_but_keeps_state(service):
+    from storage import silences
+
+    sid = silences.add(service.db, "microcap_drawdown", FIRE_DAY, "known, hedged")
+    result = service.run_day(FIRE_DAY)
+    event = next(e for e in result.events if e["event"] == "firing")
+    assert event["silenced_by"] == sid and event["notified"] == 0
+    assert alert_store.get_all(service.db)["microcap_drawdown"]["state"] == "firing"
+    assert result.digest is None  # nothing else notified that day
+    assert service.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0
+
+
+def test_point_in_time_reads_ignore_data_not_yet_available(tmp_path, default_config):
+    """A value whose available_at is after the cycle's day is invisible to that cycle."""
+    from monitor.calendar import TradingCalendar
+    from monitor.compute import compute_day
+    from storage import observations
+
+    db = open_db(tmp_path / "pit.db")
+    cal = TradingCalendar()
+    d1, d2 = dt.date(2024, 1, 2), dt.date(2024, 1, 3)
+    with db.atomic():
+        observations.upsert(db, [
+            ("index.csi2000.amount", d1.isoformat(), 2e10, d1.isoformat(), "t"),
+            ("index.all_a.amount", d1.isoformat(), 1e11, d1.isoformat(), "t"),
+            # published a day late: the cycle of d1 must not see it
+            ("index.csi2000.amount", d2.isoformat(), 3e10, d2.isoformat(), "t"),
+            ("index.all_a.amount", d2.isoformat(), 1e11, "2024-01-04", "t"),
+        ])
+    params = default_config.signal_params()
+    assert compute_day(db, cal, d1, params)["turnover.csi2000_share"].value == pytest.approx(0.2)
+    assert compute_day(db, cal, d2, params)["turnover.csi2000_share"].value is None
+
+
+def test_digest_withdrawn_when_a_rerun_no_longer_notifies(service, monkeypatch):
+    service.run_day(FIRE_DAY)
+    assert service.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 1
+    # revise the day's micro-cap close upwards: the alert no longer fires on a re-run
+    service.db.execute("UPDATE observations SET value = value * 1.5 WHERE series = "
+                       "'index.microcap.close' AND date = ?", [FIRE_DAY.isoformat()])
+    service.db.conn.commit()
+    result = run_cycle(service.db, service.config, FIRE_DAY, _NoFetch(), service.calendar)
+    assert not [e for e in result.events if e["event"] == "firing"]
+    assert service.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0
+
+
+class _NoFetch:
+    name = "none"
+
+    def fetch(self, as_of, since):
+        return []
