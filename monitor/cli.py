@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the built-in offline scenario end to end")
     demo.add_argument("--quiet-digests", action="store_true",
                       help="print only the timeline, not every message")
+    demo.add_argument("--end", type=_date, help="stop after this day (default: the scenario's end)")
     return p
 
 
@@ -178,8 +179,9 @@ def cmd_config(args) -> int:
           f"{len(config.calendar.extra_closed)} extra closed day(s)")
     print(f"source: {config.source.kind}")
     print(f"storage: {Path(args.db or config.storage.path).resolve()}")
-    from monitor.notify import TOKEN_ENV, WEBHOOK_ENV
     import os
+
+    from monitor.notify import TOKEN_ENV, WEBHOOK_ENV
 
     slack = config.notify.slack
     if slack.channel and os.environ.get(TOKEN_ENV):
@@ -321,7 +323,8 @@ def cmd_demo(args) -> int:
     from monitor.demo import run_demo
 
     config = _config(args)
-    return run_demo(config, Path(args.db or "var/demo.db"), show_digests=not args.quiet_digests)
+    return run_demo(config, Path(args.db or "var/demo.db"), show_digests=not args.quiet_digests,
+                    end=args.end)
 
 
 COMMANDS = {

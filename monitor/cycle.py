@@ -101,7 +101,7 @@ def _run(db: Database, config: Config, as_of: dt.date, source: Source,
         timing = lifecycle.Timing(rule.for_days, rule.clear_days, rule.repeat_every_days)
         result = lifecycle.step(prev, ev.when, ev.clear, day, timing)
         new = result.state
-        context = {"hot_theme": computed[n].context for n in rule.names
+        context = {n: computed[n].context for n in sorted(rule.names)
                    if n in computed and computed[n].context}
         if result.event:
             silenced_by = silences.matching(active_silences, rule.name) if result.notify else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from pathlib import Path
 
@@ -42,7 +43,8 @@ def _episode_line(rule: str, ep: dict) -> str:
     return f"{rule:<26} " + " -> ".join(ep["steps"]) + reminders
 
 
-def run_demo(config: Config, db_path: Path, show_digests: bool = True) -> int:
+def run_demo(config: Config, db_path: Path, show_digests: bool = True,
+             end: dt.date | None = None) -> int:
     """Build a fresh database at ``db_path`` from the demo scenario and run every trading day."""
     from monitor.daemon import Service
     from monitor.sources import demo
@@ -53,7 +55,7 @@ def run_demo(config: Config, db_path: Path, show_digests: bool = True) -> int:
     out = sys.stdout
     notifier = ConsoleNotifier(out) if show_digests else _Silent()
     service = Service(config, db_path, notifier=notifier)
-    days = service.calendar.days(demo.DEMO_START, demo.DEMO_END)
+    days = service.calendar.days(demo.DEMO_START, min(end or demo.DEMO_END, demo.DEMO_END))
     out.write(f"regime-monitor demo: {len(days)} XSHG trading days {days[0]} .. {days[-1]}, "
               f"{len(config.rules)} rules, database {db_path}\n")
     sent = 0
@@ -67,7 +69,7 @@ def run_demo(config: Config, db_path: Path, show_digests: bool = True) -> int:
     fired = [e for e in events if e["event"] == "firing"]
     resolved = [e for e in events if e["event"] == "resolved"]
     out.write("\nScripted episodes of the scenario:\n")
-    for ep in demo.EPISODES:
+    for ep in (e for e in demo.EPISODES if e["start"] <= days[-1]):
         out.write(f"  {ep['start']} .. {ep['end']}  {ep['kind']}: {ep['description']}\n")
     out.write("\nAlert timeline (pending -> firing -> resolved):\n")
     for line in timeline(events):

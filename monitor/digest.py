@@ -76,8 +76,8 @@ def render_text(payload: dict) -> str:
                      f"{KIND_LABEL[item['kind']]}{since}")
         for c in item["comparisons"]:
             lines.append(f"  {comparison_text(c)}")
-        for key, val in sorted((item.get("context") or {}).items()):
-            lines.append(f"  {key}: {val}")
+        for signal, val in sorted((item.get("context") or {}).items()):
+            lines.append(f"  {signal} is led by: {val}")
         lines.append(f"  Why it matters: {item['explain']}")
         if item["kind"] != "resolved":
             lines.append(f"  Silence: regime-monitor silence add {item['rule']} "

@@ -1,28 +1,38 @@
 """The built-in demo scenario: shape, units, point-in-time dating, and the scripted episodes.
 
 The conditions are recomputed here with plain pandas, straight from SIGNALS.md (default
-parameters), so that the scenario is checked independently of the ``signals`` package.
+parameters), so that the scenario is checked independently of the ``signals`` package; one test
+checks that the credit percentile computed here equals the app's ``credit.spread_pctile_10y``.
+
+Shape: the yield curves run from ``demo.YIELD_HISTORY_START`` (2010), every other daily series
+from ``demo.DEMO_START`` (2018). The conditions are judged over the 2018-2024 days only; the
+yield pre-history just fills the ten-year percentile window.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 
 import numpy as np
 import pandas as pd
 import pytest
 
+import signals.credit
 from monitor.calendar import TradingCalendar
 from monitor.sources import demo
+from signals.registry import FAMILY_PARAMS
 
 THEMES = ("930713", "H30184", "931151", "600519")
 INDICES = ("all_a", "csi300", "csi500", "csi1000", "csi2000")
 DAILY_SERIES = (
     [f"index.{i}.{field}" for i in INDICES for field in ("close", "amount")]
     + ["index.microcap.close"]
-    + [f"yield.{curve}.{tenor}" for curve in ("gov", "credit") for tenor in ("1y", "3y", "5y")]
     + [f"theme.{t}.{field}" for t in THEMES for field in ("close", "amount")]
 )
+YIELD_SERIES = [
+    f"yield.{curve}.{tenor}" for curve in ("gov", "credit") for tenor in ("1y", "3y", "5y")
+]
 FUND_SERIES = ("funds.smallcap_count", "funds.smallcap_share_mean", "funds.smallcap_value_total")
 
 # Plausible ranges in canonical units: points, yuan, percent, fraction, count.
@@ -55,9 +65,22 @@ def pct_rank(s: pd.Series, window: int | None, min_periods: int) -> pd.Series:
     return roll.apply(lambda a: (a <= a[-1]).mean(), raw=True)
 
 
-def wide_daily(frame: pd.DataFrame) -> pd.DataFrame:
-    daily = frame[~frame["series"].str.startswith("funds.")]
+# The credit percentile: 2,520 trading days (ten years), computed once 80% of them exist.
+PCTILE_DAYS = 2520
+PCTILE_MIN_DAYS = 2016
+
+
+def wide_daily(frame: pd.DataFrame, since: dt.date = demo.DEMO_START) -> pd.DataFrame:
+    """Daily series, one column each, on the trading days from ``since`` (default: the 2018-2024
+    scenario; pass ``demo.YIELD_HISTORY_START`` for the yields' pre-history too)."""
+    daily = frame[~frame["series"].str.startswith("funds.") & (frame["date"] >= since)]
     return daily.pivot(index="date", columns="series", values="value").sort_index()
+
+
+def credit_spread(frame: pd.DataFrame) -> pd.Series:
+    """AAA MTN 3y - treasury 3y in bp, over the whole yield history (2010-2024)."""
+    w = wide_daily(frame, demo.YIELD_HISTORY_START)
+    return (w["yield.credit.3y"] - w["yield.gov.3y"]) * 100
 
 
 def conditions(frame: pd.DataFrame) -> pd.DataFrame:
@@ -76,12 +99,15 @@ def conditions(frame: pd.DataFrame) -> pd.DataFrame:
     amount_ratio = amount.rolling(20).mean() / amount.rolling(120).mean()
     out["market_stress"] = (ret("index.all_a", 20) <= -0.08) & (amount_ratio <= 0.75)
 
-    # 3. Credit spread: low base, widening from a low base. The demo is shorter than the 10-year
-    # window, so the percentile is over the whole trailing history (at least one year of it).
-    spread = (w["yield.credit.3y"] - w["yield.gov.3y"]) * 100
-    spread_pctile = pct_rank(spread, None, 250)
-    out["credit_low_base"] = spread_pctile <= 0.10
-    out["credit_widening"] = (spread - spread.shift(20) >= 15) & (spread_pctile.shift(60) <= 0.20)
+    # 3. Credit spread: low base, widening from a low base, on the ten-year percentile. The
+    # spread, its change and its percentile run over the whole yield history (from 2010), then
+    # are cut to the scenario's days.
+    spread = credit_spread(frame)
+    spread_pctile = pct_rank(spread, PCTILE_DAYS, PCTILE_MIN_DAYS)
+    low_base = spread_pctile <= 0.10
+    widening = (spread - spread.shift(20) >= 15) & (spread_pctile.shift(60) <= 0.20)
+    out["credit_low_base"] = low_base.reindex(w.index)
+    out["credit_widening"] = widening.reindex(w.index)
 
     # 4. CSI 2000 turnover share: crowded, exodus.
     share_20d = (w["index.csi2000.amount"] / amount).rolling(20).mean()
@@ -162,16 +188,33 @@ def test_columns_and_types(frame):
 
 
 def test_all_series_present(frame):
-    assert set(frame["series"]) == set(DAILY_SERIES) | set(FUND_SERIES)
+    assert set(frame["series"]) == set(DAILY_SERIES) | set(YIELD_SERIES) | set(FUND_SERIES)
 
 
 def test_daily_series_cover_every_trading_day_once(frame):
-    days = TradingCalendar().days(demo.DEMO_START, demo.DEMO_END)
+    calendar = TradingCalendar()
+    days = calendar.days(demo.DEMO_START, demo.DEMO_END)
+    yield_days = calendar.days(demo.YIELD_HISTORY_START, demo.DEMO_END)
+    assert yield_days[0] == demo.YIELD_HISTORY_START == dt.date(2010, 1, 4)
     assert not frame.duplicated(["series", "date"]).any()
-    for name in DAILY_SERIES:
+    for name in DAILY_SERIES + YIELD_SERIES:
         rows = frame[frame["series"] == name]
-        assert list(rows["date"]) == days, name
+        expected = yield_days if name in YIELD_SERIES else days
+        assert list(rows["date"]) == expected, name
         assert (rows["available_at"] == rows["date"]).all(), name
+
+
+def test_yield_history_does_not_perturb_other_series(frame, monkeypatch):
+    """The yields draw their noise last, so the length of their pre-history changes no other
+    series (closes, amounts, fund reports)."""
+    monkeypatch.setattr(demo, "YIELD_HISTORY_START", demo.DEMO_START)
+    short = demo.generate()
+    others = ~frame["series"].str.startswith("yield.")
+    pd.testing.assert_frame_equal(
+        short[~short["series"].str.startswith("yield.")].reset_index(drop=True),
+        frame[others].reset_index(drop=True),
+    )
+    assert short.loc[short["series"].str.startswith("yield."), "date"].min() == demo.DEMO_START
 
 
 def test_units_and_ranges(frame):
@@ -188,13 +231,19 @@ def test_units_and_ranges(frame):
     assert 7e11 <= w["index.all_a.amount"].median() <= 1.3e12
     share = w["index.csi2000.amount"] / w["index.all_a.amount"]
     assert 0.10 <= share.median() <= 0.15
+    full = wide_daily(frame, demo.YIELD_HISTORY_START)
     for tenor in ("1y", "3y", "5y"):
-        gov, credit = w[f"yield.gov.{tenor}"], w[f"yield.credit.{tenor}"]
-        assert gov.between(1.0, 4.5).all(), "yields are in percent"
-        assert ((credit - gov) * 100).between(20, 150).all(), "AAA MTN spread in bp"
-    spread = (w["yield.credit.3y"] - w["yield.gov.3y"]) * 100
-    assert spread.between(35, 130).all()
-    assert spread.idxmin() > dt.date(2023, 6, 30), "the spread's floor comes late in the history"
+        gov, credit = full[f"yield.gov.{tenor}"], full[f"yield.credit.{tenor}"]
+        assert gov.between(1.0, 5.0).all(), "yields are in percent (CGB 5y ~4.6% at the 2013 peak)"
+        assert gov.loc[demo.DEMO_START :].between(1.0, 4.5).all()
+        spread = (credit - gov) * 100
+        assert spread.between(20, 190).all(), "AAA MTN spread in bp"
+        assert spread.loc[demo.DEMO_START :].between(20, 150).all()
+    spread = credit_spread(frame)
+    # ChinaBond AAA MTN 3y - CGB 3y: ~90-160 bp in 2010-2014, ~60-100 bp in 2016-2017.
+    assert spread.between(40, 170).all()
+    assert spread.loc[: dt.date(2014, 12, 31)].between(85, 170).all()
+    assert spread.loc[demo.DEMO_START :].between(40, 130).all()
 
 
 def test_point_in_time_dating(frame):
@@ -265,10 +314,43 @@ def test_condition_runs_belong_to_scripted_episodes(flags, kind):
         assert inside.any(), (kind, e["start"])
 
 
-def test_credit_spread_has_a_long_low_base(flags):
-    longest = max(length for *_, length in runs(flags["credit_low_base"]))
-    assert longest >= 40
-    assert flags["credit_low_base"].mean() <= 0.20
+def test_credit_percentile_matches_the_app(frame):
+    """The percentile used here is the app's ``credit.spread_pctile_10y`` (and its 60-day lag)
+    with the default parameters, over the same 2010-2024 history."""
+    params = FAMILY_PARAMS["credit"]
+    assert params["pctile_days"] == PCTILE_DAYS
+    assert math.ceil(0.8 * PCTILE_DAYS) == PCTILE_MIN_DAYS
+    w = wide_daily(frame, demo.YIELD_HISTORY_START)
+    app = signals.credit.spread_pctile_10y(w, tenor="3y", pctile_days=params["pctile_days"])
+    app_lag = signals.credit.spread_pctile_10y_lag60(
+        w, tenor="3y", pctile_days=params["pctile_days"], lag_days=params["lag_days"]
+    )
+    ours = pct_rank(credit_spread(frame), PCTILE_DAYS, PCTILE_MIN_DAYS)
+    pd.testing.assert_series_equal(ours, app, check_names=False, atol=1e-12)
+    pd.testing.assert_series_equal(ours.shift(60), app_lag, check_names=False, atol=1e-12)
+    # The 2010-2017 pre-history makes the percentile defined from spring 2018 on.
+    assert app.first_valid_index() <= dt.date(2018, 4, 30)
+    assert app.loc[app.first_valid_index() :].notna().all()
+
+
+def test_credit_spread_low_base_in_late_2023_only(frame, flags):
+    """Against ten years of history the late-2023 spread is the floor: a low base for weeks in
+    late 2023 (and only then), rare over 2018-2024, then widening from it around January 2024."""
+    spread = credit_spread(frame)
+    assert dt.date(2023, 9, 1) <= spread.idxmin() <= dt.date(2023, 12, 31), spread.idxmin()
+    late_2023 = (dt.date(2023, 9, 1), dt.date(2023, 12, 31))
+    low = runs(flags["credit_low_base"])
+    assert any(first <= late_2023[1] and last >= late_2023[0] and n >= 5 for first, last, n in low)
+    assert flags["credit_low_base"].mean() <= 0.10
+    for first, last, _ in low:
+        assert dt.date(2023, 9, 1) <= first and last <= dt.date(2024, 1, 31), (first, last)
+    wide = runs(flags["credit_widening"])
+    assert any(
+        first <= dt.date(2024, 1, 31) and last >= dt.date(2023, 12, 18) and n >= 5
+        for first, last, n in wide
+    )
+    for first, last, _ in wide:
+        assert dt.date(2023, 12, 18) <= first and last <= dt.date(2024, 2, 29), (first, last)
 
 
 def test_fund_share_mean_falls_three_points_at_least_once(frame):

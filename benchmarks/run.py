@@ -1,0 +1,125 @@
+"""Benchmarks: every figure with its target and its ratio to the target.
+
+Run:  .venv/bin/python benchmarks/run.py [--repeat N]
+
+Daily cycle vs history length: a database holding 2, 5 and 10 years of daily history of every
+canonical input series (synthetic random walks with realistic levels, ending 2024-12-31), then one
+daily cycle for the last day, each time on a fresh copy of the file (so the cycle really writes).
+Target (issue 2): under 2 s per cycle at ten years, and the 10-year time within 30% of the
+2-year time (a cycle's cost must not grow with the stored history). The `once` command is also
+timed end to end as a subprocess (interpreter start and imports included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from monitor.calendar import TradingCalendar  # noqa: E402
+from monitor.config import SourceConfig, load_config  # noqa: E402
+from monitor.cycle import run_cycle  # noqa: E402
+from monitor.sources import CsvSource  # noqa: E402
+from storage import observations  # noqa: E402
+from storage.db import open_db  # noqa: E402
+
+END = dt.date(2024, 12, 31)
+LEVELS = {
+    "index.csi300.close": 3800, "index.csi500.close": 6000, "index.csi1000.close": 6500,
+    "index.csi2000.close": 2500, "index.all_a.close": 5000, "index.microcap.close": 5000,
+    "index.csi300.amount": 2.5e11, "index.csi500.amount": 1.5e11,
+    "index.csi1000.amount": 1.5e11, "index.csi2000.amount": 1.2e11,
+    "index.all_a.amount": 9e11, "yield.gov.1y": 2.0, "yield.gov.3y": 2.4, "yield.gov.5y": 2.6,
+    "yield.credit.1y": 2.5, "yield.credit.3y": 3.0, "yield.credit.5y": 3.3,
+    "theme.930713.close": 1500, "theme.930713.amount": 3e10, "theme.H30184.close": 4000,
+    "theme.H30184.amount": 4e10, "theme.600519.close": 1700, "theme.600519.amount": 5e9,
+}
+
+
+def build(path: Path, years: int, calendar: TradingCalendar, seed: int = 7) -> int:
+    """Write ``years`` of synthetic daily observations ending END; return the row count."""
+    days = calendar.days(dt.date(END.year - years + 1, 1, 1), END)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for name, level in LEVELS.items():
+        if name.startswith("yield."):
+            path_ = level + np.cumsum(rng.normal(0, 0.01, len(days)))
+        else:
+            path_ = level * np.exp(np.cumsum(rng.normal(0, 0.015, len(days))))
+        rows += [(name, d.isoformat(), float(v), d.isoformat(), "bench")
+                 for d, v in zip(days, path_, strict=True)]
+    db = open_db(path)
+    with db.atomic():
+        observations.upsert(db, rows)
+    db.close()
+    return len(rows)
+
+
+def time_cycle(base: Path, config, calendar: TradingCalendar, repeat: int) -> list[float]:
+    times = []
+    for i in range(repeat):
+        path = base.with_name(f"{base.stem}-run{i}.db")
+        shutil.copy(base, path)
+        db = open_db(path)
+        start = time.perf_counter()
+        run_cycle(db, config, END, CsvSource(), calendar)
+        times.append(time.perf_counter() - start)
+        db.close()
+    return times
+
+
+def time_once_cli(base: Path, config_path: Path) -> float:
+    path = base.with_name(f"{base.stem}-cli.db")
+    shutil.copy(base, path)
+    exe = Path(sys.executable).parent / "regime-monitor"
+    start = time.perf_counter()
+    subprocess.run([str(exe), "--config", str(config_path), "--db", str(path), "once",
+                    "--as-of", END.isoformat()], check=True, capture_output=True, cwd=ROOT)
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=7)
+    args = ap.parse_args()
+    calendar = TradingCalendar()
+    config = load_config(ROOT / "config" / "monitor.toml")
+    config = config.model_copy(update={"source": SourceConfig(kind="csv")})
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        config_path = Path(tmp) / "bench.toml"
+        config_path.write_text((ROOT / "config" / "monitor.toml").read_text()
+                               .replace('kind = "demo"', 'kind = "csv"'))
+        medians = {}
+        for years in (2, 5, 10):
+            base = Path(tmp) / f"hist{years}y.db"
+            n = build(base, years, calendar)
+            times = time_cycle(base, config, calendar, args.repeat)
+            medians[years] = statistics.median(times)
+            cli_time = time_once_cli(base, config_path)
+            rows.append((f"daily cycle, {years:>2}y history ({n:,} obs), median of {args.repeat}",
+                         medians[years], 2.0, "s"))
+            rows.append((f"`once` command end to end, {years:>2}y history", cli_time, 2.0, "s"))
+        growth = medians[10] / medians[2]
+        rows.append(("cycle time 10y / 2y (cost must not grow with history)", growth, 1.3, "x"))
+    print(f"{'benchmark':<62} {'measured':>10} {'target':>8} {'ratio':>7}")
+    for name, value, target, unit in rows:
+        print(f"{name:<62} {value:>9.3f}{unit} {target:>7.2f}{unit} {value / target:>7.2f}")
+    ok = all(value <= target for _, value, target, _ in rows)
+    print("all targets met" if ok else "SOME TARGETS MISSED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

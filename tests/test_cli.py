@@ -1,0 +1,103 @@
+"""The review CLI on a real database: demo, signals, alerts, silences, outbox."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from monitor import cli
+from tests.conftest import DEFAULT_CONFIG
+
+
+@pytest.fixture(scope="module")
+def demo_db(tmp_path_factory):
+    path = tmp_path_factory.mktemp("demo") / "demo.db"
+    return path
+
+
+def run(capsys, *args):
+    code = cli.main(["--config", str(DEFAULT_CONFIG), *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_demo_prints_digests_and_a_full_alert_lifecycle(demo_db, capsys):
+    code, out, _ = run(capsys, "--db", str(demo_db), "demo", "--end", "2019-12-31")
+    assert code == 0
+    assert "regime-monitor demo: 487 XSHG trading days 2018-01-02 .. 2019-12-31" in out
+    assert "[CRITICAL] microcap_drawdown: NEW since 2018-03-29" in out
+    assert "Why it matters: The micro-cap index is 10% or more below its peak" in out
+    timeline = out.split("Alert timeline")[1]
+    lines = [ln for ln in timeline.splitlines() if "pending" in ln and "firing" in ln
+             and "resolved" in ln]
+    assert lines, timeline
+    assert any(ln.strip().startswith("hot_theme_rotation") for ln in lines)
+
+
+def test_signals_latest_and_history(demo_db, capsys):
+    code, out, _ = run(capsys, "--db", str(demo_db), "signals", "--json")
+    rows = json.loads(out)
+    names = {r["signal"] for r in rows}
+    assert {"turnover.csi2000_share", "microcap.drawdown", "composite.conditions_active"} <= names
+    assert all(r["date"] == "2019-12-31" for r in rows)
+    code, out, _ = run(capsys, "--db", str(demo_db), "signals", "microcap.vol_spike", "--since",
+                       "2019-12-01", "--json")
+    hist = json.loads(out)
+    assert [r["date"] for r in hist][:2] == ["2019-12-02", "2019-12-03"] and len(hist) == 22
+    code, out, err = run(capsys, "--db", str(demo_db), "signals", "no.such")
+    assert code == 1 and "unknown signal 'no.such'" in err
+
+
+def test_alerts_and_history(demo_db, capsys):
+    code, out, _ = run(capsys, "--db", str(demo_db), "alerts", "--all", "--json")
+    events = json.loads(out)
+    assert events[0]["date"] <= events[-1]["date"]
+    first_fire = next(e for e in events if e["event"] == "firing")
+    assert first_fire["rule"] == "microcap_drawdown" and first_fire["date"] == "2018-03-29"
+    assert first_fire["signal_values"]["microcap.drawdown"] <= -0.10
+    code, out, _ = run(capsys, "--db", str(demo_db), "alerts", "--json")
+    active = {(a["rule"], a["state"]) for a in json.loads(out)}
+    from storage.db import open_db
+
+    expected = set(open_db(demo_db).execute(
+        "SELECT rule, state FROM alerts WHERE state IN ('pending', 'firing', 'no_data')"
+    ).fetchall())
+    assert active == expected
+    assert all(state != "resolved" for _, state in active)
+
+
+def test_silence_add_list_expire(demo_db, capsys):
+    code, out, _ = run(capsys, "--db", str(demo_db), "silence", "add", "volatility_spike",
+                       "--until", "2020-01-31", "--reason", "known event")
+    assert code == 0 and out.startswith("silence 1: volatility_spike muted until 2020-01-31")
+    code, out, _ = run(capsys, "--db", str(demo_db), "silence", "list", "--json")
+    assert [(s["id"], s["matcher"]) for s in json.loads(out)] == [(1, "volatility_spike")]
+    code, _, err = run(capsys, "--db", str(demo_db), "silence", "add", "nope", "--until",
+                       "2020-01-31", "--reason", "x")
+    assert code == 1 and "unknown rule 'nope'" in err
+    assert run(capsys, "--db", str(demo_db), "silence", "expire", "1")[0] == 0
+    code, _, err = run(capsys, "--db", str(demo_db), "silence", "expire", "1")
+    assert code == 1 and "no active silence with id 1" in err
+    code, out, _ = run(capsys, "--db", str(demo_db), "silence", "list", "--all", "--json")
+    assert json.loads(out)[0]["expired_at"] is not None
+
+
+def test_outbox_lists_delivered_digests(demo_db, capsys):
+    code, out, _ = run(capsys, "--db", str(demo_db), "outbox", "--all", "--json")
+    rows = json.loads(out)
+    assert rows and all(r["sent_at"] and r["destination"] == "console" for r in rows)
+    assert len({r["dedup_key"] for r in rows}) == len(rows)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["once", "--as-of", "2024-13-01"], "is not a YYYY-MM-DD date"),
+    (["silence", "expire", "zero"], "is not an integer"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_arguments_give_one_line(capsys, args, needle):
+    with pytest.raises(SystemExit) as info:
+        cli.main(args)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and needle in err
