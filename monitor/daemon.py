@@ -183,9 +183,11 @@ def _scheduled(name: str, service_factory: Callable[[], Service]) -> Callable[[]
     return wrapper
 
 
-def run_daemon(config: Config, db_path: str | Path, config_file: Path | None = None) -> int:
+def run_daemon(config: Config, db_path: str | Path) -> int:
     """Run the scheduler until SIGTERM/SIGINT; return the exit code."""
+    from apscheduler.events import EVENT_SCHEDULER_START
     from apscheduler.executors.pool import ThreadPoolExecutor
+    from apscheduler.schedulers import SchedulerNotRunningError
     from apscheduler.schedulers.blocking import BlockingScheduler
     from apscheduler.triggers.interval import IntervalTrigger
 
@@ -215,13 +217,25 @@ def run_daemon(config: Config, db_path: str | Path, config_file: Path | None = N
 
     stopping = threading.Event()
 
+    def shutdown() -> None:
+        try:
+            scheduler.shutdown(wait=True)
+        except SchedulerNotRunningError:  # already stopped by an earlier signal
+            pass
+
     def stop(signum, _frame) -> None:
         log.info("received %s: stopping after the running job", signal.Signals(signum).name)
         stopping.set()
         if scheduler.running:
-            threading.Thread(target=scheduler.shutdown, kwargs={"wait": True},
-                             daemon=True).start()
+            threading.Thread(target=shutdown, daemon=True).start()
 
+    def started(_event) -> None:
+        # A signal that arrived while scheduler.start() was running (after the check below,
+        # before the scheduler counted as running) found nothing to shut down: do it now.
+        if stopping.is_set():
+            threading.Thread(target=shutdown, daemon=True).start()
+
+    scheduler.add_listener(started, EVENT_SCHEDULER_START)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     log.info("regime-monitor daemon started on %s (pid %d); cycle: %s", db_path, os.getpid(),

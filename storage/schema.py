@@ -49,7 +49,7 @@ def m001_initial(db: Database) -> None:
             id INTEGER PRIMARY KEY,
             rule TEXT NOT NULL,
             date TEXT NOT NULL,
-            event TEXT NOT NULL,           -- pending | firing | repeat | resolved | cancelled | no_data | data_back
+            event TEXT NOT NULL,           -- pending|firing|repeat|resolved|cancelled|no_data|data_back
             from_state TEXT NOT NULL,
             to_state TEXT NOT NULL,
             severity TEXT NOT NULL,
