@@ -80,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     exp = silsub.add_parser("expire", help="end a silence now")
     exp.add_argument("id", type=_positive_int)
 
+    ep = sub.add_parser("episodes", help="micro-cap drawdown and rotation episodes")
+    ep.add_argument("--kind", choices=["drawdown", "rotation"])
+    ep.add_argument("--json", action="store_true")
+
     ob = sub.add_parser("outbox", help="show queued, failed (and with --all sent) notifications")
     ob.add_argument("--all", action="store_true")
     ob.add_argument("--json", action="store_true")
@@ -306,6 +310,21 @@ def cmd_silence(args) -> int:
     return 0
 
 
+def cmd_episodes(args) -> int:
+    from storage import episodes
+
+    config = _config(args)
+    db = _open(args, config)
+    rows = episodes.list_episodes(db, args.kind)
+    for r in rows:
+        detail = json.loads(r.pop("detail") or "{}")
+        r["theme"] = detail.get("theme")
+        r["theme_excess_peak"] = detail.get("theme_excess_peak")
+    _print_rows(rows, ["kind", "start", "peak", "trough", "end", "depth", "theme",
+                       "theme_excess_peak"], args.json)
+    return 0
+
+
 def cmd_outbox(args) -> int:
     from storage import outbox
 
@@ -335,6 +354,7 @@ COMMANDS = {
     "alerts": cmd_alerts,
     "silence": cmd_silence,
     "outbox": cmd_outbox,
+    "episodes": cmd_episodes,
     "config": cmd_config,
     "demo": cmd_demo,
 }

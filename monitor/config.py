@@ -70,6 +70,11 @@ class NotifyConfig(_Strict):
     console: bool = True
 
 
+class EpisodesConfig(_Strict):
+    drawdown_min_depth: float = Field(default=0.10, gt=0, lt=1)
+    rotation_rule: str = "hot_theme_rotation"
+
+
 class RuleConfig(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     severity: Literal["info", "warning", "critical"] = "warning"
@@ -120,6 +125,7 @@ class Config(_Strict):
     source: SourceConfig = SourceConfig()
     notify: NotifyConfig = NotifyConfig()
     signals: dict[str, dict[str, Any]] = {}
+    episodes: EpisodesConfig = EpisodesConfig()
     rules: list[RuleConfig] = []
 
     @model_validator(mode="after")
@@ -149,6 +155,8 @@ class Config(_Strict):
                                      "themselves and cannot be used in a rule")
                 if name not in signals.REGISTRY:
                     raise ValueError(f"rules[{i}] ({rule.name}): unknown signal {name!r}")
+        if self.episodes.rotation_rule and self.episodes.rotation_rule not in seen:
+            raise ValueError(f"episodes.rotation_rule: no rule named {self.episodes.rotation_rule!r}")
         return self
 
     def signal_params(self) -> dict[str, dict[str, Any]]:

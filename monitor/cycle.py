@@ -11,6 +11,7 @@ import datetime as dt
 import json
 from dataclasses import dataclass, field
 
+import pandas as pd
 from sqlite_utils import Database
 
 from monitor import digest, lifecycle, rules
@@ -18,7 +19,8 @@ from monitor.calendar import TradingCalendar
 from monitor.compute import compute_day
 from monitor.config import COMPOSITE, Config
 from monitor.sources import Source
-from storage import alerts, observations, outbox, runs, signal_values, silences
+from signals.episodes import drawdown_episodes, rotation_episodes
+from storage import alerts, episodes, observations, outbox, runs, signal_values, silences
 from storage.util import dumps, utc_now
 
 JOB = "cycle"
@@ -129,6 +131,7 @@ def _run(db: Database, config: Config, as_of: dt.date, source: Source,
             "last_evaluated": day, "since": new.since, "last_values": dumps(ev.values),
         })
     alerts.replace_events(db, day, events)
+    update_episodes(db, config, as_of, calendar)
 
     payload = None
     key = digest_key(as_of)
@@ -145,3 +148,58 @@ def _run(db: Database, config: Config, as_of: dt.date, source: Source,
                     "notifications": len(items)})
     runs.record(db, JOB, day, started, utc_now(), "ok", detail=detail)
     return CycleResult(as_of, "ok", changed, events, payload, values)
+
+
+def update_episodes(db: Database, config: Config, as_of: dt.date, calendar: TradingCalendar) -> int:
+    """Update the drawdown and rotation episodes as known on ``as_of``; return rows changed.
+
+    Drawdowns come from the micro-cap closes available by ``as_of``; rotation spells from the
+    days on which the configured rotation rule's condition held (stored with the composite).
+    Episodes before the latest stored one are final, so only the history from that episode's
+    start is re-read: the cost does not grow with the length of the history.
+    """
+    series = "index.microcap.close"
+    first = observations.first_date(db, [series])
+    if first is None:
+        return 0
+    # A drawdown episode starts at an all-time high, so scanning from the latest stored peak
+    # reproduces the full-history result.
+    since = episodes.latest_start(db, "drawdown")
+    start = max(first, dt.date.fromisoformat(since)) if since else first
+    days = calendar.days(start, as_of)
+    close = observations.load_frame(db, [series], days, as_of)[series]
+    changed = episodes.replace_kind(db, "drawdown", [
+        {"start": e.peak.isoformat(), "peak": e.peak.isoformat(), "trough": e.trough.isoformat(),
+         "end": e.recovery.isoformat() if e.recovery else None, "depth": e.depth,
+         "detail": dumps(e.to_dict())}
+        for e in drawdown_episodes(close, config.episodes.drawdown_min_depth)],
+        since=start.isoformat())
+    rule = config.episodes.rotation_rule
+    if not rule:
+        return changed
+    since = episodes.latest_start(db, "rotation")
+    lo = calendar.previous(dt.date.fromisoformat(since)) if since else first
+    lo = max(lo, first)
+    rows = db.execute(
+        "SELECT signal, date, value, context FROM signal_values WHERE date >= ? AND date <= ? "
+        "AND signal IN (?, ?)", [lo.isoformat(), as_of.isoformat(), COMPOSITE,
+                                 "rotation.hot_theme_excess"]).fetchall()
+    holds = {d: rule in json.loads(c or "[]") for sig, d, _, c in rows if sig == COMPOSITE}
+    excess = {d: v for sig, d, v, _ in rows if sig == "rotation.hot_theme_excess"}
+    theme = {d: json.loads(c) for sig, d, _, c in rows if sig == "rotation.hot_theme_excess" and c}
+    window = calendar.days(lo, as_of)
+    index = pd.DatetimeIndex(pd.to_datetime(window))
+    keys = [d.isoformat() for d in window]
+    closes = observations.load_frame(db, [series], window, as_of)[series]
+    spells = rotation_episodes(
+        pd.Series([holds.get(k, False) for k in keys], index=index),
+        pd.Series([excess.get(k) for k in keys], index=index, dtype=float),
+        pd.Series([theme.get(k) for k in keys], index=index, dtype=object), closes)
+    # the spell containing day `lo` may be cut at the window's start: keep only later ones
+    spells = [e for e in spells if e.start > lo or not holds.get(lo.isoformat(), False)]
+    changed += episodes.replace_kind(db, "rotation", [
+        {"start": e.start.isoformat(), "peak": None, "trough": None,
+         "end": e.end.isoformat() if e.end else None, "depth": e.microcap_drawdown,
+         "detail": dumps(e.to_dict())} for e in spells], since=(lo + dt.timedelta(days=1)).isoformat()
+        if holds.get(lo.isoformat(), False) else lo.isoformat())
+    return changed
