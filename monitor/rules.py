@@ -64,3 +64,17 @@ def composite(evaluations: list[Evaluation]) -> tuple[int, list[str]]:
     """Return how many rule conditions hold today and their names (sorted)."""
     names = sorted(e.rule for e in evaluations if e.when)
     return len(names), names
+
+
+def condition_history(rule: RuleConfig, values: pd.DataFrame) -> pd.Series:
+    """Return the rule's ``when`` on each row of ``values`` (index = days, columns = signals):
+    True, False, or None where it cannot be evaluated."""
+    import pandas as pd
+
+    cols = [c for c in values.columns if c in rule.names]
+    records = values[cols].to_dict("records")
+    out = []
+    for rec in records:
+        clean = {k: (None if v is None or v != v else float(v)) for k, v in rec.items()}
+        out.append(rule.when_expr.evaluate(clean))
+    return pd.Series(out, index=values.index, dtype=object)

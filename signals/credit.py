@@ -18,7 +18,7 @@ def _spread(frame: pd.DataFrame, tenor: str) -> pd.Series:
     return (frame[f"yield.credit.{tenor}"] - frame[f"yield.gov.{tenor}"]) * 100.0
 
 
-_INPUTS = ("yield.credit.3y", "yield.gov.3y")
+_INPUTS = ("yield.credit.{tenor}", "yield.gov.{tenor}")
 
 
 @register("credit.spread_bp", family=FAMILY, inputs=_INPUTS, window=lambda p: 1, unit="bp",

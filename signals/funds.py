@@ -18,23 +18,29 @@ VALUE = "funds.smallcap_value_total"
 
 
 def _latest_change(s: pd.Series, carry_days: int, relative: bool) -> pd.Series:
-    reports = s.dropna()
+    """Change of each report from the previous one, carried forward ``carry_days`` rows; NaN when
+    the previous report is more than ``carry_days`` rows earlier (a missed report: no change
+    can be measured), so a window of 2 x carry_days + 1 rows always holds both reports."""
+    pos = pd.Series(range(len(s)), index=s.index)
+    present = s.notna()
+    reports, at = s[present], pos[present]
     change = reports / reports.shift(1) - 1.0 if relative else reports.diff()
+    change = change.where(at.diff() <= carry_days)
     return change.reindex(s.index).ffill(limit=carry_days)
 
 
 @register("funds.smallcap_share_mean_chg", family=FAMILY, inputs=(SHARE,),
-          window=lambda p: 2 * p["carry_days"], unit="fraction points", params=("carry_days",))
+          window=lambda p: 2 * p["carry_days"] + 1, unit="fraction points", params=("carry_days",))
 def smallcap_share_mean_chg(frame: pd.DataFrame, carry_days: int) -> pd.Series:
     """Change of the small-cap funds' mean small-cap share from the previous report (fraction
     points: -0.03 = down 3 percentage points), carried up to ``carry_days`` trading days.
-    Allocation falling when <= -0.03. Look-back: 2 x carry_days.
+    Allocation falling when <= -0.03. Look-back: 2 x carry_days + 1.
     """
     return _latest_change(frame[SHARE], carry_days, relative=False)
 
 
 @register("funds.smallcap_value_total_chg", family=FAMILY, inputs=(VALUE,),
-          window=lambda p: 2 * p["carry_days"], unit="fraction", params=("carry_days",))
+          window=lambda p: 2 * p["carry_days"] + 1, unit="fraction", params=("carry_days",))
 def smallcap_value_total_chg(frame: pd.DataFrame, carry_days: int) -> pd.Series:
     """Relative change of the small-cap funds' total small-cap holding value from the previous
     report (fraction: -0.10 = down 10%), carried up to ``carry_days`` trading days.

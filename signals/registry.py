@@ -26,7 +26,8 @@ class Signal:
 
     name: str
     family: str
-    inputs: tuple[str, ...]  # canonical series names; may hold glob patterns like theme.*.close
+    inputs: tuple[str, ...]  # series names; may be glob patterns (theme.*.close) or templates
+    # over the family's parameters (yield.gov.{tenor})
     window: Callable[[Mapping[str, Any]], int | None]
     func: SignalFunc
     unit: str
@@ -42,6 +43,8 @@ class Signal:
         out: list[str] = []
         avail = sorted(set(available))
         for pattern in self.inputs:
+            if "{" in pattern:  # a template over the family's parameters, e.g. yield.gov.{tenor}
+                pattern = pattern.format(**params)
             if any(ch in pattern for ch in "*?["):
                 matches = [s for s in avail if fnmatch.fnmatchcase(s, pattern)]
                 allowed = params.get("themes") if "themes" in self.params else None

@@ -14,10 +14,11 @@ CSI300 = "index.csi300.close"
 THEMES = "theme.*.close"
 
 
-def theme_excess(frame: pd.DataFrame, theme_days: int) -> pd.DataFrame:
+def theme_excess(frame: pd.DataFrame, theme_days: int, themes: list[str] | None = None) -> pd.DataFrame:
     """Return each theme's ``theme_days`` return minus CSI All Share's (fraction), one column per
-    theme id (columns ``theme.<id>.close`` renamed to ``<id>``)."""
-    cols = [c for c in frame.columns if c.startswith("theme.") and c.endswith(".close")]
+    theme id (columns ``theme.<id>.close`` renamed to ``<id>``); only ``themes`` when given."""
+    cols = [c for c in frame.columns if c.startswith("theme.") and c.endswith(".close")
+            and (not themes or c.split(".")[1] in set(themes))]
     market = period_return(frame[ALL_A], theme_days)
     out = {c.split(".")[1]: period_return(frame[c], theme_days) - market for c in cols}
     return pd.DataFrame(out, index=frame.index)
@@ -32,7 +33,7 @@ def hot_theme_excess(frame: pd.DataFrame, theme_days: int, themes: list[str]):
     The theme universe is every ``theme.*.close`` series present, or the config's ``themes``.
     Look-back: theme_days + 1 closes.
     """
-    excess = theme_excess(frame, theme_days)
+    excess = theme_excess(frame, theme_days, themes)
     if excess.empty:
         nan = pd.Series(float("nan"), index=frame.index)
         return nan, pd.Series(None, index=frame.index, dtype=object)

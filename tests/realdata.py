@@ -43,8 +43,10 @@ def themes(real: Path, start: str = "2014-01-01", end: str = "2023-12-31") -> pd
     cs = pd.read_csv(real / "csindex_perf_aitheme" / "csindex_index_daily.csv", dtype={"code": str})
     cs = cs[cs["code"].isin(THEMES) & (cs["date"] >= start) & (cs["date"] <= end)]
     cs = cs.assign(amount=cs["amount_yi"] * 1e8)
+    with_amount = cs[cs["amount"] > 0]  # a few rows publish amount 0: unknown, not zero trading
     parts = [_long(cs.assign(series="theme." + cs["code"] + ".close"), "date", "series", "close"),
-             _long(cs.assign(series="theme." + cs["code"] + ".amount"), "date", "series", "amount")]
+             _long(with_amount.assign(series="theme." + with_amount["code"] + ".amount"), "date",
+                   "series", "amount")]
     mt = pd.read_csv(real / "baostock_index_amount_zechen" / "moutai_600519_qfq_daily.csv")
     mt = mt[(mt["date"] >= start) & (mt["date"] <= end)]
     parts += [_long(mt.assign(series="theme.600519.close"), "date", "series", "close"),

@@ -1,0 +1,248 @@
+"""The micro-cap index reconstructed from a stock panel (SIGNALS.md section 7).
+
+Recipe. On each trading day t, rank the eligible stocks by total market cap at the close of t-1; the
+members are the ``n`` (default 400) smallest; the index return on t is the equal-weighted mean of the
+members' returns from the close of t-1 to the close of t.
+
+Inputs are wide DataFrames with the same index (trading days, ascending) and the same columns (stock
+codes): ``close`` = unadjusted close in yuan (NaN = no trade that day), ``total_mv`` = total market
+cap (any unit, the same for every cell; only ratios and the ranking are used), ``is_st`` = 1/0 ST flag
+(NaN where there is no price). All functions here are pure: no I/O, inputs are never modified.
+
+Choices (each one is tested in ``tests/test_microcap.py``):
+
+* Traded on a day = the close is finite and > 0.
+* Eligible on t = traded on both t-1 and t; total market cap at t-1 finite and > 0; NOT ST at t-1
+  (the flag of t-1 is used, so membership is fixed by what was known at the close of t-1; the flag is
+  ST when > 0.5, a missing flag counts as not ST); listed for at least ``min_listed_days`` trading days
+  by t-1 (see below). Being traded on t is the only information from day t used for membership: a
+  stock suspended on t cannot be held from t-1 to t, and the next smallest takes its place.
+* Listed days = number of trading days (panel rows) from the stock's first finite close in the panel
+  up to and including the day, suspensions included: 1 on the first trading day, 0 before it. It is a
+  proxy for "IPO limit-up streak not yet opened". The panel's first row counts as day 1 for every stock
+  already trading then, so a reconstruction has a warm-up of ``min_listed_days`` days (NaN returns)
+  at the start of the panel.
+* Fewer than ``n`` eligible stocks: all eligible stocks are members; none: the return is NaN.
+* Ties in market cap at the n-th place: the stock in the earlier column wins (stable order).
+* Splits and bonus shares (the split rule). Implied shares = total_mv / close. With
+  ``rc = close_t / close_t-1`` and ``rm = mv_t / mv_t-1``, shares changed when
+  ``|rm / rc - 1| > SHARE_CHANGE_TOL`` (1%, well above the rounding noise of a cap stored to 0.01 yi;
+  smaller changes are option exercises or bond conversions, for which the close ratio is right).
+  When shares changed, the return is whichever of ``rc - 1`` and ``rm - 1`` is smaller in absolute
+  value: a split or bonus issue (close halves, cap unchanged) takes the cap ratio, a share issuance at
+  market (cap jumps, close unchanged) takes the close ratio. Otherwise, or when mv_t is missing, the
+  return is ``rc - 1``. Cash dividends are not adjusted (a price index).
+  Known limitation: a share record dated one day before the price adjustment (seen for 2 seasoned
+  stocks in the 2014-2024 panel, none of them among the 400 smallest) is not caught.
+
+Daily update. ``daily_return`` needs only the last two rows of the panel plus the listed-day counts of
+t-1 (``listed_days`` for a history, ``update_listed_days`` to roll them forward one day), and gives
+exactly (bit for bit) the value ``reconstruct`` gives for that day, provided the Series are in the
+panel's column order (e.g. rows of the same frames): both run the same code on the same numbers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+SHARE_CHANGE_TOL = 0.01  # implied shares moved by more than 1% between t-1 and t
+
+
+def _traded(close: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(close) & (close > 0)
+
+
+def _stock_returns(c0: np.ndarray, c1: np.ndarray, m0: np.ndarray, m1: np.ndarray) -> np.ndarray:
+    """Return each stock's t-1 -> t return (fraction) under the split rule (see the module doc).
+
+    Elementwise, so identical numbers for any array shape (the daily update relies on it).
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rc = c1 / c0
+        rm = m1 / m0
+        cap_ok = np.isfinite(rm) & (rm > 0)
+        changed = cap_ok & (np.abs(rm / rc - 1.0) > SHARE_CHANGE_TOL)
+        use_cap = changed & (np.abs(rm - 1.0) < np.abs(rc - 1.0))
+        return np.where(use_cap, rm, rc) - 1.0
+
+
+def _smallest(caps: np.ndarray, eligible: np.ndarray, n: int) -> np.ndarray:
+    """Return a boolean mask of the ``n`` smallest eligible caps per row (ties: earlier column)."""
+    if n >= caps.shape[1]:
+        return eligible.copy()
+    kth = np.partition(caps, n - 1, axis=1)[:, n - 1 : n]  # the n-th smallest (inf: fewer eligible)
+    less = caps < kth  # ineligible caps are +inf, never below kth
+    equal = (caps == kth) & eligible
+    need = n - less.sum(axis=1)
+    members = less | equal
+    over = np.flatnonzero(equal.sum(axis=1) > need)  # rows with a tie across the n-th place
+    if over.size:
+        tied = equal[over]
+        keep = tied & (np.cumsum(tied, axis=1) <= need[over, None])
+        members[over] = less[over] | keep
+    return members
+
+
+def _index_returns(c0, c1, m0, m1, st0, listed_ok0, n: int) -> np.ndarray:
+    """Core shared by ``reconstruct`` and ``daily_return``: 2-D arrays (days x stocks) of t-1 and t.
+
+    Returns the index return (fraction) of each row; NaN where no stock is eligible.
+    """
+    with np.errstate(invalid="ignore"):
+        eligible = (_traded(c0) & _traded(c1) & listed_ok0 & np.isfinite(m0) & (m0 > 0)
+                    & ~(st0 > 0.5))
+    caps = np.full(c0.shape, np.inf)
+    np.copyto(caps, m0, where=eligible)
+    members = _smallest(caps, eligible, n)
+    rows, cols = np.nonzero(members)  # row-major: each day's members in column order
+    rets = _stock_returns(c0[rows, cols], c1[rows, cols], m0[rows, cols], m1[rows, cols])
+    days = c0.shape[0]
+    # bincount adds each day's returns one after the other in column order: the same sum whether the
+    # array holds one day or the whole panel
+    total = np.bincount(rows, weights=rets, minlength=days)
+    count = np.bincount(rows, minlength=days)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / count, np.nan)
+
+
+def _check_panel(close: pd.DataFrame, *others: pd.DataFrame) -> None:
+    for other in others:
+        if other.shape != close.shape or not (other.index.equals(close.index)
+                                              and other.columns.equals(close.columns)):
+            raise ValueError("close, total_mv and is_st must have the same index and columns")
+    if not close.index.is_monotonic_increasing or not close.index.is_unique:
+        raise ValueError("the panel index (trading days) must be unique and ascending")
+
+
+def _check_params(n: int, min_listed_days: int) -> None:
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    if min_listed_days < 0:
+        raise ValueError(f"min_listed_days must be >= 0, got {min_listed_days}")
+
+
+def _first_traded_row(traded: np.ndarray) -> np.ndarray:
+    """Row of each column's first traded day; the row count for columns never traded."""
+    first = traded.argmax(axis=0)
+    first[~traded.any(axis=0)] = traded.shape[0]
+    return first
+
+
+def reconstruct(close: pd.DataFrame, total_mv: pd.DataFrame, is_st: pd.DataFrame, n: int = 400,
+                min_listed_days: int = 20) -> pd.Series:
+    """Return the daily return of the micro-cap index reconstructed from a stock panel.
+
+    Returns a float Series (fraction, 0.01 = +1%) indexed by the panel's trading days, named
+    ``microcap_return``: the equal-weighted mean t-1 -> t return of the ``n`` smallest eligible stocks
+    by total market cap at t-1 (module doc: eligibility, split rule, ties). The first day is NaN, and
+    so is any day without an eligible stock (e.g. the first ``min_listed_days`` days of the panel).
+    Uses only rows <= t for the value of day t.
+    """
+    _check_panel(close, total_mv, is_st)
+    _check_params(n, min_listed_days)
+    out = np.full(len(close), np.nan)
+    if len(close) >= 2:
+        c = np.ascontiguousarray(close.to_numpy(dtype=np.float64))
+        m = np.ascontiguousarray(total_mv.to_numpy(dtype=np.float64))
+        st = is_st.to_numpy(dtype=np.float64)
+        first = _first_traded_row(_traded(c))
+        # listed days at row r = r - first + 1, so listed_ok at t-1 <=> t-1 >= first + min - 1
+        prev_rows = np.arange(len(close) - 1)[:, None]
+        listed_ok0 = prev_rows >= first[None, :] + (max(min_listed_days, 1) - 1)
+        out[1:] = _index_returns(c[:-1], c[1:], m[:-1], m[1:], st[:-1], listed_ok0, n)
+    return pd.Series(out, index=close.index, name="microcap_return")
+
+
+def listed_days(close: pd.DataFrame) -> pd.DataFrame:
+    """Return the listed-day count of every stock on every day (int, trading days).
+
+    Count = panel rows from the stock's first finite close > 0 up to and including the day (1 on the
+    first trading day, suspensions included, 0 before the first trade). Same shape as ``close``.
+    """
+    c = close.to_numpy(dtype=np.float64)
+    first = _first_traded_row(_traded(c))
+    counts = np.arange(len(close))[:, None] - first[None, :] + 1
+    return pd.DataFrame(np.maximum(counts, 0), index=close.index, columns=close.columns)
+
+
+def update_listed_days(listed_days_prev: pd.Series, close_today: pd.Series) -> pd.Series:
+    """Return today's listed-day counts (int, trading days) from yesterday's and today's closes.
+
+    A stock already listed counts one more day (suspended or not); one trading for the first time
+    today counts 1; others stay 0. Indexed like ``close_today`` (stocks new to the panel start at 0).
+    ``update_listed_days(listed_days(close).iloc[t - 1], close.iloc[t])`` equals
+    ``listed_days(close).iloc[t]``.
+    """
+    prev = listed_days_prev.reindex(close_today.index).fillna(0).to_numpy(dtype=np.int64)
+    traded = _traded(close_today.to_numpy(dtype=np.float64))
+    today = np.where(prev > 0, prev + 1, traded.astype(np.int64))
+    return pd.Series(today, index=close_today.index, name=close_today.name)
+
+
+def daily_return(close_prev: pd.Series, close_today: pd.Series, mv_prev: pd.Series, mv_today: pd.Series,
+                 st_prev: pd.Series, listed_days_prev: pd.Series, n: int = 400,
+                 min_listed_days: int = 20) -> float:
+    """Return today's micro-cap index return (fraction) from the last two days of the panel only.
+
+    Inputs are per-stock Series for t-1 (``close_prev``, ``mv_prev``, ``st_prev`` and
+    ``listed_days_prev``, the counts of ``listed_days`` / ``update_listed_days`` at t-1) and for t
+    (``close_today``, ``mv_today``); all are aligned to ``close_today``'s index (a stock missing from a
+    Series counts as missing data). NaN when no stock is eligible. Equal, bit for bit, to
+    ``reconstruct(...)`` on day t when the Series are rows of the same panel.
+    """
+    _check_params(n, min_listed_days)
+    stocks = close_today.index
+
+    def row(s: pd.Series) -> np.ndarray:
+        return s.reindex(stocks).to_numpy(dtype=np.float64)[None, :]
+
+    listed = np.nan_to_num(row(listed_days_prev), nan=0.0)
+    listed_ok0 = listed >= max(min_listed_days, 1)
+    value = _index_returns(row(close_prev), row(close_today), row(mv_prev), row(mv_today),
+                           row(st_prev), listed_ok0, n)
+    return float(value[0])
+
+
+def index_level(returns: pd.Series, base: float = 1000.0) -> pd.Series:
+    """Return the index level (points) compounding daily returns (fraction) from ``base``.
+
+    level_t = base * prod_{s <= t} (1 + r_s); a NaN return leaves the level unchanged, so the first
+    day (NaN return) is ``base``. Same index as ``returns``.
+    """
+    growth = (1.0 + returns.astype(np.float64).fillna(0.0)).cumprod()
+    return (base * growth).rename("microcap_level")
+
+
+def reconstruct_loop(close: pd.DataFrame, total_mv: pd.DataFrame, is_st: pd.DataFrame, n: int = 400,
+                     min_listed_days: int = 20) -> pd.Series:
+    """Slow reference for ``reconstruct``: a straightforward per-day pandas loop (tests, benchmarks).
+
+    For each day: take yesterday's caps of the eligible stocks, sort them, take the ``n`` smallest and
+    average their returns. Returns the same Series as ``reconstruct`` (fraction) up to float rounding
+    of the mean (~1e-16).
+    """
+    _check_panel(close, total_mv, is_st)
+    _check_params(n, min_listed_days)
+    traded = (close > 0) & close.abs().lt(np.inf)  # NaN compares False
+    first_row = pd.Series(np.where(traded.any(), traded.to_numpy().argmax(axis=0), len(close)),
+                          index=close.columns)
+    out = pd.Series(np.nan, index=close.index, name="microcap_return")
+    for t in range(1, len(close)):
+        c0, c1 = close.iloc[t - 1], close.iloc[t]
+        m0, m1 = total_mv.iloc[t - 1], total_mv.iloc[t]
+        listed = (t - 1) - first_row + 1
+        eligible = (traded.iloc[t - 1] & traded.iloc[t] & (listed >= min_listed_days)
+                    & (m0 > 0) & m0.abs().lt(np.inf) & ~(is_st.iloc[t - 1] > 0.5))
+        caps = m0[eligible].sort_values(kind="stable")
+        members = caps.index[:n]
+        if len(members) == 0:
+            continue
+        rc = c1[members] / c0[members]
+        rm = m1[members] / m0[members]
+        cap_ok = (rm > 0) & rm.abs().lt(np.inf)
+        changed = cap_ok & ((rm / rc - 1.0).abs() > SHARE_CHANGE_TOL)
+        use_cap = changed & ((rm - 1.0).abs() < (rc - 1.0).abs())
+        out.iloc[t] = (rc.where(~use_cap, rm) - 1.0).mean()
+    return out
