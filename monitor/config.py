@@ -72,7 +72,7 @@ class NotifyConfig(_Strict):
 
 class EpisodesConfig(_Strict):
     drawdown_min_depth: float = Field(default=0.10, gt=0, lt=1)
-    rotation_rule: str = "hot_theme_rotation"
+    rotation_rule: str = ""
 
 
 class RuleConfig(_Strict):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import pandas as pd
+
 from monitor import expr
 from monitor.config import RuleConfig
 
@@ -69,8 +71,6 @@ def composite(evaluations: list[Evaluation]) -> tuple[int, list[str]]:
 def condition_history(rule: RuleConfig, values: pd.DataFrame) -> pd.Series:
     """Return the rule's ``when`` on each row of ``values`` (index = days, columns = signals):
     True, False, or None where it cannot be evaluated."""
-    import pandas as pd
-
     cols = [c for c in values.columns if c in rule.names]
     records = values[cols].to_dict("records")
     out = []

@@ -39,7 +39,8 @@ def spells(tmp_path_factory, real_data):
     themes = [c for c in frame["series"].unique() if c.startswith("theme.") and c.endswith(".close")]
     from storage import observations
 
-    wide = observations.load_frame(db, ["index.all_a.close", *themes], cal.days(dt.date(2018, 6, 1), end), end)
+    wide = observations.load_frame(db, ["index.all_a.close", *themes],
+                                   cal.days(dt.date(2018, 6, 1), end), end)
     _, hot = sig.compute(wide, config.signal_params()["rotation"])
     condition = rules.condition_history(config.rule("hot_theme_rotation"), values)
     micro = observations.load_frame(db, ["index.microcap.close"], cal.days(start, end), end)

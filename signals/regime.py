@@ -1,0 +1,350 @@
+"""Regime probability (SIGNALS.md section 8), as pure functions.
+
+A two-state Markov switching model (statsmodels ``MarkovRegression``, ``k_regimes=2``, ``trend="c"``,
+``switching_variance=True``: switching mean and variance) on daily micro-cap excess returns over CSI
+All Share (:func:`microcap_excess_returns`). ``regime.stress_prob`` is the FILTERED probability of the
+high-variance state: the value at day t uses returns up to and including t only. The smoothed
+probabilities use the whole sample (they look ahead) and are never used here.
+
+Fitting (~0.5-1 s on 10 years) is separated from filtering (~1 ms), so the caller can cache fits:
+
+- :func:`fit` estimates a :class:`RegimeFit` from the data up to a date. A fit is JSON-serialisable
+  (:meth:`RegimeFit.to_json` / :meth:`RegimeFit.from_json`); the service stores it in SQLite.
+- :func:`refit_due` / :func:`current_fit` implement the refit schedule: at most monthly, on the first
+  cycle of each month, with the data through the previous day.
+- :func:`filtered_stress_prob` applies a cached fit to a return series (Hamilton filter only).
+- :func:`stress_prob_history` replays the schedule point in time (backtests, replay).
+
+Conventions
+- Returns are fractions on input; the model is fitted on returns in PERCENT (x100, ``SCALE``) for
+  numerical stability, and ``RegimeFit.params`` / ``loglike`` are in that scaling (const in percent,
+  sigma2 in percent squared; the log-likelihood is that of the percent returns).
+- States are ordered by variance after every fit: state 0 = LOW variance (calm), state 1 = HIGH
+  variance (stress). ``params`` follow statsmodels' order ``PARAM_NAMES``.
+- Missing returns (NaN) are dropped before fitting and filtering (the chain then makes one transition
+  across the gap) and are NaN in the output.
+- The filter starts from the chain's steady-state distribution at the first return of the series
+  given, so a value depends (slightly, the effect decays within days) on where the series starts: pass
+  the whole stored history, from the same first day, to reproduce a replay.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import statsmodels.api as sm
+
+from signals.common import simple_returns
+
+SIGNAL = "regime.stress_prob"
+MICROCAP = "index.microcap.close"
+ALL_A = "index.all_a.close"
+SCALE = 100.0  # returns are fitted in percent
+PARAM_NAMES = ("p[0->0]", "p[1->0]", "const[0]", "const[1]", "sigma2[0]", "sigma2[1]")
+# A state whose variance is below this share of the sample variance is a degenerate optimum (a state
+# that captures one or two outlying days: the likelihood is unbounded there), not a regime.
+MIN_VARIANCE_SHARE = 1e-2
+EM_ITER = 20  # EM steps before BFGS: cheap and makes BFGS start close to the optimum
+MAXITER = 200  # BFGS iterations
+
+
+def microcap_excess_returns(frame: pd.DataFrame) -> pd.Series:
+    """Return daily micro-cap returns minus CSI All Share returns (fraction; NaN where either is)."""
+    return simple_returns(frame[MICROCAP]) - simple_returns(frame[ALL_A])
+
+
+@dataclass(frozen=True)
+class RegimeFit:
+    """Fitted parameters of the two-state model, states ordered by variance (1 = high variance).
+
+    ``fit_through`` is the last day whose return was used; ``valid_from`` the first day the fit may be
+    used (the day after the data cut-off passed to :func:`fit`; it is what :func:`refit_due` looks at).
+    ``params`` are in the order ``PARAM_NAMES``, fitted on percent returns; ``loglike`` is the
+    log-likelihood of those percent returns; ``n_obs`` the number of (non-missing) returns used.
+    """
+
+    fit_through: datetime.date
+    params: tuple[float, ...]
+    n_obs: int
+    loglike: float
+    valid_from: datetime.date | None = None  # None: the day after fit_through
+
+    def __post_init__(self) -> None:
+        if len(self.params) != len(PARAM_NAMES):
+            raise ValueError(f"RegimeFit needs {len(PARAM_NAMES)} params {PARAM_NAMES}, got {self.params}")
+        object.__setattr__(self, "params", tuple(float(p) for p in self.params))
+        if self.valid_from is None:
+            object.__setattr__(self, "valid_from", self.fit_through + datetime.timedelta(days=1))
+
+    @property
+    def sigma2(self) -> tuple[float, float]:
+        """Variances (percent squared) of the calm (0) and stress (1) states."""
+        return self.params[4], self.params[5]
+
+    @property
+    def transition(self) -> tuple[float, float]:
+        """(P(calm -> calm), P(stress -> calm))."""
+        return self.params[0], self.params[1]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-compatible dict (dates as ISO strings)."""
+        return {
+            "fit_through": self.fit_through.isoformat(),
+            "valid_from": self.valid_from.isoformat() if self.valid_from else None,
+            "params": list(self.params),
+            "param_names": list(PARAM_NAMES),
+            "n_obs": self.n_obs,
+            "loglike": self.loglike,
+            "scale": SCALE,
+        }
+
+    def to_json(self) -> str:
+        """Serialise to a JSON string (floats round-trip exactly)."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RegimeFit:
+        """Inverse of :meth:`to_dict`; refuses parameters stored in another order or scaling."""
+        if list(d.get("param_names", PARAM_NAMES)) != list(PARAM_NAMES):
+            raise ValueError(f"stored params are in order {d['param_names']}, expected {PARAM_NAMES}")
+        if float(d.get("scale", SCALE)) != SCALE:
+            raise ValueError(f"stored params are for returns x{d['scale']}, expected x{SCALE}")
+        valid_from = d.get("valid_from")
+        return cls(
+            fit_through=datetime.date.fromisoformat(d["fit_through"]),
+            params=tuple(float(p) for p in d["params"]),
+            n_obs=int(d["n_obs"]),
+            loglike=float(d["loglike"]),
+            valid_from=datetime.date.fromisoformat(valid_from) if valid_from else None,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> RegimeFit:
+        """Inverse of :meth:`to_json`."""
+        return cls.from_dict(json.loads(text))
+
+
+# --- parameters ------------------------------------------------------------------------------------
+
+
+def swap_states(params: tuple[float, ...] | np.ndarray) -> tuple[float, ...]:
+    """Return ``params`` with the two states' labels exchanged (the same model, relabelled).
+
+    New state 0 is old state 1, so: p[0->0]' = P_old(1->1) = 1 - p[1->0];
+    p[1->0]' = P_old(0->1) = 1 - p[0->0]; const and sigma2 are exchanged.
+    """
+    p00, p10, c0, c1, s0, s1 = (float(p) for p in params)
+    return (1.0 - p10, 1.0 - p00, c1, c0, s1, s0)
+
+
+def order_by_variance(params: tuple[float, ...] | np.ndarray) -> tuple[float, ...]:
+    """Return ``params`` relabelled so that state 1 has the higher variance (sigma2[1] >= sigma2[0])."""
+    params = tuple(float(p) for p in params)
+    return swap_states(params) if params[4] > params[5] else params
+
+
+# --- fitting ---------------------------------------------------------------------------------------
+
+
+def _model(y: np.ndarray) -> Any:
+    model = sm.tsa.MarkovRegression(y, k_regimes=2, trend="c", switching_variance=True)
+    if tuple(model.param_names) != PARAM_NAMES:  # guard against a statsmodels change of order
+        raise RuntimeError(f"unexpected MarkovRegression params {model.param_names}")
+    return model
+
+
+def _dates(index: pd.Index) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex(pd.to_datetime(index)).normalize()
+
+
+def _as_date(d: datetime.date) -> datetime.date:
+    return pd.Timestamp(d).date()
+
+
+def _clean(excess_returns: pd.Series) -> pd.Series:
+    """Return the series as float on a sorted DatetimeIndex (original labels are restored by callers)."""
+    s = pd.Series(np.asarray(excess_returns, dtype=float), index=_dates(excess_returns.index))
+    if s.index.has_duplicates:
+        raise ValueError("excess_returns has duplicate dates")
+    return s.sort_index()
+
+
+def _start_candidates(model: Any, y: np.ndarray) -> list[np.ndarray]:
+    """Deterministic start points: statsmodels' own, and one with persistent regimes."""
+    var, mean = float(np.var(y)), float(np.mean(y))
+    persistent = np.array([0.98, 0.05, mean, mean, 0.5 * var, 4.0 * var])
+    return [np.asarray(model.start_params, dtype=float), persistent]
+
+
+def _acceptable(res: Any, var: float) -> bool:
+    params = np.asarray(res.params, dtype=float)
+    converged = bool((res.mle_retvals or {}).get("converged", False))
+    return (
+        converged
+        and bool(np.all(np.isfinite(params)))
+        and math.isfinite(float(res.llf))
+        and float(min(params[4], params[5])) > MIN_VARIANCE_SHARE * var
+    )
+
+
+def fit(excess_returns: pd.Series, through: datetime.date, min_obs: int = 250, *,
+        valid_from: datetime.date | None = None) -> RegimeFit | None:
+    """Fit the two-state model on the returns dated <= ``through`` (expanding window from the start).
+
+    ``excess_returns``: daily excess returns (fraction) indexed by trading day; NaN are dropped.
+    Returns a :class:`RegimeFit` with states ordered by variance, or ``None`` when
+    - fewer than ``min_obs`` non-missing returns are dated <= ``through``, or
+    - no start point converges to an acceptable optimum: the optimiser reports no convergence, the
+      parameters or log-likelihood are not finite, statsmodels raises, or a state's variance
+      collapses below ``MIN_VARIANCE_SHARE`` of the sample variance (a degenerate optimum).
+    Deterministic: two fixed start points (statsmodels' default and a persistent-regime one), each
+    improved by ``EM_ITER`` EM steps then BFGS; the acceptable result with the highest likelihood
+    wins. No random search. Convergence warnings are silenced (failure is detected as above).
+    ``valid_from``: first day the fit is meant for; default the day after ``through``.
+    """
+    through = _as_date(through)
+    s = _clean(excess_returns)
+    s = s[s.index <= pd.Timestamp(through)].dropna()
+    if len(s) < max(min_obs, 10):
+        return None
+    y = s.to_numpy() * SCALE
+    var = float(np.var(y))
+    if not var > 0:
+        return None
+    model = _model(y)
+    best = None
+    for start in _start_candidates(model, y):
+        try:
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")
+                res = model.fit(start_params=start, cov_type="none", em_iter=EM_ITER, maxiter=MAXITER,
+                                search_reps=0, disp=0)
+        except (ValueError, ArithmeticError, np.linalg.LinAlgError):
+            continue
+        if _acceptable(res, var) and (best is None or res.llf > best.llf):
+            best = res
+    if best is None:
+        return None
+    return RegimeFit(
+        fit_through=s.index[-1].date(),
+        params=order_by_variance(best.params),
+        n_obs=len(s),
+        loglike=float(best.llf),
+        valid_from=_as_date(valid_from) if valid_from else through + datetime.timedelta(days=1),
+    )
+
+
+# --- filtering -------------------------------------------------------------------------------------
+
+
+def _filtered_high_prob(y: np.ndarray, params: tuple[float, ...]) -> np.ndarray:
+    """Filtered P(state 1) for percent returns ``y`` (no NaN) under ``params``."""
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        raw = _model(y).filter(np.asarray(params, dtype=float), return_raw=True)
+    return np.asarray(raw.filtered_marginal_probabilities)[1]
+
+
+def filtered_stress_prob(excess_returns: pd.Series, fit: RegimeFit) -> pd.Series:
+    """Return the filtered probability of the high-variance state for every day of the series.
+
+    Uses the cached ``fit`` (Hamilton filter only, no estimation). The value at day t depends on the
+    returns up to t only (and on ``fit``: for a point-in-time value the fit must be one available at t,
+    see :func:`stress_prob_history`). NaN returns are dropped for the filter and are NaN in the result,
+    which has the input's index and the name ``regime.stress_prob``. Values are in [0, 1].
+    """
+    s = _clean(excess_returns)
+    out = pd.Series(np.nan, index=s.index, dtype=float)
+    present = s.dropna()
+    if len(present):
+        out[present.index] = _filtered_high_prob(present.to_numpy() * SCALE, fit.params)
+    # back to the caller's labels and order
+    out = out.reindex(_dates(excess_returns.index))
+    return pd.Series(out.to_numpy(), index=excess_returns.index, name=SIGNAL)
+
+
+# --- schedule --------------------------------------------------------------------------------------
+
+
+def _month(d: datetime.date) -> tuple[int, int]:
+    return d.year, d.month
+
+
+def refit_due(last_fit: RegimeFit | None, as_of: datetime.date) -> bool:
+    """True when there is no fit, or the last fit was made for a month before ``as_of``'s month.
+
+    The fit's month is that of its ``valid_from`` (the day after the data cut-off), not of
+    ``fit_through``: a fit made on the first trading day of March with data through the last day of
+    February is March's fit. So refits happen at most once per calendar month.
+    """
+    return last_fit is None or _month(last_fit.valid_from) < _month(_as_date(as_of))  # type: ignore[arg-type]
+
+
+def current_fit(excess_returns: pd.Series, as_of: datetime.date, last_fit: RegimeFit | None,
+                min_obs: int = 250) -> RegimeFit | None:
+    """Return the fit to use on ``as_of``: ``last_fit`` unless :func:`refit_due`, else a new fit.
+
+    A new fit uses the data through the day before ``as_of`` (as :func:`stress_prob_history` does) and
+    is valid from ``as_of``. If it fails (see :func:`fit`), ``last_fit`` is kept for the rest of the
+    month (returned with ``valid_from=as_of`` so that it is not retried daily); ``None`` when there is
+    no fit at all yet. Store the result; the service calls this once per cycle.
+    """
+    as_of = _as_date(as_of)
+    if not refit_due(last_fit, as_of):
+        return last_fit
+    new = fit(excess_returns, as_of - datetime.timedelta(days=1), min_obs, valid_from=as_of)
+    if new is None and last_fit is not None:
+        return dataclasses.replace(last_fit, valid_from=as_of)
+    return new
+
+
+def stress_prob_history(excess_returns: pd.Series, start: datetime.date, end: datetime.date,
+                        min_obs: int = 250) -> pd.Series:
+    """Return point-in-time ``regime.stress_prob`` for the days of the series in [start, end].
+
+    Expanding window: on each month's first trading day (first date of the series in that month) the
+    model is refitted on all returns through the previous day; that fit is used for the whole month.
+    Each day's value is the filtered probability over the returns from the series start to that day,
+    under the fit available that day, so appending later data never changes it (no look-ahead). A
+    failed refit keeps the previous month's fit; days with no fit yet (fewer than ``min_obs`` returns
+    before their month) or a missing return are NaN. Result: the input's labels for those days.
+    """
+    s = _clean(excess_returns)
+    s = s[s.index <= pd.Timestamp(_as_date(end))]
+    in_range = s.index[s.index >= pd.Timestamp(_as_date(start))]
+    out = pd.Series(np.nan, index=in_range, dtype=float)
+    if len(in_range):
+        month_of = s.index.to_period("M")
+        first_days = pd.Series(s.index, index=s.index).groupby(month_of).min()  # month -> first day
+        fits: dict[pd.Period, RegimeFit | None] = {}
+
+        def month_fit(m: pd.Period) -> RegimeFit | None:
+            if m not in fits:
+                first = first_days[m].date()
+                f = fit(s, first - datetime.timedelta(days=1), min_obs, valid_from=first)
+                earlier = first_days.index[first_days.index < m]
+                enough = s[s.index < first_days[m]].count() >= min_obs
+                if f is None and enough and len(earlier):  # the fit failed: keep last month's
+                    f = month_fit(earlier[-1])
+                fits[m] = f
+            return fits[m]
+
+        for m in pd.unique(in_range.to_period("M")):
+            f = month_fit(m)
+            if f is None:
+                continue
+            last_day = in_range[in_range.to_period("M") == m][-1]
+            probs = filtered_stress_prob(s[s.index <= last_day], f)
+            days = in_range[in_range.to_period("M") == m]
+            out[days] = probs[days].to_numpy()
+    labels = excess_returns.index[_dates(excess_returns.index).isin(in_range)]
+    result = pd.Series(out.reindex(_dates(labels)).to_numpy(), index=labels, name=SIGNAL)
+    return result
