@@ -155,16 +155,17 @@ def update_episodes(db: Database, config: Config, as_of: dt.date, calendar: Trad
 
     Drawdowns come from the micro-cap closes available by ``as_of``; rotation spells from the
     days on which the configured rotation rule's condition held (stored with the composite).
-    Episodes before the latest stored one are final, so only the history from that episode's
-    start is re-read: the cost does not grow with the length of the history.
+    Episodes before the latest stored one are final, so only the recent history is re-read and
+    the cost does not grow with the length of the history.
     """
     series = "index.microcap.close"
     first = observations.first_date(db, [series])
     if first is None:
         return 0
-    # A drawdown episode starts at an all-time high, so scanning from the latest stored peak
-    # reproduces the full-history result.
-    since = episodes.latest_start(db, "drawdown")
+    # A drawdown episode starts at an all-time high and a recovery is one too, so scanning from
+    # the latest episode's peak (open) or recovery (closed) reproduces the full-history result.
+    last = episodes.latest(db, "drawdown")
+    since = (last["end"] or last["start"]) if last else None
     start = max(first, dt.date.fromisoformat(since)) if since else first
     days = calendar.days(start, as_of)
     close = observations.load_frame(db, [series], days, as_of)[series]
@@ -177,8 +178,16 @@ def update_episodes(db: Database, config: Config, as_of: dt.date, calendar: Trad
     rule = config.episodes.rotation_rule
     if not rule:
         return changed
-    since = episodes.latest_start(db, "rotation")
-    lo = calendar.previous(dt.date.fromisoformat(since)) if since else first
+    # Spells that ended before the last successful cycle are stored and final: re-read from the
+    # open spell's start, else from the day before the previous cycle.
+    last = episodes.latest(db, "rotation")
+    previous = runs.last_success(db, JOB, before=as_of)
+    if last and last["end"] is None:
+        lo = calendar.previous(dt.date.fromisoformat(last["start"]))
+    elif previous is not None:
+        lo = calendar.previous(previous)
+    else:
+        lo = first
     lo = max(lo, first)
     rows = db.execute(
         "SELECT signal, date, value, context FROM signal_values WHERE date >= ? AND date <= ? "

@@ -18,9 +18,10 @@ Definitions (parameters below):
   ten largest holdings, so a share is that of the top-10 holdings) or ``"full"`` (semi-annual and
   annual reports). It goes into the source label of every observation, e.g. ``holdings:top10``.
 * ``available_at`` = report date + ``publication_lag_days`` calendar days. Quarterly reports are
-  due within 15 working days of quarter end (about 21 calendar days, 30 is a safe default);
-  semi-annual reports within two months and annual reports within three, so full-holdings series
-  need a lag of 60-90 days.
+  due within 15 working days of quarter end (up to ~27 calendar days after the October holidays:
+  ``QUARTERLY_PUBLICATION_LAG_DAYS`` = 30, as the README's default for ``funds.*``); semi-annual
+  reports within two months and annual reports within three (``SEMIANNUAL_...`` = 62,
+  ``ANNUAL_...`` = 91), so full-holdings series need the longer lags.
 
 Active-equity filter (``is_active_equity``): see its docstring. Share classes (A/C/E/H/... classes of
 one fund, which hold one portfolio) are merged into one fund per report date: see
@@ -41,6 +42,12 @@ import pandas as pd
 SMALL_CAP_YUAN = 10e9  # a small cap: total market cap below 10 bn yuan
 SHARE_THRESHOLD = 0.30  # a small-cap fund: small-cap share above 30% in two consecutive reports
 COVERAGES = ("top10", "full")
+# Publication lags (calendar days after the report date) for ``publication_lag_days``: quarterly
+# reports are due within 15 working days (after the October and New Year holidays that is up to
+# ~27 calendar days), semi-annual reports within two months, annual reports within three.
+QUARTERLY_PUBLICATION_LAG_DAYS = 30
+SEMIANNUAL_PUBLICATION_LAG_DAYS = 62
+ANNUAL_PUBLICATION_LAG_DAYS = 91
 MAX_CAP_STALENESS_DAYS = 7  # a wide market-cap frame needs a row this close to each report date
 SERIES = {
     "funds_smallcap": "funds.smallcap_count",
@@ -82,7 +89,7 @@ _NAME_EXCLUDE = re.compile(
     r"|QDII"  # overseas funds
     r"|FOF|基金中基金"  # funds of funds
     r"|对冲|绝对收益|套利"  # market-neutral / absolute return: stock longs hedged with futures
-    r"|黄金|商品|REIT"  # gold, commodities, REITs
+    r"|黄金|REIT"  # gold, REITs (not 商品: 招商品质发现混合 contains it)
 )
 _TYPE_EXCLUDE = re.compile(
     r"指数|ETF|联接|债|货币|QDII|FOF|基金中基金|对冲|绝对收益|多空|套利|商品|黄金|REIT|理财|其他|其它")
@@ -205,8 +212,9 @@ def _clean_holdings(holdings: pd.DataFrame) -> pd.DataFrame:
         h[col] = h[col].astype(str)
     h["fund_name"] = h["fund_name"].astype(str)
     h["holding_value"] = pd.to_numeric(h["holding_value"], errors="raise").astype(float)
-    if h["holding_value"].isna().any() or (h["holding_value"] < 0).any():
-        raise ValueError("holding_value must be present and >= 0 (yuan)")
+    bad = h["holding_value"].isna() | (h["holding_value"] < 0)
+    if bad.any():
+        raise ValueError(f"holding_value must be present and >= 0 (yuan): {int(bad.sum())} row(s) are not")
     return h
 
 
@@ -218,6 +226,8 @@ def _caps_for(h: pd.DataFrame, caps: pd.Series | pd.DataFrame) -> np.ndarray:
     before each report date is used (at most ``MAX_CAP_STALENESS_DAYS`` earlier, e.g. the last
     trading day of the quarter).
     """
+    if h.empty:
+        return np.empty(0)
     if isinstance(caps, pd.DataFrame):
         wide = caps.copy()
         wide.index = pd.to_datetime(wide.index).normalize()

@@ -85,26 +85,87 @@ def _smallest(caps: np.ndarray, eligible: np.ndarray, n: int) -> np.ndarray:
     return members
 
 
-def _index_returns(c0, c1, m0, m1, st0, listed_ok0, n: int) -> np.ndarray:
-    """Core shared by ``reconstruct`` and ``daily_return``: 2-D arrays (days x stocks) of t-1 and t.
-
-    Returns the index return (fraction) of each row; NaN where no stock is eligible.
-    """
+def _eligible(traded0, traded1, m0, st0, listed_ok0) -> np.ndarray:
+    """Eligibility of each stock (elementwise over any layout; see the module doc)."""
     with np.errstate(invalid="ignore"):
-        eligible = (_traded(c0) & _traded(c1) & listed_ok0 & np.isfinite(m0) & (m0 > 0)
-                    & ~(st0 > 0.5))
-    caps = np.full(c0.shape, np.inf)
-    np.copyto(caps, m0, where=eligible)
-    members = _smallest(caps, eligible, n)
-    rows, cols = np.nonzero(members)  # row-major: each day's members in column order
-    rets = _stock_returns(c0[rows, cols], c1[rows, cols], m0[rows, cols], m1[rows, cols])
-    days = c0.shape[0]
-    # bincount adds each day's returns one after the other in column order: the same sum whether the
-    # array holds one day or the whole panel
+        return traded0 & traded1 & listed_ok0 & (m0 > 0) & (m0 < np.inf) & ~(st0 > 0.5)
+
+
+def _mean_by_day(days: int, rows: np.ndarray, rets: np.ndarray) -> np.ndarray:
+    """Equal-weighted mean of ``rets`` per day ``rows``; NaN for a day without members.
+
+    ``np.bincount`` adds each day's returns one after the other in the order given (day-major, stock
+    columns ascending): the same sum whether the arrays hold one day or the whole panel.
+    """
     total = np.bincount(rows, weights=rets, minlength=days)
     count = np.bincount(rows, minlength=days)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, total / count, np.nan)
+
+
+def _day_return(c0, c1, m0, m1, st0, listed_ok0, n: int) -> float:
+    """The index return of one day from 1-D per-stock arrays of t-1 and t (the daily update)."""
+    eligible = _eligible(_traded(c0), _traded(c1), m0, st0, listed_ok0)[None, :]
+    caps = np.where(eligible, m0[None, :], np.inf)
+    cols = np.flatnonzero(_smallest(caps, eligible, n)[0])
+    rets = _stock_returns(c0[cols], c1[cols], m0[cols], m1[cols])
+    return float(_mean_by_day(1, np.zeros(len(cols), dtype=np.intp), rets)[0])
+
+
+BLOCK_DAYS = 5  # days per block for the upper bound of the n-th smallest cap (panel path)
+MAX_CANDIDATES_PER_N = 4  # a day with more candidates than this x n takes the plain path
+
+
+def _panel_members(m0: np.ndarray, eligible: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return (days, stocks) of every member, day-major with stocks ascending within a day.
+
+    Arrays are stock-major (stocks x days, C order: the layout of a consolidated DataFrame). Exactly
+    the members ``_smallest`` picks day by day, found without partitioning the whole panel: for each
+    block of ``BLOCK_DAYS`` days, the n-th smallest of the stocks' block-maximum caps (stocks eligible
+    on every day of the block) bounds the n-th smallest cap of each of its days from above, so the
+    stocks at or below that bound on a day (candidates) hold all of that day's members, ties included.
+    Only the candidates (a few hundred a day) are then ranked.
+    """
+    stocks, days = eligible.shape
+    starts = np.arange(0, days, BLOCK_DAYS)
+    whole_block = eligible[:, ::BLOCK_DAYS].copy()
+    block_max = m0[:, ::BLOCK_DAYS].copy()
+    with np.errstate(invalid="ignore"):
+        for k in range(1, BLOCK_DAYS):  # strided passes: much faster than ufunc.reduceat here
+            width = len(range(k, days, BLOCK_DAYS))
+            np.logical_and(whole_block[:, :width], eligible[:, k::BLOCK_DAYS], out=whole_block[:, :width])
+            np.maximum(block_max[:, :width], m0[:, k::BLOCK_DAYS], out=block_max[:, :width])
+    key = np.where(whole_block, block_max, np.inf)
+    if n < stocks:
+        bound = np.partition(np.ascontiguousarray(key.T), n - 1, axis=1)[:, n - 1]
+    else:
+        bound = np.full(len(starts), np.inf)
+    with np.errstate(invalid="ignore"):
+        candidate = eligible & (m0 <= np.repeat(bound, BLOCK_DAYS)[None, :days])
+    rows, cols = np.nonzero(np.ascontiguousarray(candidate.T))  # day-major, stocks ascending
+    per_day = np.bincount(rows, minlength=days)
+    plain = per_day > MAX_CANDIDATES_PER_N * n  # e.g. fewer than n eligible on a whole block
+    if plain.any():
+        keep = ~plain[rows]
+        rows, cols = rows[keep], cols[keep]
+        per_day = np.where(plain, 0, per_day)
+    width = max(int(per_day.max(initial=0)), 1)
+    starts_of_day = np.concatenate(([0], np.cumsum(per_day)[:-1]))
+    slot = np.arange(len(rows)) - starts_of_day[rows]
+    dense = np.full((days, width), np.inf)
+    dense[rows, slot] = m0[cols, rows]
+    chosen = _smallest(dense, np.isfinite(dense), n)[rows, slot]
+    rows, cols = rows[chosen], cols[chosen]
+    if plain.any():
+        plain_days = np.flatnonzero(plain)
+        sub_eligible = eligible[:, plain_days].T
+        caps = np.where(sub_eligible, m0[:, plain_days].T, np.inf)
+        sub_rows, sub_cols = np.nonzero(_smallest(caps, sub_eligible, n))
+        rows = np.concatenate((rows, plain_days[sub_rows]))
+        cols = np.concatenate((cols, sub_cols))
+        order = np.argsort(rows, kind="stable")
+        rows, cols = rows[order], cols[order]
+    return rows, cols
 
 
 def _check_panel(close: pd.DataFrame, *others: pd.DataFrame) -> None:
@@ -144,14 +205,19 @@ def reconstruct(close: pd.DataFrame, total_mv: pd.DataFrame, is_st: pd.DataFrame
     _check_params(n, min_listed_days)
     out = np.full(len(close), np.nan)
     if len(close) >= 2:
-        c = np.ascontiguousarray(close.to_numpy(dtype=np.float64))
-        m = np.ascontiguousarray(total_mv.to_numpy(dtype=np.float64))
-        st = is_st.to_numpy(dtype=np.float64)
-        first = _first_traded_row(_traded(c))
-        # listed days at row r = r - first + 1, so listed_ok at t-1 <=> t-1 >= first + min - 1
-        prev_rows = np.arange(len(close) - 1)[:, None]
-        listed_ok0 = prev_rows >= first[None, :] + (max(min_listed_days, 1) - 1)
-        out[1:] = _index_returns(c[:-1], c[1:], m[:-1], m[1:], st[:-1], listed_ok0, n)
+        # stock-major views (stocks x days, C order): no copy for a consolidated float frame
+        c = close.to_numpy(dtype=np.float64).T
+        m = total_mv.to_numpy(dtype=np.float64).T
+        st = is_st.to_numpy(dtype=np.float64).T
+        days = len(close) - 1
+        traded = _traded(c)
+        first = _first_traded_row(traded.T)
+        # listed days at row r = r - first + 1, so listed at t-1 <=> t-1 >= first + min - 1
+        listed_ok0 = np.arange(days)[None, :] >= (first + (max(min_listed_days, 1) - 1))[:, None]
+        eligible = _eligible(traded[:, :-1], traded[:, 1:], m[:, :-1], st[:, :-1], listed_ok0)
+        rows, cols = _panel_members(m[:, :-1], eligible, n)
+        rets = _stock_returns(c[cols, rows], c[cols, rows + 1], m[cols, rows], m[cols, rows + 1])
+        out[1:] = _mean_by_day(days, rows, rets)
     return pd.Series(out, index=close.index, name="microcap_return")
 
 
@@ -196,13 +262,11 @@ def daily_return(close_prev: pd.Series, close_today: pd.Series, mv_prev: pd.Seri
     stocks = close_today.index
 
     def row(s: pd.Series) -> np.ndarray:
-        return s.reindex(stocks).to_numpy(dtype=np.float64)[None, :]
+        return s.reindex(stocks).to_numpy(dtype=np.float64)
 
-    listed = np.nan_to_num(row(listed_days_prev), nan=0.0)
-    listed_ok0 = listed >= max(min_listed_days, 1)
-    value = _index_returns(row(close_prev), row(close_today), row(mv_prev), row(mv_today),
-                           row(st_prev), listed_ok0, n)
-    return float(value[0])
+    listed_ok0 = np.nan_to_num(row(listed_days_prev), nan=0.0) >= max(min_listed_days, 1)
+    return _day_return(row(close_prev), row(close_today), row(mv_prev), row(mv_today), row(st_prev),
+                       listed_ok0, n)
 
 
 def index_level(returns: pd.Series, base: float = 1000.0) -> pd.Series:

@@ -8,10 +8,11 @@ COLUMNS = ("id", "kind", "start", "peak", "trough", "end", "depth", "detail")
 _FIELDS = COLUMNS[1:]
 
 
-def latest_start(db: Database, kind: str) -> str | None:
-    """Return the start of the latest stored episode of ``kind`` (ISO day), or None."""
-    row = db.execute("SELECT MAX(start) FROM episodes WHERE kind = ?", [kind]).fetchone()
-    return row[0] if row else None
+def latest(db: Database, kind: str) -> dict | None:
+    """Return the latest stored episode of ``kind`` (by start), or None."""
+    row = db.execute(f"SELECT {', '.join(COLUMNS)} FROM episodes WHERE kind = ? ORDER BY start DESC "
+                     "LIMIT 1", [kind]).fetchone()
+    return dict(zip(COLUMNS, row, strict=True)) if row else None
 
 
 def replace_kind(db: Database, kind: str, rows: list[dict], since: str | None = None) -> int:

@@ -97,6 +97,20 @@ def test_cycle_episodes_incremental_equal_full_recompute(tmp_path, default_confi
         for e in full]
     rotation = episodes.list_episodes(db, "rotation")
     assert rotation, "the demo's Dec 2020 - Feb 2021 rotation must be stored"
+    # full recompute of the rotation spells from the stored daily conditions
+    import json
+
+    rows = db.execute("SELECT date, context FROM signal_values WHERE signal = "
+                      "'composite.conditions_active' ORDER BY date").fetchall()
+    idx = pd.to_datetime([d for d, _ in rows])
+    cond = pd.Series(["hot_theme_rotation" in json.loads(c) for _, c in rows], index=idx)
+    hot = {d: (v, c) for d, v, c in db.execute(
+        "SELECT date, value, context FROM signal_values WHERE signal = 'rotation.hot_theme_excess'")}
+    excess = pd.Series([hot[d][0] for d, _ in rows], index=idx, dtype=float)
+    theme = pd.Series([json.loads(hot[d][1]) if hot[d][1] else None for d, _ in rows], index=idx)
+    full_rot = rotation_episodes(cond, excess, theme, close["index.microcap.close"])
+    assert [(e["start"], e["end"]) for e in rotation] == [
+        (e.start.isoformat(), e.end.isoformat() if e.end else None) for e in full_rot]
     service.close()
 
 
