@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     imp = sub.add_parser("import-csv", help="import CSV files (long format or stock panel)")
     imp.add_argument("paths", nargs="+", type=Path)
+    imp.add_argument("--coverage", choices=["top10", "full"], default="top10",
+                     help="fund-holdings files: top-10 (quarterly) or full (semi-annual/annual) holdings")
 
     sig = sub.add_parser("signals", help="show signal values (latest, or one signal's history)")
     sig.add_argument("name", nargs="?")
@@ -233,7 +235,7 @@ def cmd_import_csv(args) -> int:
 
     config = _config(args)
     db = _open(args, config)
-    changed = import_files(db, list(args.paths))
+    changed = import_files(db, list(args.paths), coverage=args.coverage)
     for path, n in changed.items():
         print(f"{path}: {n} row(s) written")
     return 0

@@ -12,7 +12,15 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 import signals
 from monitor import expr
@@ -60,14 +68,39 @@ class SourceConfig(_Strict):
     demo_seed: int = 20231201
 
 
+_TOKEN_LIKE = re.compile(r"xox[a-z]-|hooks\.slack\.com/", re.IGNORECASE)
+
+
 class SlackConfig(_Strict):
     channel: str | None = None
     api_url: str | None = None
+    timeout_seconds: int = Field(default=30, ge=1, le=300)
+    chart: bool = True
+
+    @field_validator("channel", "api_url")
+    @classmethod
+    def _no_secrets(cls, value: str | None, info) -> str | None:
+        # The value is never echoed: it may be a secret pasted into the wrong place.
+        if value and _TOKEN_LIKE.search(value):
+            raise ValueError("looks like a Slack token or webhook URL; secrets belong in "
+                             "$SLACK_BOT_TOKEN / $SLACK_WEBHOOK_URL, never in the config file")
+        if value and info.field_name == "api_url" and not re.match(r"^https?://", value):
+            raise ValueError("must start with http:// or https://")
+        return value
 
 
 class NotifyConfig(_Strict):
     slack: SlackConfig = SlackConfig()
     console: bool = True
+    inhibit: bool = True
+    retry_base_seconds: int = Field(default=30, ge=1)
+    retry_max_seconds: int = Field(default=3600, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> NotifyConfig:
+        if self.retry_max_seconds < self.retry_base_seconds:
+            raise ValueError("retry_max_seconds: must be at least retry_base_seconds")
+        return self
 
 
 class EpisodesConfig(_Strict):

@@ -113,7 +113,8 @@ def _day_return(c0, c1, m0, m1, st0, listed_ok0, n: int) -> float:
 
 
 BLOCK_DAYS = 5  # days per block for the upper bound of the n-th smallest cap (panel path)
-MAX_CANDIDATES_PER_N = 4  # a day with more candidates than this x n takes the plain path
+MAX_CANDIDATES = 1.5  # a day with more than 1.5 x n candidates (e.g. a crash inside a block) is ranked
+# on its own (plain path), to keep the array of candidates narrow
 
 
 def _panel_members(m0: np.ndarray, eligible: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -144,7 +145,7 @@ def _panel_members(m0: np.ndarray, eligible: np.ndarray, n: int) -> tuple[np.nda
         candidate = eligible & (m0 <= np.repeat(bound, BLOCK_DAYS)[None, :days])
     rows, cols = np.nonzero(np.ascontiguousarray(candidate.T))  # day-major, stocks ascending
     per_day = np.bincount(rows, minlength=days)
-    plain = per_day > MAX_CANDIDATES_PER_N * n  # e.g. fewer than n eligible on a whole block
+    plain = per_day > max(MAX_CANDIDATES * n, 1)
     if plain.any():
         keep = ~plain[rows]
         rows, cols = rows[keep], cols[keep]
@@ -205,9 +206,9 @@ def reconstruct(close: pd.DataFrame, total_mv: pd.DataFrame, is_st: pd.DataFrame
     _check_params(n, min_listed_days)
     out = np.full(len(close), np.nan)
     if len(close) >= 2:
-        # stock-major views (stocks x days, C order): no copy for a consolidated float frame
-        c = close.to_numpy(dtype=np.float64).T
-        m = total_mv.to_numpy(dtype=np.float64).T
+        # stock-major (stocks x days, C order): views, no copy, for consolidated float64 frames
+        c = np.ascontiguousarray(close.to_numpy(dtype=np.float64).T)
+        m = np.ascontiguousarray(total_mv.to_numpy(dtype=np.float64).T)
         st = is_st.to_numpy(dtype=np.float64).T
         days = len(close) - 1
         traded = _traded(c)
@@ -216,7 +217,9 @@ def reconstruct(close: pd.DataFrame, total_mv: pd.DataFrame, is_st: pd.DataFrame
         listed_ok0 = np.arange(days)[None, :] >= (first + (max(min_listed_days, 1) - 1))[:, None]
         eligible = _eligible(traded[:, :-1], traded[:, 1:], m[:, :-1], st[:, :-1], listed_ok0)
         rows, cols = _panel_members(m[:, :-1], eligible, n)
-        rets = _stock_returns(c[cols, rows], c[cols, rows + 1], m[cols, rows], m[cols, rows + 1])
+        at = cols * (days + 1) + rows  # flat positions of the members at t-1 in the stock-major arrays
+        c_flat, m_flat = c.ravel(), m.ravel()
+        rets = _stock_returns(c_flat[at], c_flat[at + 1], m_flat[at], m_flat[at + 1])
         out[1:] = _mean_by_day(days, rows, rets)
     return pd.Series(out, index=close.index, name="microcap_return")
 

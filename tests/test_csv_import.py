@@ -130,3 +130,47 @@ def test_import_is_recorded_in_runs(db, tmp_path):
     import_files(db, [write(tmp_path, "g.csv", GOOD)], today=dt.date(2024, 1, 4))
     assert db.execute("SELECT job, as_of, status FROM runs").fetchall() == [
         ("import", "2024-01-04", "ok")]
+
+
+PANEL = """date,code,close,total_mv,is_st
+2023-09-28,000001,10.0,5000000000,0
+2023-09-28,600519,1800.0,2200000000000,0
+2023-12-29,000001,9.0,4500000000,0
+2023-12-29,600519,1700.0,2100000000000,0
+"""
+# two active funds (A/C share classes of one), one index fund (filtered out)
+HOLDINGS = """report_date,fund_code,fund_name,stock_code,holding_value
+2023-09-30,000011,远见成长混合A,000001,400000000
+2023-09-30,000011,远见成长混合A,600519,600000000
+2023-09-30,000012,远见成长混合C,000001,100000000
+2023-09-30,000099,沪深300指数A,600519,900000000
+2023-12-31,000011,远见成长混合A,000001,400000000
+2023-12-31,000011,远见成长混合A,600519,600000000
+2023-12-31,000012,远见成长混合C,000001,0
+2023-12-31,000099,沪深300指数A,600519,900000000
+"""
+
+
+def test_fund_holdings_become_point_in_time_allocation_series(db, tmp_path):
+    panel = write(tmp_path, "panel.csv", PANEL)
+    holdings = write(tmp_path, "holdings.csv", HOLDINGS)
+    import_files(db, [holdings, panel], coverage="top10")  # the panel is applied first
+    rows = db.execute("SELECT series, date, value, available_at, source FROM observations "
+                      "ORDER BY series").fetchall()
+    # Q3: merged fund holds 000001 (5e9 < 10e9: small) 5e8 of 11e8 -> 45.5% (first report: no row)
+    # Q4: 4e8 of 10e8 = 40% > 30% at both reports -> one small-cap fund, mean 0.4, total 4e8;
+    # dated on the last trading day of the quarter, available 30 days after the quarter end
+    src = "holdings:top10;csv:holdings.csv"
+    assert rows == [
+        ("funds.smallcap_count", "2023-12-29", 1.0, "2024-01-30", src),
+        ("funds.smallcap_share_mean", "2023-12-29", pytest.approx(0.4), "2024-01-30", src),
+        ("funds.smallcap_value_total", "2023-12-29", 4e8, "2024-01-30", src),
+    ]
+
+
+def test_holdings_without_a_panel_name_the_missing_caps(db, tmp_path):
+    holdings = write(tmp_path, "holdings.csv", HOLDINGS)
+    with pytest.raises(CsvImportError, match=r"holdings.csv: no stock_panel market caps .* report date "
+                       r"2023-09-30: import the stock panel first"):
+        import_files(db, [holdings])
+    assert db.execute("SELECT COUNT(*) FROM observations").fetchone()[0] == 0

@@ -6,7 +6,6 @@ fits that several tests share are module-scoped fixtures.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import math
@@ -115,6 +114,12 @@ def test_swap_is_an_involution_and_order_by_variance() -> None:
     assert swap_states(swapped) == pytest.approx(params)
     assert order_by_variance(params) == pytest.approx(swapped)
     assert order_by_variance(swapped) == swapped  # already ordered: unchanged
+    # equal variances: the lower mean, then the more persistent state, is state 1 (whatever the labels)
+    tie = (0.5, 0.25, 0.0, -0.1, 0.25, 0.25)
+    assert order_by_variance(tie) == tie
+    assert order_by_variance(swap_states(tie)) == pytest.approx(tie)
+    tie2 = (0.5, 0.25, 0.0, 0.0, 0.25, 0.25)  # P(1->1) = 0.75 > P(0->0)
+    assert order_by_variance(tie2) == tie2 and order_by_variance(swap_states(tie2)) == pytest.approx(tie2)
 
 
 def test_fit_orders_states_when_statsmodels_labels_high_variance_zero(
@@ -163,7 +168,7 @@ def test_stress_prob_does_not_depend_on_labels(params) -> None:
     assert a.sigma2[0] <= a.sigma2[1]
     np.testing.assert_allclose(filtered_stress_prob(x, a), filtered_stress_prob(x, b), atol=1e-9)
     # and the probability of the high-variance state is 1 - that of the other labelling's state 1
-    if params[4] > params[5]:
+    if order_by_variance(params) != tuple(params):  # statsmodels' state 1 is the calm one
         np.testing.assert_allclose(filtered_stress_prob(x, a), 1 - sm_filtered(x, params), atol=1e-9)
     else:
         np.testing.assert_allclose(filtered_stress_prob(x, a), sm_filtered(x, params), atol=1e-9)
@@ -329,7 +334,8 @@ def test_date_object_index_and_unsorted_input(series: pd.Series, fitted: RegimeF
     assert list(p.index) == list(as_dates.index)
     np.testing.assert_allclose(p, filtered_stress_prob(x, fitted))
     shuffled = x.iloc[::-1]
-    np.testing.assert_allclose(filtered_stress_prob(shuffled, fitted).sort_index(), filtered_stress_prob(x, fitted))
+    np.testing.assert_allclose(filtered_stress_prob(shuffled, fitted).sort_index(),
+                               filtered_stress_prob(x, fitted))
 
 
 def test_microcap_excess_returns() -> None:

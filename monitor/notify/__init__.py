@@ -1,7 +1,16 @@
-"""Notifiers render a digest payload and deliver it; the outbox decides when."""
+"""Notifiers render a digest payload and deliver it; the outbox decides when.
+
+A notifier has a ``destination`` (for the outbox and logs) and ``send(payload, dedup_key)``, which
+delivers one digest or raises :class:`DeliveryError`. A notifier that can attach a chart says so
+with ``uploads_charts = True``; delivery then passes the PNG as ``send(..., chart=png)``.
+
+Secrets (the bot token, the webhook URL) come from the environment only. Every text that leaves a
+notifier in an error goes through :func:`redact` first.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Protocol, TextIO
 
@@ -9,13 +18,17 @@ from monitor.config import Config
 
 TOKEN_ENV = "SLACK_BOT_TOKEN"
 WEBHOOK_ENV = "SLACK_WEBHOOK_URL"
+REDACTED = "[redacted]"
+
+log = logging.getLogger("regime_monitor.notify")
 
 
 class DeliveryError(RuntimeError):
-    """Delivery failed; ``permanent`` says whether retrying can help."""
+    """Delivery failed; ``permanent`` says whether retrying can help, ``retry_after`` is the
+    server's requested wait in seconds (HTTP 429)."""
 
     def __init__(self, reason: str, permanent: bool = False, retry_after: float | None = None):
-        super().__init__(reason)
+        super().__init__(redact(reason))
         self.permanent = permanent
         self.retry_after = retry_after
 
@@ -23,23 +36,62 @@ class DeliveryError(RuntimeError):
 class Notifier(Protocol):
     destination: str
 
-    def send(self, payload: dict, dedup_key: str) -> None:
-        """Deliver one digest or raise DeliveryError."""
+    def send(self, payload: dict, dedup_key: str) -> dict | None:
+        """Deliver one digest or raise DeliveryError; optionally return what the server said."""
         ...
+
+
+def secrets() -> list[str]:
+    """Return the secret strings currently in the environment (the token and the webhook URL,
+    plus the webhook URL's path, which alone is the credential)."""
+    out = []
+    for name in (TOKEN_ENV, WEBHOOK_ENV):
+        value = (os.environ.get(name) or "").strip()
+        if len(value) >= 8:
+            out.append(value)
+    hook = (os.environ.get(WEBHOOK_ENV) or "").strip()
+    if "://" in hook:
+        path = hook.split("://", 1)[1].partition("/")[2]
+        if len(path) >= 8:
+            out.append(path)
+    return sorted(out, key=len, reverse=True)
+
+
+def redact(text: str, extra: list[str] | None = None) -> str:
+    """Return ``text`` with every secret (environment ones and ``extra``) replaced."""
+    for secret in [*(extra or []), *secrets()]:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def slack_destination(config: Config) -> str | None:
+    """Return ``"bot"``, ``"webhook"`` or None: which Slack destination the config and the
+    environment select (a bot token needs ``notify.slack.channel``; it wins over a webhook)."""
+    if config.notify.slack.channel and os.environ.get(TOKEN_ENV):
+        return "bot"
+    if os.environ.get(WEBHOOK_ENV):
+        return "webhook"
+    return None
 
 
 def make_notifier(config: Config, stream: TextIO | None = None) -> Notifier:
     """Return the Slack notifier when a Slack destination and secret are configured, else the
     console notifier. Secrets are read from the environment only."""
     slack = config.notify.slack
-    token = os.environ.get(TOKEN_ENV)
-    webhook = os.environ.get(WEBHOOK_ENV)
-    if (slack.channel and token) or webhook:
+    kind = slack_destination(config)
+    if kind is not None:
         from monitor.notify.slack import SlackNotifier
 
-        return SlackNotifier(channel=slack.channel, token=token if slack.channel else None,
-                             webhook_url=None if (slack.channel and token) else webhook,
-                             api_url=slack.api_url)
+        return SlackNotifier(
+            channel=slack.channel if kind == "bot" else None,
+            token=os.environ[TOKEN_ENV] if kind == "bot" else None,
+            webhook_url=os.environ[WEBHOOK_ENV] if kind == "webhook" else None,
+            api_url=slack.api_url, timeout=slack.timeout_seconds, chart=slack.chart,
+            inhibit=config.notify.inhibit)
+    if os.environ.get(TOKEN_ENV) and not slack.channel:
+        log.warning("$%s is set but notify.slack.channel is not: digests go to the console",
+                    TOKEN_ENV)
     from monitor.notify.console import ConsoleNotifier
 
     return ConsoleNotifier(stream)

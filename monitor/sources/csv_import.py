@@ -22,6 +22,8 @@ from storage.util import dumps, utc_now
 
 LONG_COLUMNS = ("date", "series", "value")
 PANEL_COLUMNS = ("date", "code", "close", "total_mv", "is_st")
+HOLDINGS_COLUMNS = ("report_date", "fund_code", "fund_name", "stock_code", "holding_value")
+CAP_CARRY_DAYS = 30  # a suspended stock's last market cap stays usable this many calendar days
 FUNDS_LAG_DAYS = 30  # quarterly fund data: usable this many calendar days after the report date
 
 
@@ -79,9 +81,12 @@ def _header(path: Path, frame: pd.DataFrame) -> str:
         return "long"
     if cols == PANEL_COLUMNS:
         return "panel"
+    if cols[:5] == HOLDINGS_COLUMNS and set(cols) <= {*HOLDINGS_COLUMNS, "fund_type"}:
+        return "holdings"
     raise CsvImportError(
         f"{path}: unrecognised header {','.join(cols)!r}: expected "
-        f"{','.join(LONG_COLUMNS)}[,available_at] or {','.join(PANEL_COLUMNS)}")
+        f"{','.join(LONG_COLUMNS)}[,available_at], {','.join(PANEL_COLUMNS)} or "
+        f"{','.join(HOLDINGS_COLUMNS)}[,fund_type]")
 
 
 def parse_long(path: Path, frame: pd.DataFrame, today: dt.date) -> list[observations.ObservationRow]:
@@ -159,26 +164,105 @@ def parse_panel(path: Path, frame: pd.DataFrame, today: dt.date) -> list[tuple]:
             for d, c, cl, mv, st in zip(dates, codes, close, total_mv, is_st, strict=True)]
 
 
-def import_files(db: Database, paths: list[Path], today: dt.date | None = None) -> dict[str, int]:
+def parse_holdings(path: Path, frame: pd.DataFrame, today: dt.date) -> pd.DataFrame:
+    """Validate a fund-holdings frame; return it typed (report_date as Timestamp, values in yuan)."""
+    dates = _dates(path, frame, "report_date", today)
+    value = _numbers(path, frame, "holding_value")
+    if (value < 0).any():
+        i = (value < 0).idxmax()
+        raise CsvImportError(f"{path}: line {_line(i)}, column holding_value: negative value")
+    for col in ("fund_code", "stock_code"):
+        bad = ~frame[col].str.strip().str.fullmatch(r"\d{6}")
+        if bad.any():
+            i = bad.idxmax()
+            raise CsvImportError(f"{path}: line {_line(i)}, column {col}: "
+                                 f"{frame.at[i, col]!r} is not a 6-digit code")
+    if value.median() < 1e4:
+        raise CsvImportError(f"{path}: column holding_value: median {value.median():g} is too small "
+                             "for yuan; convert 1e8 yuan (亿元) to yuan")
+    out = pd.DataFrame({"report_date": pd.to_datetime(dates), "fund_code": frame["fund_code"].str.strip(),
+                        "fund_name": frame["fund_name"].str.strip(),
+                        "stock_code": frame["stock_code"].str.strip(), "holding_value": value})
+    if "fund_type" in frame.columns:
+        out["fund_type"] = frame["fund_type"].str.strip().replace("", None)
+    return out
+
+
+def holdings_observations(db: Database, path: Path, holdings: pd.DataFrame,
+                          coverage: str) -> list[observations.ObservationRow]:
+    """Compute the small-cap allocation of ``holdings`` with market caps from ``stock_panel``.
+
+    The caps are each stock's latest total market cap on or before the report date (at most
+    ``CAP_CARRY_DAYS`` earlier, so suspended stocks keep their last cap). Top-10 holdings are
+    published with the quarterly reports (about 30 days after the quarter); full holdings with the
+    semi-annual (62 days) and annual (91 days) reports.
+    """
+    from signals import fund_allocation as fa
+
+    caps = {}
+    for report in sorted(holdings["report_date"].unique()):
+        day = pd.Timestamp(report).date()
+        rows = db.execute(
+            "SELECT code, total_mv FROM stock_panel WHERE date <= ? AND date >= ? AND total_mv IS NOT "
+            "NULL ORDER BY date", [day.isoformat(), (day - dt.timedelta(days=CAP_CARRY_DAYS)).isoformat()]
+        ).fetchall()
+        if not rows:
+            raise CsvImportError(f"{path}: no stock_panel market caps within {CAP_CARRY_DAYS} days before "
+                                 f"report date {day}: import the stock panel first")
+        latest = dict(rows)  # ordered by date: the last write per code wins
+        caps[pd.Timestamp(report)] = pd.Series(latest, dtype=float)
+    market_caps = pd.concat(caps, names=["report_date", "stock_code"])
+    fund_types = None
+    if "fund_type" in holdings.columns:
+        fund_types = holdings.dropna(subset=["fund_type"]).drop_duplicates("fund_code").set_index(
+            "fund_code")["fund_type"]
+
+    def lag(report: pd.Timestamp) -> int:
+        if coverage == "top10":
+            return fa.QUARTERLY_PUBLICATION_LAG_DAYS
+        return fa.SEMIANNUAL_PUBLICATION_LAG_DAYS if report.month == 6 else fa.ANNUAL_PUBLICATION_LAG_DAYS
+
+    # one pass over all report dates (the "two consecutive reports" rule needs them together)
+    series = fa.allocation_series(holdings, market_caps, fund_types, coverage=coverage,
+                                  publication_lag_days=0)
+    series["available_at"] = [pd.Timestamp(d) + pd.Timedelta(days=lag(pd.Timestamp(d)))
+                              for d in series["date"]]
+    return [(s, d, v, a, f"{src};csv:{path.name}") for s, d, v, a, src in fa.to_observations(series)]
+
+
+def import_files(db: Database, paths: list[Path], today: dt.date | None = None,
+                 coverage: str = "top10") -> dict[str, int]:
     """Validate every file, then write them all in one transaction; return rows changed per file.
 
+    Fund-holdings files become the ``funds.*`` allocation series (computed with the market caps of
+    the stock panel, so import the panel first or in the same call); ``coverage`` says whether they
+    hold the top-10 or the full holdings, and is stored with the values (``source``).
     Raises CsvImportError (nothing written) when any file is invalid.
     """
     today = today or dt.date.today()
-    parsed: list[tuple[Path, str, list]] = []
+    parsed: list[tuple[Path, str, object]] = []
     for path in paths:
         frame = _read(path)
         kind = _header(path, frame)
         if frame.empty:
             raise CsvImportError(f"{path}: no data rows")
-        rows = parse_long(path, frame, today) if kind == "long" else parse_panel(path, frame, today)
+        if kind == "long":
+            rows = parse_long(path, frame, today)
+        elif kind == "panel":
+            rows = parse_panel(path, frame, today)
+        else:
+            rows = parse_holdings(path, frame, today)
         parsed.append((path, kind, rows))
+    parsed.sort(key=lambda p: p[1] == "holdings")  # the panel's caps first
     started = utc_now()
     changed: dict[str, int] = {}
     with db.atomic():
         for path, kind, rows in parsed:
             if kind == "long":
                 changed[str(path)] = observations.upsert(db, rows)
+            elif kind == "holdings":
+                changed[str(path)] = observations.upsert(
+                    db, holdings_observations(db, path, rows, coverage))
             else:
                 before = db.conn.total_changes
                 db.conn.executemany(

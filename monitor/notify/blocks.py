@@ -1,0 +1,205 @@
+"""The digest in Slack Block Kit, with its plain-text fallback (pure: payload in, JSON out).
+
+Layout: a header (date and counts), a context line (conditions active today), then one section
+per alert (severity, rule, what changed, each signal against its threshold, the rule's explain)
+followed by a context block (the closest historical episode, the silence command), and a footer
+(where the chart is, the dedup key). Slack's limits are respected by construction: at most 50
+blocks (alerts that do not fit are folded into one summary line), section text at most 3000
+characters, header text at most 150, context elements at most 10, fallback text at most 40000.
+
+Inhibition (``notify.inhibit``, as in Alertmanager): when a critical alert is firing, the
+lower-severity alerts of the same digest are folded into one line under it.
+"""
+
+from __future__ import annotations
+
+from monitor import digest
+
+MAX_BLOCKS = 50
+MAX_HEADER_TEXT = 150
+MAX_SECTION_TEXT = 3000
+MAX_CONTEXT_ELEMENTS = 10
+MAX_CONTEXT_TEXT = 3000
+MAX_FALLBACK_TEXT = 40000
+
+SEVERITY_ICON = {"critical": ":rotating_light:", "warning": ":warning:", "info": ":information_source:"}
+RESOLVED_ICON = ":white_check_mark:"
+ACTIVE = ("firing", "repeat")
+
+# blocks always present besides the alerts: header, summary context, footer; one more for a fold
+_FIXED_BLOCKS = 3
+_OVERFLOW_BLOCKS = 1
+
+
+def escape(text: str) -> str:
+    """Escape the three characters Slack's mrkdwn treats as control characters."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def clip(text: str, limit: int) -> str:
+    """Return ``text`` cut to ``limit`` characters (an ellipsis marks the cut)."""
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _mrkdwn(text: str, limit: int = MAX_SECTION_TEXT) -> dict:
+    return {"type": "mrkdwn", "text": clip(text, limit)}
+
+
+def _section(text: str) -> dict:
+    return {"type": "section", "text": _mrkdwn(text)}
+
+
+def _context(*texts: str) -> dict:
+    return {"type": "context",
+            "elements": [_mrkdwn(t, MAX_CONTEXT_TEXT) for t in texts[:MAX_CONTEXT_ELEMENTS]]}
+
+
+def _label(item: dict) -> str:
+    return f"{item['rule']} ({item['severity']}, {digest.KIND_LABEL[item['kind']]})"
+
+
+def alert_section(item: dict) -> str:
+    """Return the mrkdwn text of one alert: what changed, the values against their thresholds,
+    the theme leading a rotation signal, and why it matters."""
+    icon = RESOLVED_ICON if item["kind"] == "resolved" else SEVERITY_ICON[item["severity"]]
+    since = item.get("since")
+    when = ((f" (had fired {since})" if item["kind"] == "resolved" else f" (since {since})")
+            if since else "")
+    lines = [f"{icon} *{item['severity'].upper()} · {escape(item['rule'])} · "
+             f"{digest.KIND_LABEL[item['kind']]}*{when}"]
+    for c in item["comparisons"]:
+        lines.append("• " + escape(digest.comparison_text(c)))
+    for signal, val in sorted((item.get("context") or {}).items()):
+        lines.append(f"• {escape(signal)} is led by: {escape(str(val))}")
+    lines.append(f"_Why it matters:_ {escape(item['explain'])}")
+    return "\n".join(lines)
+
+
+def alert_context(item: dict) -> list[str]:
+    """Return the context lines under one alert: the closest past episode and how to silence."""
+    out = []
+    if item.get("closest_episode"):
+        out.append(":mag: *Closest past episode:* " + escape(digest.episode_text(item["closest_episode"])))
+    elif item["kind"] != "resolved" and "closest_episode" in item:
+        out.append(":mag: Closest past episode: none finished before today")
+    if item["kind"] != "resolved":
+        out.append(f":zipper_mouth_face: Silence: `{digest.silence_command(item['rule'])}`")
+    return out
+
+
+def _alert_blocks(item: dict) -> list[dict]:
+    blocks = [{"type": "divider"}, _section(alert_section(item))]
+    extra = alert_context(item)
+    if extra:
+        blocks.append(_context(*extra))
+    return blocks
+
+
+def inhibition(items: list[dict], enabled: bool = True) -> tuple[dict | None, list[dict]]:
+    """Return the inhibiting alert (the first firing critical one) and the alerts it folds (every
+    lower-severity one), or ``(None, [])`` when nothing is inhibited."""
+    if not enabled:
+        return None, []
+    source = next((i for i in items if i["severity"] == "critical" and i["kind"] in ACTIVE), None)
+    if source is None:
+        return None, []
+    folded = [i for i in items if i["severity"] != "critical"]
+    return (source, folded) if folded else (None, [])
+
+
+def fold_line(folded: list[dict]) -> str:
+    """Return the one line that lists inhibited alerts."""
+    names = ", ".join(escape(_label(i)) for i in folded)
+    return (f":arrow_heading_up: Also in today's digest, folded under the critical alert "
+            f"(`notify.inhibit`): {names}")
+
+
+def render(payload: dict, dedup_key: str | None = None, chart: str | None = None,
+           inhibit: bool = True) -> tuple[list[dict], str]:
+    """Return ``(blocks, fallback_text)`` for a digest payload.
+
+    ``chart`` says where the chart is: ``"thread"`` (uploaded as a reply), ``"report"`` (a
+    webhook cannot upload: see ``regime-monitor report``) or None (no chart).
+    """
+    items = payload["items"]
+    source, folded = inhibition(items, inhibit)
+    shown = [i for i in items if not any(i is f for f in folded)]
+    fold_blocks = 1 if folded else 0
+
+    blocks: list[dict] = [{"type": "header", "text": {
+        "type": "plain_text", "text": clip(digest.headline(payload), MAX_HEADER_TEXT), "emoji": True}}]
+    comp = payload.get("composite") or {}
+    summary = [f"*{payload['counts']['firing']}* firing · *{payload['counts']['new']}* new · "
+               f"*{payload['counts']['repeat']}* still firing · "
+               f"*{payload['counts']['resolved']}* resolved · *{payload['counts']['pending']}* pending"]
+    if comp.get("names"):
+        summary.append(f"Conditions holding today ({comp['count']}): "
+                       + ", ".join(escape(n) for n in comp["names"]))
+    blocks.append(_context(*summary))
+
+    budget = MAX_BLOCKS - _FIXED_BLOCKS - fold_blocks
+    rendered: list[list[dict]] = [_alert_blocks(i) for i in shown]
+    if sum(len(r) for r in rendered) > budget:
+        budget -= _OVERFLOW_BLOCKS
+    body: list[dict] = []
+    overflow: list[dict] = []
+    for item, group in zip(shown, rendered, strict=True):
+        if overflow or len(body) + len(group) > budget:
+            overflow.append(item)
+            continue
+        body.extend(group)
+        if item is source:
+            body.append(_context(fold_line(folded)))
+    blocks.extend(body)
+    if overflow:
+        blocks.append(_section(f"…and {len(overflow)} more alert(s) in this digest: "
+                               + ", ".join(escape(_label(i)) for i in overflow)
+                               + " (full text: `regime-monitor outbox --all --json`)"))
+
+    footer = []
+    if chart == "thread":
+        footer.append(":chart_with_downwards_trend: Chart (micro-cap index, drawdown, triggering "
+                      "signals vs thresholds): in this message's thread")
+    elif chart == "report":
+        footer.append(":chart_with_downwards_trend: Chart: an incoming webhook cannot upload files; "
+                      "see `regime-monitor report`")
+    footer.append("regime-monitor" + (f" · id `{escape(dedup_key)}`" if dedup_key else ""))
+    blocks.append(_context(*footer))
+    return blocks, fallback_text(payload, dedup_key)
+
+
+def fallback_text(payload: dict, dedup_key: str | None = None) -> str:
+    """Return the plain-text fallback (notifications, clients without Block Kit): the full text
+    digest, cut to Slack's limit."""
+    text = digest.render_text(payload)
+    if dedup_key:
+        text += f"\n\n(id {dedup_key})"
+    return clip(text, MAX_FALLBACK_TEXT)
+
+
+def limit_problems(blocks: list[dict], text: str | None = None) -> list[str]:
+    """Return every way ``blocks`` (and the fallback ``text``) break Slack's limits (empty: none)."""
+    problems = []
+    if len(blocks) > MAX_BLOCKS:
+        problems.append(f"{len(blocks)} blocks > {MAX_BLOCKS}")
+    for n, b in enumerate(blocks):
+        kind = b.get("type")
+        if kind == "header":
+            t = b["text"]
+            if t.get("type") != "plain_text" or len(t["text"]) > MAX_HEADER_TEXT or not t["text"]:
+                problems.append(f"block {n}: header text must be 1..{MAX_HEADER_TEXT} plain_text")
+        elif kind == "section":
+            if not 1 <= len(b["text"]["text"]) <= MAX_SECTION_TEXT:
+                problems.append(f"block {n}: section text length {len(b['text']['text'])}")
+        elif kind == "context":
+            els = b["elements"]
+            if not 1 <= len(els) <= MAX_CONTEXT_ELEMENTS:
+                problems.append(f"block {n}: {len(els)} context elements")
+            for e in els:
+                if not 1 <= len(e["text"]) <= MAX_CONTEXT_TEXT:
+                    problems.append(f"block {n}: context text length {len(e['text'])}")
+        elif kind != "divider":
+            problems.append(f"block {n}: unexpected type {kind!r}")
+    if text is not None and not 1 <= len(text) <= MAX_FALLBACK_TEXT:
+        problems.append(f"fallback text length {len(text)}")
+    return problems
