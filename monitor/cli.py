@@ -90,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     ob.add_argument("--all", action="store_true")
     ob.add_argument("--json", action="store_true")
 
+    nt = sub.add_parser("notify", help="the notification destination")
+    ntsub = nt.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    ntsub.add_parser("test", help="send a test message to the configured Slack destination and "
+                                  "print what Slack answered")
+
     cfg = sub.add_parser("config", help="configuration")
     cfgsub = cfg.add_subparsers(dest="action", required=True, parser_class=_Parser)
     chk = cfgsub.add_parser("check", help="validate a config file and print what it resolves to")
@@ -340,6 +345,30 @@ def cmd_outbox(args) -> int:
     return 0
 
 
+def cmd_notify(args) -> int:
+    from monitor.notify import DeliveryError, make_notifier, slack_destination
+
+    config = _config(args)
+    if slack_destination(config) is None:
+        raise UsageError("no Slack destination configured: set $SLACK_BOT_TOKEN and "
+                         "notify.slack.channel, or $SLACK_WEBHOOK_URL")
+    notifier = make_notifier(config)
+    try:
+        answer = notifier.send_test()
+    except DeliveryError as exc:
+        kind = "permanent" if exc.permanent else "temporary"
+        print(f"regime-monitor: error: {notifier.destination} answered: {exc} ({kind})",
+              file=sys.stderr)
+        return 1
+    if answer.get("ts"):
+        print(f"ok: {notifier.destination} accepted the test message: channel {answer['channel']}, "
+              f"ts {answer['ts']}")
+    else:
+        print(f"ok: {notifier.destination} accepted the test message: "
+              f"{answer.get('answer', 'ok')}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from monitor.demo import run_demo
 
@@ -358,6 +387,7 @@ COMMANDS = {
     "outbox": cmd_outbox,
     "episodes": cmd_episodes,
     "config": cmd_config,
+    "notify": cmd_notify,
     "demo": cmd_demo,
 }
 

@@ -64,8 +64,29 @@ def compute_day(db: Database, calendar: TradingCalendar, as_of: dt.date,
     out: dict[str, SignalValue] = {}
     for sig, inputs, window, p in plan:
         sub = frame if window is None else frame.iloc[-window:]
-        out[sig.name] = _last(sig, _columns(sig, sub, inputs), p, as_of)
+        state = STATE_PROVIDERS[sig.state](db, sub, as_of, p) if sig.state else None
+        out[sig.name] = _last(sig, _columns(sig, sub, inputs), p, as_of, state)
     return out
+
+
+def _regime_fit(db: Database, frame: pd.DataFrame, as_of: dt.date, params: Mapping[str, Any]):
+    """Return the regime model's fit for ``as_of``: the cached one, refitted (and cached) when the
+    month changed. A refit uses only data before ``as_of``."""
+    from signals import regime
+    from storage import regime_fits
+
+    cached = regime_fits.latest(db, as_of)
+    last = regime.RegimeFit.from_json(cached) if cached else None
+    if not regime.refit_due(last, as_of):
+        return last
+    excess = regime.microcap_excess_returns(frame)
+    new = regime.current_fit(excess, as_of, last, params["min_obs"])
+    if new is not None:
+        regime_fits.save(db, new.valid_from, new.fit_through, new.to_json())
+    return new
+
+
+STATE_PROVIDERS = {"regime_fit": _regime_fit}
 
 
 def _columns(sig: signals.Signal, frame: pd.DataFrame, inputs: list[str]) -> pd.DataFrame:
@@ -77,10 +98,10 @@ def _columns(sig: signals.Signal, frame: pd.DataFrame, inputs: list[str]) -> pd.
 
 
 def _last(sig: signals.Signal, frame: pd.DataFrame, params: Mapping[str, Any],
-          as_of: dt.date) -> SignalValue:
+          as_of: dt.date, state=None) -> SignalValue:
     if frame.empty or frame.index[-1] != pd.Timestamp(as_of):
         return SignalValue(None)
-    values, context = sig.compute(frame, params)
+    values, context = sig.compute(frame, params, state)
     value = values.iloc[-1]
     value = None if value is None or not math.isfinite(float(value)) else float(value)
     ctx = None
@@ -113,7 +134,13 @@ def compute_history(db: Database, calendar: TradingCalendar, start: dt.date, end
     for sig, inputs, _, p in plan:
         if lagged.intersection(inputs):
             continue
-        values, _ = sig.compute(_columns(sig, frame, inputs), p)
+        if sig.state == "regime_fit":  # monthly expanding refits, each day under its month's fit
+            from signals import regime
+
+            values = regime.stress_prob_history(regime.microcap_excess_returns(frame), start, end,
+                                                p["min_obs"])
+        else:
+            values, _ = sig.compute(_columns(sig, frame, inputs), p)
         out[sig.name] = values.reindex(pd.DatetimeIndex(pd.to_datetime(days)))
     result = pd.DataFrame(out, index=pd.DatetimeIndex(pd.to_datetime(days), name="date"))
     slow = [s for s, inputs, _, _ in plan if lagged.intersection(inputs)]

@@ -29,7 +29,7 @@ from apscheduler.triggers.cron import CronTrigger
 from monitor.calendar import TradingCalendar
 from monitor.config import Config
 from monitor.cycle import CycleResult, run_cycle
-from monitor.delivery import deliver_due
+from monitor.delivery import RetryPolicy, deliver_due
 from monitor.notify import Notifier, make_notifier
 from monitor.sources import Source, make_source
 from storage import runs
@@ -144,8 +144,9 @@ class Service:
         return results
 
     def deliver(self) -> int:
-        """Deliver the due outbox rows; return how many were sent."""
-        return deliver_due(self.db, self.notifier)
+        """Deliver the due outbox rows (retry timing from ``[notify]``); return how many were
+        sent. Due-ness is judged on the real clock: outbox times are wall-clock UTC."""
+        return deliver_due(self.db, self.notifier, policy=RetryPolicy.from_config(self.config.notify))
 
 
 def _acquire_lock(db_path: str):

@@ -112,61 +112,103 @@ def _day_return(c0, c1, m0, m1, st0, listed_ok0, n: int) -> float:
     return float(_mean_by_day(1, np.zeros(len(cols), dtype=np.intp), rets)[0])
 
 
-BLOCK_DAYS = 5  # days per block for the upper bound of the n-th smallest cap (panel path)
+BLOCK_LEVELS = 3  # blocks of 2**3 = 8 days for the upper bound of the n-th smallest cap (panel path)
 MAX_CANDIDATES = 1.5  # a day with more than 1.5 x n candidates (e.g. a crash inside a block) is ranked
 # on its own (plain path), to keep the array of candidates narrow
 
 
-def _panel_members(m0: np.ndarray, eligible: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Return (days, stocks) of every member, day-major with stocks ascending within a day.
+def _pairwise(a: np.ndarray, levels: int, ufunc: np.ufunc) -> np.ndarray:
+    """Reduce blocks of 2**levels adjacent columns with ``ufunc`` (the last block may be shorter).
 
-    Arrays are stock-major (stocks x days, C order: the layout of a consolidated DataFrame). Exactly
-    the members ``_smallest`` picks day by day, found without partitioning the whole panel: for each
-    block of ``BLOCK_DAYS`` days, the n-th smallest of the stocks' block-maximum caps (stocks eligible
-    on every day of the block) bounds the n-th smallest cap of each of its days from above, so the
-    stocks at or below that bound on a day (candidates) hold all of that day's members, ties included.
-    Only the candidates (a few hundred a day) are then ranked.
+    Pairs of columns per level: each level reads its input once, so the whole costs about two
+    passes over ``a`` (a strided pass per column of a block would cost one pass each).
+    """
+    for _ in range(levels):
+        width = a.shape[1]
+        half = width // 2
+        out = np.empty((a.shape[0], width - half), dtype=a.dtype)
+        ufunc(a[:, 0 : 2 * half : 2], a[:, 1 : 2 * half : 2], out=out[:, :half])
+        if width % 2:
+            out[:, half] = a[:, -1]
+        a = out
+    return a
+
+
+def _panel_eligible(traded: np.ndarray, m0: np.ndarray, st0: np.ndarray, first: np.ndarray,
+                    min_listed_days: int) -> np.ndarray:
+    """``_eligible`` for the whole stock-major panel, with in-place steps (same booleans)."""
+    stocks, days = m0.shape
+    eligible = traded[:, :-1] & traded[:, 1:]
+    scratch = np.empty_like(eligible)
+    with np.errstate(invalid="ignore"):
+        eligible &= np.greater(m0, 0, out=scratch)
+        eligible &= np.less(m0, np.inf, out=scratch)
+        eligible &= np.logical_not(np.greater(st0, 0.5, out=scratch), out=scratch)
+    # listed for min_listed_days by t-1 <=> t-1 >= first + min - 1: before the first trade a stock
+    # is not traded anyway, so only its first min - 1 days need clearing
+    young = max(min_listed_days, 1) - 1
+    if young:
+        rows = np.repeat(np.arange(stocks), young)
+        cols = (first[:, None] + np.arange(young)[None, :]).ravel()
+        inside = cols < days
+        eligible[rows[inside], cols[inside]] = False
+    return eligible
+
+
+def _panel_members(m: np.ndarray, eligible: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return (stocks, days) of every member, stock-major (so each day's stocks are ascending).
+
+    ``m`` is the stock-major cap array (stocks x all days, C-contiguous: the layout of a consolidated
+    DataFrame), ``eligible`` stocks x days t-1 (one day fewer). Exactly the members ``_smallest``
+    picks day by day, found without partitioning the whole panel: for each block of
+    2**BLOCK_LEVELS days, the n-th smallest of the stocks' block-maximum caps (stocks eligible on
+    every day of the block) bounds the n-th smallest cap of each of its days from above, so the stocks
+    at or below that bound on a day (candidates) hold all of that day's members, ties included (no
+    bound, +inf, when fewer than n stocks are eligible all block long). Only the candidates (a few
+    hundred a day) are then ranked, every day at once in one days x width array.
     """
     stocks, days = eligible.shape
-    starts = np.arange(0, days, BLOCK_DAYS)
-    whole_block = eligible[:, ::BLOCK_DAYS].copy()
-    block_max = m0[:, ::BLOCK_DAYS].copy()
+    m0 = m[:, :-1]
+    block = 2**BLOCK_LEVELS
     with np.errstate(invalid="ignore"):
-        for k in range(1, BLOCK_DAYS):  # strided passes: much faster than ufunc.reduceat here
-            width = len(range(k, days, BLOCK_DAYS))
-            np.logical_and(whole_block[:, :width], eligible[:, k::BLOCK_DAYS], out=whole_block[:, :width])
-            np.maximum(block_max[:, :width], m0[:, k::BLOCK_DAYS], out=block_max[:, :width])
-    key = np.where(whole_block, block_max, np.inf)
+        key = np.where(_pairwise(eligible, BLOCK_LEVELS, np.logical_and),
+                       _pairwise(m0, BLOCK_LEVELS, np.maximum), np.inf)
     if n < stocks:
         bound = np.partition(np.ascontiguousarray(key.T), n - 1, axis=1)[:, n - 1]
     else:
-        bound = np.full(len(starts), np.inf)
+        bound = np.full(key.shape[1], np.inf)
     with np.errstate(invalid="ignore"):
-        candidate = eligible & (m0 <= np.repeat(bound, BLOCK_DAYS)[None, :days])
-    rows, cols = np.nonzero(np.ascontiguousarray(candidate.T))  # day-major, stocks ascending
-    per_day = np.bincount(rows, minlength=days)
+        candidate = np.less_equal(m0, np.repeat(bound, block)[None, :days])
+    candidate &= eligible
+    stock, day = np.divmod(np.flatnonzero(candidate), days)  # stock-major
+    per_day = np.bincount(day, minlength=days)
     plain = per_day > max(MAX_CANDIDATES * n, 1)
     if plain.any():
-        keep = ~plain[rows]
-        rows, cols = rows[keep], cols[keep]
+        keep = ~plain[day]
+        stock, day = stock[keep], day[keep]
         per_day = np.where(plain, 0, per_day)
+    caps = np.take(m.ravel(), stock * (days + 1) + day)
+    # day-major order of the candidates (stable: stocks stay ascending within a day), then a
+    # days x width array of their caps, +inf padded, ranked by the same rule as a single day
+    by_day = np.argsort(day.astype(np.uint16) if days < 2**16 else day, kind="stable")
+    day_sorted = day[by_day]
     width = max(int(per_day.max(initial=0)), 1)
-    starts_of_day = np.concatenate(([0], np.cumsum(per_day)[:-1]))
-    slot = np.arange(len(rows)) - starts_of_day[rows]
-    dense = np.full((days, width), np.inf)
-    dense[rows, slot] = m0[cols, rows]
-    chosen = _smallest(dense, np.isfinite(dense), n)[rows, slot]
-    rows, cols = rows[chosen], cols[chosen]
-    if plain.any():
+    first_of_day = np.concatenate(([0], np.cumsum(per_day)[:-1]))
+    cell = day_sorted * width + (np.arange(len(day)) - first_of_day[day_sorted])  # flat (day, rank)
+    dense = np.full(days * width, np.inf)
+    dense[cell] = caps[by_day]
+    dense = dense.reshape(days, width)
+    chosen = np.empty(len(day), dtype=bool)
+    chosen[by_day] = np.take(_smallest(dense, np.isfinite(dense), n).ravel(), cell)
+    stock, day = stock[chosen], day[chosen]
+    if plain.any():  # whole days: each day's members still come from one place, stocks ascending
         plain_days = np.flatnonzero(plain)
         sub_eligible = eligible[:, plain_days].T
-        caps = np.where(sub_eligible, m0[:, plain_days].T, np.inf)
-        sub_rows, sub_cols = np.nonzero(_smallest(caps, sub_eligible, n))
-        rows = np.concatenate((rows, plain_days[sub_rows]))
-        cols = np.concatenate((cols, sub_cols))
-        order = np.argsort(rows, kind="stable")
-        rows, cols = rows[order], cols[order]
-    return rows, cols
+        sub_caps = np.where(sub_eligible, m0[:, plain_days].T, np.inf)
+        sub_day, sub_stock = np.nonzero(_smallest(sub_caps, sub_eligible, n))
+        stock = np.concatenate((stock, sub_stock))
+        day = np.concatenate((day, plain_days[sub_day]))
+    return stock, day
 
 
 def _check_panel(close: pd.DataFrame, *others: pd.DataFrame) -> None:
@@ -213,14 +255,13 @@ def reconstruct(close: pd.DataFrame, total_mv: pd.DataFrame, is_st: pd.DataFrame
         days = len(close) - 1
         traded = _traded(c)
         first = _first_traded_row(traded.T)
-        # listed days at row r = r - first + 1, so listed at t-1 <=> t-1 >= first + min - 1
-        listed_ok0 = np.arange(days)[None, :] >= (first + (max(min_listed_days, 1) - 1))[:, None]
-        eligible = _eligible(traded[:, :-1], traded[:, 1:], m[:, :-1], st[:, :-1], listed_ok0)
-        rows, cols = _panel_members(m[:, :-1], eligible, n)
-        at = cols * (days + 1) + rows  # flat positions of the members at t-1 in the stock-major arrays
+        eligible = _panel_eligible(traded, m[:, :-1], st[:, :-1], first, min_listed_days)
+        stock, day = _panel_members(m, eligible, n)
+        at = stock * (days + 1) + day  # flat positions of the members at t-1 (mostly ascending)
         c_flat, m_flat = c.ravel(), m.ravel()
-        rets = _stock_returns(c_flat[at], c_flat[at + 1], m_flat[at], m_flat[at + 1])
-        out[1:] = _mean_by_day(days, rows, rets)
+        rets = _stock_returns(np.take(c_flat, at), np.take(c_flat, at + 1), np.take(m_flat, at),
+                              np.take(m_flat, at + 1))
+        out[1:] = _mean_by_day(days, day, rets)
     return pd.Series(out, index=close.index, name="microcap_return")
 
 

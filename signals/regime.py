@@ -40,9 +40,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import statsmodels.api as sm
 
 from signals.common import simple_returns
+from signals.registry import family, register
 
 SIGNAL = "regime.stress_prob"
 MICROCAP = "index.microcap.close"
@@ -159,6 +159,8 @@ def order_by_variance(params: tuple[float, ...] | np.ndarray) -> tuple[float, ..
 
 
 def _model(y: np.ndarray) -> Any:
+    import statsmodels.api as sm  # imported on first use: it takes about a second
+
     model = sm.tsa.MarkovRegression(y, k_regimes=2, trend="c", switching_variance=True)
     if tuple(model.param_names) != PARAM_NAMES:  # guard against a statsmodels change of order
         raise RuntimeError(f"unexpected MarkovRegression params {model.param_names}")
@@ -200,7 +202,8 @@ def _acceptable(res: Any, var: float) -> bool:
 
 
 def fit(excess_returns: pd.Series, through: datetime.date, min_obs: int = 250, *,
-        valid_from: datetime.date | None = None) -> RegimeFit | None:
+        valid_from: datetime.date | None = None,
+        warm_start: tuple[float, ...] | None = None) -> RegimeFit | None:
     """Fit the two-state model on the returns dated <= ``through`` (expanding window from the start).
 
     ``excess_returns``: daily excess returns (fraction) indexed by trading day; NaN are dropped.
@@ -213,6 +216,8 @@ def fit(excess_returns: pd.Series, through: datetime.date, min_obs: int = 250, *
     improved by ``EM_ITER`` EM steps then BFGS; the acceptable result with the highest likelihood
     wins. No random search. Convergence warnings are silenced (failure is detected as above).
     ``valid_from``: first day the fit is meant for; default the day after ``through``.
+    ``warm_start``: the previous month's params; when given it is tried first and, if it converges
+    to an acceptable optimum, used alone (a monthly refit then takes a fraction of a cold fit).
     """
     through = _as_date(through)
     s = _clean(excess_returns)
@@ -225,7 +230,12 @@ def fit(excess_returns: pd.Series, through: datetime.date, min_obs: int = 250, *
         return None
     model = _model(y)
     best = None
-    for start in _start_candidates(model, y):
+    candidates = _start_candidates(model, y)
+    if warm_start is not None:
+        candidates = [np.asarray(warm_start, dtype=float), *candidates]
+    for i, start in enumerate(candidates):
+        if warm_start is not None and i == 1 and best is not None:
+            break  # the warm start converged: no need for the cold starts
         try:
             with warnings.catch_warnings(), np.errstate(all="ignore"):
                 warnings.simplefilter("ignore")
@@ -307,7 +317,8 @@ def current_fit(excess_returns: pd.Series, as_of: datetime.date, last_fit: Regim
     as_of = _as_date(as_of)
     if not refit_due(last_fit, as_of):
         return last_fit
-    new = fit(excess_returns, as_of - datetime.timedelta(days=1), min_obs, valid_from=as_of)
+    new = fit(excess_returns, as_of - datetime.timedelta(days=1), min_obs, valid_from=as_of,
+              warm_start=last_fit.params if last_fit is not None else None)
     if new is None and last_fit is not None:
         return dataclasses.replace(last_fit, valid_from=as_of)
     return new
@@ -332,11 +343,15 @@ def stress_prob_history(excess_returns: pd.Series, start: datetime.date, end: da
         month_of = s.index.to_period("M")
         first_days = pd.Series(s.index, index=s.index).groupby(month_of).min()  # month -> first day
         fits: dict[pd.Period, RegimeFit | None] = {}
+        previous: list[RegimeFit] = []  # the latest fit made, for a warm start (as the service does)
 
         def month_fit(m: pd.Period) -> RegimeFit | None:
             if m not in fits:
                 first = first_days[m].date()
-                f = fit(s, first - datetime.timedelta(days=1), min_obs, valid_from=first)
+                f = fit(s, first - datetime.timedelta(days=1), min_obs, valid_from=first,
+                        warm_start=previous[-1].params if previous else None)
+                if f is not None:
+                    previous.append(f)
                 earlier = first_days.index[first_days.index < m]
                 enough = s[s.index < first_days[m]].count() >= min_obs
                 if f is None and enough and len(earlier):  # the fit failed: keep last month's
@@ -355,3 +370,23 @@ def stress_prob_history(excess_returns: pd.Series, start: datetime.date, end: da
     labels = excess_returns.index[_dates(excess_returns.index).isin(in_range)]
     result = pd.Series(out.reindex(_dates(labels)).to_numpy(), index=labels, name=SIGNAL)
     return result
+
+
+# --- registration: the daily cycle supplies the month's fit (cached in the database) --------------
+
+FAMILY = family("regime", min_obs=250)
+
+
+@register(SIGNAL, family=FAMILY, inputs=(MICROCAP, ALL_A), window=lambda p: None,
+          unit="fraction [0,1]", params=("min_obs",), state="regime_fit")
+def stress_prob(frame: pd.DataFrame, min_obs: int, fit: RegimeFit | None = None) -> pd.Series:
+    """Filtered probability (0..1) of the high-variance state of the two-state Markov switching
+    model on micro-cap excess returns over CSI All Share, under ``fit`` (the month's fit, refitted
+    on an expanding window at most monthly and cached by the service). NaN without a fit (fewer
+    than ``min_obs`` returns before the month). Look-back: all history. Stress regime when >= 0.8
+    for 3 consecutive days.
+    """
+    excess = microcap_excess_returns(frame)
+    if fit is None:
+        return pd.Series(np.nan, index=frame.index, dtype=float)
+    return filtered_stress_prob(excess, fit)

@@ -33,6 +33,7 @@ class Signal:
     unit: str
     doc: str = ""
     params: tuple[str, ...] = field(default=())  # family parameters the function takes
+    state: str | None = None  # a cached model the caller supplies as ``fit=`` (e.g. "regime_fit")
 
     def window_days(self, params: Mapping[str, Any]) -> int | None:
         """Return the look-back in trading days for ``params`` (None = expanding)."""
@@ -55,9 +56,13 @@ class Signal:
                 out.append(pattern)
         return out
 
-    def compute(self, frame: pd.DataFrame, params: Mapping[str, Any]) -> tuple[pd.Series, pd.Series | None]:
-        """Run the function on ``frame``; return (values, context or None)."""
+    def compute(self, frame: pd.DataFrame, params: Mapping[str, Any],
+                state: Any = None) -> tuple[pd.Series, pd.Series | None]:
+        """Run the function on ``frame`` (with ``state`` as ``fit=`` for stateful signals);
+        return (values, context or None)."""
         kwargs = {k: params[k] for k in self.params}
+        if self.state is not None:
+            kwargs["fit"] = state
         result = self.func(frame, **kwargs)
         if isinstance(result, tuple):
             return result[0], result[1]
@@ -82,6 +87,7 @@ def register(
     window: Callable[[Mapping[str, Any]], int | None],
     unit: str,
     params: Iterable[str] = (),
+    state: str | None = None,
 ) -> Callable[[SignalFunc], SignalFunc]:
     """Decorator that registers ``func`` as signal ``name``."""
 
@@ -100,6 +106,7 @@ def register(
             unit=unit,
             doc=(func.__doc__ or "").strip(),
             params=tuple(params),
+            state=state,
         )
         return func
 

@@ -46,25 +46,45 @@ def due(db: Database, now: str) -> list[dict]:
     return [dict(zip(COLUMNS, r, strict=True)) for r in cur]
 
 
-def mark_sent(db: Database, row_id: int, destination: str) -> None:
-    """Record that row ``row_id`` was delivered to ``destination``."""
+def claim(db: Database, row_id: int, next_attempt_at: str, lease_until: str, now: str) -> bool:
+    """Claim a due row for one delivery attempt; return False when another deliverer has it.
+
+    The attempt is counted and the row's next attempt moved to ``lease_until`` in one
+    conditional update (the row must still be unsent with the ``next_attempt_at`` just read). If
+    the process dies before recording the outcome, the row is attempted again after the lease,
+    and ``last_error`` says that the interrupted attempt may have been delivered.
+    """
     with db.atomic():
-        db.execute("UPDATE outbox SET sent_at = ?, attempts = attempts + 1, destination = ?, "
-                   "last_error = NULL WHERE id = ?", [utc_now(), destination, row_id])
+        cur = db.execute(
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? "
+            "WHERE id = ? AND sent_at IS NULL AND failed_at IS NULL AND next_attempt_at = ?",
+            [lease_until, f"interrupted: the attempt started {now} did not finish (it may have "
+                          "been delivered)", row_id, next_attempt_at])
+    return cur.rowcount == 1
+
+
+def mark_sent(db: Database, row_id: int, destination: str, payload: str | None = None,
+              note: str | None = None) -> None:
+    """Record that row ``row_id`` was delivered to ``destination`` (``payload``: the payload as
+    sent, when delivery added to it; ``note``: e.g. a chart that could not be attached)."""
+    with db.atomic():
+        db.execute("UPDATE outbox SET sent_at = ?, destination = ?, last_error = ?, "
+                   "payload = COALESCE(?, payload) WHERE id = ?",
+                   [utc_now(), destination, note, payload, row_id])
 
 
 def mark_retry(db: Database, row_id: int, error: str, next_attempt_at: str) -> None:
-    """Record a failed attempt; try again at ``next_attempt_at``."""
+    """Record a failed (claimed) attempt; try again at ``next_attempt_at``."""
     with db.atomic():
-        db.execute("UPDATE outbox SET attempts = attempts + 1, last_error = ?, "
-                   "next_attempt_at = ? WHERE id = ?", [error, next_attempt_at, row_id])
+        db.execute("UPDATE outbox SET last_error = ?, next_attempt_at = ? WHERE id = ?",
+                   [error, next_attempt_at, row_id])
 
 
 def mark_failed(db: Database, row_id: int, error: str) -> None:
-    """Record a permanent failure: the row is not attempted again."""
+    """Record a permanent failure of a (claimed) attempt: the row is not attempted again."""
     with db.atomic():
-        db.execute("UPDATE outbox SET attempts = attempts + 1, last_error = ?, failed_at = ? "
-                   "WHERE id = ?", [error, utc_now(), row_id])
+        db.execute("UPDATE outbox SET last_error = ?, failed_at = ? WHERE id = ?",
+                   [error, utc_now(), row_id])
 
 
 def list_rows(db: Database, include_sent: bool = False) -> list[dict]:

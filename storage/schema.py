@@ -121,6 +121,20 @@ def m001_initial(db: Database) -> None:
     )
 
 
+@migrations()
+def m002_regime_fits(db: Database) -> None:
+    """Cache of the regime model's monthly fits (statsmodels params, states ordered by variance)."""
+    db.executescript(
+        """
+        CREATE TABLE regime_fits (
+            valid_from TEXT PRIMARY KEY,   -- first trading day the fit is used
+            fit_through TEXT NOT NULL,     -- last day of data in the fit
+            fit_json TEXT NOT NULL
+        );
+        """
+    )
+
+
 def apply(db: Database) -> None:
     """Apply pending migrations (each in its own transaction)."""
     migrations.apply(db)

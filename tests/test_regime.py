@@ -261,10 +261,11 @@ def test_history_uses_the_month_fit_and_data_to_date(short: pd.Series, short_his
     first_fit_day = short.index[short.index.to_period("M") == "2022-07"][0]  # 2022-07-01
     assert short.loc[:first_fit_day].iloc[:-1].count() >= 120 > short.loc[:"2022-05-31"].count()
     assert h.loc[:"2022-06-30"].isna().all() and h.loc["2022-07-01":].notna().all()
-    # a day in August: the fit made on August's first trading day with data through July, then the
-    # filter over the data up to that day
+    # a day in August: the fit made on August's first trading day with data through July (warm
+    # started from July's fit, as the service does), then the filter over the data up to that day
     day = pd.Timestamp("2022-08-17")
-    august = fit(short, D(2022, 7, 31), min_obs=120)
+    july = fit(short, D(2022, 6, 30), min_obs=120)
+    august = fit(short, D(2022, 7, 31), min_obs=120, warm_start=july.params)
     assert august is not None and august.fit_through == D(2022, 7, 29)
     assert h[day] == filtered_stress_prob(short.loc[:day], august).iloc[-1]
     assert h.loc["2022-07-20":"2022-08-10"].max() > 0.8  # the stress block

@@ -8,6 +8,7 @@ missing stretches: shape/dtype, no invented values, bounds, no look-ahead, windo
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from hypothesis import strategies as st
 
 import signals
 from signals.common import min_obs, pct_rank
+from signals.regime import RegimeFit
 
 N = math.nan
 SQRT252 = 15.874507866387544  # sqrt(252)
@@ -297,7 +299,26 @@ CASES: dict[str, Case] = {
 
 
 def test_every_registered_signal_has_a_hand_computed_case():
-    assert set(CASES) == set(signals.REGISTRY)
+    assert set(CASES) | {"regime.stress_prob"} == set(signals.REGISTRY)
+
+
+# regime: a fixed fit (percent units): p00 = .9, p10 = .1, both means 0, sigma2 = 1 (calm) and 4
+FIXED_FIT = RegimeFit(fit_through=dt.date(2020, 1, 1), params=(0.9, 0.1, 0.0, 0.0, 1.0, 4.0),
+                      n_obs=300, loglike=0.0)
+
+
+def test_regime_stress_prob_by_hand():
+    # micro-cap and all-A flat: excess return 0 on t1 and t2 (t0 has no return -> NaN).
+    # t1: prior = steady state (p10 / (1 - p00 + p10) = .5 each); densities at 0: N(0,1) = c,
+    #     N(0,4) = c/2 -> P(high) = .5 * c/2 / (.5 * c + .5 * c/2) = 1/3
+    # t2: predicted P(high) = 2/3 * (1 - .9) + 1/3 * (1 - .1) = 11/30;
+    #     filtered = 11/30 * 1/2 / (19/30 * 1 + 11/30 * 1/2) = 11/49
+    sig = signals.REGISTRY["regime.stress_prob"]
+    frame = make_frame({"index.microcap.close": [100, 100, 100], "index.all_a.close": [50, 50, 50]})
+    values, _ = sig.compute(frame, params_for(sig), FIXED_FIT)
+    assert_series(values, [N, 1 / 3, 11 / 49])
+    no_fit, _ = sig.compute(frame, params_for(sig), None)
+    assert no_fit.isna().all()
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -529,7 +550,7 @@ def run(sig: signals.Signal, frame: pd.DataFrame, params: Mapping[str, Mapping[s
     function that reads an undeclared column fails)."""
     p = params[sig.family]
     inputs = sig.resolve_inputs(frame.columns, p)
-    return sig.compute(frame[inputs], p)
+    return sig.compute(frame[inputs], p, FIXED_FIT if sig.state else None)
 
 
 def _param_sets(sig: signals.Signal) -> list[str]:

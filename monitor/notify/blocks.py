@@ -65,14 +65,24 @@ def alert_section(item: dict) -> str:
     since = item.get("since")
     when = ((f" (had fired {since})" if item["kind"] == "resolved" else f" (since {since})")
             if since else "")
-    lines = [f"{icon} *{item['severity'].upper()} · {escape(item['rule'])} · "
-             f"{digest.KIND_LABEL[item['kind']]}*{when}"]
-    for c in item["comparisons"]:
-        lines.append("• " + escape(digest.comparison_text(c)))
-    for signal, val in sorted((item.get("context") or {}).items()):
-        lines.append(f"• {escape(signal)} is led by: {escape(str(val))}")
-    lines.append(f"_Why it matters:_ {escape(item['explain'])}")
-    return "\n".join(lines)
+    head = clip(f"{icon} *{item['severity'].upper()} · {escape(item['rule'])} · "
+                f"{digest.KIND_LABEL[item['kind']]}*{when}", 300)
+    why = clip(f"_Why it matters:_ {escape(item['explain'])}", 1200)
+    facts = ["• " + escape(digest.comparison_text(c)) for c in item["comparisons"]]
+    facts += [f"• {escape(signal)} is led by: {escape(str(val))}"
+              for signal, val in sorted((item.get("context") or {}).items())]
+    # the values come first, but never at the cost of the explanation: cut the list instead
+    room = MAX_SECTION_TEXT - len(head) - len(why) - 2
+    kept: list[str] = []
+    for n, fact in enumerate(facts):
+        more = f"• … {len(facts) - n} more value(s): `regime-monitor alerts --all`"
+        rest = len(facts) - n - 1
+        need = len(fact) + 1 + (len(more) + 1 if rest else 0)
+        if sum(len(k) + 1 for k in kept) + need > room:
+            kept.append(more)
+            break
+        kept.append(fact)
+    return "\n".join([head, *kept, why])
 
 
 def alert_context(item: dict) -> list[str]:
@@ -129,9 +139,10 @@ def render(payload: dict, dedup_key: str | None = None, chart: str | None = None
     blocks: list[dict] = [{"type": "header", "text": {
         "type": "plain_text", "text": clip(digest.headline(payload), MAX_HEADER_TEXT), "emoji": True}}]
     comp = payload.get("composite") or {}
-    summary = [f"*{payload['counts']['firing']}* firing · *{payload['counts']['new']}* new · "
-               f"*{payload['counts']['repeat']}* still firing · "
-               f"*{payload['counts']['resolved']}* resolved · *{payload['counts']['pending']}* pending"]
+    c = payload["counts"]
+    summary = [" · ".join(f"*{c[k]}* {label}" for k, label in (
+        ("firing", "firing"), ("new", "new"), ("repeat", "still firing"), ("resolved", "resolved"),
+        ("pending", "pending")) if c[k] or k == "firing")]
     if comp.get("names"):
         summary.append(f"Conditions holding today ({comp['count']}): "
                        + ", ".join(escape(n) for n in comp["names"]))

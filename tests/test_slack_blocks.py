@@ -1,0 +1,257 @@
+"""The Slack digest without Slack: Block Kit JSON against Slack's limits, inhibition, folding of
+alerts that do not fit, the closest historical episode (hand-computed), and the chart PNG."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from monitor import digest
+from monitor.notify import blocks, chart
+from monitor.notify.blocks import MAX_BLOCKS, limit_problems, render
+from storage.db import open_db
+from tests.slack_server import AS_OF, all_firing_payload, fill_history
+
+KEY = f"digest:{AS_OF}"
+EPISODE = {"kind": "drawdown", "start": "2023-02-07", "peak": "2023-02-07", "trough": "2023-03-21",
+           "end": "2023-06-13", "depth": -0.231, "theme": None, "reference_date": "2023-02-07",
+           "distance": 0.712, "signals": 14}
+
+
+@pytest.fixture
+def payload(default_config):
+    return digest.attach_closest(all_firing_payload(default_config), EPISODE)
+
+
+def sections(bs: list[dict]) -> list[str]:
+    return [b["text"]["text"] for b in bs if b["type"] == "section"]
+
+
+def all_text(bs: list[dict]) -> str:
+    return json.dumps(bs, ensure_ascii=False)
+
+
+# -- 1. every default rule firing: the rendered JSON validates against Slack's limits -----------
+
+@pytest.mark.parametrize("inhibit", [True, False])
+@pytest.mark.parametrize("where", ["thread", "report", None])
+def test_every_default_rule_firing_fits_slack_limits(payload, default_config, inhibit, where):
+    bs, text = render(payload, KEY, chart=where, inhibit=inhibit)
+    assert limit_problems(bs, text) == []
+    assert len(bs) <= MAX_BLOCKS
+    json.dumps(bs)  # serialisable as is
+    header = bs[0]
+    assert header["type"] == "header" and len(header["text"]["text"]) <= 150
+    n = len(default_config.rules)
+    assert header["text"]["text"] == f"regime-monitor {AS_OF}: {n} firing ({n} new)"
+    if not inhibit:  # one section per alert, in severity order
+        secs = sections(bs)
+        assert len(secs) == n
+        assert secs[0].startswith(":rotating_light: *CRITICAL · microcap_drawdown · NEW*")
+        for rule, sec in zip([i["rule"] for i in payload["items"]], secs, strict=True):
+            assert f"· {rule} · NEW*" in sec
+            assert "_Why it matters:_" in sec
+            assert f"silence add {rule} --until" in all_text(bs)
+    assert text.startswith(f"regime-monitor {AS_OF}:") and len(text) <= 40000
+    assert KEY in all_text(bs)
+
+
+def test_alert_section_shows_values_against_thresholds_in_units(payload):
+    bs, _ = render(payload, KEY, inhibit=False)
+    text = "\n".join(sections(bs))
+    assert "microcap.drawdown = -15.2% (threshold &lt;= -10.0%: met)" in text
+    assert "credit.spread_chg_20d = 18.5 bp (threshold &gt;= 15.0 bp: met)" in text
+    assert "market.amount_ratio_20_120 = 0.71 (threshold &lt;= 0.75: met)" in text
+    assert "rotation.hot_theme_excess is led by:" in text
+    ctx = all_text(bs)
+    assert ("Closest past episode:* drawdown from the 2023-02-07 peak, trough 2023-03-21, "
+            "recovered 2023-06-13; micro-cap drawdown -23.1%") in ctx
+
+
+def test_kinds_are_labelled_and_resolved_has_no_silence_line(default_config):
+    p = all_firing_payload(default_config)
+    kinds = ["firing", "repeat", "resolved"]
+    items = [dict(i, kind=kinds[n % 3]) for n, i in enumerate(p["items"])]
+    p = digest.build(AS_OF, items, [], [], p["composite"])
+    bs, text = render(p, KEY, inhibit=False)
+    secs = sections(bs)
+    assert any("· STILL FIRING*" in s for s in secs)
+    resolved = [s for s in secs if "· RESOLVED*" in s]
+    assert resolved and all(s.startswith(":white_check_mark:") for s in resolved)
+    for item in p["items"]:
+        silence = f"silence add {item['rule']} --until"
+        assert (silence in all_text(bs)) == (item["kind"] != "resolved"), item["rule"]
+    assert limit_problems(bs, text) == []
+
+
+# -- 2. inhibition -----------------------------------------------------------------------------
+
+def test_firing_critical_folds_lower_severity_into_one_line(payload):
+    bs, _ = render(payload, KEY, inhibit=True)
+    secs = sections(bs)
+    assert len(secs) == 1 and "CRITICAL · microcap_drawdown" in secs[0]
+    folds = [e["text"] for b in bs if b["type"] == "context" for e in b["elements"]
+             if "folded under the critical alert" in e["text"]]
+    assert len(folds) == 1
+    others = [i for i in payload["items"] if i["severity"] != "critical"]
+    for item in others:
+        assert f"{item['rule']} ({item['severity']}, NEW)" in folds[0]
+    # the fold line sits right under the critical alert's blocks
+    critical_at = next(n for n, b in enumerate(bs) if b["type"] == "section")
+    assert "folded under" in all_text(bs[critical_at + 2:critical_at + 3])
+
+
+def test_no_inhibition_without_a_firing_critical_alert(payload):
+    items = [dict(i, kind="resolved") if i["severity"] == "critical" else i for i in payload["items"]]
+    p = {**payload, "items": items}
+    bs, _ = render(p, KEY, inhibit=True)
+    assert len(sections(bs)) == len(items)
+    assert "folded under" not in all_text(bs)
+
+
+# -- 3. too much for one message ---------------------------------------------------------------
+
+def test_many_long_alerts_are_folded_into_a_summary_line(payload):
+    base = payload["items"][1]
+    huge = "Because " + "liquidity & <crowding> " * 400  # > 3000 characters once escaped
+    items = [dict(base, rule=f"rule_{n:02d}", explain=huge, severity="warning",
+                  comparisons=base["comparisons"] * 30) for n in range(40)]
+    p = digest.build(AS_OF, items, [i["rule"] for i in items], [], {"count": 0, "names": []})
+    bs, text = render(p, KEY, chart="thread", inhibit=True)
+    assert limit_problems(bs, text) == []
+    assert len(bs) <= MAX_BLOCKS
+    summary = [s for s in sections(bs) if s.startswith("…and ")]
+    assert len(summary) == 1
+    shown = sum(1 for s in sections(bs) if "· NEW*" in s)
+    assert summary[0].startswith(f"…and {40 - shown} more alert(s)")
+    assert "rule_39 (warning, NEW)" in summary[0]
+    assert "&lt;crowding&gt;" in all_text(bs) and "<crowding>" not in all_text(bs)
+    first = sections(bs)[0]  # too many values: the list is cut, the explanation stays
+    assert "more value(s)" in first and "_Why it matters:_ Because liquidity" in first
+    assert len(text) <= 40000
+
+
+def test_limit_checker_catches_violations():
+    bad = [{"type": "header", "text": {"type": "plain_text", "text": "x" * 151}},
+           {"type": "section", "text": {"type": "mrkdwn", "text": "y" * 3001}},
+           {"type": "context", "elements": [{"type": "mrkdwn", "text": "z"}] * 11}]
+    problems = limit_problems(bad + [{"type": "divider"}] * 48, "t" * 40001)
+    assert len(problems) == 5, problems
+
+
+# -- 4. the closest historical episode (hand-computed) -----------------------------------------
+
+EPISODES = [
+    # a: peak 2020-01-10, finished: distance sqrt(((1-0)/1)^2 + ((2-2)/2)^2) / 2) = sqrt(0.5)
+    {"kind": "drawdown", "start": "2020-01-10", "peak": "2020-01-10", "trough": "2020-03-01",
+     "end": "2020-06-01", "depth": -0.25, "detail": "{}"},
+    # b: rotation from 2021-03-01: sqrt((0.5^2 + (2/2)^2) / 2) = sqrt(0.625)
+    {"kind": "rotation", "start": "2021-03-01", "peak": None, "trough": None, "end": "2021-03-05",
+     "depth": -0.04, "detail": '{"theme": "930713"}'},
+    # c: identical to today but still open: not history
+    {"kind": "drawdown", "start": "2023-05-05", "peak": "2023-05-05", "trough": "2023-06-01",
+     "end": None, "depth": -0.3, "detail": "{}"},
+    # d: identical, but ended on the digest's day: not before it
+    {"kind": "drawdown", "start": "2022-01-04", "peak": "2022-01-04", "trough": "2022-02-01",
+     "end": "2024-02-05", "depth": -0.2, "detail": "{}"},
+    # e: only signal c known that day (not usable today): shares no signal
+    {"kind": "drawdown", "start": "2019-01-04", "peak": "2019-01-04", "trough": "2019-02-01",
+     "end": "2019-03-01", "depth": -0.5, "detail": "{}"},
+]
+VALUES_ON = {
+    "2020-01-10": {"a": 0.0, "b": 2.0},
+    "2021-03-01": {"a": 1.5, "b": 0.0, "c": 9.0},
+    "2023-05-05": {"a": 1.0, "b": 2.0},
+    "2022-01-04": {"a": 1.0, "b": 2.0},
+    "2019-01-04": {"c": 1.0},
+}
+TODAY = {"a": 1.0, "b": 2.0, "c": None}
+SCALE = {"a": 1.0, "b": 2.0, "c": 1.0}
+
+
+def test_closest_episode_hand_computed():
+    got = digest.closest_episode(TODAY, EPISODES, VALUES_ON, SCALE, "2024-02-05")
+    assert got["kind"] == "drawdown" and got["peak"] == "2020-01-10"
+    assert got["distance"] == pytest.approx(math.sqrt(0.5), abs=1e-3)
+    assert got["signals"] == 2 and got["reference_date"] == "2020-01-10"
+    assert got["depth"] == -0.25 and got["end"] == "2020-06-01"
+    # without a, b is the only candidate
+    got = digest.closest_episode(TODAY, EPISODES[1:], VALUES_ON, SCALE, "2024-02-05")
+    assert got["kind"] == "rotation" and got["theme"] == "930713"
+    assert got["distance"] == pytest.approx(math.sqrt(0.625), abs=1e-3)
+
+
+def test_closest_episode_scaling_changes_the_answer():
+    # b's difference in signal b (2.0) weighs little when b's history is very dispersed
+    scale = {"a": 1.0, "b": 100.0}
+    got = digest.closest_episode(TODAY, EPISODES[:2], VALUES_ON, scale, "2024-02-05")
+    assert got["kind"] == "rotation"  # sqrt((0.25 + 0.0004) / 2) < sqrt(0.5 / 2)
+
+
+def test_closest_episode_ties_go_to_the_most_recent_and_nothing_usable_gives_none():
+    eps = [dict(EPISODES[0]), dict(EPISODES[0], start="2021-01-11", peak="2021-01-11")]
+    values = {"2020-01-10": {"a": 0.0, "b": 2.0}, "2021-01-11": {"a": 0.0, "b": 2.0}}
+    assert digest.closest_episode(TODAY, eps, values, SCALE, "2024-02-05")["peak"] == "2021-01-11"
+    assert digest.closest_episode({"a": None}, eps, values, SCALE, "2024-02-05") is None
+    assert digest.closest_episode(TODAY, eps, values, {"a": 0.0, "b": 0.0}, "2024-02-05") is None
+    assert digest.closest_episode(TODAY, [], values, SCALE, "2024-02-05") is None
+
+
+def test_closest_episode_from_a_database():
+    from monitor.delivery import closest_for, signal_scales
+
+    db = open_db(":memory:")
+    fill_history(db)
+    got = closest_for(db, AS_OF)
+    # the first drawdown's peak was written to look like today: it wins
+    eps = {e["start"]: e for e in __import__("storage.episodes").episodes.list_episodes(db)}
+    assert got["kind"] == "drawdown" and got["depth"] == -0.231
+    assert got["peak"] == min(s for s, e in eps.items() if e["kind"] == "drawdown")
+    assert got["signals"] >= 10 and 0 < got["distance"] < 1
+    scales = signal_scales(db, AS_OF)
+    assert all(v > 0 for v in scales.values()) and "microcap.drawdown" in scales
+    # nothing finished before the first day of history
+    assert closest_for(db, "2000-01-03") is None
+
+
+# -- 5. the chart ------------------------------------------------------------------------------
+
+def test_chart_png_from_a_database(default_config):
+    db = open_db(":memory:")
+    fill_history(db)
+    p = all_firing_payload(default_config)
+    data = chart.load(db, p)
+    assert len(data.close) == chart.DAYS and str(data.close.index[-1].date()) == AS_OF
+    assert data.drawdown.iloc[-1] == pytest.approx(-0.152, abs=0.01)
+    drawn = [x.signal for x in data.panels]
+    assert drawn[0] == "microcap.drawdown"  # drawn on the drawdown panel, not counted
+    assert len(drawn) == 1 + chart.MAX_SIGNAL_PANELS and data.omitted > 0
+    png, alt = chart.chart_png(db, p)
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and 20_000 < len(png) < 2_000_000
+    assert AS_OF in alt and "-15.2%" in alt
+
+
+def test_chart_panels_and_nothing_to_plot(default_config):
+    p = all_firing_payload(default_config)
+    panels, omitted = chart.panels_for(p, limit=100)
+    keys = [(x.signal, x.op, x.threshold) for x in panels]
+    assert len(keys) == len(set(keys))
+    assert omitted == 0
+    assert chart.load(open_db(":memory:"), p) is None  # no micro-cap history: no chart
+
+
+def test_chart_render_with_a_threshold_signal():
+    idx = pd.bdate_range("2024-01-01", periods=30)
+    s = pd.Series(range(30), index=idx, dtype=float)
+    data = chart.ChartData("2024-02-09", s + 100, s * -0.01, [
+        chart.Panel("microcap.vol_20d", ">=", None, "csi300.vol_20d", ("r",))],
+        {"microcap.vol_20d": s / 100, "csi300.vol_20d": s[::-1] / 100})
+    assert chart.render(data).startswith(b"\x89PNG")
+
+
+def test_blocks_module_is_pure_and_escapes():
+    assert blocks.escape("a<b>&c") == "a&lt;b&gt;&amp;c"
+    assert blocks.clip("abcdef", 4) == "abc…" and blocks.clip("abc", 4) == "abc"
