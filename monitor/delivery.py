@@ -14,7 +14,8 @@ accepting a message and ``mark_sent`` leaves the row queued, with a note, for a 
 lease. That retry is the only possible duplicate; it carries the same dedup key in its metadata.
 
 Before sending, delivery adds to each alert the closest historical episode (computed here, from
-the database, for the digest's day) and, for a notifier that uploads charts, renders the chart.
+the database, for the digest's day) and, for a notifier that uploads charts, prepares the chart
+(rendered only after the message was accepted).
 The payload as sent is what ``mark_sent`` stores.
 """
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlite_utils import Database
@@ -30,7 +32,7 @@ from sqlite_utils import Database
 from monitor import digest
 from monitor.config import COMPOSITE, NotifyConfig
 from monitor.notify import DeliveryError, Notifier, redact
-from storage import episodes, outbox, signal_values
+from storage import episodes, outbox
 from storage.util import dumps
 
 log = logging.getLogger("regime_monitor.delivery")
@@ -65,6 +67,15 @@ def _iso(t: dt.datetime) -> str:
     return t.astimezone(dt.UTC).isoformat(timespec="seconds")
 
 
+def _iso_after(t: dt.datetime, seconds: float) -> str:
+    """Return ``t + seconds`` rounded up to the whole second (the outbox's resolution), so that
+    a row is never due before the wait is over."""
+    t = t + dt.timedelta(seconds=seconds)
+    if t.microsecond:
+        t = t.replace(microsecond=0) + dt.timedelta(seconds=1)
+    return _iso(t)
+
+
 def deliver_due(db: Database, notifier: Notifier, now: dt.datetime | None = None,
                 policy: RetryPolicy | None = None) -> int:
     """Send every due outbox row through ``notifier``; return how many were delivered.
@@ -76,8 +87,8 @@ def deliver_due(db: Database, notifier: Notifier, now: dt.datetime | None = None
     policy = policy or RetryPolicy()
     sent = 0
     for row in outbox.due(db, _iso(now)):
-        if not outbox.claim(db, row["id"], row["next_attempt_at"],
-                            _iso(now + dt.timedelta(seconds=CLAIM_SECONDS)), _iso(now)):
+        if not outbox.claim(db, row["id"], row["next_attempt_at"], _iso_after(now, CLAIM_SECONDS),
+                            _iso(now)):
             continue  # another deliverer took it
         key = row["dedup_key"]
         payload = json.loads(row["payload"])
@@ -93,8 +104,7 @@ def deliver_due(db: Database, notifier: Notifier, now: dt.datetime | None = None
                 outbox.mark_failed(db, row["id"], str(exc))
                 log.error("outbox %s: permanent delivery failure, not retried: %s", key, exc)
             else:
-                nxt = _iso(now + dt.timedelta(seconds=backoff_seconds(attempts, exc.retry_after,
-                                                                      policy)))
+                nxt = _iso_after(now, backoff_seconds(attempts, exc.retry_after, policy))
                 outbox.mark_retry(db, row["id"], str(exc), nxt)
                 log.warning("outbox %s: delivery attempt %d failed (%s), next attempt at %s",
                             key, attempts, exc, nxt)
@@ -102,9 +112,10 @@ def deliver_due(db: Database, notifier: Notifier, now: dt.datetime | None = None
         except Exception as exc:  # a bug must not lose the row nor stop the other rows
             attempts = row["attempts"] + 1
             reason = redact(f"internal error: {type(exc).__name__}: {exc}".splitlines()[0])[:300]
-            nxt = _iso(now + dt.timedelta(seconds=backoff_seconds(attempts, None, policy)))
+            nxt = _iso_after(now, backoff_seconds(attempts, None, policy))
             outbox.mark_retry(db, row["id"], reason, nxt)
-            log.exception("outbox %s: %s; next attempt at %s", key, reason, nxt)
+            # no traceback: it could carry a request URL (a webhook URL is a secret)
+            log.error("outbox %s: %s; next attempt at %s", key, reason, nxt)
             continue
         note = None
         if isinstance(answer, dict) and answer.get("chart") not in (None, "uploaded"):
@@ -112,21 +123,27 @@ def deliver_due(db: Database, notifier: Notifier, now: dt.datetime | None = None
             log.warning("outbox %s: %s", key, note)
         outbox.mark_sent(db, row["id"], notifier.destination, dumps(payload), note)
         where = f" (ts {answer['ts']})" if isinstance(answer, dict) and answer.get("ts") else ""
-        log.info("outbox %s: delivered to %s%s", key, notifier.destination, where)
+        # a remote destination's answer is worth a line; the console's output speaks for itself
+        log.log(logging.INFO if answer else logging.DEBUG, "outbox %s: delivered to %s%s", key,
+                notifier.destination, where)
         sent += 1
     return sent
 
 
-def _chart(db: Database, payload: dict):
-    """Return ``(png, alt_text)`` for the digest, or None (no data, or the chart failed: the digest
-    goes out without it)."""
+def _chart(db: Database, payload: dict) -> Callable[[], tuple[bytes, str]] | None:
+    """Return a function that renders the digest's chart as ``(png, alt_text)``, or None when
+    there is nothing to plot. The data is read now; the (slower) rendering happens only once
+    the message itself has been accepted. A chart never blocks a digest."""
     from monitor.notify import chart
 
     try:
-        return chart.chart_png(db, payload)
-    except Exception as exc:  # never block a digest on its chart
+        data = chart.load(db, payload)
+    except Exception as exc:
         log.warning("digest %s: no chart: %s: %s", payload.get("as_of"), type(exc).__name__, exc)
         return None
+    if data is None:
+        return None
+    return lambda: (chart.render(data), chart.alt_text(data))
 
 
 # -- the closest historical episode ------------------------------------------------------------
@@ -147,19 +164,24 @@ def closest_for(db: Database, as_of: str) -> dict | None:
     """Return the stored episode nearest ``as_of`` by indicator values (``digest.closest_episode``):
     today's values and each episode's reference-day values from ``signal_values``, each signal
     scaled by the standard deviation of its history up to ``as_of``."""
-    day = dt.date.fromisoformat(as_of)
-    today = {r["signal"]: r["value"] for r in signal_values.history(db, since=day, until=day)
-             if r["signal"] != COMPOSITE}
-    if not today:
-        return None
     eps = [e for e in episodes.list_episodes(db) if e["end"] and e["end"] < as_of]
     if not eps:
         return None
-    values_on = {}
-    for ref in {digest.reference_date(e) for e in eps}:
-        d = dt.date.fromisoformat(ref)
-        values_on[ref] = {r["signal"]: r["value"] for r in signal_values.history(db, since=d, until=d)}
+    values_on = values_on_days(db, {as_of} | {digest.reference_date(e) for e in eps})
+    today = {k: v for k, v in values_on.get(as_of, {}).items() if k != COMPOSITE}
+    if not today:
+        return None
     return digest.closest_episode(today, eps, values_on, signal_scales(db, as_of), as_of)
+
+
+def values_on_days(db: Database, days: set[str]) -> dict[str, dict[str, float | None]]:
+    """Return day -> (signal -> value) for ``days``, in one read."""
+    out: dict[str, dict[str, float | None]] = {}
+    marks = ",".join("?" * len(days))
+    for signal, day, value in db.execute(
+            f"SELECT signal, date, value FROM signal_values WHERE date IN ({marks})", sorted(days)):
+        out.setdefault(day, {})[signal] = value
+    return out
 
 
 def signal_scales(db: Database, as_of: str) -> dict[str, float]:

@@ -62,10 +62,14 @@ def _stock_returns(c0: np.ndarray, c1: np.ndarray, m0: np.ndarray, m1: np.ndarra
     with np.errstate(divide="ignore", invalid="ignore"):
         rc = c1 / c0
         rm = m1 / m0
-        cap_ok = np.isfinite(rm) & (rm > 0)
-        changed = cap_ok & (np.abs(rm / rc - 1.0) > SHARE_CHANGE_TOL)
-        use_cap = changed & (np.abs(rm - 1.0) < np.abs(rc - 1.0))
-        return np.where(use_cap, rm, rc) - 1.0
+        moved = rm / rc  # implied shares t / t-1
+        moved -= 1.0
+        changed = np.flatnonzero(np.abs(moved, out=moved) > SHARE_CHANGE_TOL)  # NaN: not changed
+        rc_c, rm_c = rc[changed], rm[changed]
+        use_cap = (rm_c > 0) & (rm_c < np.inf) & (np.abs(rm_c - 1.0) < np.abs(rc_c - 1.0))
+        rc[changed] = np.where(use_cap, rm_c, rc_c)
+        rc -= 1.0
+        return rc
 
 
 def _smallest(caps: np.ndarray, eligible: np.ndarray, n: int) -> np.ndarray:
@@ -113,16 +117,13 @@ def _day_return(c0, c1, m0, m1, st0, listed_ok0, n: int) -> float:
 
 
 BLOCK_LEVELS = 3  # blocks of 2**3 = 8 days for the upper bound of the n-th smallest cap (panel path)
+ROW_CHUNK = 128  # stocks per slab when computing eligibility (the slab's temporaries stay in cache)
 MAX_CANDIDATES = 1.5  # a day with more than 1.5 x n candidates (e.g. a crash inside a block) is ranked
 # on its own (plain path), to keep the array of candidates narrow
 
 
 def _pairwise(a: np.ndarray, levels: int, ufunc: np.ufunc) -> np.ndarray:
-    """Reduce blocks of 2**levels adjacent columns with ``ufunc`` (the last block may be shorter).
-
-    Pairs of columns per level: each level reads its input once, so the whole costs about two
-    passes over ``a`` (a strided pass per column of a block would cost one pass each).
-    """
+    """Reduce blocks of 2**levels adjacent columns with ``ufunc`` (the last block may be shorter)."""
     for _ in range(levels):
         width = a.shape[1]
         half = width // 2
@@ -134,77 +135,106 @@ def _pairwise(a: np.ndarray, levels: int, ufunc: np.ufunc) -> np.ndarray:
     return a
 
 
-def _panel_eligible(traded: np.ndarray, m0: np.ndarray, st0: np.ndarray, first: np.ndarray,
-                    min_listed_days: int) -> np.ndarray:
-    """``_eligible`` for the whole stock-major panel, with in-place steps (same booleans)."""
-    stocks, days = m0.shape
-    eligible = traded[:, :-1] & traded[:, 1:]
-    scratch = np.empty_like(eligible)
-    with np.errstate(invalid="ignore"):
-        eligible &= np.greater(m0, 0, out=scratch)
-        eligible &= np.less(m0, np.inf, out=scratch)
-        eligible &= np.logical_not(np.greater(st0, 0.5, out=scratch), out=scratch)
-    # listed for min_listed_days by t-1 <=> t-1 >= first + min - 1: before the first trade a stock
-    # is not traded anyway, so only its first min - 1 days need clearing
-    young = max(min_listed_days, 1) - 1
-    if young:
-        rows = np.repeat(np.arange(stocks), young)
-        cols = (first[:, None] + np.arange(young)[None, :]).ravel()
-        inside = cols < days
-        eligible[rows[inside], cols[inside]] = False
-    return eligible
+_ALL_TRUE = np.frombuffer(b"\x01" * 8, dtype=np.uint64)[0]  # eight True bytes as one word
 
 
-def _panel_members(m: np.ndarray, eligible: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+def _panel_eligible(c: np.ndarray, m: np.ndarray, st: np.ndarray, min_listed_days: int,
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Eligibility at t-1 and the block keys of the whole panel (stock-major, stocks x days).
+
+    Returns ``eligible`` (stocks x days t-1 padded with True to whole blocks of 2**BLOCK_LEVELS days:
+    the booleans of ``_eligible``, except that a cap of +inf is let through: it never ranks, see
+    ``_panel_members``) and ``key`` (stocks x blocks): a stock's largest cap over a block when it is
+    eligible on every day of the block, else +inf. Computed ROW_CHUNK stocks at a time: a stock's row
+    is contiguous, so a slab's temporaries stay in the CPU cache and the panel is read once.
+    """
+    stocks, days = c.shape[0], c.shape[1] - 1
+    block = 2**BLOCK_LEVELS
+    blocks = -(-days // block)
+    young = max(min_listed_days, 1) - 1  # listed at t-1 <=> t-1 >= first trade + min - 1
+    eligible = np.ones((stocks, blocks * block), dtype=bool)
+    key = np.empty((stocks, blocks), dtype=np.float32)  # an upper bound only needs float32
+    for lo in range(0, stocks, ROW_CHUNK):
+        rows = slice(lo, lo + ROW_CHUNK)
+        traded = _traded(c[rows])
+        m0 = m[rows, :-1]
+        ok = eligible[rows, :days]
+        np.logical_and(traded[:, :-1], traded[:, 1:], out=ok)
+        with np.errstate(invalid="ignore"):
+            ok &= m0 > 0
+            np.greater(ok, st[rows, :-1] > 0.5, out=ok)  # ok and not ST (True > False only)
+        if young:  # not listed long enough: the first min - 1 days from the first trade
+            first = _first_traded_row(traded.T)
+            row = np.repeat(np.arange(ok.shape[0]), young)
+            col = (first[:, None] + np.arange(young)[None, :]).ravel()
+            inside = col < days
+            ok[row[inside], col[inside]] = False
+        whole_block = eligible[rows].view(np.uint64) == _ALL_TRUE if block == 8 else \
+            _pairwise(eligible[rows], BLOCK_LEVELS, np.logical_and)
+        key[rows] = np.where(whole_block, _pairwise(m0, BLOCK_LEVELS, np.maximum), np.inf)
+    return eligible, key
+
+
+def _panel_members(m: np.ndarray, eligible: np.ndarray, key: np.ndarray, n: int,
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """Return (stocks, days) of every member, stock-major (so each day's stocks are ascending).
 
     ``m`` is the stock-major cap array (stocks x all days, C-contiguous: the layout of a consolidated
-    DataFrame), ``eligible`` stocks x days t-1 (one day fewer). Exactly the members ``_smallest``
-    picks day by day, found without partitioning the whole panel: for each block of
-    2**BLOCK_LEVELS days, the n-th smallest of the stocks' block-maximum caps (stocks eligible on
-    every day of the block) bounds the n-th smallest cap of each of its days from above, so the stocks
-    at or below that bound on a day (candidates) hold all of that day's members, ties included (no
-    bound, +inf, when fewer than n stocks are eligible all block long). Only the candidates (a few
-    hundred a day) are then ranked, every day at once in one days x width array.
+    DataFrame); ``eligible`` and ``key`` as from ``_panel_eligible``. Exactly the members
+    ``_smallest`` picks day by day, found without ranking every stock: the n-th smallest key of a block
+    bounds the n-th smallest cap of each of its days from above (at least n stocks are eligible all
+    block long with caps at or below it), so the eligible stocks at or below that bound on a day
+    (candidates) hold all of that day's members, ties included (no bound, the largest float, when
+    fewer than n stocks are eligible all block long: every finite cap is a candidate; +inf never is).
+    Only the candidates (a few hundred a day) are then ranked, every day at once in one days x width
+    array.
     """
-    stocks, days = eligible.shape
+    stocks, days = m.shape[0], m.shape[1] - 1
     m0 = m[:, :-1]
-    block = 2**BLOCK_LEVELS
-    with np.errstate(invalid="ignore"):
-        key = np.where(_pairwise(eligible, BLOCK_LEVELS, np.logical_and),
-                       _pairwise(m0, BLOCK_LEVELS, np.maximum), np.inf)
+    biggest = np.finfo(np.float64).max
     if n < stocks:
-        bound = np.partition(np.ascontiguousarray(key.T), n - 1, axis=1)[:, n - 1]
+        # keys are float32 (rounded to nearest): widen by a few float32 ulps to stay an upper bound
+        bound = np.partition(np.ascontiguousarray(key.T), n - 1, axis=1)[:, n - 1].astype(np.float64)
+        bound *= 1.0 + 2.0**-20
+        bound[bound == np.inf] = biggest
     else:
-        bound = np.full(key.shape[1], np.inf)
+        bound = np.full(key.shape[1], biggest)
+    bound = np.repeat(bound, 2**BLOCK_LEVELS)[:days]
     with np.errstate(invalid="ignore"):
-        candidate = np.less_equal(m0, np.repeat(bound, block)[None, :days])
-    candidate &= eligible
-    stock, day = np.divmod(np.flatnonzero(candidate), days)  # stock-major
+        candidate = np.less_equal(m0, bound[None, :])
+    candidate &= eligible[:, :days]
+    found = np.flatnonzero(candidate).astype(np.int32 if m0.size < 2**31 else np.int64)
+    day = found % days  # stock-major order
     per_day = np.bincount(day, minlength=days)
-    plain = per_day > max(MAX_CANDIDATES * n, 1)
+    # plain path: too many candidates, or (a safety net: the bound argument above makes it
+    # impossible for sound data) fewer than n candidates under a real bound
+    plain = (per_day > max(MAX_CANDIDATES * n, 1)) | ((per_day < n) & (bound < biggest))
     if plain.any():
         keep = ~plain[day]
-        stock, day = stock[keep], day[keep]
-        per_day = np.where(plain, 0, per_day)
-    caps = np.take(m.ravel(), stock * (days + 1) + day)
+        found, day = found[keep], day[keep]
+        per_day[plain] = 0
     # day-major order of the candidates (stable: stocks stay ascending within a day), then a
     # days x width array of their caps, +inf padded, ranked by the same rule as a single day
     by_day = np.argsort(day.astype(np.uint16) if days < 2**16 else day, kind="stable")
     day_sorted = day[by_day]
     width = max(int(per_day.max(initial=0)), 1)
-    first_of_day = np.concatenate(([0], np.cumsum(per_day)[:-1]))
-    cell = day_sorted * width + (np.arange(len(day)) - first_of_day[day_sorted])  # flat (day, rank)
+    first_of_day = np.zeros(days, dtype=found.dtype)
+    np.cumsum(per_day[:-1], out=first_of_day[1:])
+    cell = np.arange(len(day), dtype=found.dtype)
+    cell -= first_of_day[day_sorted]
+    cell += day_sorted * found.dtype.type(width)  # flat (day, rank among the day's candidates)
     dense = np.full(days * width, np.inf)
-    dense[cell] = caps[by_day]
+    dense[cell] = np.take(m.ravel(), found + found // days)[by_day]  # caps: m has one more column
     dense = dense.reshape(days, width)
     chosen = np.empty(len(day), dtype=bool)
     chosen[by_day] = np.take(_smallest(dense, np.isfinite(dense), n).ravel(), cell)
-    stock, day = stock[chosen], day[chosen]
+    stock, day = np.divmod(found[chosen], days)
     if plain.any():  # whole days: each day's members still come from one place, stocks ascending
         plain_days = np.flatnonzero(plain)
-        sub_eligible = eligible[:, plain_days].T
-        sub_caps = np.where(sub_eligible, m0[:, plain_days].T, np.inf)
+        sub_caps = m0[:, plain_days].T
+        with np.errstate(invalid="ignore"):
+            sub_eligible = eligible[:, plain_days].T & (sub_caps < np.inf)
+        sub_caps = np.where(sub_eligible, sub_caps, np.inf)
         sub_day, sub_stock = np.nonzero(_smallest(sub_caps, sub_eligible, n))
         stock = np.concatenate((stock, sub_stock))
         day = np.concatenate((day, plain_days[sub_day]))
@@ -253,10 +283,7 @@ def reconstruct(close: pd.DataFrame, total_mv: pd.DataFrame, is_st: pd.DataFrame
         m = np.ascontiguousarray(total_mv.to_numpy(dtype=np.float64).T)
         st = is_st.to_numpy(dtype=np.float64).T
         days = len(close) - 1
-        traded = _traded(c)
-        first = _first_traded_row(traded.T)
-        eligible = _panel_eligible(traded, m[:, :-1], st[:, :-1], first, min_listed_days)
-        stock, day = _panel_members(m, eligible, n)
+        stock, day = _panel_members(m, *_panel_eligible(c, m, st, min_listed_days), n)
         at = stock * (days + 1) + day  # flat positions of the members at t-1 (mostly ascending)
         c_flat, m_flat = c.ravel(), m.ravel()
         rets = _stock_returns(np.take(c_flat, at), np.take(c_flat, at + 1), np.take(m_flat, at),

@@ -33,8 +33,16 @@ from storage import outbox
 from storage.db import open_db
 from storage.util import dumps
 from tests.conftest import DEFAULT_CONFIG, ROOT
-from tests.slack_server import (AS_OF, CHANNEL_ID, TOKEN, WEBHOOK_SECRET, Reply, SlackServer,
-                                all_firing_payload, fill_history)
+from tests.slack_server import (
+    AS_OF,
+    CHANNEL_ID,
+    TOKEN,
+    WEBHOOK_SECRET,
+    Reply,
+    SlackServer,
+    all_firing_payload,
+    fill_history,
+)
 
 KEY = f"digest:{AS_OF}"
 CHANNEL = "#micro-cap-risk"
@@ -79,11 +87,17 @@ def webhook(server, monkeypatch, url: str | None = None) -> SlackNotifier:
     return notifier
 
 
+def enqueue(db, key: str, payload: dict) -> None:
+    with db.atomic():  # committed, as the cycle does: other processes see it
+        outbox.enqueue(db, key, "digest", payload["as_of"], dumps(payload))
+
+
 @pytest.fixture
 def db(tmp_path, default_config):
     d = open_db(tmp_path / "history.db")
-    fill_history(d)
-    outbox.enqueue(d, KEY, "digest", AS_OF, dumps(all_firing_payload(default_config)))
+    with d.atomic():
+        fill_history(d)
+    enqueue(d, KEY, all_firing_payload(default_config))
     yield d
     d.close()
 
@@ -422,8 +436,7 @@ def test_daemon_restart_delivers_queued_rows_on_first_run(server, tmp_path, defa
     d = open_db(path)
     keys = ["digest:2024-02-01", "digest:2024-02-02", "digest:2024-02-05"]
     for key in keys:
-        day = key.split(":")[1]
-        outbox.enqueue(d, key, "digest", day, dumps(all_firing_payload(default_config, as_of=day)))
+        enqueue(d, key, all_firing_payload(default_config, as_of=key.split(":")[1]))
     rows = {r["dedup_key"]: r for r in outbox.list_rows(d)}
     # left by the previous process: one row delivered, one after a failed attempt, one untouched
     first = rows[keys[0]]
@@ -501,9 +514,10 @@ def test_notify_test_reports_what_slack_answered(server, monkeypatch, tmp_path, 
 
 # -- 8. secrets never leak ---------------------------------------------------------------------
 
-def test_secrets_never_appear_in_logs_database_errors_or_output(server, monkeypatch, db, now,
+def test_secrets_never_appear_in_logs_database_errors_or_output(server, monkeypatch, now,
                                                                 caplog, capsys, tmp_path):
     caplog.set_level(logging.DEBUG)  # everything, slack-sdk included
+    db = open_db(tmp_path / "history.db")
     errors: list[str] = []
     dead = f"http://127.0.0.1:{closed_port()}"
     cases = [
@@ -526,7 +540,7 @@ def test_secrets_never_appear_in_logs_database_errors_or_output(server, monkeypa
         except DeliveryError as exc:
             errors.append(str(exc))
         key = f"digest:secret-{n}"
-        outbox.enqueue(db, key, "digest", AS_OF, dumps(all_firing_payload(load_config(DEFAULT_CONFIG))))
+        enqueue(db, key, all_firing_payload(load_config(DEFAULT_CONFIG)))
         if script:
             server.script(*script)
         deliver_due(db, notifier, now + dt.timedelta(seconds=n), POLICY)
@@ -552,3 +566,56 @@ def test_secrets_never_appear_in_logs_database_errors_or_output(server, monkeypa
         assert not [e for e in errors if secret in e]
         assert secret not in output
     assert any("invalid_auth" in e for e in errors)
+
+
+def test_secrets_pasted_into_the_config_are_refused_without_echo():
+    from monitor.config import ConfigError, parse_config
+
+    for toml in (f'[notify.slack]\nchannel = "{TOKEN}"\n',
+                 f'[notify.slack]\napi_url = "https://hooks.slack.com/services/{WEBHOOK_SECRET}"\n'):
+        with pytest.raises(ConfigError) as info:
+            parse_config(toml, "monitor.toml")
+        message = str(info.value)
+        assert "secrets belong in $SLACK_BOT_TOKEN / $SLACK_WEBHOOK_URL" in message
+        assert TOKEN not in message and WEBHOOK_SECRET not in message
+
+
+def test_a_token_without_channel_falls_back_to_the_console(monkeypatch, caplog):
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    monkeypatch.delenv(WEBHOOK_ENV, raising=False)
+    notifier = make_notifier(load_config(DEFAULT_CONFIG))
+    assert notifier.destination == "console"
+    assert "notify.slack.channel is not" in caplog.text and TOKEN not in caplog.text
+
+
+def test_an_unexpected_error_keeps_the_row_and_the_other_rows_go_out(db, now, default_config):
+    enqueue(db, "digest:2024-02-06", all_firing_payload(default_config, as_of="2024-02-06"))
+
+    class Flaky:
+        destination = "test"
+
+        def __init__(self):
+            self.sent = []
+
+        def send(self, payload, dedup_key):
+            if dedup_key == KEY:
+                raise KeyError("boom")
+            self.sent.append(dedup_key)
+
+    notifier = Flaky()
+    assert deliver_due(db, notifier, now, POLICY) == 1
+    assert notifier.sent == ["digest:2024-02-06"]
+    r = row(db)
+    assert r["sent_at"] is None and r["failed_at"] is None
+    assert r["last_error"] == "internal error: KeyError: 'boom'"
+    assert at(r["next_attempt_at"]) == now + dt.timedelta(seconds=30)
+
+
+def test_inhibition_can_be_switched_off_in_the_config(server, monkeypatch, db, now, default_config):
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    config = config_for(server)
+    config = config.model_copy(update={"notify": config.notify.model_copy(update={"inhibit": False})})
+    assert deliver_due(db, make_notifier(config), now, POLICY) == 1
+    blocks = server.calls("chat.postMessage")[0].body["blocks"]
+    assert len([b for b in blocks if b["type"] == "section"]) == len(default_config.rules)
+    assert "folded under" not in json.dumps(blocks)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import http.client
 import logging
 import time
+from collections.abc import Callable
 
 from slack_sdk import WebClient, WebhookClient
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -121,9 +122,13 @@ class SlackNotifier:
 
     # -- sending -------------------------------------------------------------------------------
 
-    def send(self, payload: dict, dedup_key: str, chart: tuple[bytes, str] | None = None) -> dict:
+    def send(self, payload: dict, dedup_key: str,
+             chart: Callable[[], tuple[bytes, str]] | None = None) -> dict:
         """Post one digest; return what Slack answered (channel, ts, and the chart upload's
-        outcome). Raise DeliveryError when the message was not accepted."""
+        outcome). Raise DeliveryError when the message was not accepted.
+
+        ``chart`` renders ``(png, alt_text)``; it is called only after Slack accepted the
+        message, and the PNG goes into the message's thread."""
         note = self.chart_note
         if note == "thread" and chart is None:
             note = None
@@ -144,6 +149,7 @@ class SlackNotifier:
         return self._post(text=text, blocks=blocks, metadata=metadata)
 
     def _post(self, *, text: str, blocks: list[dict], metadata: dict) -> dict:
+        what = "slack" if self._client is not None else "slack webhook"
         try:
             if self._client is not None:
                 resp = self._client.chat_postMessage(channel=self.channel, text=text, blocks=blocks,
@@ -153,11 +159,11 @@ class SlackNotifier:
             resp = self._webhook.send(text=text, blocks=blocks, metadata=metadata,
                                       unfurl_links=False, unfurl_media=False)
         except SlackApiError as exc:
-            raise self._fail(api_error(exc)) from None
+            raise self._fail(api_error(exc, what)) from None
         except (OSError, http.client.HTTPException) as exc:
-            raise self._fail(connection_error(exc)) from None
+            raise self._fail(connection_error(exc, what)) from None
         except SlackClientError as exc:
-            raise self._fail(DeliveryError(f"slack: client error: {type(exc).__name__}",
+            raise self._fail(DeliveryError(f"{what}: client error: {type(exc).__name__}",
                                            permanent=True)) from None
         return self._webhook_result(resp)
 
@@ -175,10 +181,13 @@ class SlackNotifier:
                                            retry_after=wait))
         raise self._fail(DeliveryError(what, permanent=status in WEBHOOK_PERMANENT_STATUS))
 
-    def _upload(self, chart: tuple[bytes, str], as_of: str, posted: dict) -> str:
-        """Upload the chart into the digest's thread; return "uploaded" or why not. A failure is
-        reported, never raised: the digest itself was delivered."""
-        png, alt = chart
+    def _upload(self, chart: Callable[[], tuple[bytes, str]], as_of: str, posted: dict) -> str:
+        """Render and upload the chart into the digest's thread; return "uploaded" or why not. A
+        failure is reported, never raised: the digest itself was delivered."""
+        try:
+            png, alt = chart()
+        except Exception as exc:
+            return redact(f"not rendered: {type(exc).__name__}: {exc}", self._secrets)[:200]
         try:
             self._client.files_upload_v2(
                 channel=posted.get("channel") or self.channel, thread_ts=posted.get("ts"),
