@@ -82,6 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
     exp = silsub.add_parser("expire", help="end a silence now")
     exp.add_argument("id", type=_positive_int)
 
+    rp = sub.add_parser("replay", help="run the daily cycle over history into a scratch database")
+    rp.add_argument("--start", type=_date, required=True)
+    rp.add_argument("--end", type=_date, required=True)
+    rp.add_argument("--config", dest="trial_config",
+                    help="rules and signal parameters to try (default: the main config)")
+    rp.add_argument("--scratch", type=Path, default=Path("var/replay.db"),
+                    help="scratch database for the replay (default: var/replay.db, recreated)")
+    rp.add_argument("--json", action="store_true", help="print the alert events as JSON")
+
     ep = sub.add_parser("episodes", help="micro-cap drawdown and rotation episodes")
     ep.add_argument("--kind", choices=["drawdown", "rotation"])
     ep.add_argument("--json", action="store_true")
@@ -317,6 +326,34 @@ def cmd_silence(args) -> int:
     return 0
 
 
+def _trial_config(args) -> Config:
+    return load_config(args.trial_config) if args.trial_config else _config(args)
+
+
+def cmd_replay(args) -> int:
+    from monitor.demo import timeline
+    from monitor.replay import replay
+
+    if args.end < args.start:
+        raise UsageError(f"--end {args.end} is before --start {args.start}")
+    config = _config(args)
+    trial = _trial_config(args)
+    source = _open(args, config)
+    result = replay(source, trial, args.start, args.end, args.scratch)
+    if args.json:
+        print(json.dumps([{k: e[k] for k in ("date", "rule", "severity", "event", "from_state",
+                                             "to_state")} for e in result.events], indent=2))
+        return 0
+    fired = sum(e["event"] == "firing" for e in result.events)
+    print(f"replay {result.days[0]} .. {result.days[-1]}: {len(result.days)} trading days, "
+          f"{len(trial.rules)} rules, {fired} firings; nothing was sent. Scratch database: "
+          f"{args.scratch}")
+    print("Alert timeline (pending -> firing -> resolved):")
+    for line in timeline(result.events):
+        print(f"  {line}")
+    return 0
+
+
 def cmd_episodes(args) -> int:
     from storage import episodes
 
@@ -386,6 +423,7 @@ COMMANDS = {
     "silence": cmd_silence,
     "outbox": cmd_outbox,
     "episodes": cmd_episodes,
+    "replay": cmd_replay,
     "config": cmd_config,
     "notify": cmd_notify,
     "demo": cmd_demo,

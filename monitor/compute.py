@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlite_utils import Database
 
@@ -115,38 +116,98 @@ def compute_history(db: Database, calendar: TradingCalendar, start: dt.date, end
                     params: Mapping[str, Mapping[str, Any]],
                     names: list[str] | None = None) -> pd.DataFrame:
     """Return signal values for every trading day in [start, end] (index = days, column per
-    signal), each as the daily cycle of that day would compute it.
+    signal), each exactly as the daily cycle of that day computes it (see ``history``)."""
+    return history(db, calendar, start, end, params, names)[0]
 
-    Signals whose inputs were all available on their own date are computed in one vectorised
-    pass (the result equals the day-by-day one); signals with a publication lag on an input are
-    computed day by day, so no day sees data before its ``available_at``.
+
+def history(db: Database, calendar: TradingCalendar, start: dt.date, end: dt.date,
+            params: Mapping[str, Mapping[str, Any]], names: list[str] | None = None,
+            ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return (values, contexts) for every trading day in [start, end], point-in-time.
+
+    - Signals whose inputs are available on their own date are computed in one vectorised pass:
+      signal functions are causal and their windows sufficient (tested), so each day's value
+      equals the daily cycle's.
+    - Signals with a publication lag on an input (quarterly fund data) are computed once per
+      "knowledge state": between two consecutive ``available_at`` days of their lagged inputs the
+      visible data is fixed, so one pass per state gives each day's value.
+    - The regime probability follows the daily cycle's fitting schedule (``_regime_fit``): fits
+      are made (and cached in ``regime_fits``) on the same days with the same data, and each day
+      is filtered under the fit of its day.
     """
-    wanted = [signals.REGISTRY[n] for n in (names or list(signals.REGISTRY))]
+    wanted = {n for n in (names or list(signals.REGISTRY))}
     plan = [(s, i, w, p) for s, i, w, p in _plan(observations.series_names(db), params)
-            if s in wanted]
+            if s.name in wanted]
     cols = sorted({c for _, inputs, _, _ in plan for c in inputs})
     lagged = set(observations.lagged_series(db, cols))
     days = calendar.days(start, end)
+    index = pd.DatetimeIndex(pd.to_datetime(days), name="date")
     first = observations.first_date(db, cols) or start
     all_days = calendar.days(min(first, start), end)
     frame = observations.load_frame(db, cols, all_days, end)
-    out = {}
+    values: dict[str, pd.Series] = {}
+    contexts: dict[str, pd.Series] = {}
     for sig, inputs, _, p in plan:
-        if lagged.intersection(inputs):
+        sub = _columns(sig, frame, inputs)
+        if sig.state == "regime_fit":
+            values[sig.name] = _regime_history(db, sub, days, p)
             continue
-        if sig.state == "regime_fit":  # monthly expanding refits, each day under its month's fit
-            from signals import regime
-
-            values = regime.stress_prob_history(regime.microcap_excess_returns(frame), start, end,
-                                                p["min_obs"])
+        late = sorted(lagged.intersection(inputs))
+        if not late:
+            vals, ctx = sig.compute(sub, p)
         else:
-            values, _ = sig.compute(_columns(sig, frame, inputs), p)
-        out[sig.name] = values.reindex(pd.DatetimeIndex(pd.to_datetime(days)))
-    result = pd.DataFrame(out, index=pd.DatetimeIndex(pd.to_datetime(days), name="date"))
-    slow = [s for s, inputs, _, _ in plan if lagged.intersection(inputs)]
-    if slow:
-        for day in days:
-            computed = compute_day(db, calendar, day, params)
-            for sig in slow:
-                result.loc[pd.Timestamp(day), sig.name] = computed[sig.name].value
-    return result[[s.name for s, *_ in plan]].astype(float)
+            vals, ctx = _knowledge_states(db, sig, sub, late, all_days, days, p)
+        values[sig.name] = vals.reindex(index)
+        if ctx is not None:
+            contexts[sig.name] = ctx.reindex(index)
+    order = [s.name for s, *_ in plan]
+    out = pd.DataFrame(values, index=index)[order].astype(float)
+    ctx_frame = pd.DataFrame(contexts, index=index, dtype=object)
+    return out, ctx_frame
+
+
+def _knowledge_states(db: Database, sig: signals.Signal, frame: pd.DataFrame, late: list[str],
+                      all_days: list[dt.date], days: list[dt.date], params: Mapping[str, Any]):
+    """Compute a signal with lagged inputs: one pass per set of visible lagged observations."""
+    marks = ",".join("?" * len(late))
+    changes = sorted({dt.date.fromisoformat(r[0]) for r in db.execute(
+        f"SELECT DISTINCT available_at FROM observations WHERE series IN ({marks}) AND "
+        "available_at > ? AND available_at <= ?", [*late, days[0].isoformat(), days[-1].isoformat()])})
+    bounds = [days[0], *changes]
+    index = pd.DatetimeIndex(pd.to_datetime(days))
+    vals = pd.Series(np.nan, index=index, dtype=float)
+    ctx = None
+    for i, known in enumerate(bounds):
+        upto = bounds[i + 1] if i + 1 < len(bounds) else None
+        visible = frame.copy()
+        visible[late] = observations.load_frame(db, late, all_days, known)[late].to_numpy()
+        v, c = sig.compute(visible, params)
+        mask = (index >= pd.Timestamp(known)) & ((index < pd.Timestamp(upto)) if upto else True)
+        vals[mask] = v.reindex(index)[mask].to_numpy()
+        if c is not None:
+            ctx = c if ctx is None else ctx
+    return vals, ctx
+
+
+def _regime_history(db: Database, frame: pd.DataFrame, days: list[dt.date],
+                    params: Mapping[str, Any]) -> pd.Series:
+    """``regime.stress_prob`` for ``days``, fitted on the daily cycle's schedule."""
+    from signals import regime
+
+    excess = regime.microcap_excess_returns(frame)
+    index = pd.DatetimeIndex(pd.to_datetime(days))
+    out = pd.Series(np.nan, index=index, dtype=float)
+    groups: list[tuple[Any, list[dt.date]]] = []
+    for day in days:
+        fit = _regime_fit(db, frame.loc[:pd.Timestamp(day)], day, params)
+        if groups and groups[-1][0] == fit:
+            groups[-1][1].append(day)
+        else:
+            groups.append((fit, [day]))
+    for fit, group in groups:
+        if fit is None:
+            continue
+        probs = regime.filtered_stress_prob(excess.loc[:pd.Timestamp(group[-1])], fit)
+        stamps = pd.DatetimeIndex(pd.to_datetime(group))
+        out[stamps] = probs.reindex(stamps).to_numpy()
+    return out

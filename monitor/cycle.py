@@ -16,7 +16,7 @@ from sqlite_utils import Database
 
 from monitor import digest, lifecycle, rules
 from monitor.calendar import TradingCalendar
-from monitor.compute import compute_day
+from monitor.compute import SignalValue, compute_day
 from monitor.config import COMPOSITE, Config
 from monitor.sources import Source
 from signals.episodes import drawdown_episodes, rotation_episodes
@@ -48,8 +48,16 @@ def digest_key(as_of: dt.date) -> str:
 
 
 def run_cycle(db: Database, config: Config, as_of: dt.date, source: Source,
-              calendar: TradingCalendar) -> CycleResult:
+              calendar: TradingCalendar,
+              precomputed: dict[str, SignalValue] | None = None,
+              episodes: str = "incremental") -> CycleResult:
     """Run the daily cycle for trading day ``as_of``; return what it did.
+
+    ``precomputed``: the day's signal values when a replay computed them for the whole period
+    at once (``monitor.compute.history``, equal to ``compute_day``); everything else is the same.
+    ``episodes``: "incremental" (the daemon: re-read only the history since the latest stored
+    episode), "full" (recompute from all history) or "skip" (a replay skips it until its last
+    day, then recomputes in full: the same table as updating every day).
 
     Raises CycleError for a day that is not a trading day or that lies before the last day
     already evaluated (history is re-run with ``replay``), and re-raises any failure after
@@ -66,7 +74,8 @@ def run_cycle(db: Database, config: Config, as_of: dt.date, source: Source,
     started = utc_now()
     try:
         with db.atomic():
-            return _run(db, config, as_of, source, calendar, current, started)
+            return _run(db, config, as_of, source, calendar, current, started, precomputed,
+                        episodes)
     except Exception as exc:
         with db.atomic():
             runs.record(db, JOB, day, started, utc_now(), "failed",
@@ -75,13 +84,15 @@ def run_cycle(db: Database, config: Config, as_of: dt.date, source: Source,
 
 
 def _run(db: Database, config: Config, as_of: dt.date, source: Source,
-         calendar: TradingCalendar, current: dict[str, dict], started: str) -> CycleResult:
+         calendar: TradingCalendar, current: dict[str, dict], started: str,
+         precomputed: dict[str, SignalValue] | None, episodes: str) -> CycleResult:
     day = as_of.isoformat()
     before = db.conn.total_changes
     since = runs.last_success(db, JOB, before=as_of)
     fetched = observations.upsert(db, source.fetch(as_of, since))
 
-    computed = compute_day(db, calendar, as_of, config.signal_params())
+    computed = (precomputed if precomputed is not None
+                else compute_day(db, calendar, as_of, config.signal_params()))
     values = {name: sv.value for name, sv in computed.items()}
     evaluations = [rules.evaluate(rule, values) for rule in config.rules]
     count, names = rules.composite(evaluations)
@@ -131,7 +142,8 @@ def _run(db: Database, config: Config, as_of: dt.date, source: Source,
             "last_evaluated": day, "since": new.since, "last_values": dumps(ev.values),
         })
     alerts.replace_events(db, day, events)
-    update_episodes(db, config, as_of, calendar)
+    if episodes != "skip":
+        update_episodes(db, config, as_of, calendar, full=episodes == "full")
 
     payload = None
     key = digest_key(as_of)
@@ -150,7 +162,8 @@ def _run(db: Database, config: Config, as_of: dt.date, source: Source,
     return CycleResult(as_of, "ok", changed, events, payload, values)
 
 
-def update_episodes(db: Database, config: Config, as_of: dt.date, calendar: TradingCalendar) -> int:
+def update_episodes(db: Database, config: Config, as_of: dt.date, calendar: TradingCalendar,
+                    full: bool = False) -> int:
     """Update the drawdown and rotation episodes as known on ``as_of``; return rows changed.
 
     Drawdowns come from the micro-cap closes available by ``as_of``; rotation spells from the
@@ -164,7 +177,7 @@ def update_episodes(db: Database, config: Config, as_of: dt.date, calendar: Trad
         return 0
     # A drawdown episode starts at an all-time high and a recovery is one too, so scanning from
     # the latest episode's peak (open) or recovery (closed) reproduces the full-history result.
-    last = episodes.latest(db, "drawdown")
+    last = None if full else episodes.latest(db, "drawdown")
     since = (last["end"] or last["start"]) if last else None
     start = max(first, dt.date.fromisoformat(since)) if since else first
     days = calendar.days(start, as_of)
@@ -180,8 +193,8 @@ def update_episodes(db: Database, config: Config, as_of: dt.date, calendar: Trad
         return changed
     # Spells that ended before the last successful cycle are stored and final: re-read from the
     # open spell's start, else from the day before the previous cycle.
-    last = episodes.latest(db, "rotation")
-    previous = runs.last_success(db, JOB, before=as_of)
+    last = None if full else episodes.latest(db, "rotation")
+    previous = None if full else runs.last_success(db, JOB, before=as_of)
     if last and last["end"] is None:
         lo = calendar.previous(dt.date.fromisoformat(last["start"]))
     elif previous is not None:

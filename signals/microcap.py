@@ -116,10 +116,30 @@ def _day_return(c0, c1, m0, m1, st0, listed_ok0, n: int) -> float:
     return float(_mean_by_day(1, np.zeros(len(cols), dtype=np.intp), rets)[0])
 
 
-BLOCK_LEVELS = 3  # blocks of 2**3 = 8 days for the upper bound of the n-th smallest cap (panel path)
-ROW_CHUNK = 128  # stocks per slab when computing eligibility (the slab's temporaries stay in cache)
-MAX_CANDIDATES = 1.5  # a day with more than 1.5 x n candidates (e.g. a crash inside a block) is ranked
-# on its own (plain path), to keep the array of candidates narrow
+BLOCK_LEVELS = 3  # blocks of 2**3 = 8 days (one 64-bit word of booleans) for the bounds of the panel path
+ROW_CHUNK = 128  # stocks per slab in the first pass over the panel (a slab's temporaries stay in cache)
+MAX_CANDIDATES = 1.5  # days with more than 1.5 x n candidates (no bound, or a crash inside a block)
+# are ranked in a second, wider array, so that the main one stays narrow
+_ALL_TRUE = np.frombuffer(b"\x01" * 8, dtype=np.uint64)[0]  # eight True bytes read as one word
+
+# The panel path (``reconstruct``), in stock-major arrays (stocks x days, C order: the layout of a
+# consolidated DataFrame, so no copy). Day t-1 is column t-1 of ``c``/``m``/``st``; "day" below
+# means the t-1 of a return.
+#  1. ``_panel_pass``, ROW_CHUNK stocks at a time (contiguous rows: the temporaries stay in cache):
+#     a loose eligibility ``loose`` (a superset of ``_eligible``: it skips the finiteness of the
+#     closes and the sign of the cap, which sound data always pass) and, per block of 2**BLOCK_LEVELS
+#     days, each stock's key = its largest cap over the block if loosely eligible all block long.
+#  2. ``_fast_members``: the n-th smallest key of a block bounds the n-th smallest cap of each of its
+#     days (at least n stocks are loosely eligible all block long at or below it); candidates =
+#     loosely eligible stocks at or below the bound (a few hundred a day); the n smallest candidates
+#     of every day are found at once in a days x width array (ties: lower stock column first).
+#  3. Checks, then ``_plain_members`` for the days that fail them. If a day's chosen stocks are all
+#     truly eligible and it had at least n candidates (or no bound), they are exactly the members of
+#     ``_smallest`` over the true eligibility: each of them is eligible; and every eligible stock with a
+#     smaller cap (or an equal cap and a lower column) is a loosely eligible stock under the bound, so
+#     a candidate, so chosen. Other days (fewer than n candidates under a bound, or a chosen stock not
+#     truly eligible: neither happens with sound data) are ranked on their own, exactly as the daily
+#     update does. A bound never changes a value, only how fast it is found: no look-ahead.
 
 
 def _pairwise(a: np.ndarray, levels: int, ufunc: np.ufunc) -> np.ndarray:
@@ -135,110 +155,137 @@ def _pairwise(a: np.ndarray, levels: int, ufunc: np.ufunc) -> np.ndarray:
     return a
 
 
-_ALL_TRUE = np.frombuffer(b"\x01" * 8, dtype=np.uint64)[0]  # eight True bytes as one word
+def _panel_pass(c: np.ndarray, m: np.ndarray, st: np.ndarray, young: int,
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Step 1: (loose eligibility padded with True to whole blocks, float32 block keys, first rows).
 
-
-def _panel_eligible(c: np.ndarray, m: np.ndarray, st: np.ndarray, min_listed_days: int,
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Eligibility at t-1 and the block keys of the whole panel (stock-major, stocks x days).
-
-    Returns ``eligible`` (stocks x days t-1 padded with True to whole blocks of 2**BLOCK_LEVELS days:
-    the booleans of ``_eligible``, except that a cap of +inf is let through: it never ranks, see
-    ``_panel_members``) and ``key`` (stocks x blocks): a stock's largest cap over a block when it is
-    eligible on every day of the block, else +inf. Computed ROW_CHUNK stocks at a time: a stock's row
-    is contiguous, so a slab's temporaries stay in the CPU cache and the panel is read once.
+    ``first`` is each stock's first row with a close > 0 (exact unless a +inf close comes first;
+    ``_exact_first`` fixes that).
     """
     stocks, days = c.shape[0], c.shape[1] - 1
     block = 2**BLOCK_LEVELS
     blocks = -(-days // block)
-    young = max(min_listed_days, 1) - 1  # listed at t-1 <=> t-1 >= first trade + min - 1
-    eligible = np.ones((stocks, blocks * block), dtype=bool)
-    key = np.empty((stocks, blocks), dtype=np.float32)  # an upper bound only needs float32
+    loose = np.ones((stocks, blocks * block), dtype=bool)
+    key = np.empty((stocks, blocks), dtype=np.float32)  # a bound only needs float32
+    first = np.empty(stocks, dtype=np.int64)
     for lo in range(0, stocks, ROW_CHUNK):
         rows = slice(lo, lo + ROW_CHUNK)
-        traded = _traded(c[rows])
-        m0 = m[rows, :-1]
-        ok = eligible[rows, :days]
-        np.logical_and(traded[:, :-1], traded[:, 1:], out=ok)
         with np.errstate(invalid="ignore"):
-            ok &= m0 > 0
+            positive = c[rows] > 0  # traded, except for a +inf close
+        first[rows] = _first_traded_row(positive.T)
+        ok = loose[rows, :days]
+        np.logical_and(positive[:, :-1], positive[:, 1:], out=ok)
+        with np.errstate(invalid="ignore"):
             np.greater(ok, st[rows, :-1] > 0.5, out=ok)  # ok and not ST (True > False only)
         if young:  # not listed long enough: the first min - 1 days from the first trade
-            first = _first_traded_row(traded.T)
             row = np.repeat(np.arange(ok.shape[0]), young)
-            col = (first[:, None] + np.arange(young)[None, :]).ravel()
+            col = (first[rows][:, None] + np.arange(young)[None, :]).ravel()
             inside = col < days
             ok[row[inside], col[inside]] = False
-        whole_block = eligible[rows].view(np.uint64) == _ALL_TRUE if block == 8 else \
-            _pairwise(eligible[rows], BLOCK_LEVELS, np.logical_and)
-        key[rows] = np.where(whole_block, _pairwise(m0, BLOCK_LEVELS, np.maximum), np.inf)
-    return eligible, key
+        whole_block = loose[rows].view(np.uint64) == _ALL_TRUE  # a block's 8 booleans as one word
+        with np.errstate(invalid="ignore", over="ignore"):  # NaN cap: NaN key, ranked last; huge: inf
+            key[rows] = np.where(whole_block, _pairwise(m[rows, :-1], BLOCK_LEVELS, np.maximum), np.inf)
+    return loose, key, first
 
 
-def _panel_members(m: np.ndarray, eligible: np.ndarray, key: np.ndarray, n: int,
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Return (stocks, days) of every member, stock-major (so each day's stocks are ascending).
+def _exact_first(c: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """``first`` (first row with a close > 0) made exact: the first row with a finite close > 0."""
+    seen = first < c.shape[1]
+    wrong = np.flatnonzero(seen)[~np.isfinite(c[seen.nonzero()[0], first[seen]])]
+    if wrong.size:
+        first = first.copy()
+        first[wrong] = _first_traded_row(_traded(c[wrong]).T)
+    return first
 
-    ``m`` is the stock-major cap array (stocks x all days, C-contiguous: the layout of a consolidated
-    DataFrame); ``eligible`` and ``key`` as from ``_panel_eligible``. Exactly the members
-    ``_smallest`` picks day by day, found without ranking every stock: the n-th smallest key of a block
-    bounds the n-th smallest cap of each of its days from above (at least n stocks are eligible all
-    block long with caps at or below it), so the eligible stocks at or below that bound on a day
-    (candidates) hold all of that day's members, ties included (no bound, the largest float, when
-    fewer than n stocks are eligible all block long: every finite cap is a candidate; +inf never is).
-    Only the candidates (a few hundred a day) are then ranked, every day at once in one days x width
-    array.
-    """
+
+def _fast_members(m: np.ndarray, loose: np.ndarray, key: np.ndarray, n: int,
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Step 2: (stocks, days) chosen, stock-major, and a mask of the days left to the plain path."""
     stocks, days = m.shape[0], m.shape[1] - 1
-    m0 = m[:, :-1]
     biggest = np.finfo(np.float64).max
     if n < stocks:
-        # keys are float32 (rounded to nearest): widen by a few float32 ulps to stay an upper bound
+        # keys are float32 (rounded to nearest): widen by a few float32 ulps (a bound, not exact)
         bound = np.partition(np.ascontiguousarray(key.T), n - 1, axis=1)[:, n - 1].astype(np.float64)
         bound *= 1.0 + 2.0**-20
-        bound[bound == np.inf] = biggest
+        bound[~(bound < np.inf)] = biggest  # no bound (fewer than n keys): every finite cap
     else:
         bound = np.full(key.shape[1], biggest)
     bound = np.repeat(bound, 2**BLOCK_LEVELS)[:days]
     with np.errstate(invalid="ignore"):
-        candidate = np.less_equal(m0, bound[None, :])
-    candidate &= eligible[:, :days]
-    found = np.flatnonzero(candidate).astype(np.int32 if m0.size < 2**31 else np.int64)
+        candidate = np.less_equal(m[:, :-1], bound[None, :])  # a NaN or +inf cap never is
+    candidate &= loose[:, :days]
+    found = np.flatnonzero(candidate).astype(np.int32 if m.size < 2**31 else np.int64)
     day = found % days  # stock-major order
     per_day = np.bincount(day, minlength=days)
-    # plain path: too many candidates, or (a safety net: the bound argument above makes it
-    # impossible for sound data) fewer than n candidates under a real bound
-    plain = (per_day > max(MAX_CANDIDATES * n, 1)) | ((per_day < n) & (bound < biggest))
+    plain = (per_day < n) & (bound < biggest)  # too few candidates under a real bound (a safety net)
     if plain.any():
         keep = ~plain[day]
         found, day = found[keep], day[keep]
         per_day[plain] = 0
-    # day-major order of the candidates (stable: stocks stay ascending within a day), then a
-    # days x width array of their caps, +inf padded, ranked by the same rule as a single day
-    by_day = np.argsort(day.astype(np.uint16) if days < 2**16 else day, kind="stable")
-    day_sorted = day[by_day]
-    width = max(int(per_day.max(initial=0)), 1)
-    first_of_day = np.zeros(days, dtype=found.dtype)
-    np.cumsum(per_day[:-1], out=first_of_day[1:])
-    cell = np.arange(len(day), dtype=found.dtype)
-    cell -= first_of_day[day_sorted]
-    cell += day_sorted * found.dtype.type(width)  # flat (day, rank among the day's candidates)
-    dense = np.full(days * width, np.inf)
-    dense[cell] = np.take(m.ravel(), found + found // days)[by_day]  # caps: m has one more column
-    dense = dense.reshape(days, width)
-    chosen = np.empty(len(day), dtype=bool)
-    chosen[by_day] = np.take(_smallest(dense, np.isfinite(dense), n).ravel(), cell)
-    stock, day = np.divmod(found[chosen], days)
-    if plain.any():  # whole days: each day's members still come from one place, stocks ascending
-        plain_days = np.flatnonzero(plain)
-        sub_caps = m0[:, plain_days].T
-        with np.errstate(invalid="ignore"):
-            sub_eligible = eligible[:, plain_days].T & (sub_caps < np.inf)
-        sub_caps = np.where(sub_eligible, sub_caps, np.inf)
-        sub_day, sub_stock = np.nonzero(_smallest(sub_caps, sub_eligible, n))
-        stock = np.concatenate((stock, sub_stock))
-        day = np.concatenate((day, plain_days[sub_day]))
-    return stock, day
+    # each candidate's rank among its day's candidates (stocks ascending): a running count down the
+    # stocks, one row at a time (np.cumsum along axis 0 is several times slower)
+    rank = np.empty(candidate.shape, dtype=np.int16 if stocks < 2**15 else np.int32)
+    running = np.zeros(days, dtype=rank.dtype)
+    for row, out in zip(candidate, rank, strict=True):
+        out[:] = running
+        running += row
+    # rank every day's candidates at once in a days x width array of their caps (+inf padded), by
+    # the same rule as a single day; the few days with many candidates (no bound, or a crash inside
+    # a block) in a second, wider array, so that the first stays narrow
+    wide = per_day > max(MAX_CANDIDATES * n, 1)
+    day_cell = np.zeros(days, dtype=found.dtype)  # where each day's row starts in the flat buffer
+    shapes, size = [], 0
+    for group in (~wide & ~plain, wide):
+        group_days = np.flatnonzero(group)
+        width = max(int(per_day[group_days].max(initial=0)), 1)
+        day_cell[group_days] = size + np.arange(len(group_days), dtype=found.dtype) * width
+        shapes.append((size, len(group_days), width))
+        size += len(group_days) * width
+    cell = day_cell[day]
+    cell += np.take(rank.ravel(), found)
+    dense = np.full(size, np.inf)
+    dense[cell] = np.take(m.ravel(), found + found // days)  # m has one more column than candidate
+    picked = np.zeros(size, dtype=bool)
+    for start, rows, width in shapes:
+        block = dense[start : start + rows * width].reshape(rows, width)
+        picked[start : start + rows * width] = _smallest(block, np.isfinite(block), n).ravel()
+    stock, day = np.divmod(found[np.take(picked, cell)], days)
+    return stock, day, plain
+
+
+def _plain_members(c: np.ndarray, m: np.ndarray, st: np.ndarray, listed_from: np.ndarray,
+                   days: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Step 3: (stocks, days) of the members of the given days, each ranked on its own, exactly."""
+    c0, c1, m0, st0 = c[:, days].T, c[:, days + 1].T, m[:, days].T, st[:, days].T
+    eligible = _eligible(_traded(c0), _traded(c1), m0, st0, days[:, None] >= listed_from[None, :])
+    sub_day, stock = np.nonzero(_smallest(np.where(eligible, m0, np.inf), eligible, n))
+    return stock, days[sub_day]
+
+
+def _panel_returns(c: np.ndarray, m: np.ndarray, st: np.ndarray, min_listed_days: int,
+                   n: int) -> np.ndarray:
+    """The index return of every day but the first (fraction), from stock-major arrays."""
+    days = c.shape[1] - 1
+    young = max(min_listed_days, 1) - 1
+    loose, key, first = _panel_pass(c, m, st, young)
+    listed_from = _exact_first(c, first) + young  # listed at t-1 <=> t-1 >= this
+    stock, day, plain = _fast_members(m, loose, key, n)
+    at = stock * (days + 1) + day  # flat positions of the members at t-1 (ascending)
+    c_flat, m_flat = c.ravel(), m.ravel()
+    c0, c1, m0 = np.take(c_flat, at), np.take(c_flat, at + 1), np.take(m_flat, at)
+    with np.errstate(invalid="ignore"):
+        sound = np.isfinite(c0) & np.isfinite(c1) & (m0 > 0) & (day >= listed_from[stock])
+    if not sound.all():  # a chosen stock that is not truly eligible: rank its day on its own
+        plain[day[~sound]] = True
+        keep = ~plain[day]
+        stock, day, at, c0, c1, m0 = stock[keep], day[keep], at[keep], c0[keep], c1[keep], m0[keep]
+    rets = _stock_returns(c0, c1, m0, np.take(m_flat, at + 1))
+    if plain.any():  # each day's members come from one place only, stocks ascending
+        p_stock, p_day = _plain_members(c, m, st, listed_from, np.flatnonzero(plain), n)
+        p_rets = _stock_returns(c[p_stock, p_day], c[p_stock, p_day + 1], m[p_stock, p_day],
+                                m[p_stock, p_day + 1])
+        day, rets = np.concatenate((day, p_day)), np.concatenate((rets, p_rets))
+    return _mean_by_day(days, day, rets)
 
 
 def _check_panel(close: pd.DataFrame, *others: pd.DataFrame) -> None:
@@ -282,13 +329,7 @@ def reconstruct(close: pd.DataFrame, total_mv: pd.DataFrame, is_st: pd.DataFrame
         c = np.ascontiguousarray(close.to_numpy(dtype=np.float64).T)
         m = np.ascontiguousarray(total_mv.to_numpy(dtype=np.float64).T)
         st = is_st.to_numpy(dtype=np.float64).T
-        days = len(close) - 1
-        stock, day = _panel_members(m, *_panel_eligible(c, m, st, min_listed_days), n)
-        at = stock * (days + 1) + day  # flat positions of the members at t-1 (mostly ascending)
-        c_flat, m_flat = c.ravel(), m.ravel()
-        rets = _stock_returns(np.take(c_flat, at), np.take(c_flat, at + 1), np.take(m_flat, at),
-                              np.take(m_flat, at + 1))
-        out[1:] = _mean_by_day(days, day, rets)
+        out[1:] = _panel_returns(c, m, st, min_listed_days, n)
     return pd.Series(out, index=close.index, name="microcap_return")
 
 

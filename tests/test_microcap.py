@@ -155,6 +155,37 @@ def test_min_listed_days_zero_and_one_are_the_same():
     pd.testing.assert_series_equal(a, mc.reconstruct(close, mv, is_st, n=2, min_listed_days=1))
 
 
+def test_unsound_values_are_not_traded_or_not_rankable():
+    # the smallest stocks carry values sound data never has: a +inf or zero close (not traded), a
+    # negative, zero or +inf cap (not rankable); the fast path lets them through and must catch them
+    close = {"A": [1.0, 1.1, 1.21], "B": [2.0, 2.2, 2.2], "C": [3.0, 3.3, 3.3],
+             "D": [math.inf, 0.5, 0.55], "E": [0.0, 0.5, 0.6], "F": [0.5, 0.6, math.inf]}
+    shares = {k: [10] * 3 for k in close}
+    c, m, s = panel(close, shares)
+    m.loc[m.index[0], "B"] = -5.0  # day1: B not rankable (negative cap)
+    m.loc[m.index[1], "A"] = math.inf  # day2: A not rankable (+inf cap)
+    # day1: D (+inf close) and E (zero close) were not traded on day0, B has a negative cap, F is
+    # eligible (+20%), then A (+10%); day2: F has a +inf close on day2 (not traded), A a +inf cap;
+    # eligible D (0.5 -> 0.55, +10%), E (0.5 -> 0.6, +20%): the two smallest (caps 5, 5)
+    check(c, m, s, [NAN, (0.20 + 0.10) / 2, (0.10 + 0.20) / 2])
+
+
+def test_a_first_close_of_inf_does_not_start_the_listing_clock():
+    # D's first close is +inf (not a trade): it is listed from day1, so with min_listed_days=2 it
+    # cannot be held on day2 (1 listed day by day1) although it has the smallest cap
+    close = {"A": [1.0, 1.1, 1.21, 1.21], "B": [2.0, 2.2, 2.2, 2.2], "D": [math.inf, 0.1, 0.2, 0.3]}
+    c, m, s = panel(close, {k: [10] * 4 for k in close})
+    check(c, m, s, [NAN, NAN, (0.10 + 0.0) / 2, (0.5 + 0.0) / 2], min_listed_days=2)
+    assert mc.listed_days(c)["D"].tolist() == [0, 1, 2, 3]
+
+
+def test_absurd_cap_magnitudes_still_rank_exactly():
+    # caps far outside float32 (the fast path's bounds are float32): tiny, huge and ordinary
+    close = {"A": [1.0, 1.1], "B": [2.0, 2.2], "C": [3.0, 3.0], "D": [4.0, 4.4]}
+    shares = {"A": [1e-50] * 2, "B": [1e300] * 2, "C": [1e-45] * 2, "D": [1.0] * 2}
+    check(*panel(close, shares), [NAN, (0.10 + 0.0) / 2])  # A (1e-50) and C (3e-45)
+
+
 def test_mismatched_frames_and_bad_parameters_are_refused():
     close, mv, is_st = panel({"A": [1.0, 1.1], "B": [2.0, 2.1]}, {"A": [1, 1], "B": [1, 1]})
     with pytest.raises(ValueError, match="same index and columns"):
@@ -163,6 +194,9 @@ def test_mismatched_frames_and_bad_parameters_are_refused():
         mc.reconstruct(close.iloc[::-1], mv.iloc[::-1], is_st.iloc[::-1])
     with pytest.raises(ValueError, match="n must be"):
         mc.reconstruct(close, mv, is_st, n=0)
+    with pytest.raises(ValueError, match="min_listed_days"):
+        mc.daily_return(close.iloc[0], close.iloc[1], mv.iloc[0], mv.iloc[1], is_st.iloc[0],
+                        mc.listed_days(close).iloc[0], min_listed_days=-1)
 
 
 def test_single_row_and_empty_panels():
@@ -206,7 +240,7 @@ def test_daily_return_aligns_series_by_stock_code():
 
 @st.composite
 def random_panels(draw):
-    days = draw(st.integers(2, 14))
+    days = draw(st.integers(2, 20))  # up to three blocks of 8 days
     stocks = draw(st.integers(1, 9))
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
@@ -216,6 +250,11 @@ def random_panels(draw):
     shares = 10.0 * np.cumprod(steps, axis=0)
     mv = close * shares
     mv[rng.random((days, stocks)) < 0.05] = np.nan
+    if draw(st.booleans()):  # values sound data never has: +inf / zero / negative closes and caps
+        bad = rng.random((days, stocks)) < 0.08
+        close[bad] = rng.choice([np.inf, 0.0, -1.0], size=bad.sum())
+        bad = rng.random((days, stocks)) < 0.08
+        mv[bad] = rng.choice([np.inf, 0.0, -5.0, 1e-50], size=bad.sum())
     flags = (rng.random((days, stocks)) < 0.2).astype(float)
     flags[np.isnan(close)] = np.nan
     index = pd.Index([f"2024-{1 + d // 28:02d}-{1 + d % 28:02d}" for d in range(days)])

@@ -1,0 +1,628 @@
+"""The HTML report: one self-contained page with every rule's signals against their thresholds,
+the alert timeline, the drawdown and rotation episodes, and (optionally) a backtest table.
+
+``build_report`` reads the database and returns the page as a string; ``write_report`` writes it.
+The page needs nothing from the network: the charts are PNGs rendered with matplotlib's Agg canvas
+(no pyplot global state) and embedded as ``data:`` URIs, the CSS is inline, there is no script.
+Every piece of text that comes from the config or the database is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import io
+import json
+import math
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlite_utils import Database
+
+import signals
+from monitor import digest
+from monitor.config import Config, RuleConfig
+from monitor.rules import describe
+from storage import episodes as episode_store
+
+__all__ = ["build_report", "write_report", "DEFAULT_TITLE", "MAX_CHARTS"]
+
+DEFAULT_TITLE = "regime-monitor report"
+CLOSE = "index.microcap.close"
+MAX_CHARTS = 15  # all images of the page, the episode chart included
+DPI = 90
+WIDTH_IN = 12.0
+PANEL_IN = 1.8
+
+SEVERITY_COLOUR = {"critical": "#c0392b", "warning": "#e67e22", "info": "#2980b9"}
+WHEN_COLOUR = "#c0392b"
+CLEAR_COLOUR = "#7f8c8d"
+LINE_COLOUR = "#2c3e50"
+
+
+# -- data ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Threshold:
+    """One comparison of a rule on one signal: ``signal op number`` or ``signal op other``."""
+
+    kind: str  # "when" | "clear"
+    op: str
+    value: float | None
+    other: str | None  # a signal on the other side of the comparison
+
+    def label(self, signal: str) -> str:
+        rhs = self.other if self.other else digest.format_value(signal, self.value)
+        return f"{self.kind}: {self.op} {rhs}"
+
+
+@dataclass
+class RulePanels:
+    rule: RuleConfig
+    signals: dict[str, list[Threshold]]  # signal -> its comparisons (when first, then clear)
+    spans: list[tuple[str, str | None]]  # firing spans, clipped to the period (see firing_spans)
+    firings: int  # firing events within the period
+    days_firing: int
+
+
+def thresholds(rule: RuleConfig) -> dict[str, list[Threshold]]:
+    """Return each signal ``rule`` reads, with the thresholds of its ``when`` (and ``clear_when``)
+    comparisons, as given by :func:`monitor.rules.describe`. Signals read only as another
+    signal's threshold are listed too (with no comparison of their own)."""
+    out: dict[str, list[Threshold]] = {}
+    for kind, ex in (("when", rule.when_expr), ("clear", rule.clear_expr)):
+        if ex is None:
+            continue
+        for c in describe(ex, {}):
+            t = Threshold(kind, c["op"], c["threshold"], c.get("threshold_signal"))
+            found = out.setdefault(c["signal"], [])
+            if t not in found:
+                found.append(t)
+    for name in sorted(rule.names):
+        out.setdefault(name, [])
+    return out
+
+
+def _db_file(db: Database) -> str:
+    for row in db.execute("PRAGMA database_list").fetchall():
+        if row[1] == "main":
+            return row[2] or ":memory:"
+    return ":memory:"
+
+
+def _period(db: Database, start: dt.date | None, end: dt.date | None) -> tuple[str | None, str | None]:
+    lo, hi = db.execute("SELECT MIN(date), MAX(date) FROM signal_values").fetchone()
+    if lo is None:
+        lo, hi = db.execute("SELECT MIN(date), MAX(date) FROM observations WHERE series = ?",
+                            [CLOSE]).fetchone()
+    first = start.isoformat() if start else lo
+    last = end.isoformat() if end else hi
+    return first, last
+
+
+def _signal_frame(db: Database, names: Sequence[str], first: str, last: str) -> pd.DataFrame:
+    """Return stored values (index = days with any stored signal in the period, columns = names)."""
+    days = [r[0] for r in db.execute(
+        "SELECT DISTINCT date FROM signal_values WHERE date >= ? AND date <= ? ORDER BY date",
+        [first, last])]
+    index = pd.DatetimeIndex(pd.to_datetime(days), name="date")
+    frame = pd.DataFrame(np.nan, index=index, columns=list(names), dtype=float)
+    if not names or not days:
+        return frame
+    marks = ",".join("?" * len(names))
+    rows = db.execute(f"SELECT signal, date, value FROM signal_values WHERE signal IN ({marks}) "
+                      "AND date >= ? AND date <= ? AND value IS NOT NULL",
+                      [*names, first, last]).fetchall()
+    if rows:
+        long = pd.DataFrame(rows, columns=["signal", "date", "value"])
+        wide = long.pivot(index="date", columns="signal", values="value")
+        wide.index = pd.DatetimeIndex(pd.to_datetime(wide.index))
+        frame.update(wide.reindex(index=index, columns=frame.columns))
+    return frame
+
+
+def _events(db: Database, last: str) -> list[dict]:
+    cols = ("id", "rule", "date", "event", "from_state", "to_state", "severity", "signal_values",
+            "silenced_by", "notified")
+    cur = db.execute(f"SELECT {', '.join(cols)} FROM alert_events WHERE date <= ? ORDER BY date, id",
+                     [last])
+    return [dict(zip(cols, r, strict=True)) for r in cur]
+
+
+def firing_spans(events: Iterable[Mapping], first: str, last: str) -> list[tuple[str, str | None]]:
+    """Return the spells during which one rule's alert was firing, from its events (oldest first),
+    clipped to ``first``..``last``, as ``(since, left)`` pairs: ``since`` is the first day firing,
+    ``left`` the day of the event that left the firing state (not itself a firing day), or None
+    when the alert was still firing on ``last``. Missing data does not end a spell (a firing alert
+    stays firing)."""
+    spans: list[tuple[str, str | None]] = []
+    since: str | None = None
+    for e in events:
+        if e["to_state"] == "firing" and since is None:
+            since = e["date"]
+        elif e["to_state"] != "firing" and since is not None:
+            spans.append((since, e["date"]))
+            since = None
+    if since is not None:
+        spans.append((since, None))
+    return [(max(a, first), b if b is not None and b <= last else None) for a, b in spans
+            if (b is None or b > first) and a <= last]
+
+
+def _overlaps(ep: Mapping, first: str, last: str) -> bool:
+    return ep["start"] <= last and (ep["end"] is None or ep["end"] >= first)
+
+
+# -- charts -------------------------------------------------------------------------------------
+
+def _figure(height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(WIDTH_IN, height), dpi=DPI)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _is_fraction(signal: str) -> bool:
+    spec = signals.REGISTRY.get(signal)
+    return bool(spec and spec.unit.startswith("fraction"))
+
+
+def _dates(values: Iterable[str]) -> np.ndarray:
+    return pd.to_datetime(list(values)).to_numpy()
+
+
+def _shade(ax, spans: Iterable[tuple[str, str]], colour: str, alpha: float, label: str | None) -> None:
+    for i, (a, b) in enumerate(spans):
+        lo, hi = pd.Timestamp(a), pd.Timestamp(b)
+        if hi <= lo:
+            hi = lo + pd.Timedelta(days=1)
+        ax.axvspan(lo, hi, color=colour, alpha=alpha, lw=0, label=label if i == 0 else None)
+
+
+def _rule_chart(groups: list[RulePanels], frame: pd.DataFrame, first: str, last: str) -> str:
+    """Render the panels of one or more rules (one panel per signal) as one PNG (base64)."""
+    from matplotlib.ticker import PercentFormatter
+
+    panels = [(g, s, ts) for g in groups for s, ts in g.signals.items()]
+    n = len(panels)
+    height = PANEL_IN * n + 0.6
+    fig = _figure(height)
+    fig.subplots_adjust(left=0.075, right=0.985, top=1 - 0.25 / height, bottom=0.35 / height,
+                        hspace=0.55)
+    axes = fig.subplots(n, 1, sharex=True, squeeze=False)[:, 0]
+    x = frame.index.to_numpy()
+    lo_x, hi_x = pd.Timestamp(first), pd.Timestamp(last)
+    for ax, (g, signal, ts) in zip(axes, panels, strict=True):
+        colour = SEVERITY_COLOUR.get(g.rule.severity, "#e67e22")
+        values = frame[signal] if signal in frame else pd.Series(np.nan, index=frame.index)
+        ax.plot(x, values.to_numpy(dtype=float), color=LINE_COLOUR, lw=1.0, label=signal)
+        for t in ts:
+            style = dict(color=WHEN_COLOUR if t.kind == "when" else CLEAR_COLOUR, lw=1.1,
+                         ls="--" if t.kind == "when" else ":")
+            if t.other:
+                other = frame[t.other] if t.other in frame else pd.Series(np.nan, index=frame.index)
+                ax.plot(x, other.to_numpy(dtype=float), label=t.label(signal), **style)
+            elif t.value is not None:
+                ax.axhline(t.value, label=t.label(signal), **style)
+        _shade(ax, [(a, b or last) for a, b in g.spans], colour, 0.18, f"{g.rule.name} firing")
+        if values.notna().sum() == 0:
+            ax.text(0.5, 0.5, "no stored values in this period", transform=ax.transAxes,
+                    ha="center", va="center", fontsize=9, color="#7f8c8d")
+        if _is_fraction(signal):
+            ax.yaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=1))
+        title = signal if len(groups) == 1 else f"{signal}  ({g.rule.name})"
+        # a fixed title position: the automatic one costs a layout pass per panel
+        ax.set_title(title, fontsize=9, loc="left", y=1.0, pad=3)
+        ax.legend(fontsize=7, loc="lower right", bbox_to_anchor=(1.0, 1.0), borderaxespad=0.2,
+                  frameon=False, ncol=4)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=7)
+        ax.set_xlim(lo_x, hi_x)
+    return _png(fig)
+
+
+def _episode_chart(close: pd.Series, drawdowns: list[dict], rotations: list[dict],
+                   first: str, last: str) -> str:
+    from matplotlib.ticker import PercentFormatter
+
+    height = 5.2
+    fig = _figure(height)
+    fig.subplots_adjust(left=0.075, right=0.985, top=1 - 0.3 / height, bottom=0.35 / height,
+                        hspace=0.3)
+    ax1, ax2 = fig.subplots(2, 1, sharex=True, height_ratios=[3, 2])
+    x = close.index.to_numpy()
+    ax1.plot(x, close.to_numpy(dtype=float), color="#1f4e79", lw=1.2, label=CLOSE)
+    spans = [(e["peak"] or e["start"], e["end"] or last) for e in drawdowns]
+    _shade(ax1, [(a, e["trough"] or b) for (a, b), e in zip(spans, drawdowns, strict=True)],
+           "#c0392b", 0.22, "drawdown episode: peak to trough")
+    _shade(ax1, [(e["trough"], b) for (a, b), e in zip(spans, drawdowns, strict=True) if e["trough"]],
+           "#c0392b", 0.08, "trough to recovery")
+    ax1.set_title("micro-cap index (observations) with drawdown episodes", fontsize=9, loc="left",
+                  y=1.0, pad=3)
+    ax1.legend(fontsize=7, loc="lower right", bbox_to_anchor=(1.0, 1.0), borderaxespad=0.2,
+               frameon=False, ncol=3)
+    dd = close / close.cummax() - 1.0
+    ax2.fill_between(x, dd.to_numpy(dtype=float), 0.0, color="#c0392b", alpha=0.3, lw=0)
+    ax2.plot(x, dd.to_numpy(dtype=float), color="#c0392b", lw=0.9, label="decline from running peak")
+    _shade(ax2, [(e["start"], e["end"] or last) for e in rotations], "#8e44ad", 0.2,
+           "rotation episode")
+    ax2.yaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=0))
+    ax2.set_title("decline from the period's running peak, with rotation episodes", fontsize=9,
+                  loc="left", y=1.0, pad=3)
+    ax2.legend(fontsize=7, loc="lower right", bbox_to_anchor=(1.0, 1.0), borderaxespad=0.2,
+               frameon=False, ncol=2)
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=7)
+        ax.set_xlim(pd.Timestamp(first), pd.Timestamp(last))
+    return _png(fig)
+
+
+# -- HTML ---------------------------------------------------------------------------------------
+
+_CSS = """
+body{font-family:-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,"Liberation Sans",
+sans-serif;color:#1b2631;background:#fff;margin:0;line-height:1.4;font-size:14px}
+main{max-width:1120px;margin:0 auto;padding:16px 24px 48px}
+header{border-bottom:3px solid #1f4e79;margin-bottom:12px}
+h1{font-size:24px;margin:8px 0 4px;color:#1f4e79}
+h2{font-size:19px;margin:28px 0 8px;border-bottom:1px solid #d5d8dc;padding-bottom:3px;color:#1f4e79}
+h3{font-size:15px;margin:18px 0 4px}
+.meta{color:#566573;margin:2px 0}
+.counts{display:flex;flex-wrap:wrap;gap:8px;margin:10px 0 12px;padding:0;list-style:none}
+.counts li{background:#eaf2f8;border-radius:4px;padding:4px 10px}
+.counts b{font-size:16px}
+nav a{margin-right:14px;color:#1f4e79}
+table{border-collapse:collapse;margin:6px 0 10px;font-size:13px;width:100%}
+th,td{border:1px solid #d5d8dc;padding:3px 6px;text-align:left;vertical-align:top}
+th{background:#f2f4f4}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td.nowrap{white-space:nowrap}
+tr:nth-child(even) td{background:#fbfcfc}
+code{font-size:12px;background:#f4f6f7;padding:0 3px;border-radius:3px}
+.sev{display:inline-block;border-radius:3px;padding:0 6px;color:#fff;font-size:12px;font-weight:600}
+.sev-critical{background:#c0392b}.sev-warning{background:#e67e22}.sev-info{background:#2980b9}
+.ev-firing td,.ev-repeat td{background:#fdedec}.ev-resolved td{background:#eafaf1}
+.explain{color:#34495e;margin:2px 0 6px}
+figure{margin:6px 0 14px}
+figure img{width:100%;height:auto;border:1px solid #eaeded}
+figcaption{color:#566573;font-size:12px}
+.note{color:#566573;font-style:italic}
+details{margin:6px 0}summary{cursor:pointer;color:#1f4e79}
+"""
+
+
+def _e(value: Any) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _fmt(value: Any) -> str:
+    """Format one generic table value."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "–"
+        if value == int(value) and abs(value) < 1e15:
+            return f"{int(value):,}" if abs(value) >= 1e4 else str(int(value))
+        return f"{value:,.1f}" if abs(value) >= 100 else f"{value:.3g}"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, list | tuple | dict):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return str(value)
+
+
+def _is_num(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None,
+           headers: Mapping[str, str] | None = None, css: str = "",
+           row_class: Any = None) -> str:
+    """Return ``rows`` as an HTML table; columns default to the keys in order of appearance."""
+    if columns is None:
+        columns = list(dict.fromkeys(k for r in rows for k in r))
+    headers = headers or {}
+    out = [f'<table class="{_e(css)}">' if css else "<table>", "<thead><tr>"]
+    out += [f"<th>{_e(headers.get(c, c))}</th>" for c in columns]
+    out.append("</tr></thead><tbody>")
+    for r in rows:
+        cls = row_class(r) if row_class else None
+        out.append(f'<tr class="{_e(cls)}">' if cls else "<tr>")
+        for c in columns:
+            v = r.get(c)
+            if isinstance(v, _Raw):
+                out.append(f"<td>{v.html}</td>")
+            else:
+                klass = (' class="num"' if _is_num(v) else
+                         ' class="nowrap"' if isinstance(v, str) and _DAY.match(v) else "")
+                out.append(f"<td{klass}>{_e(_fmt(v))}</td>")
+        out.append("</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+@dataclass(frozen=True)
+class _Raw:
+    """Already-escaped HTML for a table cell."""
+
+    html: str
+
+
+def _sev(severity: str) -> _Raw:
+    return _Raw(f'<span class="sev sev-{_e(severity)}">{_e(severity)}</span>')
+
+
+def _pct(v: float | None) -> str | None:
+    return None if v is None else f"{v * 100:.1f}%"
+
+
+def _trigger_text(raw: str | None) -> str:
+    try:
+        data = json.loads(raw or "{}")
+    except ValueError:
+        return ""
+    comps = data.get("comparisons") if isinstance(data, dict) else None
+    if not comps:
+        return ""
+    try:
+        return "; ".join(digest.comparison_text(c) for c in comps)
+    except (KeyError, TypeError, ValueError):
+        return ""
+
+
+def _event_table(events: list[dict]) -> str:
+    return _table([
+        {"date": e["date"], "rule": e["rule"], "severity": _sev(e["severity"]),
+         "event": e["event"], "from → to": f"{e['from_state']} → {e['to_state']}",
+         "values": _trigger_text(e["signal_values"]) if e["event"] in ("firing", "repeat", "resolved")
+         else "",
+         "notified": "silenced" if e["silenced_by"] else ("yes" if e["notified"] else "no")}
+        for e in events], row_class=lambda r: f"ev-{r['event']}")
+
+
+def _img(b64: str, alt: str) -> str:
+    return f'<img src="data:image/png;base64,{b64}" alt="{_e(alt)}">'
+
+
+def _chunks(items: list, parts: int) -> list[list]:
+    size = max(1, math.ceil(len(items) / max(1, parts)))
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def build_report(db: Database, config: Config, *, backtest_rows: list[dict] | None = None,
+                 start: dt.date | None = None, end: dt.date | None = None,
+                 title: str = DEFAULT_TITLE) -> str:
+    """Return the report as one self-contained HTML page.
+
+    The period is ``start``..``end`` (default: the first and last day with stored signal values).
+    Every signal read by a configured rule is plotted over the period against the thresholds of
+    that rule's comparisons, with the days the rule's alert was firing shaded (one chart per rule;
+    rules share charts when there are more than ``MAX_CHARTS - 1``). ``backtest_rows`` (any list
+    of flat dicts) is shown as a table, its columns in the order of the keys.
+    """
+    first, last = _period(db, start, end)
+    source = _db_file(db)
+    generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    parts: list[str] = []
+    nav = [("rules", "Rules"), ("signals", "Signals"), ("alerts", "Alert timeline"),
+           ("episodes", "Episodes"), ("backtest", "Backtest")]
+
+    if first is None or last is None or first > last:
+        body = ('<p class="note">The database holds no signal values or micro-cap closes for this '
+                "period: run the daily cycle (or <code>regime-monitor demo</code>) first.</p>")
+        return _page(title, first, last, source, generated, 0, [], body, nav=[])
+
+    rules = list(config.rules)
+    names = sorted({n for r in rules for n in r.names})
+    frame = _signal_frame(db, names, first, last)
+    all_events = _events(db, last)
+    by_rule: dict[str, list[dict]] = {}
+    for e in all_events:
+        by_rule.setdefault(e["rule"], []).append(e)
+    events = [e for e in all_events if e["date"] >= first]
+
+    groups = []
+    for r in rules:
+        spans = firing_spans(by_rule.get(r.name, []), first, last)
+        days = frame.index
+        firing_days = 0
+        for a, b in spans:
+            upto = days < pd.Timestamp(b) if b is not None else days <= pd.Timestamp(last)
+            firing_days += int(((days >= pd.Timestamp(a)) & upto).sum())
+        firings = sum(1 for e in events if e["rule"] == r.name and e["event"] == "firing")
+        groups.append(RulePanels(r, thresholds(r), spans, firings, firing_days))
+
+    all_eps = episode_store.list_episodes(db)
+    drawdowns = [e for e in all_eps if e["kind"] == "drawdown" and _overlaps(e, first, last)]
+    rotations = [e for e in all_eps if e["kind"] == "rotation" and _overlaps(e, first, last)]
+
+    counts = [("trading days", len(frame.index)), ("rules", len(rules)),
+              ("signals charted", len(names)), ("alert events", len(events)),
+              ("firings", sum(g.firings for g in groups)),
+              ("drawdown episodes", len(drawdowns)), ("rotation episodes", len(rotations))]
+    if backtest_rows is not None:
+        counts.append(("backtest rows", len(backtest_rows)))
+
+    # rules summary
+    parts.append('<section id="rules"><h2>Rules</h2>')
+    parts.append(_table([
+        {"rule": g.rule.name, "severity": _sev(g.rule.severity),
+         "when": _Raw(f"<code>{_e(g.rule.when)}</code>"),
+         "for_days": g.rule.for_days,
+         "clear_when": _Raw(f"<code>{_e(g.rule.clear_when)}</code>") if g.rule.clear_when
+         else "not (when)",
+         "clear_days": g.rule.clear_days, "firings": g.firings, "days firing": g.days_firing,
+         "charts": _Raw(f'<a href="#rule-{_e(g.rule.name)}">signals</a>')}
+        for g in groups]))
+    parts.append("</section>")
+
+    # signal charts
+    images = 0
+    parts.append('<section id="signals"><h2>Signals against thresholds</h2>')
+    parts.append('<p class="meta">Each panel is one signal read by the rule, over the period. '
+                 "Red dashed lines are the thresholds of the rule's <code>when</code>, grey dotted "
+                 "lines those of its <code>clear_when</code>; shaded days are the days the rule's "
+                 "alert was firing.</p>")
+    charted = [g for g in groups if g.signals]
+    for chunk in _chunks(charted, MAX_CHARTS - 1):
+        for g in chunk:
+            parts.append(f'<h3 id="rule-{_e(g.rule.name)}">{_e(g.rule.name)} '
+                         f'{_sev(g.rule.severity).html}</h3>')
+            parts.append(f'<p class="explain">{_e(g.rule.explain)}</p>')
+            parts.append(f'<p class="meta">when <code>{_e(g.rule.when)}</code> for '
+                         f"{g.rule.for_days} day(s); fired {g.firings} time(s) in the period, "
+                         f"{g.days_firing} trading day(s) firing.</p>")
+        alt = (f"{', '.join(g.rule.name for g in chunk)}: "
+               f"{', '.join(s for g in chunk for s in g.signals)} from {first} to {last} "
+               "against the rule thresholds, firing days shaded")
+        parts.append(f"<figure>{_img(_rule_chart(chunk, frame, first, last), alt)}</figure>")
+        images += 1
+    parts.append("</section>")
+
+    # alert timeline
+    parts.append('<section id="alerts"><h2>Alert timeline</h2>')
+    if events:
+        changes = [e for e in events if e["event"] != "repeat"]
+        repeats = [e for e in events if e["event"] == "repeat"]
+        parts.append(f'<p class="meta">{len(events)} event(s) in alert_events from {_e(first)} to '
+                     f"{_e(last)}, oldest first: {len(changes)} state change(s) below, then "
+                     f"{len(repeats)} repeat notification(s) of alerts already firing.</p>")
+        if changes:
+            parts.append(_event_table(changes))
+        if repeats:
+            parts.append(f"<details><summary>{len(repeats)} repeat notification(s)</summary>"
+                         f"{_event_table(repeats)}</details>")
+    else:
+        parts.append('<p class="note">No alert transitions in this period.</p>')
+    parts.append("</section>")
+
+    # episodes
+    parts.append('<section id="episodes"><h2>Drawdown and rotation episodes</h2>')
+    close_rows = db.execute("SELECT date, value FROM observations WHERE series = ? AND date >= ? "
+                            "AND date <= ? ORDER BY date", [CLOSE, first, last]).fetchall()
+    if len(close_rows) >= 2:
+        close = pd.Series([r[1] for r in close_rows], index=_dates(r[0] for r in close_rows),
+                          dtype=float)
+        alt = (f"{CLOSE} from {first} to {last} with {len(drawdowns)} drawdown episode(s) and "
+               f"{len(rotations)} rotation episode(s) shaded")
+        parts.append(f"<figure>{_img(_episode_chart(close, drawdowns, rotations, first, last), alt)}"
+                     "</figure>")
+        images += 1
+    else:
+        parts.append(f'<p class="note">No {_e(CLOSE)} observations in this period.</p>')
+    parts.append(f"<h3>Drawdown episodes (micro-cap declines of at least "
+                 f"{config.episodes.drawdown_min_depth * 100:.0f}%)</h3>")
+    if drawdowns:
+        rows = []
+        for e in drawdowns:
+            detail = _detail(e)
+            rows.append({"peak": e["peak"], "threshold reached": detail.get("threshold_day"),
+                         "trough": e["trough"], "recovery": e["end"] or "open",
+                         "depth": _pct(e["depth"]), "peak close": detail.get("peak_close"),
+                         "trough close": detail.get("trough_close")})
+        parts.append(_table(rows))
+    else:
+        parts.append('<p class="note">No drawdown episode in this period.</p>')
+    parts.append("<h3>Rotation episodes</h3>")
+    if rotations:
+        rows = []
+        for e in rotations:
+            detail = _detail(e)
+            rows.append({"start": e["start"], "end": e["end"] or "open",
+                         "last day": detail.get("last_day"), "theme": detail.get("theme"),
+                         "theme excess peak": _pct(detail.get("theme_excess_peak")),
+                         "micro-cap drawdown": _pct(e["depth"])})
+        parts.append(_table(rows))
+    else:
+        rule = config.episodes.rotation_rule
+        why = "" if rule else " (no <code>episodes.rotation_rule</code> configured)"
+        parts.append(f'<p class="note">No rotation episode in this period{why}.</p>')
+    parts.append("</section>")
+
+    # backtest
+    parts.append('<section id="backtest"><h2>Backtest</h2>')
+    if backtest_rows:
+        parts.append(_table(backtest_rows))
+    elif backtest_rows is not None:
+        parts.append('<p class="note">The backtest returned no rows.</p>')
+    else:
+        parts.append('<p class="note">No backtest results were given for this report.</p>')
+    parts.append("</section>")
+
+    assert images <= MAX_CHARTS
+    return _page(title, first, last, source, generated, len(frame.index), counts, "".join(parts),
+                 nav=nav)
+
+
+def _detail(ep: Mapping) -> dict:
+    raw = ep.get("detail")
+    if isinstance(raw, dict):
+        return raw
+    try:
+        value = json.loads(raw or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _page(title: str, first: str | None, last: str | None, source: str, generated: str,
+          days: int, counts: list[tuple[str, int]], body: str, nav: list[tuple[str, str]]) -> str:
+    period = f"{first} to {last}" if first and last else "no data"
+    head = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_e(title)}</title>",
+        f"<style>{_CSS}</style></head><body><main>",
+        "<header>",
+        f"<h1>{_e(title)}</h1>",
+        f'<p class="meta">Period: <b>{_e(period)}</b> ({days} trading days with stored signals)</p>',
+        f'<p class="meta">Generated {_e(generated)} from the database <code>{_e(source)}</code></p>',
+    ]
+    if counts:
+        head.append('<ul class="counts">')
+        head += [f"<li><b>{n}</b> {_e(label)}</li>" for label, n in counts]
+        head.append("</ul>")
+    if nav:
+        head.append("<nav>" + "".join(f'<a href="#{_e(a)}">{_e(t)}</a>' for a, t in nav) + "</nav>")
+    head.append("</header>")
+    return "\n".join(head) + "\n" + body + "\n</main></body></html>\n"
+
+
+def write_report(path: str | Path, html_text: str) -> Path:
+    """Write the page to ``path`` (UTF-8, parent folders created, replaced atomically, owner-only
+    like the database it comes from); return the path."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(html_text)
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return p
