@@ -28,7 +28,7 @@ Scoring (:func:`score`, :func:`score_simulation`); L = ``lookback_days`` (20), H
       (``start``/``end``, default the whole index): p - L >= a and t <= b. So an episode that
       peaks within L trading days of the period's start, or whose trough falls after its end, is
       not counted (neither as caught nor as missed). An open episode (no recovery yet) counts
-      with its trough so far.
+      with its trough and depth so far. Episodes entirely before or after the index are ignored.
     - Caught: some firing f with p - L <= f <= t. Its lead times are measured from the EARLIEST
       such firing: ``lead_trough`` = t - f (>= 0) and ``lead_half`` = h - f, signed (negative
       when the alarm came after the drawdown had already reached half its final depth), where h
@@ -89,6 +89,7 @@ __all__ = [
     "sweep_table",
     "table",
     "to_json",
+    "to_records",
 ]
 
 ANY = "any rule"
@@ -107,19 +108,24 @@ MAX_GRID = 10_000
 # --------------------------------------------------------------------------- days
 
 
-def _day_index(index: Iterable) -> pd.DatetimeIndex:
+def _day_index(index: Iterable, what: str = "values") -> pd.DatetimeIndex:
     """The index as normalised timestamps; ValueError unless strictly ascending."""
     idx = pd.DatetimeIndex(pd.to_datetime(list(index) if not isinstance(index, pd.Index) else index))
     if idx.tz is not None:
         idx = idx.tz_localize(None)
     idx = idx.normalize()
     if len(idx) > 1 and not (idx[1:] > idx[:-1]).all():
-        raise ValueError("values index must be strictly ascending trading days")
+        raise ValueError(f"{what} index must be strictly ascending trading days")
     return idx
 
 
 def _iso(ts: pd.Timestamp) -> str:
     return ts.date().isoformat()
+
+
+def _isos(index: Iterable) -> list[str]:
+    """The (validated) index as ISO dates."""
+    return list(_day_index(index).strftime("%Y-%m-%d"))
 
 
 def _to_date(d) -> dt.date:
@@ -250,7 +256,7 @@ class Simulation:
 
 
 def _simulation(config: Config, index: pd.Index, runs: Sequence[_RuleRun]) -> Simulation:
-    days = [_iso(d) for d in _day_index(index)]
+    days = _isos(index)
     merged = []
     for order, (rule, run) in enumerate(zip(config.rules, runs, strict=True)):
         for pos, event, frm, to in run.events:
@@ -274,7 +280,7 @@ def simulate_full(config: Config, values: pd.DataFrame) -> Simulation:
     missing every day). Each rule starts from ``AlertState()`` on the first row. Silences are
     ignored. Raises ValueError if the index is not strictly ascending.
     """
-    days = [_iso(d) for d in _day_index(values.index)]
+    days = _isos(values.index)
     names = set().union(*(r.names for r in config.rules)) if config.rules else set()
     cols = _columns(values, names)
     runs = [_run_rule(rule, cols, days) for rule in config.rules]
@@ -340,6 +346,7 @@ class _Labels:
     half_dates: tuple[dt.date, ...]
     lookback: int
     horizon: int
+    days: tuple[str, ...]  # the values index as ISO dates
 
 
 def _half_depth_day(ep: DrawdownEpisode, close: pd.Series) -> dt.date:
@@ -359,7 +366,7 @@ def _labels(index: pd.Index, episodes: Iterable[DrawdownEpisode], close: pd.Seri
     if n == 0 or b < a:
         raise ValueError("the scored period contains no trading day of the values index")
     c = close.copy()
-    c.index = _day_index(c.index)
+    c.index = _day_index(c.index, "close")
     # Episodes entirely before or after the index cannot matter to any firing on it.
     eps = tuple(e for e in episodes if e.depth <= -min_depth
                 and pd.Timestamp(e.peak) <= idx[-1] and pd.Timestamp(e.trough) >= idx[0])
@@ -370,7 +377,8 @@ def _labels(index: pd.Index, episodes: Iterable[DrawdownEpisode], close: pd.Seri
     half = np.array([idx.searchsorted(pd.Timestamp(h), side="left") for h in halves], dtype=int)
     early = np.array([pd.Timestamp(e.peak) < idx[0] for e in eps], dtype=bool)
     counted = (~early) & (peak - lookback >= a) & (trough <= b) & (peak <= trough)
-    return _Labels(n, a, b, peak, trough, early, counted, half, eps, halves, lookback, horizon)
+    return _Labels(n, a, b, peak, trough, early, counted, half, eps, halves, lookback, horizon,
+                   tuple(idx.strftime("%Y-%m-%d")))
 
 
 def _median(xs: list[int]) -> float | None:
@@ -395,16 +403,13 @@ def _score(name: str, fired: np.ndarray, firing: np.ndarray, lab: _Labels,
             lead_trough=None if first is None else t - first,
             lead_half=None if first is None else int(lab.half[k]) - first))
     in_period = pos[(pos >= lab.a) & (pos <= lab.b)]
-    false = unjudged = 0
-    for f in in_period.tolist():
-        in_window = bool(np.any((lab.peak - lab.lookback <= f) & (f <= lab.trough)))
-        precedes = bool(np.any(~lab.early & (f <= lab.peak) & (lab.peak <= f + lab.horizon)))
-        if in_window or precedes:
-            continue
-        if f + lab.horizon > lab.n - 1:
-            unjudged += 1
-        else:
-            false += 1
+    f = in_period[:, None]  # firings x episodes
+    in_window = ((lab.peak - lab.lookback <= f) & (f <= lab.trough)).any(axis=1)
+    precedes = (~lab.early & (f <= lab.peak) & (lab.peak <= f + lab.horizon)).any(axis=1)
+    alone = ~(in_window | precedes)
+    judged = in_period + lab.horizon <= lab.n - 1
+    false = int((alone & judged).sum())
+    unjudged = int((alone & ~judged).sum())
     days_in = lab.b - lab.a + 1
     caught = [h for h in hits if h.first_firing is not None]
     return ScoreRow(
@@ -437,7 +442,7 @@ def score_simulation(sim: Simulation, episodes: Iterable[DrawdownEpisode], close
 
 def _score_all(fired: pd.DataFrame, firing: pd.DataFrame, lab: _Labels,
                rules: Sequence[str] | None) -> list[ScoreRow]:
-    days = [_iso(d) for d in _day_index(fired.index)]
+    days = lab.days
     names = list(fired.columns) if rules is None else list(rules)
     rows = [_score(n, fired[n].to_numpy(bool), firing[n].to_numpy(bool), lab, days) for n in names]
     any_fired = fired.to_numpy(bool).any(axis=1) if fired.shape[1] else np.zeros(len(days), bool)
@@ -485,6 +490,11 @@ def _aligned(head: list[str], body: list[list[str]]) -> str:
         if k == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def to_records(rows: Sequence[ScoreRow]) -> list[dict]:
+    """The score rows as flat dicts (every field but ``hits``), e.g. for an HTML table."""
+    return [{k: v for k, v in asdict(r).items() if k != "hits"} for r in rows]
 
 
 def to_json(rows: Sequence[ScoreRow]) -> str:
@@ -679,10 +689,10 @@ def sweep(config: Config, values: pd.DataFrame, episodes: Iterable[DrawdownEpiso
         apply(config, [(s.key, s.values[0])])
     depth = config.episodes.drawdown_min_depth if min_depth is None else min_depth
     idx = values.index
-    days = [_iso(d) for d in _day_index(idx)]
+    lab = _labels(idx, list(episodes), close, depth, lookback_days, horizon_days, start, end)
+    days = list(lab.days)
     names = set().union(*(r.names for r in config.rules)) if config.rules else set()
     cols = _columns(values, names)
-    lab = _labels(idx, list(episodes), close, depth, lookback_days, horizon_days, start, end)
     swept = [r.name for r in config.rules if any(s.rule == r.name for s in sweeps)]
     cache: dict[tuple, _RuleRun] = {}
     out = []

@@ -91,6 +91,29 @@ def build_parser() -> argparse.ArgumentParser:
                     help="scratch database for the replay (default: var/replay.db, recreated)")
     rp.add_argument("--json", action="store_true", help="print the alert events as JSON")
 
+    bt = sub.add_parser("backtest", help="score the rules against micro-cap drawdown episodes")
+    bt.add_argument("--start", type=_date)
+    bt.add_argument("--end", type=_date)
+    bt.add_argument("--config", dest="trial_config",
+                    help="rules and signal parameters to try (default: the main config)")
+    bt.add_argument("--sweep", action="append", default=[], metavar="RULE.PARAM=LO:HI:STEP",
+                    help="grid over a rule's threshold (PARAM = a signal in its `when`) or "
+                         "for_days/clear_days/repeat_every_days; repeatable")
+    bt.add_argument("--json", action="store_true")
+
+    cal = sub.add_parser("calibrate", help="propose thresholds from data up to a date (TOML)")
+    cal.add_argument("--until", type=_date, required=True)
+    cal.add_argument("--quantile", type=float, default=0.95,
+                     help="in-sample quantile for `>=` thresholds (1 - q for `<=`); default 0.95")
+    cal.add_argument("--config", dest="trial_config")
+
+    rep = sub.add_parser("report", help="one self-contained HTML page: signals, alerts, episodes, "
+                                        "backtest")
+    rep.add_argument("--out", type=Path, required=True)
+    rep.add_argument("--start", type=_date)
+    rep.add_argument("--end", type=_date)
+    rep.add_argument("--no-backtest", action="store_true", help="leave the backtest table out")
+
     ep = sub.add_parser("episodes", help="micro-cap drawdown and rotation episodes")
     ep.add_argument("--kind", choices=["drawdown", "rotation"])
     ep.add_argument("--json", action="store_true")
@@ -354,6 +377,71 @@ def cmd_replay(args) -> int:
     return 0
 
 
+def cmd_backtest(args) -> int:
+    from monitor import backtest
+    from monitor.evaluation import gather
+    from monitor.replay import progress
+
+    config = _config(args)
+    trial = _trial_config(args)
+    try:
+        sweeps = [backtest.parse_sweep(text) for text in args.sweep]
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    evidence = gather(_open(args, config), trial, args.start, args.end)
+    if sweeps:
+        total = 1
+        for sw in sweeps:
+            total *= len(sw.values)
+        bar = iter(progress(range(total), total, "sweep"))
+        try:
+            points = backtest.sweep(trial, evidence.values, evidence.episodes, evidence.close, sweeps,
+                                    on_point=lambda done, _total: next(bar, None))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        print(json.dumps(points, indent=2, default=str) if args.json else backtest.sweep_table(points))
+        return 0
+    rows = backtest.score(trial, evidence.values, evidence.episodes, evidence.close)
+    if args.json:
+        print(backtest.to_json(rows))
+    else:
+        print(f"backtest {evidence.start} .. {evidence.end}: labels = micro-cap drawdowns of at least "
+              f"{trial.episodes.drawdown_min_depth:.0%}")
+        print(backtest.table(rows))
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from monitor import backtest
+    from monitor.evaluation import gather
+
+    if not 0.5 < args.quantile < 1:
+        raise UsageError(f"--quantile {args.quantile} must be between 0.5 and 1")
+    config = _config(args)
+    trial = _trial_config(args)
+    evidence = gather(_open(args, config), trial, None, args.until)
+    print(backtest.calibrate(trial, evidence.values, args.until, args.quantile))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from monitor import backtest
+    from monitor.evaluation import gather
+    from monitor.report import build_report, write_report
+
+    config = _config(args)
+    db = _open(args, config)
+    rows = None
+    if not args.no_backtest:
+        evidence = gather(db, config, args.start, args.end)
+        rows = backtest.to_records(backtest.score(config, evidence.values, evidence.episodes,
+                                                  evidence.close))
+    path = write_report(args.out, build_report(db, config, backtest_rows=rows, start=args.start,
+                                               end=args.end))
+    print(f"report written to {path}")
+    return 0
+
+
 def cmd_episodes(args) -> int:
     from storage import episodes
 
@@ -424,6 +512,9 @@ COMMANDS = {
     "outbox": cmd_outbox,
     "episodes": cmd_episodes,
     "replay": cmd_replay,
+    "backtest": cmd_backtest,
+    "calibrate": cmd_calibrate,
+    "report": cmd_report,
     "config": cmd_config,
     "notify": cmd_notify,
     "demo": cmd_demo,

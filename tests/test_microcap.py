@@ -204,6 +204,8 @@ def test_single_row_and_empty_panels():
     assert mc.reconstruct(close, mv, is_st).isna().all()
     empty = close.iloc[:0]
     assert mc.reconstruct(empty, empty, empty).empty
+    no_stocks = pd.DataFrame(index=["2024-01-02", "2024-01-03"], columns=pd.Index([], dtype=str), dtype=float)
+    assert mc.reconstruct(no_stocks, no_stocks, no_stocks).isna().all()
 
 
 def test_index_level_compounds_from_base():
@@ -348,6 +350,22 @@ def test_real_panel_survivorship_bias_is_upward_and_bounded(real):
     assert 0.0 < ann_rec - ann_wind < 0.10
     assert (table["difference"] > -0.05).all() and (table["difference"] < 0.20).all()
     assert table["difference"].idxmax() == "2020"  # PROVENANCE: most visible in 2020
+
+
+@pytest.mark.realdata
+def test_real_split_and_bonus_days_are_not_crashes(real):
+    # every day in the panel on which a stock's raw close fell by more than 30% (bonus shares,
+    # splits, and a few unlimited first days after an IPO): the split rule brings nearly all of them
+    # back within the largest daily price limit (20%)
+    close, mv, _, _, _ = real
+    c, m = close.to_numpy(), mv.to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        crash = (c[1:] / c[:-1] < 0.7) & np.isfinite(m[1:]) & np.isfinite(m[:-1])
+    rets = mc.stock_returns(c[:-1][crash], c[1:][crash], m[:-1][crash], m[1:][crash])
+    within = np.abs(rets) <= 0.21
+    print(f"\nraw close falls > 30%: {crash.sum()}, within +-21% after the split rule: {within.sum()}")
+    assert crash.sum() > 2000
+    assert within.mean() > 0.99
 
 
 @pytest.mark.realdata

@@ -1,0 +1,68 @@
+"""Preparing history for backtests, sweeps, calibration and the report (I/O edge).
+
+Signal values are computed point-in-time by ``monitor.compute.history`` (equal to the daily
+cycle's values) on a scratch copy of the database, so that nothing - not even the regime model's
+fit cache - is written to the history the daemon uses.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from sqlite_utils import Database
+
+from monitor.calendar import TradingCalendar
+from monitor.compute import history
+from monitor.config import Config
+from monitor.cycle import CycleError
+from monitor.replay import scratch_copy
+from signals.episodes import DrawdownEpisode, drawdown_episodes
+from storage import observations
+
+MICROCAP = "index.microcap.close"
+
+
+@dataclass
+class Evidence:
+    """What a backtest scores: signal values per day, drawdown labels, and the micro-cap close."""
+
+    values: pd.DataFrame
+    episodes: list[DrawdownEpisode]
+    close: pd.Series
+    start: dt.date
+    end: dt.date
+
+
+def data_range(db: Database) -> tuple[dt.date, dt.date]:
+    """Return the first and last day of micro-cap data in ``db``."""
+    row = db.execute("SELECT MIN(date), MAX(date) FROM observations WHERE series = ?",
+                     [MICROCAP]).fetchone()
+    if not row or not row[0]:
+        raise CycleError(f"no {MICROCAP} observations in the database: nothing to backtest")
+    return dt.date.fromisoformat(row[0]), dt.date.fromisoformat(row[1])
+
+
+def gather(source: Database, config: Config, start: dt.date | None, end: dt.date | None,
+           scratch: Path | None = None) -> Evidence:
+    """Compute the evidence for [start, end] (defaults: the micro-cap data's range).
+
+    Labels are the micro-cap drawdown episodes of at least ``episodes.drawdown_min_depth`` found in
+    the closes up to ``end`` (the outcome being scored, not an input of any alert).
+    """
+    first, last = data_range(source)
+    start, end = max(start or first, first), min(end or last, last)
+    if end < start:
+        raise CycleError(f"no data between {start} and {end}")
+    calendar = TradingCalendar(config.calendar.extra_closed)
+    with tempfile.TemporaryDirectory() as tmp:
+        db = scratch_copy(source, scratch or Path(tmp) / "evidence.db", end)
+        days = calendar.days(start, end)
+        values, _ = history(db, calendar, days[0], days[-1], config.signal_params())
+        close = observations.load_frame(db, [MICROCAP], calendar.days(first, end), end)[MICROCAP]
+        db.close()
+    episodes = drawdown_episodes(close, config.episodes.drawdown_min_depth)
+    return Evidence(values, episodes, close, days[0], days[-1])
