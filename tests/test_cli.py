@@ -101,3 +101,30 @@ def test_bad_arguments_give_one_line(capsys, args, needle):
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and needle in err
+
+
+def test_replay_backtest_sweep_calibrate_and_report_commands(demo_db, tmp_path, capsys):
+    import tomllib
+
+    code, out, _ = run(capsys, "--db", str(demo_db), "replay", "--start", "2018-01-02", "--end",
+                       "2018-06-29", "--scratch", str(tmp_path / "r.db"))
+    assert code == 0 and "nothing was sent" in out and "microcap_drawdown" in out
+    code, out, _ = run(capsys, "--db", str(demo_db), "backtest", "--json")
+    rows = json.loads(out)
+    assert code == 0 and rows[-1]["rule"] == "any rule"
+    assert all(0 <= r["share_in_alert"] <= 1 and r["caught"] <= r["episodes"] for r in rows)
+    code, out, _ = run(capsys, "--db", str(demo_db), "backtest", "--sweep",
+                       "volatility_spike.microcap.vol_spike=1.2:2.0:0.4")
+    assert code == 0
+    assert sum(line.strip().startswith(("1.2", "1.6", "2")) for line in out.splitlines()) == 3
+    code, _, err = run(capsys, "--db", str(demo_db), "backtest", "--sweep", "nosuch.x=1:2:1")
+    assert code == 1 and "nosuch" in err and err.count("\n") == 1
+    before = DEFAULT_CONFIG.read_text()
+    code, out, _ = run(capsys, "--db", str(demo_db), "calibrate", "--until", "2019-06-28")
+    assert code == 0 and tomllib.loads(out)["rules"]
+    assert DEFAULT_CONFIG.read_text() == before  # never writes the config
+    report = tmp_path / "report.html"
+    code, out, _ = run(capsys, "--db", str(demo_db), "report", "--out", str(report))
+    assert code == 0 and report.exists()
+    html = report.read_text()
+    assert "data:image/png;base64," in html and "any rule" in html
