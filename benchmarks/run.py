@@ -1,6 +1,9 @@
 """Benchmarks: every figure with its target and its ratio to the target.
 
-Run:  .venv/bin/python benchmarks/run.py [--repeat N]
+Run:  .venv/bin/python benchmarks/run.py [--repeat N] [--only cycle|replay|microcap]
+
+Runs the three benchmark groups - the daily cycle (below), the replay on real data
+(bench_replay.py) and the micro-cap reconstruction (bench_microcap.py) - and prints one table.
 
 Daily cycle vs history length: a database holding 2, 5 and 10 years of daily history of every
 canonical input series (synthetic random walks with realistic levels, ending 2024-12-31) in which
@@ -28,6 +31,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from monitor.calendar import TradingCalendar  # noqa: E402
 from monitor.config import SourceConfig, load_config  # noqa: E402
@@ -121,7 +125,33 @@ def regime_rows(path: Path, calendar: TradingCalendar) -> list[tuple]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--only", choices=["cycle", "replay", "microcap"])
     args = ap.parse_args()
+    rows = []
+    if args.only in (None, "microcap"):
+        import bench_microcap
+
+        rows += bench_microcap.main()
+    if args.only in (None, "replay"):
+        import bench_replay
+
+        rows += bench_replay.main()
+    if args.only in (None, "cycle"):
+        rows += cycle_rows(args.repeat)
+    print()
+    print(f"{'benchmark':<72} {'measured':>10} {'target':>8} {'ratio':>7}")
+    for name, value, target, unit in rows:
+        if target is None:
+            print(f"{name:<72} {value:>9.3f}{unit} {'-':>8} {'-':>7}")
+        else:
+            print(f"{name:<72} {value:>9.3f}{unit} {target:>7.2f}{unit} {value / target:>7.2f}")
+    ok = all(target is None or value <= target for _, value, target, _ in rows)
+    print("all targets met" if ok else "SOME TARGETS MISSED")
+    return 0 if ok else 1
+
+
+def cycle_rows(repeat: int) -> list[tuple]:
+    """The daily cycle at 2, 5 and 10 years of history, and the regime model's costs."""
     calendar = TradingCalendar()
     config = load_config(ROOT / "config" / "monitor.toml")
     config = config.model_copy(update={"source": SourceConfig(kind="csv")})
@@ -134,27 +164,19 @@ def main() -> int:
         for years in (2, 5, 10):
             base = Path(tmp) / f"hist{years}y.db"
             n = build(base, years, calendar)
-            times = time_cycle(base, config, calendar, args.repeat)
+            times = time_cycle(base, config, calendar, repeat)
             medians[years] = statistics.median(times)
             once[years] = statistics.median(time_once_cli(base, config_path) for _ in range(3))
             rows.append((f"`once` command end to end, {years:>2}y history, median of 3", once[years],
                          2.0, "s"))
-            rows.append((f"  of which the cycle in-process ({n:,} obs), median of {args.repeat}",
+            rows.append((f"  of which the cycle in-process ({n:,} obs), median of {repeat}",
                          medians[years], 2.0, "s"))
         rows += regime_rows(Path(tmp) / "hist10y.db", calendar)
         rows.append(("`once` time, slowest / fastest of 2, 5, 10y (issue 2: < 1.3)",
                      max(once.values()) / min(once.values()), 1.3, "x"))
         rows.append(("  in-process cycle 10y / 2y (info: 10y credit window, expanding drawdown)",
                      medians[10] / medians[2], None, "x"))
-    print(f"{'benchmark':<72} {'measured':>10} {'target':>8} {'ratio':>7}")
-    for name, value, target, unit in rows:
-        if target is None:
-            print(f"{name:<72} {value:>9.3f}{unit} {'-':>8} {'-':>7}")
-        else:
-            print(f"{name:<72} {value:>9.3f}{unit} {target:>7.2f}{unit} {value / target:>7.2f}")
-    ok = all(target is None or value <= target for _, value, target, _ in rows)
-    print("all targets met" if ok else "SOME TARGETS MISSED")
-    return 0 if ok else 1
+    return rows
 
 
 if __name__ == "__main__":

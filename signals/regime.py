@@ -292,11 +292,37 @@ def fit(excess_returns: pd.Series, through: datetime.date, min_obs: int = 250, *
 
 
 def _filtered_high_prob(y: np.ndarray, params: tuple[float, ...]) -> np.ndarray:
-    """Filtered P(state 1) for percent returns ``y`` (no NaN) under ``params``."""
+    """Filtered P(state 1) for percent returns ``y`` (no NaN) under ``params``: the Hamilton filter.
+
+    The same recursion as statsmodels' ``MarkovRegression.filter`` (steady-state initial
+    probabilities, Gaussian densities per state), written out in numpy so that the daily cycle
+    does not import statsmodels (about two seconds) just to filter; tests check the two agree.
+    """
+    p00, p10, c0, c1, s0, s1 = (float(v) for v in params)
+    n = len(y)
+    out = np.empty(n)
+    if n == 0:
+        return out
+    # log densities of each observation in each state
+    l0 = -0.5 * (np.log(2 * np.pi * s0) + (y - c0) ** 2 / s0)
+    l1 = -0.5 * (np.log(2 * np.pi * s1) + (y - c1) ** 2 / s1)
+    prob1 = (1.0 - p00) / (1.0 - p00 + p10)  # steady state P(state 1)
+    for t in range(n):
+        m = max(l0[t], l1[t])
+        a0 = (1.0 - prob1) * math.exp(l0[t] - m)
+        a1 = prob1 * math.exp(l1[t] - m)
+        filtered = a1 / (a0 + a1)
+        out[t] = filtered
+        prob1 = (1.0 - filtered) * (1.0 - p00) + filtered * (1.0 - p10)  # predicted for t + 1
+    return np.clip(out, 0.0, 1.0)
+
+
+def _filtered_high_prob_statsmodels(y: np.ndarray, params: tuple[float, ...]) -> np.ndarray:
+    """The same probabilities from statsmodels (the reference the numpy filter is tested against)."""
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
         raw = _model(y).filter(np.asarray(params, dtype=float), return_raw=True)
-    return np.clip(np.asarray(raw.filtered_marginal_probabilities)[1], 0.0, 1.0)  # 1 + 2e-16 happens
+    return np.clip(np.asarray(raw.filtered_marginal_probabilities)[1], 0.0, 1.0)
 
 
 def filtered_stress_prob(excess_returns: pd.Series, fit: RegimeFit) -> pd.Series:

@@ -345,3 +345,17 @@ def test_microcap_excess_returns() -> None:
     x = regime.microcap_excess_returns(frame)
     assert x.iloc[1] == pytest.approx(0.02 - 0.01)
     assert math.isnan(x.iloc[0]) and math.isnan(x.iloc[2]) and math.isnan(x.iloc[3])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.floats(0.5, 0.995), st.floats(0.005, 0.5), st.floats(-1, 1), st.floats(-1, 1),
+       st.floats(0.05, 2), st.floats(2.1, 20), st.integers(1, 300), st.integers(0, 10_000))
+def test_numpy_filter_equals_statsmodels(p00, p10, c0, c1, s0, s1, n, seed):
+    from signals.regime import _filtered_high_prob, _filtered_high_prob_statsmodels
+
+    rng = np.random.default_rng(seed)
+    y = rng.normal(0, 1.5, n)
+    y[rng.random(n) < 0.05] *= 8  # some outliers
+    params = (p00, p10, c0, c1, s0, s1)
+    np.testing.assert_allclose(_filtered_high_prob(y, params),
+                               _filtered_high_prob_statsmodels(y, params), rtol=1e-9, atol=1e-12)
