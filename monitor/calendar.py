@@ -1,8 +1,10 @@
 """XSHG trading days: the only clock the rules, windows and lifecycle count in.
 
 exchange_calendars knows the Shanghai exchange's holidays only up to the end of its published
-schedule (``coverage_end``). Past that date the calendar falls back to weekdays, minus any
-``extra_closed`` days declared in the config, so the daemon keeps working (and warns).
+schedule (``coverage_end``). Past that date the calendar falls back to weekdays minus the
+holidays fixed by date every year (1 January, 1 May, 1-3 October) and minus any ``extra_closed``
+days declared in the config, so the daemon keeps working (and warns). The moving holidays (Spring
+Festival, Qingming, Dragon Boat, Mid-Autumn) must be declared in ``extra_closed``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from functools import lru_cache
 import pandas as pd
 
 CALENDAR_START = dt.date(2005, 1, 4)
+FIXED_HOLIDAYS = {(1, 1), (5, 1), (10, 1), (10, 2), (10, 3)}  # closed every year (month, day)
 
 
 @lru_cache(maxsize=1)
@@ -35,7 +38,7 @@ def _sessions(extra_closed: frozenset[dt.date]) -> tuple[dt.date, ...]:
     end = coverage_end()
     # Fallback beyond coverage: weekdays for the next ten years.
     beyond = pd.bdate_range(end + dt.timedelta(days=1), end + dt.timedelta(days=3660))
-    days = known + [ts.date() for ts in beyond]
+    days = known + [ts.date() for ts in beyond if (ts.month, ts.day) not in FIXED_HOLIDAYS]
     return tuple(d for d in days if d not in extra_closed)
 
 

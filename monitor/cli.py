@@ -250,6 +250,8 @@ def cmd_once(args) -> int:
     service = Service(config, _db_path(args, config))
     try:
         result = service.run_day(args.as_of)
+        for name, reason in sorted(result.failures.items()):
+            print(f"regime-monitor: error: {name}: {reason}", file=sys.stderr)
         print(f"{result.as_of}: {result.status}, {result.changed} row(s) changed, "
               f"{len(result.events)} event(s)")
         for e in result.events:

@@ -24,6 +24,7 @@ from pydantic import (
 
 import signals
 from monitor import expr
+from monitor.series import kind_of as series_kind
 
 DEFAULT_CONFIG = Path("config/monitor.toml")
 CONFIG_ENV = "REGIME_MONITOR_CONFIG"
@@ -103,6 +104,11 @@ class NotifyConfig(_Strict):
         return self
 
 
+class DataQualityConfig(_Strict):
+    stale_after_days: int = Field(default=3, ge=0)
+    required: list[str] = []
+
+
 class EpisodesConfig(_Strict):
     drawdown_min_depth: float = Field(default=0.10, gt=0, lt=1)
     rotation_rule: str = ""
@@ -159,6 +165,7 @@ class Config(_Strict):
     notify: NotifyConfig = NotifyConfig()
     signals: dict[str, dict[str, Any]] = {}
     episodes: EpisodesConfig = EpisodesConfig()
+    data_quality: DataQualityConfig = DataQualityConfig()
     rules: list[RuleConfig] = []
 
     @model_validator(mode="after")
@@ -188,6 +195,11 @@ class Config(_Strict):
                                      "themselves and cannot be used in a rule")
                 if name not in signals.REGISTRY:
                     raise ValueError(f"rules[{i}] ({rule.name}): unknown signal {name!r}")
+        if "data_stale" in seen:
+            raise ValueError("rules: 'data_stale' is the built-in data-quality alert; choose another name")
+        for i, name in enumerate(self.data_quality.required):
+            if series_kind(name) is None:
+                raise ValueError(f"data_quality.required[{i}]: {name!r} is not a canonical series name")
         if self.episodes.rotation_rule and self.episodes.rotation_rule not in seen:
             raise ValueError(f"episodes.rotation_rule: no rule named {self.episodes.rotation_rule!r}")
         return self

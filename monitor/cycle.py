@@ -35,11 +35,12 @@ class CycleResult:
     """What one cycle did."""
 
     as_of: dt.date
-    status: str  # ok | unchanged
+    status: str  # ok | partial | fetch_failed | unchanged
     changed: int
     events: list[dict] = field(default_factory=list)
     digest: dict | None = None
     values: dict[str, float | None] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)  # series or function -> reason
 
 
 def digest_key(as_of: dt.date) -> str:
@@ -88,8 +89,9 @@ def _run(db: Database, config: Config, as_of: dt.date, source: Source,
          precomputed: dict[str, SignalValue] | None, episodes: str) -> CycleResult:
     day = as_of.isoformat()
     before = db.conn.total_changes
-    since = runs.last_success(db, JOB, before=as_of)
+    since = runs.last_success(db, JOB, before=as_of)  # fetch again after a degraded day
     fetched = observations.upsert(db, source.fetch(as_of, since))
+    failures = dict(getattr(source, "failures", {}) or {})
 
     computed = (precomputed if precomputed is not None
                 else compute_day(db, calendar, as_of, config.signal_params()))
@@ -141,6 +143,14 @@ def _run(db: Database, config: Config, as_of: dt.date, source: Source,
             "state_json": new.to_json(), "prev_state_json": prev.to_json(),
             "last_evaluated": day, "since": new.since, "last_values": dumps(ev.values),
         })
+    stale_event, stale_item, stale_state = _data_stale(db, config, as_of, calendar, current,
+                                                       active_silences)
+    if stale_event:
+        events.append(stale_event)
+    if stale_item:
+        items.append(stale_item)
+    if stale_state == lifecycle.FIRING:
+        firing.append(DATA_STALE)
     alerts.replace_events(db, day, events)
     if episodes != "skip":
         update_episodes(db, config, as_of, calendar, full=episodes == "full")
@@ -154,12 +164,98 @@ def _run(db: Database, config: Config, as_of: dt.date, source: Source,
         outbox.withdraw(db, key)
 
     changed = db.conn.total_changes - before
-    if changed == 0 and runs.has_success(db, JOB, day):
-        return CycleResult(as_of, "unchanged", 0, events, payload, values)
+    status = runs.OK if not failures else runs.FETCH_FAILED if not fetched else runs.PARTIAL
+    error = "; ".join(f"{name}: {reason}" for name, reason in sorted(failures.items())) or None
+    if changed == 0 and runs.has_success(db, JOB, day, (status,)):
+        return CycleResult(as_of, "unchanged", 0, events, payload, values, failures)
     detail = dumps({"observations": fetched, "signals": len(rows), "events": len(events),
                     "notifications": len(items)})
-    runs.record(db, JOB, day, started, utc_now(), "ok", detail=detail)
-    return CycleResult(as_of, "ok", changed, events, payload, values)
+    runs.record(db, JOB, day, started, utc_now(), status, error=error, detail=detail)
+    return CycleResult(as_of, status, changed, events, payload, values, failures)
+
+
+DATA_STALE = "data_stale"
+STALE_EXPLAIN = ("Required input series have not been updated for several trading days: the "
+                 "indicators that read them cannot see today's market, so their alerts are blind.")
+
+
+def required_series(db: Database, config: Config) -> list[str]:
+    """Return the daily input series that must be fresh: ``[data_quality] required``, or by
+    default the daily (not quarterly) inputs of the signals the rules read."""
+    import signals
+
+    if config.data_quality.required:
+        return sorted(config.data_quality.required)
+    params = config.signal_params()
+    names = {n for rule in config.rules for n in rule.names}
+    available = observations.series_names(db)
+    out = set()
+    for name in names:
+        sig = signals.REGISTRY[name]
+        out.update(s for s in sig.resolve_inputs(available, params[sig.family])
+                   if not s.startswith("funds.") and not s.startswith("theme."))
+    return sorted(out)
+
+
+def staleness(db: Database, series: list[str], as_of: dt.date, calendar: TradingCalendar,
+              horizon: int) -> dict[str, int | None]:
+    """Return each series' age in trading days on ``as_of`` (0 = has today's value), looking back
+    at most ``horizon`` trading days (None = nothing within them), point-in-time."""
+    lo = calendar.window_start(as_of, horizon + 1).isoformat()
+    out: dict[str, int | None] = {}
+    for name in series:
+        row = db.execute("SELECT MAX(date) FROM observations WHERE series = ? AND date >= ? AND "
+                         "date <= ? AND available_at <= ?",
+                         [name, lo, as_of.isoformat(), as_of.isoformat()]).fetchone()
+        latest = row[0] if row else None
+        out[name] = (None if latest is None
+                     else calendar.count_between(dt.date.fromisoformat(latest), as_of))
+    return out
+
+
+def _data_stale(db: Database, config: Config, as_of: dt.date, calendar: TradingCalendar,
+                current: dict[str, dict], active_silences: list[dict]):
+    """Advance the built-in ``data_stale`` alert; return (event, digest item, new state)."""
+    limit = config.data_quality.stale_after_days
+    if limit <= 0:
+        return None, None, None
+    day = as_of.isoformat()
+    ages = staleness(db, required_series(db, config), as_of, calendar, limit + 5)
+    stale = {k: v for k, v in ages.items() if v is None or v > limit}
+    row = current.get(DATA_STALE)
+    if row is None:
+        prev = lifecycle.AlertState()
+    elif row["last_evaluated"] == day:
+        prev = lifecycle.AlertState.from_json(row["prev_state_json"])
+    else:
+        prev = lifecycle.AlertState.from_json(row["state_json"])
+    holds = bool(stale)
+    result = lifecycle.step(prev, holds, not holds, day, lifecycle.Timing(1, 1, 5))
+    shown = stale or ages
+    comparisons = [{"signal": name, "value": age, "op": "<=", "threshold": limit,
+                    "threshold_signal": None, "holds": age is not None and age <= limit}
+                   for name, age in sorted(shown.items())][:20]
+    values = {f"age_days.{k}": v for k, v in sorted(shown.items())}
+    alerts.save(db, {
+        "rule": DATA_STALE, "severity": "warning", "state": result.state.state,
+        "state_json": result.state.to_json(), "prev_state_json": prev.to_json(),
+        "last_evaluated": day, "since": result.state.since, "last_values": dumps(values),
+    })
+    if not result.event:
+        return None, None, result.state.state
+    silenced_by = silences.matching(active_silences, DATA_STALE) if result.notify else None
+    notified = bool(result.notify) and silenced_by is None
+    event = {"rule": DATA_STALE, "date": day, "event": result.event, "from_state": prev.state,
+             "to_state": result.state.state, "severity": "warning",
+             "signal_values": dumps({"values": values, "comparisons": comparisons}),
+             "silenced_by": silenced_by, "notified": int(notified)}
+    item = None
+    if notified:
+        item = {"rule": DATA_STALE, "severity": "warning", "kind": result.notify,
+                "since": result.state.since if result.notify != "resolved" else prev.since,
+                "explain": STALE_EXPLAIN, "comparisons": comparisons, "values": values,
+                "context": {}}
+    return event, item, result.state.state
 
 
 def update_episodes(db: Database, config: Config, as_of: dt.date, calendar: TradingCalendar,
@@ -194,7 +290,7 @@ def update_episodes(db: Database, config: Config, as_of: dt.date, calendar: Trad
     # Spells that ended before the last successful cycle are stored and final: re-read from the
     # open spell's start, else from the day before the previous cycle.
     last = None if full else episodes.latest(db, "rotation")
-    previous = None if full else runs.last_success(db, JOB, before=as_of)
+    previous = None if full else runs.last_success(db, JOB, before=as_of, statuses=runs.EVALUATED)
     if last and last["end"] is None:
         lo = calendar.previous(dt.date.fromisoformat(last["start"]))
     elif previous is not None:

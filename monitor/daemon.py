@@ -135,7 +135,7 @@ class Service:
     def catch_up(self) -> list[CycleResult]:
         """Run every due trading day not yet run successfully, oldest first; stop at a failure."""
         due = latest_due_day(self.trigger, self.calendar, self.clock())
-        last = runs.last_success(self.db, "cycle")
+        last = runs.last_success(self.db, "cycle", statuses=runs.EVALUATED)
         results = []
         for day in days_to_run(last, due, self.calendar, self.config.schedule.catch_up_max_days):
             results.append(self.run_day(day))

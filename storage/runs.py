@@ -18,19 +18,29 @@ def record(db: Database, job: str, as_of: str, started: str, finished: str, stat
     return int(cur.lastrowid)
 
 
-def has_success(db: Database, job: str, as_of: str) -> bool:
-    """True when a successful ``job`` run for ``as_of`` is recorded."""
-    row = db.execute("SELECT 1 FROM runs WHERE job = ? AND as_of = ? AND status = 'ok' LIMIT 1",
-                     [job, as_of]).fetchone()
+OK = "ok"  # everything fetched and evaluated
+PARTIAL = "partial"  # evaluated; some series could not be fetched (reasons in `error`)
+FETCH_FAILED = "fetch_failed"  # evaluated on the stored data; no series could be fetched
+FAILED = "failed"  # an error: nothing was written
+EVALUATED = (OK, PARTIAL, FETCH_FAILED)
+
+
+def has_success(db: Database, job: str, as_of: str, statuses: tuple[str, ...] = (OK,)) -> bool:
+    """True when a ``job`` run for ``as_of`` with one of ``statuses`` is recorded."""
+    marks = ",".join("?" * len(statuses))
+    row = db.execute(f"SELECT 1 FROM runs WHERE job = ? AND as_of = ? AND status IN ({marks}) LIMIT 1",
+                     [job, as_of, *statuses]).fetchone()
     return row is not None
 
 
-def last_success(db: Database, job: str = "cycle",
-                 before: dt.date | None = None) -> dt.date | None:
-    """Return the latest ``as_of`` (earlier than ``before``, if given) with a successful run."""
+def last_success(db: Database, job: str = "cycle", before: dt.date | None = None,
+                 statuses: tuple[str, ...] = (OK,)) -> dt.date | None:
+    """Return the latest ``as_of`` (earlier than ``before``, if given) of a run with one of
+    ``statuses`` (default: fully successful runs)."""
     bound = before.isoformat() if before else "9999-12-31"
-    row = db.execute("SELECT MAX(as_of) FROM runs WHERE job = ? AND status = 'ok' AND as_of < ?",
-                     [job, bound]).fetchone()
+    marks = ",".join("?" * len(statuses))
+    row = db.execute(f"SELECT MAX(as_of) FROM runs WHERE job = ? AND status IN ({marks}) AND as_of < ?",
+                     [job, *statuses, bound]).fetchone()
     return dt.date.fromisoformat(row[0]) if row and row[0] else None
 
 

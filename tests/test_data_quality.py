@@ -1,0 +1,80 @@
+"""Data-quality gates: the data_stale alert, fetch failures in `runs`, and no-data rules."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from monitor.calendar import TradingCalendar
+from monitor.cycle import DATA_STALE, run_cycle
+from monitor.sources.demo_source import DemoSource
+from storage import alerts
+from storage.db import open_db
+
+START = dt.date(2018, 1, 2)
+
+
+class GappySource:
+    """The demo data, except that some series stop arriving after ``cutoff`` and the fetch of
+    them is reported as failed (as the live source does)."""
+
+    name = "gappy"
+
+    def __init__(self, seed: int, cutoff: dt.date, missing: set[str]):
+        self.demo = DemoSource(seed)
+        self.cutoff, self.missing = cutoff, missing
+        self.failures: dict[str, str] = {}
+
+    def fetch(self, as_of, since):
+        rows = self.demo.fetch(as_of, since)
+        self.failures = {}
+        if as_of > self.cutoff:
+            rows = [r for r in rows if r[0] not in self.missing]
+            self.failures = {s: "timed out after 2 attempts" for s in sorted(self.missing)}
+        return rows
+
+
+def test_stale_series_raise_data_stale_and_runs_record_the_reason(tmp_path, default_config):
+    db = open_db(tmp_path / "dq.db")
+    cal = TradingCalendar()
+    cutoff = dt.date(2018, 3, 1)
+    source = GappySource(default_config.source.demo_seed, cutoff, {"index.all_a.amount"})
+    days = cal.days(START, dt.date(2018, 3, 9))
+    results = [run_cycle(db, default_config, d, source, cal) for d in days]
+    by_day = dict(zip(days, results, strict=True))
+    # 03-02 .. 03-06: 1..3 trading days old -> fine; 03-07: 4 > 3 -> data_stale fires
+    assert by_day[dt.date(2018, 3, 6)].status == "partial"
+    fired = [e for r in results for e in r.events if e["rule"] == DATA_STALE and e["event"] == "firing"]
+    assert [e["date"] for e in fired] == ["2018-03-07"]
+    values = json.loads(fired[0]["signal_values"])["values"]
+    assert values == {"age_days.index.all_a.amount": 4}
+    assert by_day[dt.date(2018, 3, 7)].digest["items"][0]["rule"] == DATA_STALE
+    row = db.execute("SELECT status, error FROM runs WHERE as_of = '2018-03-07'").fetchone()
+    assert row == ("partial", "index.all_a.amount: timed out after 2 attempts")
+    # no value is invented for the missing day: the daily share is not computable
+    assert by_day[dt.date(2018, 3, 7)].values["turnover.csi2000_share"] is None
+    assert alerts.get_all(db)[DATA_STALE]["state"] == "firing"
+    # the series comes back: data_stale resolves
+    source.cutoff = dt.date(2099, 1, 1)
+    result = run_cycle(db, default_config, dt.date(2018, 3, 12), source, cal)
+    assert result.status == "ok"
+    assert [e["event"] for e in result.events if e["rule"] == DATA_STALE] == ["resolved"]
+
+
+def test_a_cycle_that_fetched_nothing_is_recorded_as_fetch_failed(tmp_path, default_config):
+    db = open_db(tmp_path / "ff.db")
+    cal = TradingCalendar()
+    day = dt.date(2018, 1, 3)
+    run_cycle(db, default_config, dt.date(2018, 1, 2), DemoSource(default_config.source.demo_seed), cal)
+
+    class Down:
+        name = "down"
+        failures = {"index.csi300": "connection refused", "yield.gov": "connection refused"}
+
+        def fetch(self, as_of, since):
+            return []
+
+    result = run_cycle(db, default_config, day, Down(), cal)
+    assert result.status == "fetch_failed" and set(result.failures) == {"index.csi300", "yield.gov"}
+    assert db.execute("SELECT status FROM runs WHERE as_of = ?", [day.isoformat()]).fetchone() == (
+        "fetch_failed",)
