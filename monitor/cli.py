@@ -56,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     once.add_argument("--as-of", type=_date, help="trading day (default: the latest trading day "
                                                    "whose scheduled time has passed)")
 
+    bf = sub.add_parser("backfill", help="fetch history through the configured source, month by "
+                                         "month (resumable)")
+    bf.add_argument("--start", type=_date, required=True)
+    bf.add_argument("--end", type=_date, help="default: today")
+
     imp = sub.add_parser("import-csv", help="import CSV files (long format or stock panel)")
     imp.add_argument("paths", nargs="+", type=Path)
     imp.add_argument("--coverage", choices=["top10", "full"], default="top10",
@@ -267,6 +272,30 @@ def cmd_run(args) -> int:
 
     config = _config(args)
     return run_daemon(config, _db_path(args, config))
+
+
+def cmd_backfill(args) -> int:
+    from monitor.ingest import backfill, month_chunks
+    from monitor.replay import progress
+    from monitor.sources import make_source
+
+    config = _config(args)
+    if config.source.kind == "csv":
+        raise UsageError("the csv source has nothing to fetch: bring history with `import-csv` "
+                         "(or the drop folder)")
+    end = args.end or dt.date.today()
+    if end < args.start:
+        raise UsageError(f"--end {end} is before --start {args.start}")
+    cal = _calendar(config)
+    db = _open(args, config)
+    chunks = month_chunks(cal, args.start, end)
+    bar = iter(progress(range(len(chunks)), len(chunks), "backfill"))
+    counts = backfill(db, make_source(config), cal, args.start, end,
+                      on_chunk=lambda first, last, status: next(bar, None))
+    print(f"backfill {args.start} .. {end}: {counts['done']} month(s) fetched "
+          f"({counts['observations']} rows written), {counts['skipped']} already done, "
+          f"{counts['failed']} failed (see `runs`; run the command again to retry them)")
+    return 0 if not counts["failed"] else 1
 
 
 def cmd_import_csv(args) -> int:
@@ -508,6 +537,7 @@ COMMANDS = {
     "run": cmd_run,
     "once": cmd_once,
     "import-csv": cmd_import_csv,
+    "backfill": cmd_backfill,
     "signals": cmd_signals,
     "alerts": cmd_alerts,
     "silence": cmd_silence,

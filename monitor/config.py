@@ -67,6 +67,8 @@ class StorageConfig(_Strict):
 class SourceConfig(_Strict):
     kind: Literal["demo", "csv"] = "demo"
     demo_seed: int = 20231201
+    drop_folder: str = ""
+    drop_folder_coverage: Literal["top10", "full"] = "top10"
 
 
 _TOKEN_LIKE = re.compile(r"xox[a-z]-|hooks\.slack\.com/", re.IGNORECASE)

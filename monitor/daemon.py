@@ -124,8 +124,22 @@ class Service:
             self._db.close()
             self._db = None
 
+    def import_drop_folder(self) -> dict[str, str]:
+        """Import the files waiting in ``[source] drop_folder`` (if configured)."""
+        from monitor.ingest import import_drop_folder
+
+        folder = self.config.source.drop_folder
+        if not folder:
+            return {}
+        outcome = import_drop_folder(self.db, Path(folder), self.config.source.drop_folder_coverage)
+        for name, what in outcome.items():
+            log.info("drop folder %s: %s", name, what)
+        return outcome
+
     def run_day(self, as_of: dt.date | None = None) -> CycleResult:
-        """Run the cycle for ``as_of`` (default: the latest due trading day)."""
+        """Run the cycle for ``as_of`` (default: the latest due trading day), after importing
+        the drop folder's files."""
+        self.import_drop_folder()
         if as_of is None:
             as_of = latest_due_day(self.trigger, self.calendar, self.clock())
             if as_of is None:

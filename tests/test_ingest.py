@@ -1,0 +1,94 @@
+"""The CSV drop folder and the resumable backfill."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from monitor import cli
+from monitor.calendar import TradingCalendar
+from monitor.ingest import backfill, import_drop_folder
+from monitor.sources.demo_source import DemoSource
+from storage.db import open_db
+from tests.conftest import DEFAULT_CONFIG
+
+GOOD = "date,series,value\n2024-01-02,index.csi300.close,3386.35\n"
+BAD = "date,series,value\n2024-01-02,index.csi300.close,abc\n"
+
+
+def test_drop_folder_imports_good_files_and_rejects_bad_ones(tmp_path):
+    db = open_db(tmp_path / "drop.db")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "a_good.csv").write_text(GOOD)
+    (inbox / "b_bad.csv").write_text(BAD)
+    outcome = import_drop_folder(db, inbox)
+    assert outcome["a_good.csv"].startswith("imported (1 rows")
+    assert outcome["b_bad.csv"].startswith("rejected: ") and "line 2, column value" in outcome["b_bad.csv"]
+    assert db.execute("SELECT series, value FROM observations").fetchall() == [
+        ("index.csi300.close", 3386.35)]
+    assert not list(inbox.glob("*.csv"))
+    [err] = list((inbox / "rejected").glob("*.error.txt"))
+    assert "not a number" in err.read_text()
+    assert len(list((inbox / "imported").glob("*a_good.csv"))) == 1
+    assert import_drop_folder(db, inbox) == {}  # nothing left
+
+
+def test_daemon_cycle_imports_the_drop_folder_first(tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "x.csv").write_text(GOOD)
+    config = tmp_path / "c.toml"
+    config.write_text(DEFAULT_CONFIG.read_text().replace('kind = "demo"', 'kind = "csv"')
+                      .replace('drop_folder = ""', f'drop_folder = "{inbox}"'))
+    assert cli.main(["--config", str(config), "--db", str(tmp_path / "d.db"), "once", "--as-of",
+                     "2024-01-02"]) == 0
+    db = open_db(tmp_path / "d.db")
+    assert db.execute("SELECT COUNT(*) FROM observations").fetchone()[0] == 1
+
+
+class Flaky(DemoSource):
+    """The demo source, failing (once) for one month."""
+
+    def __init__(self, seed, fail_month):
+        super().__init__(seed)
+        self.fail_month, self.failures = fail_month, {}
+
+    def fetch(self, as_of, since):
+        if (as_of.year, as_of.month) == self.fail_month:
+            self.failures = {"everything": "connection reset"}
+            self.fail_month = None
+            return []
+        self.failures = {}
+        return super().fetch(as_of, since)
+
+
+def test_backfill_is_month_by_month_and_resumes(tmp_path, default_config):
+    db = open_db(tmp_path / "bf.db")
+    cal = TradingCalendar()
+    source = Flaky(default_config.source.demo_seed, (2018, 2))
+    first = backfill(db, source, cal, dt.date(2018, 1, 1), dt.date(2018, 4, 30))
+    assert first == {"done": 3, "skipped": 0, "failed": 1, "observations": first["observations"]}
+    rows = db.execute("SELECT as_of, status, error FROM runs WHERE job = 'backfill' ORDER BY id").fetchall()
+    assert rows[1] == ("2018-02-01..2018-02-28", "failed", "everything: connection reset")
+    again = backfill(db, source, cal, dt.date(2018, 1, 1), dt.date(2018, 4, 30))
+    assert again["done"] == 1 and again["skipped"] == 3 and again["failed"] == 0
+    days = db.execute("SELECT COUNT(DISTINCT date) FROM observations WHERE series = "
+                      "'index.csi300.close'").fetchone()[0]
+    assert days == len(cal.days(dt.date(2018, 1, 1), dt.date(2018, 4, 30)))
+
+
+def test_backfill_refuses_the_csv_source(tmp_path, capsys):
+    config = tmp_path / "c.toml"
+    config.write_text(DEFAULT_CONFIG.read_text().replace('kind = "demo"', 'kind = "csv"'))
+    code = cli.main(["--config", str(config), "--db", str(tmp_path / "d.db"), "backfill", "--start",
+                     "2020-01-01"])
+    err = capsys.readouterr().err
+    assert code == 1 and "the csv source has nothing to fetch" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("args", [["backfill", "--start", "2020-02-01", "--end", "2020-01-01"]])
+def test_backfill_argument_errors(tmp_path, capsys, args):
+    assert cli.main(["--config", str(DEFAULT_CONFIG), "--db", str(tmp_path / "d.db"), *args]) == 1
+    assert "is before --start" in capsys.readouterr().err
