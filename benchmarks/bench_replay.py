@@ -63,6 +63,18 @@ def main() -> list[tuple]:
             rows.append((f"replay {start.year}-{END.year} ({len(result.days)} days, best of 2, "
                          f"{len(config.rules)} rules, {len(result.events)} events)", seconds,
                          target, "s"))
+        # a 10-year signal-history query from SQLite (what `regime-monitor signals NAME --since`
+        # and the report read), on the replay's database
+        from storage import signal_values
+
+        hist_db = open_db(Path(tmp) / "replay11.db")
+        times = []
+        for _ in range(20):
+            t0 = time.perf_counter()
+            got = signal_values.history(hist_db, "microcap.vol_spike", dt.date(2015, 1, 1))
+            times.append(time.perf_counter() - t0)
+        rows.append((f"10-year signal history query ({len(got)} rows), median of 20",
+                     sorted(times)[10] * 1e3, 20.0, "ms"))
         # linear growth: the marginal cost per day stays flat as the period lengthens (the fixed
         # part - one cold regime fit, one vectorised signal pass - does not count against it)
         (n1, t1), (n5, t5), (n10, t10) = runs[1], runs[5], runs[10]

@@ -271,7 +271,7 @@ def cmd_run(args) -> int:
     from monitor.daemon import run_daemon
 
     config = _config(args)
-    return run_daemon(config, _db_path(args, config))
+    return run_daemon(config, _db_path(args, config), config_file=config_path(args.config))
 
 
 def cmd_backfill(args) -> int:

@@ -198,8 +198,9 @@ def _scheduled(name: str, service_factory: Callable[[], Service]) -> Callable[[]
     return wrapper
 
 
-def run_daemon(config: Config, db_path: str | Path) -> int:
-    """Run the scheduler until SIGTERM/SIGINT; return the exit code."""
+def run_daemon(config: Config, db_path: str | Path, config_file: Path | None = None) -> int:
+    """Run the scheduler until SIGTERM/SIGINT; SIGHUP reloads ``config_file``. Return the exit
+    code."""
     from apscheduler.events import EVENT_SCHEDULER_START
     from apscheduler.executors.pool import ThreadPoolExecutor
     from apscheduler.schedulers import SchedulerNotRunningError
@@ -217,8 +218,11 @@ def run_daemon(config: Config, db_path: str | Path) -> int:
     source = make_source(config)
     notifier = make_notifier(config)
 
+    current = {"config": config, "source": source, "notifier": notifier}
+
     def factory() -> Service:
-        return Service(config, db_path, source=source, notifier=notifier)
+        return Service(current["config"], db_path, source=current["source"],
+                       notifier=current["notifier"])
 
     scheduler = BlockingScheduler(timezone=config.schedule.timezone,
                                   executors={"default": ThreadPoolExecutor(1)})
@@ -250,7 +254,29 @@ def run_daemon(config: Config, db_path: str | Path) -> int:
         if stopping.is_set():
             threading.Thread(target=shutdown, daemon=True).start()
 
+    def reload() -> None:
+        from monitor.config import ConfigError, load_config
+
+        try:
+            new = load_config(config_file)
+            new_calendar = TradingCalendar(new.calendar.extra_closed)
+            new_source, new_notifier = make_source(new), make_notifier(new)
+        except ConfigError as exc:
+            log.error("SIGHUP: config not reloaded, keeping the running one: %s", exc)
+            return
+        current.update(config=new, source=new_source, notifier=new_notifier)
+        if scheduler.running:
+            scheduler.reschedule_job("cycle", trigger=make_trigger(new, new_calendar))
+        log.info("SIGHUP: config reloaded from %s (%d rules)", config_file, len(new.rules))
+
+    def hangup(_signum, _frame) -> None:
+        if config_file is None:
+            log.warning("SIGHUP ignored: the daemon was not started from a config file")
+            return
+        threading.Thread(target=reload, daemon=True).start()
+
     scheduler.add_listener(started, EVENT_SCHEDULER_START)
+    signal.signal(signal.SIGHUP, hangup)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     log.info("regime-monitor daemon started on %s (pid %d); cycle: %s", db_path, os.getpid(),

@@ -412,3 +412,36 @@ def test_config_errors_stop_run_with_one_line(tmp_path, toml, needles):
         assert needle in lines[0]
     assert "Traceback" not in proc.stderr
     assert not db.exists() and not Path(f"{db}.lock").exists()  # nothing was started
+
+
+def test_sighup_reloads_a_valid_config_and_keeps_the_old_one_otherwise(tmp_path):
+    config = tmp_path / "monitor.toml"
+    config.write_text(CSV_CONFIG, encoding="utf-8")
+    base = [*command(), "--config", str(config), "--db", str(tmp_path / "history.db")]
+    log_path = tmp_path / "daemon.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([*base, "run"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=log,
+                                stdin=subprocess.DEVNULL)
+    try:
+        def log_text() -> str:
+            return log_path.read_text(encoding="utf-8", errors="replace")
+
+        assert wait_for(lambda: "daemon started" in log_text(), timeout=20), log_text()
+        config.write_text(CSV_CONFIG + '\n[[rules]]\nname = "r"\nwhen = "microcap.vol_spike >= 1.5"'
+                          '\nexplain = "why"\n', encoding="utf-8")
+        proc.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: "config reloaded" in log_text(), timeout=10), log_text()
+        assert "(1 rules)" in log_text()
+        config.write_text(CSV_CONFIG + "\n[schedule]\ncolour = 1\n", encoding="utf-8")
+        proc.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: "config not reloaded" in log_text(), timeout=10), log_text()
+        line = next(x for x in log_text().splitlines() if "config not reloaded" in x)
+        assert "keeping the running one" in line and "monitor.toml" in line
+        assert proc.poll() is None  # still running on the previous config
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        assert "Traceback" not in log_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=5)
