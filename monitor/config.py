@@ -64,11 +64,39 @@ class StorageConfig(_Strict):
     path: str = "var/regime-monitor.db"
 
 
+_THEME_ID = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+class AkshareConfig(_Strict):
+    """``[source.akshare]``: the live AKShare source (``pip install 'regime-monitor[live]'``)."""
+
+    delay_seconds: float = Field(default=1.0, ge=0, le=60)
+    timeout_seconds: float = Field(default=20.0, gt=0, le=600)
+    cross_section_timeout_seconds: float = Field(default=300.0, gt=0, le=3600)
+    retries: int = Field(default=2, ge=0, le=10)
+    backoff_seconds: float = Field(default=2.0, ge=0, le=600)
+    max_consecutive_failures: int = Field(default=3, ge=1)
+    start_date: dt.date = dt.date(2014, 1, 1)
+    themes: dict[str, Literal["index", "stock"]] = {
+        "930713": "index", "H30184": "index", "600519": "stock"}
+
+    @field_validator("themes")
+    @classmethod
+    def _theme_ids(cls, value: dict[str, str]) -> dict[str, str]:
+        for theme, kind in value.items():
+            if not _THEME_ID.match(theme):
+                raise ValueError(f"{theme!r}: a theme id has only letters, digits and underscores")
+            if kind == "stock" and not re.fullmatch(r"\d{6}", theme):
+                raise ValueError(f"{theme!r}: a stock theme proxy needs a 6-digit A-share code")
+        return value
+
+
 class SourceConfig(_Strict):
-    kind: Literal["demo", "csv"] = "demo"
+    kind: Literal["demo", "csv", "akshare"] = "demo"
     demo_seed: int = 20231201
     drop_folder: str = ""
     drop_folder_coverage: Literal["top10", "full"] = "top10"
+    akshare: AkshareConfig = AkshareConfig()
 
 
 _TOKEN_LIKE = re.compile(r"xox[a-z]-|hooks\.slack\.com/", re.IGNORECASE)

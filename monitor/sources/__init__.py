@@ -37,4 +37,9 @@ def make_source(config: Config) -> Source:
         from monitor.sources.demo_source import DemoSource
 
         return DemoSource(seed=config.source.demo_seed)
+    if config.source.kind == "akshare":  # akshare itself is imported only at the first fetch
+        from monitor.calendar import TradingCalendar
+        from monitor.sources.akshare_source import AkshareSource
+
+        return AkshareSource(config.source.akshare, TradingCalendar(config.calendar.extra_closed))
     return CsvSource()
