@@ -264,7 +264,7 @@ def cmd_once(args) -> int:
         service.deliver()
     finally:
         service.close()
-    return 0
+    return 1 if result.status == "fetch_failed" else 0
 
 
 def cmd_run(args) -> int:
