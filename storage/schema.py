@@ -135,6 +135,21 @@ def m002_regime_fits(db: Database) -> None:
     )
 
 
+@migrations()
+def m003_panel_listed_days(db: Database) -> None:
+    """Listed-day counts per stock, carried day by day for the micro-cap index continuation."""
+    db.executescript(
+        """
+        CREATE TABLE panel_listed_days (
+            code TEXT NOT NULL,
+            as_of TEXT NOT NULL,           -- the trading day the count is for
+            days INTEGER NOT NULL,         -- panel days since the stock's first close
+            PRIMARY KEY (code, as_of)
+        ) WITHOUT ROWID;
+        """
+    )
+
+
 def apply(db: Database) -> None:
     """Apply pending migrations (each in its own transaction)."""
     migrations.apply(db)

@@ -57,7 +57,8 @@ def test_once_without_network(tmp_path):
     assert len(errors) >= 5  # one line per failed series group (indices, curves, themes)
     assert any("index.csi300" in ln for ln in errors) and any("yield." in ln for ln in errors)
     assert all("Temporary failure in name resolution" in ln or "not attempted" in ln
-               or "connection" in ln.lower() for ln in errors), errors
+               or "connection" in ln.lower() or "no cross-section" in ln or "cannot continue" in ln
+               for ln in errors), errors
     assert "2024-01-09: fetch_failed" in proc.stdout
     db = open_db(db_path)
     status, error = db.execute("SELECT status, error FROM runs WHERE as_of = '2024-01-09'").fetchone()
