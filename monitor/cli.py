@@ -159,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"regime-monitor: error: {exc}", file=sys.stderr)
         return 1
     except sqlite3.Error as exc:
-        print(f"regime-monitor: error: database: {exc}", file=sys.stderr)
+        where = args.db or "[storage] path of the config"
+        print(f"regime-monitor: error: database {where}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -14,6 +14,18 @@ class StorageError(RuntimeError):
     """A database could not be opened or written; the message names the file."""
 
 
+def _writable_sidecars(p: Path) -> None:
+    """Give a writable database's -wal and -shm files back their owner-only write permission.
+
+    SQLite creates them with the database file's mode, and a connection that could only read
+    (the file was read-only) leaves them behind: read-only once the file is writable again, they
+    would make every later write fail with "attempt to write a readonly database".
+    """
+    for side in (Path(f"{p}-wal"), Path(f"{p}-shm")):
+        if side.exists() and not os.access(side, os.W_OK):
+            side.chmod(0o600)
+
+
 def open_db(path: str | Path, *, migrate: bool = True) -> Database:
     """Open (creating if needed) the database at ``path``; return a sqlite-utils ``Database``.
 
@@ -29,6 +41,8 @@ def open_db(path: str | Path, *, migrate: bool = True) -> Database:
             if not p.exists():
                 fd = os.open(p, os.O_CREAT | os.O_WRONLY, 0o600)
                 os.close(fd)
+            elif os.access(p, os.W_OK):
+                _writable_sidecars(p)
             db = Database(p)
             db.execute("PRAGMA busy_timeout = 10000")
             db.enable_wal()
