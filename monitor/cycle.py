@@ -35,7 +35,7 @@ class CycleResult:
     """What one cycle did."""
 
     as_of: dt.date
-    status: str  # ok | partial | fetch_failed | unchanged
+    status: str  # ok | partial | fetch_failed | closed | unchanged
     changed: int
     events: list[dict] = field(default_factory=list)
     digest: dict | None = None
@@ -92,6 +92,12 @@ def _run(db: Database, config: Config, as_of: dt.date, source: Source,
     since = runs.last_success(db, JOB, before=as_of)  # fetch again after a degraded day
     fetched = observations.upsert(db, source.fetch(as_of, since))
     failures = dict(getattr(source, "failures", {}) or {})
+    if getattr(source, "cross_checks_calendar", False) and _published_nothing(db, as_of, failures):
+        # Every index fetch succeeded and none has the day: the exchange was closed (a holiday the
+        # calendar does not know), not a trading day with missing data. Nothing is evaluated.
+        runs.record(db, JOB, day, started, utc_now(), runs.CLOSED,
+                    error=f"no index data published for {day}: treated as a closed day")
+        return CycleResult(as_of, runs.CLOSED, db.conn.total_changes - before, failures=failures)
     if hasattr(source, "fetch_cross_section"):
         fetched += continue_microcap_index(db, source, as_of, calendar, failures)
 
@@ -174,6 +180,15 @@ def _run(db: Database, config: Config, as_of: dt.date, source: Source,
                     "notifications": len(items)})
     runs.record(db, JOB, day, started, utc_now(), status, error=error, detail=detail)
     return CycleResult(as_of, status, changed, events, payload, values, failures)
+
+
+def _published_nothing(db: Database, as_of: dt.date, failures: dict[str, str]) -> bool:
+    """True when no index series failed to fetch and none has a value dated ``as_of``."""
+    if any(name.startswith("index.") for name in failures):
+        return False
+    row = db.execute("SELECT 1 FROM observations WHERE series LIKE 'index.%' AND series != ? AND "
+                     "date = ? LIMIT 1", [MICROCAP, as_of.isoformat()]).fetchone()
+    return row is None
 
 
 DATA_STALE = "data_stale"

@@ -22,7 +22,8 @@ OK = "ok"  # everything fetched and evaluated
 PARTIAL = "partial"  # evaluated; some series could not be fetched (reasons in `error`)
 FETCH_FAILED = "fetch_failed"  # evaluated on the stored data; no series could be fetched
 FAILED = "failed"  # an error: nothing was written
-EVALUATED = (OK, PARTIAL, FETCH_FAILED)
+CLOSED = "closed"  # the live source published no index data for the day: the market was closed
+EVALUATED = (OK, PARTIAL, FETCH_FAILED, CLOSED)
 
 
 def has_success(db: Database, job: str, as_of: str, statuses: tuple[str, ...] = (OK,)) -> bool:

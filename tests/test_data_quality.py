@@ -78,3 +78,34 @@ def test_a_cycle_that_fetched_nothing_is_recorded_as_fetch_failed(tmp_path, defa
     assert result.status == "fetch_failed" and set(result.failures) == {"index.csi300", "yield.gov"}
     assert db.execute("SELECT status FROM runs WHERE as_of = ?", [day.isoformat()]).fetchone() == (
         "fetch_failed",)
+
+
+def test_a_day_with_no_index_data_from_any_source_is_a_closed_day(tmp_path, default_config):
+    """The live source cross-checks the calendar: every fetch succeeded, no index has the day ->
+    the exchange was closed (a holiday the calendar missed), not a day of missing data."""
+    db = open_db(tmp_path / "closed.db")
+    cal = TradingCalendar()
+    demo = DemoSource(default_config.source.demo_seed)
+
+    class Live:
+        name = "akshare"
+        cross_checks_calendar = True
+        failures: dict = {}
+
+        def __init__(self, closed):
+            self.closed = closed
+
+        def fetch(self, as_of, since):
+            return [r for r in demo.fetch(as_of, since) if r[1] != self.closed.isoformat()]
+
+    day1, day2 = dt.date(2018, 1, 2), dt.date(2018, 1, 3)
+    run_cycle(db, default_config, day1, Live(dt.date(1900, 1, 1)), cal)
+    result = run_cycle(db, default_config, day2, Live(day2), cal)
+    assert result.status == "closed" and result.events == []
+    assert db.execute("SELECT status, error FROM runs WHERE as_of = ?", [day2.isoformat()]).fetchone() == (
+        "closed", "no index data published for 2018-01-03: treated as a closed day")
+    assert db.execute("SELECT COUNT(*) FROM signal_values WHERE date = ?", [day2.isoformat()]).fetchone() == (0,)
+    # a failed index fetch is not a closed day: it is missing data (and data_stale's business)
+    down = Live(dt.date(2018, 1, 4))
+    down.failures = {"index.csi300.*": "connection refused"}
+    assert run_cycle(db, default_config, dt.date(2018, 1, 4), down, cal).status == "partial"

@@ -363,6 +363,9 @@ def quarter_end(day: dt.date) -> bool:
 class AkshareSource:
     """Daily observations, the cross-section and the fund holdings from AKShare (module doc).
 
+    ``cross_checks_calendar``: a day for which every index fetch succeeded but none returned data
+    is a closed day (the cycle records it as such), not a trading day with missing data.
+
     ``settings`` is the ``[source.akshare]`` config (``monitor.config.AkshareConfig``), ``calendar``
     a ``TradingCalendar``; ``ak`` any object with AKShare's functions as attributes (tests pass a
     fake), default: ``akshare`` imported at the first call. ``sleep`` and ``clock`` (an aware
@@ -370,6 +373,7 @@ class AkshareSource:
     """
 
     name = "akshare"
+    cross_checks_calendar = True
     min_cross_section = 2000  # fewer SH/SZ A-shares in the spot list means a truncated answer
 
     def __init__(self, settings: Any, calendar: Any = None, ak: Any = None, *,
