@@ -15,6 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from monitor.config import SourceConfig, load_config  # noqa: E402
 from monitor.replay import replay  # noqa: E402
@@ -86,15 +87,7 @@ def main() -> list[tuple]:
     return rows
 
 
-def print_rows(rows) -> bool:
-    print(f"{'benchmark':<72} {'measured':>10} {'target':>8} {'ratio':>7}")
-    for name, value, target, unit in rows:
-        if target is None:
-            print(f"{name:<72} {value:>9.3f}{unit} {'-':>8} {'-':>7}")
-        else:
-            print(f"{name:<72} {value:>9.3f}{unit} {target:>7.2f}{unit} {value / target:>7.2f}")
-    return all(target is None or value <= target for _, value, target, _ in rows)
-
-
 if __name__ == "__main__":
-    sys.exit(0 if print_rows(main()) else 1)
+    from bench_microcap import print_table
+
+    sys.exit(0 if print_table(main()) else 1)

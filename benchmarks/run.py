@@ -139,14 +139,9 @@ def main() -> int:
     if args.only in (None, "cycle"):
         rows += cycle_rows(args.repeat)
     print()
-    print(f"{'benchmark':<72} {'measured':>10} {'target':>8} {'ratio':>7}")
-    for name, value, target, unit in rows:
-        if target is None:
-            print(f"{name:<72} {value:>9.3f}{unit} {'-':>8} {'-':>7}")
-        else:
-            print(f"{name:<72} {value:>9.3f}{unit} {target:>7.2f}{unit} {value / target:>7.2f}")
-    ok = all(target is None or value <= target for _, value, target, _ in rows)
-    print("all targets met" if ok else "SOME TARGETS MISSED")
+    from bench_microcap import print_table
+
+    ok = print_table(rows)
     return 0 if ok else 1
 
 
