@@ -174,3 +174,12 @@ def test_holdings_without_a_panel_name_the_missing_caps(db, tmp_path):
                        r"2023-09-30: import the stock panel first"):
         import_files(db, [holdings])
     assert db.execute("SELECT COUNT(*) FROM observations").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("text", ["date,series,value\n2024-01-02,,,,\n",
+                                  "date,series,value\n2024-01-02,2024-01-02,,\n"])
+def test_rows_with_more_fields_than_the_header_are_refused(db, tmp_path, text):
+    bad = write(tmp_path, "wide.csv", text)
+    with pytest.raises(CsvImportError) as info:
+        import_files(db, [bad])
+    assert str(info.value).startswith(str(bad)) and "\n" not in str(info.value)

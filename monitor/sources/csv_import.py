@@ -10,6 +10,7 @@ so a bad file leaves the database unchanged. Errors are one line naming file, li
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +34,14 @@ class CsvImportError(ValueError):
 
 def _read(path: Path) -> pd.DataFrame:
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True,
-                           compression="infer")
+        # index_col=False: a row with more fields than the header is never taken as an index;
+        # pandas then warns that it would drop the extra fields - that is an error here
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            return pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True,
+                               compression="infer", index_col=False)
+    except pd.errors.ParserWarning:
+        raise CsvImportError(f"{path}: a row has more fields than the header") from None
     except FileNotFoundError:
         raise CsvImportError(f"{path}: no such file") from None
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError, OSError) as exc:
