@@ -66,8 +66,13 @@ def main() -> list[tuple]:
                          target, "s"))
         # a 10-year signal-history query from SQLite (what `regime-monitor signals NAME --since`
         # and the report read), on the replay's database
+        from bench_microcap import peak_bytes
+
         from storage import signal_values
 
+        peak = peak_bytes(replay, source, config, dt.date(2014, 1, 1), END, Path(tmp) / "peak.db", None,
+                          False)
+        rows.append(("peak memory of the 2014-2024 replay (tracemalloc)", peak / 1024**2, 2048.0, "MB"))
         hist_db = open_db(Path(tmp) / "replay11.db")
         times = []
         for _ in range(20):
@@ -76,6 +81,9 @@ def main() -> list[tuple]:
             times.append(time.perf_counter() - t0)
         rows.append((f"10-year signal history query ({len(got)} rows), median of 20",
                      sorted(times)[10] * 1e3, 20.0, "ms"))
+        query_peak = peak_bytes(signal_values.history, hist_db, "microcap.vol_spike", dt.date(2015, 1, 1))
+        rows.append(("peak memory of the 10-year signal history query (tracemalloc)",
+                     query_peak / 1024**2, 50.0, "MB"))
         # linear growth: the marginal cost per day stays flat as the period lengthens (the fixed
         # part - one cold regime fit, one vectorised signal pass - does not count against it)
         (n1, t1), (n5, t5), (n10, t10) = runs[1], runs[5], runs[10]

@@ -98,6 +98,19 @@ def time_once_cli(base: Path, config_path: Path) -> float:
     return time.perf_counter() - start
 
 
+def cycle_peak(base: Path, config, calendar: TradingCalendar) -> int:
+    """Peak bytes allocated by one daily cycle on a fresh copy of ``base``."""
+    from bench_microcap import peak_bytes
+
+    path = base.with_name(f"{base.stem}-peak.db")
+    shutil.copy(base, path)
+    db = open_db(path)
+    try:
+        return peak_bytes(run_cycle, db, config, END, CsvSource(), calendar)
+    finally:
+        db.close()
+
+
 def regime_rows(path: Path, calendar: TradingCalendar) -> list[tuple]:
     """The regime model on the 10-year database: a cold fit, a warm monthly refit, the filter."""
     from signals import regime
@@ -166,6 +179,8 @@ def cycle_rows(repeat: int) -> list[tuple]:
                          2.0, "s"))
             rows.append((f"  of which the cycle in-process ({n:,} obs), median of {repeat}",
                          medians[years], 2.0, "s"))
+        rows.append(("peak memory of one daily cycle, 10y history (tracemalloc)",
+                      cycle_peak(Path(tmp) / "hist10y.db", config, calendar) / 1024**2, 500.0, "MB"))
         rows += regime_rows(Path(tmp) / "hist10y.db", calendar)
         rows.append(("`once` time, slowest / fastest of 2, 5, 10y (issue 2: < 1.3)",
                      max(once.values()) / min(once.values()), 1.3, "x"))
