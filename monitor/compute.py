@@ -184,8 +184,8 @@ def _knowledge_states(db: Database, sig: signals.Signal, frame: pd.DataFrame, la
         v, c = sig.compute(visible, params)
         mask = (index >= pd.Timestamp(known)) & ((index < pd.Timestamp(upto)) if upto else True)
         vals[mask] = v.reindex(index)[mask].to_numpy()
-        if c is not None:
-            ctx = c if ctx is None else ctx
+        if c is not None and ctx is None:
+            ctx = c
     return vals, ctx
 
 

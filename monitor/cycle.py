@@ -84,6 +84,16 @@ def run_cycle(db: Database, config: Config, as_of: dt.date, source: Source,
         raise
 
 
+def starting_state(row: dict | None, day: str) -> lifecycle.AlertState:
+    """Return the alert state a cycle for ``day`` starts from: the stored state, or - when ``day``
+    is being re-run - the state before it (so a re-run advances nothing twice)."""
+    if row is None:
+        return lifecycle.AlertState()
+    if row["last_evaluated"] == day:
+        return lifecycle.AlertState.from_json(row["prev_state_json"])
+    return lifecycle.AlertState.from_json(row["state_json"])
+
+
 def _run(db: Database, config: Config, as_of: dt.date, source: Source,
          calendar: TradingCalendar, current: dict[str, dict], started: str,
          precomputed: dict[str, SignalValue] | None, episodes: str) -> CycleResult:
@@ -114,13 +124,7 @@ def _run(db: Database, config: Config, as_of: dt.date, source: Source,
     active_silences = silences.active_on(db, as_of)
     events, items, firing, pending = [], [], [], []
     for rule, ev in zip(config.rules, evaluations, strict=True):
-        row = current.get(rule.name)
-        if row is None:
-            prev = lifecycle.AlertState()
-        elif row["last_evaluated"] == day:  # re-run of the latest day: start from the day before
-            prev = lifecycle.AlertState.from_json(row["prev_state_json"])
-        else:
-            prev = lifecycle.AlertState.from_json(row["state_json"])
+        prev = starting_state(current.get(rule.name), day)
         timing = lifecycle.Timing(rule.for_days, rule.clear_days, rule.repeat_every_days)
         result = lifecycle.step(prev, ev.when, ev.clear, day, timing)
         new = result.state
@@ -239,13 +243,7 @@ def _data_stale(db: Database, config: Config, as_of: dt.date, calendar: TradingC
     day = as_of.isoformat()
     ages = staleness(db, required_series(db, config), as_of, calendar, limit + 5)
     stale = {k: v for k, v in ages.items() if v is None or v > limit}
-    row = current.get(DATA_STALE)
-    if row is None:
-        prev = lifecycle.AlertState()
-    elif row["last_evaluated"] == day:
-        prev = lifecycle.AlertState.from_json(row["prev_state_json"])
-    else:
-        prev = lifecycle.AlertState.from_json(row["state_json"])
+    prev = starting_state(current.get(DATA_STALE), day)
     holds = bool(stale)
     result = lifecycle.step(prev, holds, not holds, day, lifecycle.Timing(1, 1, 5))
     shown = stale or ages

@@ -67,26 +67,20 @@ def load_frame(db: Database, series: Sequence[str], days: Sequence[dt.date], as_
     index = pd.DatetimeIndex(pd.to_datetime(list(days)), name="date")
     values = np.full((len(days), len(series)), np.nan)
     if len(series) and len(days):
-        col_of = {name: j for j, name in enumerate(series)}
-        first = days[0].isoformat()
-        by_start: dict[str, list[str]] = {}
-        for name in series:
-            lo = max(first, (starts or {}).get(name, days[0]).isoformat())
-            by_start.setdefault(lo, []).append(name)
         iso = np.array([d.isoformat() for d in days])
-        for lo, names in by_start.items():
-            for name in names:
-                rows = db.execute(
-                    "SELECT date, value FROM observations WHERE series = ? AND date >= ? "
-                    "AND date <= ? AND available_at <= ?",
-                    [name, lo, days[-1].isoformat(), as_of.isoformat()]).fetchall()
-                if not rows:
-                    continue
-                dates, vals = zip(*rows, strict=True)
-                dates = np.array(dates)
-                pos = np.searchsorted(iso, dates)
-                ok = (pos < len(iso)) & (iso[np.minimum(pos, len(iso) - 1)] == dates)
-                values[pos[ok], col_of[name]] = np.asarray(vals, dtype=float)[ok]
+        for j, name in enumerate(series):
+            lo = max(days[0], (starts or {}).get(name, days[0])).isoformat()
+            rows = db.execute(
+                "SELECT date, value FROM observations WHERE series = ? AND date >= ? "
+                "AND date <= ? AND available_at <= ?",
+                [name, lo, days[-1].isoformat(), as_of.isoformat()]).fetchall()
+            if not rows:
+                continue
+            dates, vals = zip(*rows, strict=True)
+            dates = np.array(dates)
+            pos = np.searchsorted(iso, dates)
+            ok = (pos < len(iso)) & (iso[np.minimum(pos, len(iso) - 1)] == dates)
+            values[pos[ok], j] = np.asarray(vals, dtype=float)[ok]
     return pd.DataFrame(values, index=index, columns=list(series))
 
 
