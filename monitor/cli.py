@@ -61,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     bf.add_argument("--start", type=_date, required=True)
     bf.add_argument("--end", type=_date, help="default: today")
 
+    hold = sub.add_parser("holdings", help="run the quarterly fund-holdings job now (AKShare source; "
+                                           "resumable)")
+    hold.add_argument("--report-date", type=_date,
+                      help="quarter end (default: the latest published quarter, if not done yet)")
+
     imp = sub.add_parser("import-csv", help="import CSV files (long format or stock panel)")
     imp.add_argument("paths", nargs="+", type=Path)
     imp.add_argument("--coverage", choices=["top10", "full"], default="top10",
@@ -297,6 +302,27 @@ def cmd_backfill(args) -> int:
           f"({counts['observations']} rows written), {counts['skipped']} already done, "
           f"{counts['failed']} failed (see `runs`; run the command again to retry them)")
     return 0 if not counts["failed"] else 1
+
+
+def cmd_holdings(args) -> int:
+    from monitor.daemon import Service
+    from monitor.holdings import quarter_end
+
+    config = _config(args)
+    if config.source.kind != "akshare":
+        raise UsageError(f"the holdings job fetches through AKShare, but source.kind is "
+                         f"{config.source.kind!r}: bring holdings with `import-csv` instead")
+    if args.report_date is not None and not quarter_end(args.report_date):
+        raise UsageError(f"--report-date {args.report_date} is not a quarter end")
+    service = Service(config, _db_path(args, config))
+    try:
+        outcome = service.holdings(args.report_date)
+    finally:
+        service.close()
+    if outcome is None:
+        raise UsageError("the holdings job is off: set source.akshare.holdings_job = true")
+    print(outcome.line())
+    return 0 if outcome.status in ("ok", "done") else 1
 
 
 def cmd_import_csv(args) -> int:
@@ -539,6 +565,7 @@ COMMANDS = {
     "once": cmd_once,
     "import-csv": cmd_import_csv,
     "backfill": cmd_backfill,
+    "holdings": cmd_holdings,
     "signals": cmd_signals,
     "alerts": cmd_alerts,
     "silence": cmd_silence,

@@ -79,6 +79,20 @@ class AkshareConfig(_Strict):
     start_date: dt.date = dt.date(2014, 1, 1)
     themes: dict[str, Literal["index", "stock"]] = {
         "930713": "index", "H30184": "index", "600519": "stock"}
+    holdings_job: bool = True
+    holdings_cron: str = "30 1 * * *"
+    holdings_max_missing_share: float = Field(default=0.01, ge=0, le=1)
+
+    @field_validator("holdings_cron")
+    @classmethod
+    def _holdings_cron(cls, value: str) -> str:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(value, timezone="Asia/Shanghai")
+        except Exception as exc:  # apscheduler raises several types
+            raise ValueError(f"invalid cron {value!r}: {exc}") from None
+        return value
 
     @field_validator("themes")
     @classmethod

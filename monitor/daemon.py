@@ -157,6 +157,19 @@ class Service:
                      results[-1].changed, len(results[-1].events))
         return results
 
+    def holdings(self, report_date: dt.date | None = None):
+        """Run the quarterly fund-holdings job (``monitor.holdings.run_holdings_job``) for
+        ``report_date`` (default: the latest published quarter, if not done yet); return its
+        ``HoldingsOutcome``, or None when the source has no holdings (demo, CSV) or the job is
+        off in ``[source.akshare]``."""
+        from monitor.holdings import run_holdings_job
+
+        settings = self.config.source.akshare
+        if not hasattr(self.source, "holdings_of") or (report_date is None and not settings.holdings_job):
+            return None
+        return run_holdings_job(self.db, self.source, self.clock().date(), report_date=report_date,
+                                max_missing_share=settings.holdings_max_missing_share)
+
     def deliver(self) -> int:
         """Deliver the due outbox rows (retry timing from ``[notify]``); return how many were
         sent. Due-ness is judged on the real clock: outbox times are wall-clock UTC."""
@@ -198,6 +211,26 @@ def _scheduled(name: str, service_factory: Callable[[], Service]) -> Callable[[]
     return wrapper
 
 
+def holdings_trigger(config: Config) -> CronTrigger | None:
+    """Return the quarterly holdings job's trigger (``[source.akshare] holdings_cron`` in the
+    schedule's time zone), or None when the source has no holdings or the job is off."""
+    if config.source.kind != "akshare" or not config.source.akshare.holdings_job:
+        return None
+    return CronTrigger.from_crontab(config.source.akshare.holdings_cron, timezone=config.schedule.timezone)
+
+
+def _schedule_holdings(scheduler, config: Config, job: Callable[[], None]) -> None:
+    """(Re)place the holdings job: it runs in the one worker thread, so AKShare calls of the
+    cycle and of the holdings job never overlap."""
+    if scheduler.get_job("holdings") is not None:
+        scheduler.remove_job("holdings")
+    trigger = holdings_trigger(config)
+    if trigger is not None:
+        scheduler.add_job(job, trigger, id="holdings", name="quarterly fund holdings",
+                          misfire_grace_time=config.schedule.misfire_grace_seconds, coalesce=True,
+                          max_instances=1)
+
+
 def run_daemon(config: Config, db_path: str | Path, config_file: Path | None = None) -> int:
     """Run the scheduler until SIGTERM/SIGINT; SIGHUP reloads ``config_file``. Return the exit
     code."""
@@ -233,6 +266,7 @@ def run_daemon(config: Config, db_path: str | Path, config_file: Path | None = N
     scheduler.add_job(_scheduled("deliver", factory), IntervalTrigger(minutes=1),
                       id="deliver", name="outbox delivery", misfire_grace_time=60, coalesce=True,
                       max_instances=1)
+    _schedule_holdings(scheduler, config, _scheduled("holdings", factory))
 
     stopping = threading.Event()
 
@@ -267,6 +301,7 @@ def run_daemon(config: Config, db_path: str | Path, config_file: Path | None = N
         current.update(config=new, source=new_source, notifier=new_notifier)
         if scheduler.running:
             scheduler.reschedule_job("cycle", trigger=make_trigger(new, new_calendar))
+            _schedule_holdings(scheduler, new, _scheduled("holdings", factory))
         log.info("SIGHUP: config reloaded from %s (%d rules)", config_file, len(new.rules))
 
     def hangup(_signum, _frame) -> None:

@@ -150,6 +150,35 @@ def m003_panel_listed_days(db: Database) -> None:
     )
 
 
+@migrations()
+def m004_fund_holdings(db: Database) -> None:
+    """Raw fund holdings per report, so a quarter's allocation can use the previous report's."""
+    db.executescript(
+        """
+        CREATE TABLE fund_reports (
+            coverage TEXT NOT NULL,        -- top10 (quarterly reports) | full (semi-annual/annual)
+            report_date TEXT NOT NULL,     -- ISO quarter end
+            fund_code TEXT NOT NULL,       -- 6-digit fund code (one share class or all of them)
+            fund_name TEXT NOT NULL,
+            fund_type TEXT,                -- e.g. AKShare fund_name_em 基金类型; NULL: unknown
+            holdings INTEGER NOT NULL,     -- stock rows stored (0: the fund held no SH/SZ A-share)
+            source TEXT NOT NULL,          -- akshare:fund_portfolio_hold_em | csv:<file>
+            fetched_at TEXT NOT NULL,      -- UTC timestamp of the first write
+            PRIMARY KEY (coverage, report_date, fund_code)
+        ) WITHOUT ROWID;
+
+        CREATE TABLE fund_holdings (
+            coverage TEXT NOT NULL,
+            report_date TEXT NOT NULL,
+            fund_code TEXT NOT NULL,
+            stock_code TEXT NOT NULL,      -- 6-digit A-share code
+            holding_value REAL NOT NULL,   -- yuan
+            PRIMARY KEY (coverage, report_date, fund_code, stock_code)
+        ) WITHOUT ROWID;
+        """
+    )
+
+
 def apply(db: Database) -> None:
     """Apply pending migrations (each in its own transaction)."""
     migrations.apply(db)

@@ -63,6 +63,7 @@ import numpy as np
 import pandas as pd
 
 from monitor import series as canonical
+from monitor.holdings import quarter_end
 from storage.observations import ObservationRow
 
 log = logging.getLogger("regime_monitor.akshare")
@@ -356,10 +357,6 @@ def continue_microcap(prev: pd.DataFrame, today: pd.DataFrame, listed_days_prev:
     return ret, microcap.update_listed_days(listed_prev, close_today)
 
 
-def quarter_end(day: dt.date) -> bool:
-    return (day.month, day.day) in {(3, 31), (6, 30), (9, 30), (12, 31)}
-
-
 class AkshareSource:
     """Daily observations, the cross-section and the fund holdings from AKShare (module doc).
 
@@ -597,53 +594,75 @@ class AkshareSource:
                              "fund_name": frame["基金简称"].astype(str).str.strip(),
                              "fund_type": frame["基金类型"].astype(str).str.strip()})
 
+    def active_funds(self) -> pd.DataFrame:
+        """Return the active equity funds of ``fund_name_em``, one share class per portfolio, as
+        (fund_code, fund_name, fund_type) sorted by code; raises SourceError.
+
+        Active: ``signals.fund_allocation.is_active_equity`` on name and type. Share classes:
+        the first name (the A class before C), then the lowest code, per ``share_class_key``
+        (holdings are per portfolio, so one class is fetched).
+        """
+        from signals.fund_allocation import is_active_equity, share_class_key
+
+        types = self.fund_types()
+        active = [is_active_equity(n, t) for n, t in zip(types["fund_name"], types["fund_type"],
+                                                            strict=True)]
+        types = types[active].assign(key=lambda f: f["fund_name"].map(share_class_key))
+        return (types.sort_values(["fund_name", "fund_code"]).drop_duplicates("key")
+                .drop(columns="key").sort_values("fund_code").reset_index(drop=True))
+
+    def holdings_of(self, fund_code: str, report_date: dt.date, top: int | None = 10) -> pd.DataFrame:
+        """Return fund ``fund_code``'s SH/SZ A-share holdings at quarter end ``report_date`` as
+        (stock_code, holding_value in yuan), the ``top`` largest (None: all); empty when the fund
+        reported none. One ``fund_portfolio_hold_em(symbol, date=year)`` call; raises SourceError
+        (``Skipped`` when the upstream looks unreachable)."""
+        if not quarter_end(report_date):
+            raise ValueError(f"{report_date} is not a quarter end")
+        part = self._holdings_of(fund_code, (report_date.year, (report_date.month - 1) // 3 + 1))
+        # per fund, so the bounds are wide: a tiny fund's top holdings can be worth a few 万元
+        ok, median = _median_in(part["holding_value"], 1e3, 1e11) if len(part) else (True, 0.0)
+        if not ok:
+            raise UnitError("fund_holdings.holding_value: cannot establish the unit of akshare "
+                            f"fund_portfolio_hold_em '持仓市值' of fund {fund_code}: median {median:.4g} "
+                            "yuan after x1e4 (万元)")
+        return part.nlargest(top, "holding_value", keep="first") if top is not None else part
+
     def fetch_holdings(self, report_date: dt.date, funds: Iterable[str] | None = None,
                        top: int | None = 10) -> pd.DataFrame:
         """Return the stock holdings of the active equity funds at quarter end ``report_date``.
 
         Columns ``HOLDINGS_COLUMNS``: report_date (Timestamp), fund_code, fund_name, stock_code,
-        holding_value (yuan), fund_type (``fund_name_em`` 基金类型). Funds are the active equity ones
-        of ``fund_name_em`` (``signals.fund_allocation.is_active_equity`` on the type), one share
-        class per fund (holdings are per portfolio), or only ``funds`` when given. One
-        ``fund_portfolio_hold_em(symbol=fund, date=year)`` call per fund (thousands of calls: a
-        quarterly job). SH/SZ A-share holdings only; ``top``: the largest N per fund (10: the
-        quarterly reports' coverage, so that every fund has the same; None: all). Failed funds are
-        left out and counted in ``failures['fund_holdings']``.
+        holding_value (yuan), fund_type (``fund_name_em`` 基金类型). Funds: ``active_funds()``, or
+        only ``funds`` when given. One ``fund_portfolio_hold_em`` call per fund (thousands: the
+        daemon's quarterly job, ``monitor.holdings.run_holdings_job``, does this resumably). SH/SZ
+        A-share holdings only; ``top``: the largest N per fund (10: the quarterly reports'
+        coverage, so that every fund has the same; None: all). Failed funds are left out and
+        counted in ``failures['fund_holdings']``.
         """
-        from signals.fund_allocation import is_active_equity, share_class_key
-
         if not quarter_end(report_date):
             raise ValueError(f"{report_date} is not a quarter end")
         self._begin("fund_holdings")
         empty = pd.DataFrame(columns=list(HOLDINGS_COLUMNS))
         try:
-            types = self.fund_types()
+            if funds is not None:
+                wanted = {str(f).zfill(6) for f in funds}
+                types = self.fund_types()
+                types = types[types["fund_code"].isin(wanted)]
+            else:
+                types = self.active_funds()
         except SourceError as exc:
             self.failures["fund_holdings"] = str(exc)
             return empty
-        if funds is not None:
-            wanted = {str(f).zfill(6) for f in funds}
-            types = types[types["fund_code"].isin(wanted)]
-        else:
-            active = [is_active_equity(n, t) for n, t in zip(types["fund_name"], types["fund_type"],
-                                                                strict=True)]
-            types = types[active].assign(key=lambda f: f["fund_name"].map(share_class_key))
-            # one class per portfolio: the first name (the A class before C), then the lowest code
-            types = (types.sort_values(["fund_name", "fund_code"]).drop_duplicates("key")
-                     .drop(columns="key").sort_values("fund_code"))
         parts, failed = [], []
-        quarter = (report_date.year, (report_date.month - 1) // 3 + 1)
         for i, fund in enumerate(types.itertuples(index=False), start=1):
             try:
-                part = self._holdings_of(fund.fund_code, quarter)
+                part = self.holdings_of(fund.fund_code, report_date, top)
             except Skipped as exc:
                 failed.append((fund.fund_code, str(exc)))
                 break
             except SourceError as exc:
                 failed.append((fund.fund_code, str(exc)))
                 continue
-            if top is not None:
-                part = part.nlargest(top, "holding_value", keep="first")
             parts.append(part.assign(fund_code=fund.fund_code, fund_name=fund.fund_name,
                                      fund_type=fund.fund_type))
             if i % 100 == 0:
@@ -655,12 +674,6 @@ class AkshareSource:
             return empty
         out = pd.concat(parts, ignore_index=True)
         out["report_date"] = pd.Timestamp(report_date)
-        ok, median = _median_in(out["holding_value"], 1e4, 1e11)
-        if not ok:
-            self.failures["fund_holdings"] = (
-                "fund_holdings.holding_value: cannot establish the unit of akshare "
-                f"fund_portfolio_hold_em '持仓市值': median {median:.4g} yuan after x1e4 (万元)")
-            return empty
         return out[list(HOLDINGS_COLUMNS)]
 
     def _holdings_of(self, fund: str, quarter: tuple[int, int]) -> pd.DataFrame:

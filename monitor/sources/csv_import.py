@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from sqlite_utils import Database
 
+from monitor import holdings
 from monitor import series as canonical
 from storage import observations, runs
 from storage.util import dumps, utc_now
@@ -24,7 +25,6 @@ from storage.util import dumps, utc_now
 LONG_COLUMNS = ("date", "series", "value")
 PANEL_COLUMNS = ("date", "code", "close", "total_mv", "is_st")
 HOLDINGS_COLUMNS = ("report_date", "fund_code", "fund_name", "stock_code", "holding_value")
-CAP_CARRY_DAYS = 30  # a suspended stock's last market cap stays usable this many calendar days
 FUNDS_LAG_DAYS = 30  # quarterly fund data: usable this many calendar days after the report date
 
 
@@ -195,48 +195,6 @@ def parse_holdings(path: Path, frame: pd.DataFrame, today: dt.date) -> pd.DataFr
     return out
 
 
-def holdings_observations(db: Database, path: Path, holdings: pd.DataFrame,
-                          coverage: str) -> list[observations.ObservationRow]:
-    """Compute the small-cap allocation of ``holdings`` with market caps from ``stock_panel``.
-
-    The caps are each stock's latest total market cap on or before the report date (at most
-    ``CAP_CARRY_DAYS`` earlier, so suspended stocks keep their last cap). Top-10 holdings are
-    published with the quarterly reports (about 30 days after the quarter); full holdings with the
-    semi-annual (62 days) and annual (91 days) reports.
-    """
-    from signals import fund_allocation as fa
-
-    caps = {}
-    for report in sorted(holdings["report_date"].unique()):
-        day = pd.Timestamp(report).date()
-        rows = db.execute(
-            "SELECT code, total_mv FROM stock_panel WHERE date <= ? AND date >= ? AND total_mv IS NOT "
-            "NULL ORDER BY date", [day.isoformat(), (day - dt.timedelta(days=CAP_CARRY_DAYS)).isoformat()]
-        ).fetchall()
-        if not rows:
-            raise CsvImportError(f"{path}: no stock_panel market caps within {CAP_CARRY_DAYS} days before "
-                                 f"report date {day}: import the stock panel first")
-        latest = dict(rows)  # ordered by date: the last write per code wins
-        caps[pd.Timestamp(report)] = pd.Series(latest, dtype=float)
-    market_caps = pd.concat(caps, names=["report_date", "stock_code"])
-    fund_types = None
-    if "fund_type" in holdings.columns:
-        fund_types = holdings.dropna(subset=["fund_type"]).drop_duplicates("fund_code").set_index(
-            "fund_code")["fund_type"]
-
-    def lag(report: pd.Timestamp) -> int:
-        if coverage == "top10":
-            return fa.QUARTERLY_PUBLICATION_LAG_DAYS
-        return fa.SEMIANNUAL_PUBLICATION_LAG_DAYS if report.month == 6 else fa.ANNUAL_PUBLICATION_LAG_DAYS
-
-    # one pass over all report dates (the "two consecutive reports" rule needs them together)
-    series = fa.allocation_series(holdings, market_caps, fund_types, coverage=coverage,
-                                  publication_lag_days=0)
-    series["available_at"] = [pd.Timestamp(d) + pd.Timedelta(days=lag(pd.Timestamp(d)))
-                              for d in series["date"]]
-    return [(s, d, v, a, f"{src};csv:{path.name}") for s, d, v, a, src in fa.to_observations(series)]
-
-
 def import_files(db: Database, paths: list[Path], today: dt.date | None = None,
                  coverage: str = "top10") -> dict[str, int]:
     """Validate every file, then write them all in one transaction; return rows changed per file.
@@ -268,8 +226,10 @@ def import_files(db: Database, paths: list[Path], today: dt.date | None = None,
             if kind == "long":
                 changed[str(path)] = observations.upsert(db, rows)
             elif kind == "holdings":
-                changed[str(path)] = observations.upsert(
-                    db, holdings_observations(db, path, rows, coverage))
+                try:
+                    changed[str(path)] = holdings.import_frame(db, rows, coverage, f"csv:{path.name}")
+                except holdings.HoldingsError as exc:
+                    raise CsvImportError(f"{path}: {exc}") from None
             else:
                 before = db.conn.total_changes
                 db.conn.executemany(
