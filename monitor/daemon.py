@@ -290,17 +290,24 @@ def run_daemon(config: Config, db_path: str | Path, config_file: Path | None = N
 
     def reload() -> None:
         from monitor.config import ConfigError, load_config
+        from monitor.notify import redact
 
         try:
             new = load_config(config_file)
             new_calendar = TradingCalendar(new.calendar.extra_closed)
+            new_trigger = make_trigger(new, new_calendar)
             new_source, new_notifier = make_source(new), make_notifier(new)
         except ConfigError as exc:
             log.error("SIGHUP: config not reloaded, keeping the running one: %s", exc)
             return
+        except Exception as exc:  # unreadable, or valid but unusable: never kill the reload quietly
+            reason = str(exc).splitlines()[0] if str(exc) else ""
+            log.error("SIGHUP: config not reloaded, keeping the running one: %s: %s: %s",
+                      config_file, type(exc).__name__, redact(reason))
+            return
         current.update(config=new, source=new_source, notifier=new_notifier)
         if scheduler.running:
-            scheduler.reschedule_job("cycle", trigger=make_trigger(new, new_calendar))
+            scheduler.reschedule_job("cycle", trigger=new_trigger)
             _schedule_holdings(scheduler, new, _scheduled("holdings", factory))
         log.info("SIGHUP: config reloaded from %s (%d rules)", config_file, len(new.rules))
 
