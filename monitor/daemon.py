@@ -178,8 +178,12 @@ class Service:
 
 def _acquire_lock(db_path: str):
     lock_path = f"{db_path}.lock"
-    Path(lock_path).parent.mkdir(parents=True, exist_ok=True)
-    handle = open(lock_path, "a+")  # noqa: SIM115 - held for the daemon's lifetime
+    try:
+        Path(lock_path).parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock_path, "a+")  # noqa: SIM115 - held for the daemon's lifetime
+    except OSError as exc:
+        raise DaemonError(f"cannot open the lock file {lock_path} next to the database {db_path}: "
+                          f"{exc.strerror or exc}") from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -306,7 +310,9 @@ def run_daemon(config: Config, db_path: str | Path, config_file: Path | None = N
                       config_file, type(exc).__name__, redact(reason))
             return
         current.update(config=new, source=new_source, notifier=new_notifier)
-        if scheduler.running:
+        # also before the scheduler runs (a SIGHUP during the start-up catch-up): the jobs are
+        # pending then, and APScheduler reschedules pending jobs too
+        if not stopping.is_set():
             scheduler.reschedule_job("cycle", trigger=new_trigger)
             _schedule_holdings(scheduler, new, _scheduled("holdings", factory))
         log.info("SIGHUP: config reloaded from %s (%d rules)", config_file, len(new.rules))

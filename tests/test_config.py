@@ -109,3 +109,11 @@ def test_every_default_parameter_is_in_the_default_config():
     for family, params in signals.FAMILY_PARAMS.items():
         for key, value in params.items():
             assert data["signals"][family][key] == value, f"signals.{family}.{key}"
+
+
+def test_a_config_saved_in_gbk_is_refused_with_one_line(tmp_path):
+    path = tmp_path / "monitor.toml"
+    path.write_bytes('[storage]\npath = "var/监控.db"\n'.encode("gbk"))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f"{path}: not UTF-8 text (byte 22): save the config as UTF-8"

@@ -382,9 +382,6 @@ def test_read_only_database_the_daemon_logs_one_clean_error_keeps_running_and_re
     assert last_cycle_day(path) == day.group(1)
 
 
-@pytest.mark.xfail(strict=True, reason="product bug: `run` on a database directory without write "
-                                       "permission and no lock file yet ends in a PermissionError "
-                                       "traceback from _acquire_lock (monitor/daemon.py)")
 def test_read_only_directory_without_a_lock_file_stops_run_with_one_line(prepared, tmp_path,
                                                                         permissions_apply):
     folder = tmp_path / "var"
@@ -474,7 +471,7 @@ REJECTED = [  # (file bytes, what the log line must say)
                  ['rules[1].when: unexpected end of expression', '"microcap.drawdown <= "'],
                  id="bad-expression"),
     pytest.param(VALID.replace("only a reloaded", "\u4ec5").encode("gbk"),
-                 ["UnicodeDecodeError: 'utf-8' codec can't decode byte"], id="not-utf-8"),
+                 ["not UTF-8 text (byte ", "save the config as UTF-8"], id="not-utf-8"),
     pytest.param((VALID + '\n[notify.slack]\nchannel = "#unusable"\n').encode(),
                  ["RuntimeError: the notifier cannot use channel #unusable"],
                  id="valid-but-unusable"),
