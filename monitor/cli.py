@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import json
 import logging
+import os
 import sqlite3
 import sys
 from pathlib import Path
@@ -34,6 +35,8 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    if value > 2**63 - 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is too large")
     return value
 
 
@@ -161,17 +164,33 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except (ConfigError, CycleError, CsvImportError, StorageError, DaemonError, UsageError) as exc:
-        print(f"regime-monitor: error: {exc}", file=sys.stderr)
+        print(f"regime-monitor: error: {_one_line(str(exc))}", file=sys.stderr)
         return 1
     except sqlite3.Error as exc:
         where = args.db or "[storage] path of the config"
-        print(f"regime-monitor: error: database {where}: {exc}", file=sys.stderr)
+        print(f"regime-monitor: error: database {_one_line(f'{where}: {exc}')}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+def _one_line(text: str) -> str:
+    """Return ``text`` with line breaks escaped (a path or key may contain one)."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
+def _refuse_the_database(option: str, path: str | Path, args, config: Config) -> None:
+    """Raise UsageError when ``path`` (an output that is replaced) is the history database."""
+    db = Path(_db_path(args, config))
+    target = Path(path)
+    same = target.resolve() == db.resolve() or (
+        target.exists() and db.exists() and os.path.samefile(target, db))
+    if same:
+        raise UsageError(f"{option} {path} is the history database itself: choose another file "
+                         "(it would be replaced)")
+
 
 def _config(args) -> Config:
     return load_config(args.config)
@@ -419,6 +438,7 @@ def cmd_replay(args) -> int:
         raise UsageError(f"--end {args.end} is before --start {args.start}")
     config = _config(args)
     trial = _trial_config(args)
+    _refuse_the_database("--scratch", args.scratch, args, config)
     source = _open(args, config)
     result = replay(source, trial, args.start, args.end, args.scratch)
     if args.json:
@@ -488,14 +508,20 @@ def cmd_report(args) -> int:
     from monitor.report import build_report, write_report
 
     config = _config(args)
+    _refuse_the_database("--out", args.out, args, config)
+    if Path(args.out).is_dir():
+        raise UsageError(f"--out {args.out} is a folder: give the file name of the report")
     db = _open(args, config)
     rows = None
     if not args.no_backtest:
         evidence = gather(db, config, args.start, args.end)
         rows = backtest.to_records(backtest.score(config, evidence.values, evidence.episodes,
                                                   evidence.close))
-    path = write_report(args.out, build_report(db, config, backtest_rows=rows, start=args.start,
-                                               end=args.end))
+    page = build_report(db, config, backtest_rows=rows, start=args.start, end=args.end)
+    try:
+        path = write_report(args.out, page)
+    except OSError as exc:
+        raise UsageError(f"cannot write the report to {args.out}: {exc.strerror or exc}") from None
     print(f"report written to {path}")
     return 0
 

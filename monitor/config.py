@@ -32,11 +32,15 @@ COMPOSITE = "composite.conditions_active"
 
 
 class ConfigError(ValueError):
-    """A config file is unreadable or invalid; the message is one line naming file and key."""
+    """A config file is unreadable or invalid; the message is one line naming file and key
+    (line breaks in a key or path are escaped)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message.replace("\r", "\\r").replace("\n", "\\n"))
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class ScheduleConfig(_Strict):

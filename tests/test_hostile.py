@@ -324,8 +324,6 @@ def test_stock_panel_faults_are_refused_and_change_nothing(tmp_path, fault):
     assert table_snapshot(db) == before
 
 
-@pytest.mark.xfail(strict=True, reason="known bug: csv_import checks codes with r'\\d{6}', which "
-                   "also matches full-width and other Unicode digits")
 def test_stock_codes_in_unicode_digits_are_refused(tmp_path):
     path = tmp_path / "panel.csv"
     write_csv(path, PANEL_HEADER, [("2024-01-02", "600519", "1685.0", "2116700000000", "0"),
@@ -585,7 +583,7 @@ SCHEMA: dict[str, dict[str, tuple[str, list]]] = {
 }
 REQUIRED = {"rules[0]": ("name", "when", "explain")}
 A_DATE, A_TABLE, A_LIST = dt.date(2024, 1, 2), {"a": 1}, [1, "x"]
-# values of the wrong type, refused whatever pydantic's lax coercions accept (see the xfail below)
+# values of the wrong type, refused although pydantic's lax mode would coerce them (the config is strict)
 WRONG = {
     "int": ["x", "", "12 days", 1.5, A_DATE, A_TABLE, A_LIST, float("inf")],
     "sigint": ["20", 20.0, True, A_DATE, A_TABLE, A_LIST],
@@ -773,15 +771,12 @@ LAX = ['[schedule]\ncatch_up_max_days = true', '[schedule]\ncatch_up_max_days = 
        '[[rules]]\nname = "r"\nwhen = "microcap.drawdown < 0"\nexplain = "x"\nfor_days = "2"']
 
 
-@pytest.mark.xfail(strict=True, reason="config.py validates in pydantic's lax mode: a string, "
-                   "bool or 0 of the wrong type is coerced instead of refused")
 @pytest.mark.parametrize("text", LAX)
 def test_wrong_types_that_pydantic_would_coerce_are_refused(text):
     with pytest.raises(ConfigError):
         parse_config(text, "lax.toml")
 
 
-@pytest.mark.xfail(strict=True, reason="config.py puts unknown keys into the message unescaped")
 @pytest.mark.parametrize("text", ['[schedule]\n"a\\nb" = 1', '"top\\nkey" = 1',
                                   '[signals."a\\nb"]\nx = 1', '[signals.turnover]\n"x\\ny" = 1'])
 def test_unknown_keys_with_a_newline_still_give_one_line(text):
@@ -792,7 +787,7 @@ def test_unknown_keys_with_a_newline_still_give_one_line(text):
 
 # -- CLI arguments ------------------------------------------------------------------------------
 
-# printable text without line breaks: a path with a newline is echoed as it is (see the xfail)
+# printable text without line breaks (paths with a newline have their own test below)
 ARG_CHARS = string.printable.translate(str.maketrans("", "", "\n\r\x0b\x0c"))
 TOKENS = st.lists(st.one_of(st.sampled_from(
     ["once", "--as-of", "2024-13-45", "signals", "--since", "x", "alerts", "--all", "silence",
@@ -954,9 +949,6 @@ def _cli(folder: Path, argv: list[str], capsys) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
-@pytest.mark.xfail(strict=True, reason="known bugs: replay --scratch and report --out accept the "
-                   "live database as their output and destroy it (exit 0); an unwritable --out "
-                   "and an id beyond SQLite's integers end in a traceback")
 @pytest.mark.parametrize("argv", [
     ["replay", "--start", "2024-01-02", "--end", "2024-01-04", "--scratch", "cli.db"],
     ["report", "--no-backtest", "--out", "cli.db"],
@@ -974,8 +966,6 @@ def test_cli_outputs_never_replace_the_database_and_fail_in_one_line(tmp_path, c
     assert _snapshot(db) == before
 
 
-@pytest.mark.xfail(strict=True, reason="known bug: a path argument is echoed unescaped, so a "
-                   "newline in it splits the error message")
 @pytest.mark.parametrize("argv", [["config", "check", "a\nb.toml"], ["import-csv", "a\nb.csv"]])
 def test_cli_paths_with_a_newline_still_give_one_line(tmp_path, capsys, monkeypatch, cli_db, argv):
     monkeypatch.chdir(tmp_path)

@@ -146,7 +146,7 @@ def parse_panel(path: Path, frame: pd.DataFrame, today: dt.date) -> list[tuple]:
     """Validate a stock-panel frame; return rows (date, code, close, total_mv, is_st, ...)."""
     dates = _dates(path, frame, "date", today)
     codes = frame["code"].str.strip()
-    bad = ~codes.str.fullmatch(r"\d{6}")
+    bad = ~codes.str.fullmatch(r"[0-9]{6}")
     if bad.any():
         i = bad.idxmax()
         raise CsvImportError(f"{path}: line {_line(i)}, column code: {codes[i]!r} is not a "
@@ -179,7 +179,7 @@ def parse_holdings(path: Path, frame: pd.DataFrame, today: dt.date) -> pd.DataFr
         i = (value < 0).idxmax()
         raise CsvImportError(f"{path}: line {_line(i)}, column holding_value: negative value")
     for col in ("fund_code", "stock_code"):
-        bad = ~frame[col].str.strip().str.fullmatch(r"\d{6}")
+        bad = ~frame[col].str.strip().str.fullmatch(r"[0-9]{6}")
         if bad.any():
             i = bad.idxmax()
             raise CsvImportError(f"{path}: line {_line(i)}, column {col}: "
