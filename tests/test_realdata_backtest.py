@@ -47,7 +47,7 @@ def test_walk_forward_calibration(real_db, capsys):
     evidence = gather(db, config, dt.date(2014, 1, 2), dt.date(2019, 12, 31))
     snippet = backtest.calibrate(config, evidence.values, dt.date(2019, 12, 31))
     proposed = tomllib.loads(snippet)["rules"]
-    data = config.model_dump(mode="json")
+    data = config.model_dump()
     by_name = {r["name"]: r for r in proposed}
     data["rules"] = [by_name.get(r["name"], r) for r in data["rules"]]
     calibrated = Config.model_validate(data)
