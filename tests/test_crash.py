@@ -15,11 +15,25 @@
    1 + (number of kills between Slack accepting that key's post and its ``mark_sent``) times: the
    documented duplicate, with the same dedup key in its metadata and footer. The duplicate is per
    crash, so the test never lands a second kill in the same key's window (it postpones the kill
-   until that row is marked sent) and then asserts at most two posts per key.
+   until that row is marked sent) and then asserts at most two posts per key. The final outbox
+   equals that of an uninterrupted delivery of the same rows (ids, timestamps and attempt counters
+   aside: same keys, kinds, payloads as sent, destinations, all sent, none failed), and Slack got
+   the same set of messages as in that run.
 3. A read-only database file or directory fails ``once`` with a one-line error and no traceback,
    leaves the database unchanged, and the run after the permissions are restored succeeds. A full
    database (``PRAGMA max_page_count``) fails the cycle without writing it; the next run succeeds.
    The database file is created owner-only.
+4. The real daemon (``regime-monitor run``: monitor.cli.main in its own interpreter, with
+   tests/test_ops.py's clock and trigger seams and a delivery clock one claim lease later per
+   restart) SIGKILLed at random moments while its
+   start-up catch-up runs 2018-03-01 .. 2018-05-23 and delivers the 8 digests (with charts) to the
+   loopback Slack server: in start-up, in (or just before) a cycle of the catch-up, during
+   delivery, and when Slack receives a post (by the server, or a little later by the test).
+   Restarted until it has caught up and delivered everything (its scheduler started), then
+   stopped with SIGTERM. After each kill: integrity, no partial cycle, no lost transition; at the
+   end: the domain tables and the outbox of an uninterrupted daemon run on the same days, the
+   same set of Slack messages, every digest posted once, twice only after a kill between Slack
+   receiving it and mark_sent (never a second kill in that window), its dedup key in the metadata.
 
 Markers written by the worker's children (see tests/crash_worker.py) tell where each kill landed;
 ``-s`` prints the tallies.
@@ -48,6 +62,7 @@ from pathlib import Path
 
 import pytest
 
+from monitor.calendar import TradingCalendar
 from monitor.config import load_config
 from monitor.daemon import Service
 from monitor.delivery import CLAIM_SECONDS
@@ -55,6 +70,7 @@ from monitor.notify import TOKEN_ENV, WEBHOOK_ENV
 from storage.db import open_db
 from tests.conftest import DEFAULT_CONFIG, ROOT, RecordingNotifier
 from tests.slack_server import TOKEN, SlackServer
+from tests.test_ops import SEAMED_DAEMON, Daemon, environment, evening
 
 FIRST = dt.date(2018, 1, 2)
 PREPARED_END = dt.date(2018, 2, 28)  # the prepared database: cycles up to here
@@ -389,8 +405,10 @@ def where_cycle(life: Life, committed_day: str | None) -> str:
     return "after the last cycle"
 
 
-def check_after_cycle_kill(path: Path, ref: Reference, life: Life, before: str) -> str:
-    """Integrity, atomicity and durability after a killed life; return where the kill landed."""
+def check_no_partial_cycle(path: Path, reference_transitions: list[tuple]) -> str:
+    """Integrity and atomicity after a kill: every write of the last committed cycle and none of
+    a later one, no failed run, and the alert transitions of the uninterrupted run up to that
+    day, each once. Return that day."""
     assert integrity(path) == ["ok"]
     con = connect(path)
     try:
@@ -407,10 +425,16 @@ def check_after_cycle_kill(path: Path, ref: Reference, life: Life, before: str) 
             assert con.execute(sql, [last]).fetchone()[0] == 0, sql
         got = collections.Counter(con.execute(
             f"SELECT {', '.join(TRANSITION)} FROM alert_events").fetchall())
-        want = collections.Counter(e for e in ref.transitions if e[1] <= last)
+        want = collections.Counter(e for e in reference_transitions if e[1] <= last)
         assert got == want
     finally:
         con.close()
+    return last
+
+
+def check_after_cycle_kill(path: Path, ref: Reference, life: Life, before: str) -> str:
+    """Integrity, atomicity and durability after a killed life; return where the kill landed."""
+    last = check_no_partial_cycle(path, ref.transitions)
     # durable: a cycle whose COMMIT returned survives; one killed before COMMIT is not there
     started = [m.arg for m in life.markers if m.event == "S"]
     returned = sum(m.event == "C" for m in life.markers)  # one COMMIT per cycle
@@ -596,6 +620,41 @@ def outbox_rows(path: Path) -> dict[str, dict]:
         con.close()
 
 
+def outbox_state(path: Path) -> dict[str, tuple]:
+    """The outbox rows without what legitimately differs between two deliveries of the same rows
+    (id, the creation, next-attempt and sent timestamps, the attempt counter): dedup key -> kind,
+    day, payload as sent, destination, last error (a note, or the interrupted attempt of an
+    unsent row), sent or not, failure."""
+    return {k: (r["kind"], r["as_of"], r["payload"], r["destination"], r["last_error"],
+                r["sent_at"] is not None, r["failed_at"]) for k, r in outbox_rows(path).items()}
+
+
+def posted_messages(server: SlackServer) -> collections.Counter[str]:
+    """The messages posted to Slack (whole chat.postMessage bodies, as canonical JSON)."""
+    return collections.Counter(json.dumps(r.body, sort_keys=True)
+                               for r in server.calls("chat.postMessage"))
+
+
+def uninterrupted_delivery(worker: Worker, server: CrashSlack, start: Path, config: Path,
+                           now: dt.datetime, path: Path) -> tuple[dict, collections.Counter]:
+    """Deliver a copy of ``start`` with no kill (one life); return its final ``outbox_state``
+    and the messages Slack got."""
+    shutil.copy(start, path)
+    server.crashed, server.arm, server.delay = set(), None, 0.0
+    server.posts_in_life, server.killed_on = 0, None
+    with server.sequence():
+        life = worker.life({"op": "deliver", "db": str(path), "config": str(config),
+                            "now": now.isoformat()})
+        assert life.code == 0 and life.last().event == "end", worker.log_tail()
+        server.settle()
+        state, posted = outbox_state(path), posted_messages(server)
+    assert all(sent and failed is None for *_, sent, failed in state.values())
+    queued = sorted(k for k, r in outbox_rows(start).items() if r["sent_at"] is None)
+    assert sorted(json.loads(m)["metadata"]["event_payload"]["dedup_key"]
+                  for m in posted.elements()) == queued  # each queued row posted once
+    return state, posted
+
+
 def where_delivery(life: Life, posted: list[str], window: list[str], server_kill: bool) -> str:
     last = life.last()
     event = last.event if last else None
@@ -637,6 +696,7 @@ def test_deliveries_killed_at_random_points_deliver_everything_with_one_duplicat
         delivery_db, worker, server, tmp_path):
     rng = random.Random(SEED + 1)
     keys = sorted(outbox_rows(delivery_db))
+    uninterrupted: dict[tuple[bool, tuple[str, ...]], tuple[dict, collections.Counter]] = {}
     kills: list[str] = []
     duplicates = 0
     lives = 0
@@ -659,10 +719,14 @@ def test_deliveries_killed_at_random_points_deliver_everything_with_one_duplicat
                             f"destination = 'earlier' WHERE dedup_key NOT IN ({', '.join('?' * 5)})",
                             queued)
             con.close()
+        config = write_slack_config(tmp_path / f"monitor-{sequence}.toml", server, chart)
+        # the injected now: past every row's creation, then one claim lease later per life
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(seconds=5)
+        if (chart, tuple(queued)) not in uninterrupted:  # the same start, delivered without a kill
+            uninterrupted[chart, tuple(queued)] = uninterrupted_delivery(
+                worker, server, path, config, now, tmp_path / f"uninterrupted-{sequence}.db")
+        want_outbox, want_posted = uninterrupted[chart, tuple(queued)]
         with server.sequence():
-            config = write_slack_config(tmp_path / f"monitor-{sequence}.toml", server, chart)
-            # the injected now: past every row's creation, then one claim lease later per life
-            now = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(seconds=5)
             crashed: collections.Counter[str] = collections.Counter()
             for _ in range(200):
                 rows = outbox_rows(path)
@@ -753,6 +817,11 @@ def test_deliveries_killed_at_random_points_deliver_everything_with_one_duplicat
             if chart:  # every digest's chart went into its thread at least once
                 uploads = len(server.calls("files.completeUploadExternal"))
                 assert uploads >= len(queued)
+            # the final outbox is that of the uninterrupted delivery of the same rows (apart from
+            # ids, timestamps and attempt counters), and Slack got the same messages (the
+            # duplicates aside)
+            assert outbox_state(path) == want_outbox
+            assert set(posted_messages(server)) == set(want_posted)
     tally = collections.Counter(kills)
     print(f"\ndelivery crash test: {len(kills)} kills in {lives} lives over {sequence} sequences "
           f"({time.monotonic() - start:.1f} s); {duplicates} duplicate post(s), each after a kill "
@@ -913,3 +982,307 @@ def test_database_file_is_created_owner_only(tmp_path, capsys):
     assert modes["history.db"] == 0o600
     assert set(modes) >= {"history.db", "history.db-wal", "history.db-shm"}
     assert set(modes.values()) == {0o600}, modes
+
+
+# -- 4. the real daemon killed at random points -------------------------------------------------
+
+DAEMON_UNTIL = dt.date(2018, 5, 23)  # the daemon catches up 2018-03-01 .. here: 56 days, 8 digests
+MIN_DAEMON_KILLS = 12
+MIN_DAEMON_SEQUENCES = 2
+SHIFT_ENV = "CRASH_TEST_DELIVERY_SHIFT"
+NOT_OUTBOX = tuple(t for t in TABLES if t != "outbox")  # the outbox: compared by outbox_state
+# ``regime-monitor run`` with the seams of tests/test_ops.py (the service's clock read from a file
+# the test writes, and the cycle's trigger firing every second), and one more: delivery's clock
+# runs SHIFT_ENV seconds ahead of the real one. A row claimed by a killed daemon is due again
+# only after the claim lease (CLAIM_SECONDS); the test restarts the daemon at once, so each
+# restart is shifted one more lease ahead, as if the operator had restarted it that much later.
+DAEMON_SCRIPT = r"""
+import datetime as _dt
+import os as _os
+
+from monitor import daemon as _daemon
+
+_real_deliver_due = _daemon.deliver_due
+_shift = _dt.timedelta(seconds=float(_os.environ["CRASH_TEST_DELIVERY_SHIFT"]))
+
+
+def _shifted_deliver_due(db, notifier, now=None, policy=None):
+    now = (now or _dt.datetime.now(_dt.UTC)) + _shift
+    return _real_deliver_due(db, notifier, now=now, policy=policy)
+
+
+_daemon.deliver_due = _shifted_deliver_due
+""" + SEAMED_DAEMON
+assert SHIFT_ENV in DAEMON_SCRIPT
+STARTED = "regime_monitor.daemon: regime-monitor daemon started on "
+SCHEDULER_STARTED = "apscheduler.scheduler: Scheduler started"  # after start-up catch-up, delivery
+CYCLE_LOGGED = "regime_monitor.daemon: cycle "  # after each cycle of a catch-up
+
+
+@dataclass
+class Plan:
+    """How one daemon life is to be killed: ``aim`` None (not at all); "start-up": ``delay`` s
+    after the process was started; "catch-up": ``lag`` s after the daemon logged the ``n``-th
+    cycle of its start-up catch-up (0: its start, just before the catch-up); "delivery": ``delay``
+    s after it logged its start; "post": when Slack receives the ``n``-th post of the life, by
+    the server before it answers when ``lag`` is 0, else by the test ``lag`` s later."""
+    aim: str | None
+    delay: float = 0.0
+    n: int = 0
+    lag: float = 0.0
+
+
+@dataclass
+class DaemonLife:
+    code: int
+    log: str
+    first_request: int  # the server's first request of this life
+    started: float | None  # seconds from the process start to the daemon's "started" line
+    postponed: bool  # the kill waited for a crashed key's mark_sent
+
+    @property
+    def killed(self) -> bool:
+        return self.code == -signal.SIGKILL
+
+
+def log_times(text: str, needle: str) -> list[float]:
+    """The POSIX times of the log lines containing ``needle`` (logging's asctime, in ms)."""
+    out = []
+    for line in text.splitlines():
+        if needle in line:
+            stamp = dt.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+            out.append(stamp.timestamp())
+    return out
+
+
+def in_duplicate_window(path: Path, crashed: collections.Counter, attempts: dict[str, int]) -> bool:
+    """Whether a key already posted twice (one kill in its window) has been claimed again in this
+    life and is not marked sent yet: a kill now could post it a third time."""
+    if not crashed:
+        return False
+    rows = outbox_rows(path)
+    return any(rows[k]["sent_at"] is None and rows[k]["attempts"] > attempts.get(k, 0)
+               for k in crashed if k in rows)
+
+
+def daemon_life(argv: list[str], env: dict[str, str], log_path: Path, path: Path,
+                server: CrashSlack, plan: Plan, crashed: collections.Counter,
+                limit: float = 60.0) -> DaemonLife:
+    """Start the daemon, kill it as ``plan`` says (never inside the window of a key already
+    crashed once), or, once it has caught up and delivered (its scheduler started), stop it
+    with SIGTERM."""
+    first = len(server.requests)
+    server.crashed, server.arm, server.delay = set(crashed), None, 0.0
+    server.posts_in_life, server.killed_on = 0, None
+    attempts = {k: r["attempts"] for k, r in outbox_rows(path).items()}
+    d = Daemon(argv, log_path, env=env)
+    t0 = time.monotonic()
+    kill_at, started, postponed = None, None, False
+    if plan.aim == "start-up":
+        kill_at = t0 + plan.delay
+    elif plan.aim == "post" and plan.lag == 0:
+        server.arm = Arm(plan.n, d.proc.pid)  # not reaped before it ends: the pid stays its own
+    try:
+        while d.proc.poll() is None:
+            now = time.monotonic()
+            assert now - t0 < limit, f"a daemon life ran for more than {limit} s:\n{d.log()}"
+            text = d.log()
+            if started is None and STARTED in text:
+                started = now - t0
+                if plan.aim == "delivery":
+                    kill_at = now + plan.delay
+            if (plan.aim == "catch-up" and kill_at is None and started is not None
+                    and text.count(CYCLE_LOGGED) >= plan.n):
+                kill_at = now + plan.lag
+            if (plan.aim == "post" and plan.lag and kill_at is None
+                    and len(server.post_keys(first)) >= plan.n):
+                kill_at = now + plan.lag
+            if SCHEDULER_STARTED in text:  # caught up and delivered: a clean stop
+                assert d.stop() == 0, d.log()
+                break
+            if kill_at is not None and now >= kill_at:
+                if in_duplicate_window(path, crashed, attempts):
+                    postponed = True  # until that key is marked sent
+                else:
+                    d.proc.kill()
+                    d.proc.wait(timeout=10)
+                    break
+            time.sleep(0.005)
+    finally:
+        d.kill()
+    server.settle()
+    return DaemonLife(d.proc.returncode, d.log(), first, started, postponed)
+
+
+@dataclass
+class DaemonReference:
+    snapshot: dict[str, list[tuple]]  # the domain tables but the outbox
+    transitions: list[tuple]
+    outbox: dict[str, tuple]  # outbox_state
+    posted: collections.Counter[str]  # posted_messages
+    keys: list[str]
+    days: list[str]
+    startup_s: float  # process start to the daemon's "started" line
+    day_s: float  # one cycle of the start-up catch-up
+    deliver_s: float  # the start-up delivery of every digest (matplotlib's import included)
+
+
+def where_daemon(life: DaemonLife, window: list[str], server_kill: bool, caught_up: bool) -> str:
+    if server_kill:
+        return "post received by Slack, before its answer (killed by the server)"
+    if window:
+        return "after Slack accepted the post, before mark_sent"
+    if life.started is None:
+        return "start-up, before the catch-up"
+    if not caught_up:
+        return "catching up"
+    return "delivering, outside a post's window"
+
+
+def test_real_daemon_killed_at_random_points_catches_up_and_delivers_like_an_uninterrupted_run(
+        prepared, server, tmp_path):
+    """``regime-monitor run`` itself (tests/test_ops.py's seams: the clock says the evening of
+    DAEMON_UNTIL, the cycle's trigger fires every second) catches up 2018-03-01 .. DAEMON_UNTIL
+    at start-up and delivers the digests to the loopback Slack server. It is SIGKILLed at random
+    moments, in start-up, in the catch-up, in delivery and when Slack receives a post, and
+    restarted until its scheduler starts with everything done. After each kill: integrity, no
+    partial cycle. At the end: the state of an uninterrupted daemon run on the same days; every
+    digest posted, a second time only after a kill between Slack receiving it and mark_sent."""
+    calendar = TradingCalendar(load_config(DEFAULT_CONFIG).calendar.extra_closed)
+    days = [d.isoformat() for d in calendar.days(PREPARED_END + dt.timedelta(days=1), DAEMON_UNTIL)]
+    text = DEFAULT_CONFIG.read_text(encoding="utf-8")
+    assert "catch_up_max_days = 60" in text and len(days) <= 60  # one start-up catches them up
+    for old, new in (('# channel = "#micro-cap-risk"', 'channel = "#micro-cap-risk"'),
+                     ('# api_url = "https://slack.com/api/"', f'api_url = "{server.api_url}"')):
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    config = tmp_path / "monitor.toml"
+    config.write_text(text, encoding="utf-8")  # chart = true: each digest's chart is uploaded
+    clock = tmp_path / "clock"
+    clock.write_text(evening(DAEMON_UNTIL.isoformat()))
+
+    def start(path: Path, shift: int) -> tuple[list[str], dict[str, str]]:
+        argv = [sys.executable, "-c", DAEMON_SCRIPT, "--config", str(config), "--db", str(path),
+                "run"]
+        return argv, environment(OPS_TEST_CLOCK=str(clock), NO_PROXY="127.0.0.1",
+                                 **{TOKEN_ENV: TOKEN, SHIFT_ENV: str(shift)})
+
+    def clean(life: DaemonLife) -> None:
+        assert "Traceback" not in life.log and " ERROR " not in life.log, life.log
+
+    # the uninterrupted run
+    path = tmp_path / "uninterrupted.db"
+    shutil.copy(prepared, path)
+    with server.sequence():
+        life = daemon_life(*start(path, 0), tmp_path / "uninterrupted.log", path, server,
+                           Plan(None), collections.Counter())
+        assert life.code == 0
+        clean(life)
+        keys = sorted(outbox_rows(path))
+        assert len(keys) >= 5 and sorted(server.post_keys()) == keys  # each digest posted once
+        cycles = log_times(life.log, CYCLE_LOGGED)
+        delivered = log_times(life.log, ": delivered to slack:")
+        assert len(cycles) == len(days) and len(delivered) == len(keys)
+        ref = DaemonReference(domain_snapshot(path, NOT_OUTBOX), transitions(path),
+                              outbox_state(path), posted_messages(server), keys, days,
+                              life.started, (cycles[-1] - log_times(life.log, STARTED)[0]) / len(days),
+                              delivered[-1] - cycles[-1])
+    assert integrity(path) == ["ok"] and last_cycle_day(path) == days[-1]
+    assert all(sent and failed is None for *_, sent, failed in ref.outbox.values())
+    assert ("microcap_drawdown", FIRE_DAY, "firing") in [e[:3] for e in ref.transitions]
+
+    rng = random.Random(SEED + 2)
+    quota = -(-MIN_DAEMON_KILLS // MIN_DAEMON_SEQUENCES)  # kills per sequence, then a clean run
+    kills: list[str] = []
+    lives = postponed = duplicates = sequence = 0
+    began = time.monotonic()
+    while len(kills) < MIN_DAEMON_KILLS or sequence < MIN_DAEMON_SEQUENCES:
+        sequence += 1
+        assert sequence <= 6, f"only {len(kills)} kills in {sequence - 1} sequences"
+        path = tmp_path / f"daemon-{sequence}.db"
+        shutil.copy(prepared, path)
+        crashed: collections.Counter[str] = collections.Counter()
+        in_sequence = 0
+        with server.sequence():
+            for n in range(1, 40):
+                rows = outbox_rows(path)
+                remaining = [d for d in ref.days if d > last_cycle_day(path)]
+                unsent = [k for k in ref.keys if k not in rows or rows[k]["sent_at"] is None]
+                lives += 1
+                plan = Plan(None)  # the last life of a sequence is not killed
+                if in_sequence < quota and (remaining or unsent):
+                    aims = ["start-up", "catch-up", "delivery", "post"]
+                    aim = rng.choices(aims, [1, 4, 2, 3] if remaining else [1, 0, 4, 5])[0]
+                    if in_sequence < 2 and remaining:  # the catch-up of a sequence: twice
+                        aim = "catch-up"
+                    catch_up_s = ref.day_s * len(remaining)
+                    if aim == "start-up":
+                        plan = Plan(aim, delay=rng.uniform(0.1, ref.startup_s))
+                    elif aim == "catch-up":  # in or just before one of the cycles
+                        plan = Plan(aim, n=rng.randrange(len(remaining)),
+                                    lag=rng.uniform(0, ref.day_s))
+                    elif aim == "delivery":
+                        share = ref.deliver_s * len(unsent) / len(ref.keys)
+                        plan = Plan(aim, delay=catch_up_s + rng.uniform(0, 1.1 * share))
+                    else:
+                        plan = Plan(aim, n=rng.randrange(len(unsent)) + 1,
+                                    lag=0.0 if rng.random() < 0.5 else
+                                    rng.uniform(0, ref.deliver_s / len(ref.keys)))
+                # each restart one claim lease later on delivery's clock
+                life = daemon_life(*start(path, n * (CLAIM_SECONDS + 1)),
+                                   tmp_path / f"daemon-{sequence}-{n}.log", path, server, plan,
+                                   crashed)
+                clean(life)
+                postponed += life.postponed
+                if not life.killed:  # caught up and delivered everything, then stopped
+                    assert life.code == 0
+                    break
+                in_sequence += 1
+                last = check_no_partial_cycle(path, ref.transitions)
+                after = outbox_rows(path)
+                assert not [k for k, r in after.items() if r["failed_at"]]
+                window = sorted({k for k in server.post_keys(life.first_request)
+                                 if after[k]["sent_at"] is None})
+                assert len(window) <= 1
+                for key in window:
+                    crashed[key] += 1
+                    assert after[key]["last_error"].startswith("interrupted: the attempt started")
+                if server.killed_on is not None:
+                    assert window == [server.killed_on]
+                kills.append(where_daemon(life, window, server.killed_on is not None,
+                                          last == ref.days[-1]))
+            else:
+                pytest.fail(f"daemon sequence {sequence} did not finish")
+
+            # the end state of the interrupted sequence is that of the uninterrupted run
+            assert integrity(path) == ["ok"]
+            problems = differences(domain_snapshot(path, NOT_OUTBOX), ref.snapshot)
+            assert not problems, f"sequence {sequence}: " + "; ".join(problems)
+            counts = collections.Counter(transitions(path))
+            assert counts == collections.Counter(ref.transitions)
+            assert set(counts.values()) == {1}  # every alert transition exactly once
+            assert outbox_state(path) == ref.outbox
+            # every digest posted; twice only after a kill in its window, never more
+            posts = collections.Counter(server.post_keys())
+            assert sorted(posts) == ref.keys
+            for key in ref.keys:
+                assert posts[key] == 1 + crashed[key] <= 2, (key, posts[key], crashed[key])
+            duplicates += sum(crashed.values())
+            assert set(posted_messages(server)) == set(ref.posted)  # a duplicate is the same post
+            for body in server.posted():
+                key = body["metadata"]["event_payload"]["dedup_key"]
+                assert body["metadata"]["event_type"] == "regime_monitor_digest"
+                assert f"`{key}`" in json.dumps(body["blocks"])
+            assert len(server.calls("files.completeUploadExternal")) >= len(ref.keys)  # charts
+    tally = collections.Counter(kills)
+    print(f"\nreal daemon crash test: {len(kills)} kills in {lives} lives over {sequence} "
+          f"sequences ({time.monotonic() - began:.1f} s; uninterrupted start-up "
+          f"{ref.startup_s:.2f} s, catch-up {ref.day_s * len(ref.days):.2f} s, delivery "
+          f"{ref.deliver_s:.2f} s); {duplicates} duplicate post(s), {postponed} kill(s) postponed "
+          "past a crashed key's mark_sent")
+    for where, n in sorted(tally.items(), key=lambda x: -x[1]):
+        print(f"  {n:3d}  {where}")
+    assert len(kills) >= MIN_DAEMON_KILLS
+    assert tally["catching up"] >= 3
+    assert len(kills) - tally["catching up"] - tally["start-up, before the catch-up"] >= 3
+    assert duplicates >= 1
