@@ -69,6 +69,7 @@ from monitor.delivery import CLAIM_SECONDS
 from monitor.notify import TOKEN_ENV, WEBHOOK_ENV
 from storage.db import open_db
 from tests.conftest import DEFAULT_CONFIG, ROOT, RecordingNotifier
+from tests.procs import TABLES, connect, differences, domain_snapshot, integrity
 from tests.slack_server import TOKEN, SlackServer
 from tests.test_ops import SEAMED_DAEMON, Daemon, environment, evening
 
@@ -86,11 +87,6 @@ PROXIES = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"
 
 # The domain tables, and the columns that legitimately differ between two runs of the same days
 # (autoincrement ids, wall-clock timestamps).
-TABLES = ("observations", "signal_values", "alerts", "alert_events", "episodes", "outbox",
-          "regime_fits", "runs")
-VOLATILE = {"observations": {"imported_at"}, "alert_events": {"id"}, "episodes": {"id"},
-            "outbox": {"id", "created_at", "next_attempt_at"},
-            "runs": {"id", "started", "finished"}}
 TRANSITION = ("rule", "date", "event", "from_state", "to_state")
 
 MID_CYCLE = ("in a cycle, before its transaction", "in a cycle, inside its open transaction",
@@ -279,48 +275,10 @@ def prepared(tmp_path_factory) -> Path:
     return path
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    return sqlite3.connect(path, timeout=10)
-
-
-def domain_snapshot(path: Path, tables: tuple[str, ...] = TABLES) -> dict[str, list[tuple]]:
-    """Every row of the domain tables, without the volatile columns, sorted."""
-    con = connect(path)
-    try:
-        out = {}
-        for table in tables:
-            cols = [r[1] for r in con.execute(f"PRAGMA table_info([{table}])")
-                    if r[1] not in VOLATILE.get(table, ())]
-            rows = con.execute(f"SELECT {', '.join(f'[{c}]' for c in cols)} FROM [{table}]")
-            out[table] = sorted(rows.fetchall(), key=repr)
-        return out
-    finally:
-        con.close()
-
-
-def differences(got: dict[str, list], want: dict[str, list]) -> list[str]:
-    out = []
-    for table in want:
-        a, b = collections.Counter(got.get(table, [])), collections.Counter(want[table])
-        if a != b:
-            extra, missing = list((a - b).elements()), list((b - a).elements())
-            out.append(f"{table}: {len(extra)} unexpected row(s) {extra[:2]!r}, {len(missing)} "
-                       f"missing {missing[:2]!r}")
-    return out
-
-
 def transitions(path: Path) -> list[tuple]:
     con = connect(path)
     try:
         return con.execute(f"SELECT {', '.join(TRANSITION)} FROM alert_events").fetchall()
-    finally:
-        con.close()
-
-
-def integrity(path: Path) -> list[str]:
-    con = connect(path)
-    try:
-        return [r[0] for r in con.execute("PRAGMA integrity_check")]
     finally:
         con.close()
 

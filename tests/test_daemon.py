@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -25,6 +23,7 @@ from monitor.calendar import TradingCalendar
 from monitor.config import Config, load_config, parse_config
 from monitor.daemon import Service, TradingDayTrigger, days_to_run, latest_due_day, make_trigger
 from tests.conftest import DEFAULT_CONFIG
+from tests.procs import command, wait_for
 
 SH = ZoneInfo("Asia/Shanghai")
 UTC = dt.UTC
@@ -279,26 +278,6 @@ def test_run_day_defaults_to_latest_due_day(tmp_path):
 
 
 # -- 4. the real daemon process ----------------------------------------------------------------
-
-def command() -> list[str]:
-    """The console script of the running interpreter's environment (or ``python -m``)."""
-    script = Path(sys.executable).parent / "regime-monitor"
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("regime-monitor")
-    if found:
-        return [found]
-    return [sys.executable, "-m", "monitor.cli"]
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
-
 
 CSV_CONFIG = '[schedule]\ncatch_up_max_days = 0\n\n[source]\nkind = "csv"\n'
 

@@ -33,7 +33,6 @@ import sqlite3
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -43,73 +42,21 @@ from monitor.config import load_config
 from monitor.daemon import Service, latest_due_day, make_trigger
 from monitor.notify import TOKEN_ENV, WEBHOOK_ENV
 from tests.conftest import DEFAULT_CONFIG, ROOT, RecordingNotifier
+from tests.procs import command, connect, differences, domain_snapshot, integrity, wait_for
 
 D = dt.date
 PREPARED_DAYS = (D(2018, 2, 26), D(2018, 2, 28))  # the prepared database: these demo cycles
 DAY = "2018-03-01"  # the first day after it
-TABLES = ("observations", "signal_values", "alerts", "alert_events", "episodes", "outbox",
-          "regime_fits", "runs")
-VOLATILE = {"observations": {"imported_at"}, "alert_events": {"id"}, "episodes": {"id"},
-            "outbox": {"id", "created_at", "next_attempt_at"},
-            "runs": {"id", "started", "finished"}}
 SHM_BYTES = 32768  # SQLite's WAL index (-shm) is mapped in 32 KiB regions
 
 
 # -- helpers ------------------------------------------------------------------------------------
-
-def command() -> list[str]:
-    """The console script of the running interpreter's environment (or ``python -m``)."""
-    script = Path(sys.executable).parent / "regime-monitor"
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("regime-monitor")
-    return [found] if found else [sys.executable, "-m", "monitor.cli"]
-
 
 def environment(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in (TOKEN_ENV, WEBHOOK_ENV)}
     env.update({"PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
                 "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg"}, **extra)
     return env
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
-
-
-def connect(path: Path) -> sqlite3.Connection:
-    return sqlite3.connect(path, timeout=10)
-
-
-def domain_snapshot(path: Path) -> dict[str, list[tuple]]:
-    """Every row of the domain tables, without the volatile columns, sorted."""
-    con = connect(path)
-    try:
-        out = {}
-        for table in TABLES:
-            cols = [r[1] for r in con.execute(f"PRAGMA table_info([{table}])")
-                    if r[1] not in VOLATILE.get(table, ())]
-            rows = con.execute(f"SELECT {', '.join(f'[{c}]' for c in cols)} FROM [{table}]")
-            out[table] = sorted(rows.fetchall(), key=repr)
-        return out
-    finally:
-        con.close()
-
-
-def differences(got: dict[str, list], want: dict[str, list]) -> list[str]:
-    out = []
-    for table in want:
-        a, b = collections.Counter(got.get(table, [])), collections.Counter(want[table])
-        if a != b:
-            extra, missing = list((a - b).elements()), list((b - a).elements())
-            out.append(f"{table}: {len(extra)} unexpected row(s) {extra[:2]!r}, {len(missing)} "
-                       f"missing {missing[:2]!r}")
-    return out
 
 
 def added_runs(after: dict[str, list], before: dict[str, list]) -> list[tuple]:
@@ -122,10 +69,6 @@ def query(path: Path, sql: str, args: tuple = ()) -> list[tuple]:
         return con.execute(sql, args).fetchall()
     finally:
         con.close()
-
-
-def integrity(path: Path) -> list[str]:
-    return [r[0] for r in query(path, "PRAGMA integrity_check")]
 
 
 def last_cycle_day(path: Path) -> str:
