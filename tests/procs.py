@@ -4,6 +4,8 @@ the command line, polling, and snapshots of the domain tables to compare runs.""
 from __future__ import annotations
 
 import collections
+import ctypes
+import os
 import shutil
 import sqlite3
 import sys
@@ -75,3 +77,19 @@ def integrity(path: Path) -> list[str]:
         return [r[0] for r in con.execute("PRAGMA integrity_check")]
     finally:
         con.close()
+
+
+PR_CAPBSET_DROP = 24
+FILE_CAPABILITIES = (1, 2, 3)  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER
+
+
+def drop_file_capabilities() -> None:
+    """preexec_fn: root ignores file modes. Drop the capabilities that let it from the bounding
+    set, so that the exec'd process (still uid 0, the files' owner) obeys them like any user."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in FILE_CAPABILITIES:
+        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+OBEY_MODES = drop_file_capabilities if os.geteuid() == 0 else None  # preexec_fn for read-only tests

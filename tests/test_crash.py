@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import ctypes
 import datetime as dt
 import json
 import os
@@ -69,7 +68,7 @@ from monitor.delivery import CLAIM_SECONDS
 from monitor.notify import TOKEN_ENV, WEBHOOK_ENV
 from storage.db import open_db
 from tests.conftest import DEFAULT_CONFIG, ROOT, RecordingNotifier
-from tests.procs import TABLES, connect, differences, domain_snapshot, integrity
+from tests.procs import OBEY_MODES, TABLES, connect, differences, domain_snapshot, integrity
 from tests.slack_server import TOKEN, SlackServer
 from tests.test_ops import SEAMED_DAEMON, Daemon, environment, evening
 
@@ -796,17 +795,6 @@ def test_deliveries_killed_at_random_points_deliver_everything_with_one_duplicat
 # -- 3. read-only and full disks ----------------------------------------------------------------
 
 DAY = "2018-03-01"  # the first day after the prepared database
-PR_CAPBSET_DROP = 24
-FILE_CAPABILITIES = (1, 2, 3)  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER
-
-
-def drop_file_capabilities() -> None:
-    """preexec_fn: root ignores file modes. Drop the capabilities that let it from the bounding
-    set, so that the exec'd process (still uid 0, the files' owner) obeys them like any user."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    for cap in FILE_CAPABILITIES:
-        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
 
 
 def run(args: list[str], **kwargs) -> subprocess.CompletedProcess:
@@ -814,7 +802,7 @@ def run(args: list[str], **kwargs) -> subprocess.CompletedProcess:
     env["PYTHONPATH"] = str(ROOT)
     return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=120,
-                          preexec_fn=drop_file_capabilities if os.geteuid() == 0 else None,
+                          preexec_fn=OBEY_MODES,
                           **kwargs)
 
 

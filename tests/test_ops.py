@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import ctypes
 import datetime as dt
 import os
 import re
@@ -42,7 +41,7 @@ from monitor.config import load_config
 from monitor.daemon import Service, latest_due_day, make_trigger
 from monitor.notify import TOKEN_ENV, WEBHOOK_ENV
 from tests.conftest import DEFAULT_CONFIG, ROOT, RecordingNotifier
-from tests.procs import command, connect, differences, domain_snapshot, integrity, wait_for
+from tests.procs import OBEY_MODES, command, connect, differences, domain_snapshot, integrity, wait_for
 
 D = dt.date
 PREPARED_DAYS = (D(2018, 2, 26), D(2018, 2, 28))  # the prepared database: these demo cycles
@@ -190,22 +189,6 @@ def test_full_disk_fails_once_cleanly_and_the_next_run_recovers(prepared, expect
 
 
 # -- 2. a read-only database under the daemon ---------------------------------------------------
-
-PR_CAPBSET_DROP = 24
-FILE_CAPABILITIES = (1, 2, 3)  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER
-
-
-def drop_file_capabilities() -> None:
-    """preexec_fn: root ignores file modes. Drop the capabilities that let it from the bounding
-    set, so that the exec'd process (still uid 0, the files' owner) obeys them like any user."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    for cap in FILE_CAPABILITIES:
-        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
-
-
-OBEY_MODES = drop_file_capabilities if os.geteuid() == 0 else None
-
 
 @pytest.fixture(scope="module")
 def permissions_apply(tmp_path_factory) -> None:
