@@ -70,6 +70,17 @@ def differences(got: dict[str, list], want: dict[str, list]) -> list[str]:
     return out
 
 
+def frozen_snapshot(path: Path) -> dict[str, list[tuple]]:
+    """Every row of every table, read from the main file alone (``immutable``: no -wal or -shm
+    is opened, created or removed)."""
+    con = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+    try:
+        names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {n: sorted(con.execute(f"SELECT * FROM [{n}]").fetchall(), key=repr) for n in names}
+    finally:
+        con.close()
+
+
 def integrity(path: Path) -> list[str]:
     """Return the lines of ``PRAGMA integrity_check`` (``['ok']`` for a sound file)."""
     con = connect(path)

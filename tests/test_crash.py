@@ -68,7 +68,7 @@ from monitor.delivery import CLAIM_SECONDS
 from monitor.notify import TOKEN_ENV, WEBHOOK_ENV
 from storage.db import open_db
 from tests.conftest import DEFAULT_CONFIG, ROOT, RecordingNotifier
-from tests.procs import OBEY_MODES, TABLES, connect, differences, domain_snapshot, integrity
+from tests.procs import OBEY_MODES, TABLES, connect, differences, domain_snapshot, frozen_snapshot, integrity
 from tests.slack_server import TOKEN, SlackServer
 from tests.test_ops import SEAMED_DAEMON, Daemon, environment, evening
 
@@ -823,17 +823,6 @@ def permissions_apply(tmp_path_factory) -> None:
 def once(path: Path, day: str = DAY) -> subprocess.CompletedProcess:
     return run(["-m", "monitor.cli", "--config", str(DEFAULT_CONFIG), "--db", str(path), "once",
                 "--as-of", day])
-
-
-def frozen_snapshot(path: Path) -> dict[str, list[tuple]]:
-    """Every row of every table, read from the main file alone (``immutable``: no -wal or -shm
-    is opened, created or removed)."""
-    con = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
-    try:
-        names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        return {n: sorted(con.execute(f"SELECT * FROM [{n}]").fetchall(), key=repr) for n in names}
-    finally:
-        con.close()
 
 
 @pytest.mark.parametrize("what", ["file", "directory"])

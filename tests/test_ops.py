@@ -28,7 +28,6 @@ import re
 import resource
 import shutil
 import signal
-import sqlite3
 import stat
 import subprocess
 import sys
@@ -41,7 +40,16 @@ from monitor.config import load_config
 from monitor.daemon import Service, latest_due_day, make_trigger
 from monitor.notify import TOKEN_ENV, WEBHOOK_ENV
 from tests.conftest import DEFAULT_CONFIG, ROOT, RecordingNotifier
-from tests.procs import OBEY_MODES, command, connect, differences, domain_snapshot, integrity, wait_for
+from tests.procs import (
+    OBEY_MODES,
+    command,
+    connect,
+    differences,
+    domain_snapshot,
+    frozen_snapshot,
+    integrity,
+    wait_for,
+)
 
 D = dt.date
 PREPARED_DAYS = (D(2018, 2, 26), D(2018, 2, 28))  # the prepared database: these demo cycles
@@ -73,17 +81,6 @@ def query(path: Path, sql: str, args: tuple = ()) -> list[tuple]:
 def last_cycle_day(path: Path) -> str:
     return query(path, "SELECT MAX(as_of) FROM runs WHERE job = 'cycle' AND status IN "
                        "('ok', 'partial', 'fetch_failed')")[0][0]
-
-
-def frozen_snapshot(path: Path) -> dict[str, list[tuple]]:
-    """Every row of every table, read from the main file alone (``immutable``: no -wal or -shm
-    is opened, created or removed)."""
-    con = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
-    try:
-        names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        return {n: sorted(con.execute(f"SELECT * FROM [{n}]").fetchall(), key=repr) for n in names}
-    finally:
-        con.close()
 
 
 # -- databases ----------------------------------------------------------------------------------
