@@ -64,3 +64,24 @@ def table_snapshot(db, exclude: tuple[str, ...] = ()) -> dict[str, list[tuple]]:
             continue
         out[name] = sorted(db.execute(f"SELECT * FROM [{name}]").fetchall(), key=repr)
     return out
+
+
+@pytest.fixture(scope="module")
+def permissions_apply(tmp_path_factory) -> None:
+    """Skip when a read-only file cannot be made read-only for a child process (see
+    ``tests.procs.OBEY_MODES``)."""
+    import subprocess
+    import sys
+
+    from tests.procs import OBEY_MODES
+
+    probe = tmp_path_factory.mktemp("probe") / "read-only"
+    probe.write_text("x")
+    probe.chmod(0o400)
+    try:
+        result = subprocess.run([sys.executable, "-c", f"open({str(probe)!r}, 'a')"],
+                                capture_output=True, timeout=30, preexec_fn=OBEY_MODES)
+    except (OSError, subprocess.SubprocessError) as exc:
+        pytest.skip(f"cannot run a process that obeys file modes: {exc}")
+    if result.returncode == 0:
+        pytest.skip("file modes are not enforced for this user (root without capability drop)")

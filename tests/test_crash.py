@@ -68,7 +68,15 @@ from monitor.delivery import CLAIM_SECONDS
 from monitor.notify import TOKEN_ENV, WEBHOOK_ENV
 from storage.db import open_db
 from tests.conftest import DEFAULT_CONFIG, ROOT, RecordingNotifier
-from tests.procs import OBEY_MODES, TABLES, connect, differences, domain_snapshot, frozen_snapshot, integrity
+from tests.procs import (
+    OBEY_MODES,
+    TABLES,
+    connect,
+    differences,
+    domain_snapshot,
+    frozen_snapshot,
+    integrity,
+)
 from tests.slack_server import TOKEN, SlackServer
 from tests.test_ops import SEAMED_DAEMON, Daemon, environment, evening
 
@@ -804,20 +812,6 @@ def run(args: list[str], **kwargs) -> subprocess.CompletedProcess:
                           text=True, timeout=120,
                           preexec_fn=OBEY_MODES,
                           **kwargs)
-
-
-@pytest.fixture(scope="module")
-def permissions_apply(tmp_path_factory) -> None:
-    """Skip when a read-only file cannot be made read-only for the CLI's process."""
-    probe = tmp_path_factory.mktemp("probe") / "read-only"
-    probe.write_text("x")
-    probe.chmod(0o400)
-    try:
-        result = run(["-c", f"open({str(probe)!r}, 'a')"])
-    except (OSError, subprocess.SubprocessError) as exc:
-        pytest.skip(f"cannot run a process that obeys file modes: {exc}")
-    if result.returncode == 0:
-        pytest.skip("file modes are not enforced for this user (root without capability drop)")
 
 
 def once(path: Path, day: str = DAY) -> subprocess.CompletedProcess:

@@ -187,21 +187,6 @@ def test_full_disk_fails_once_cleanly_and_the_next_run_recovers(prepared, expect
 
 # -- 2. a read-only database under the daemon ---------------------------------------------------
 
-@pytest.fixture(scope="module")
-def permissions_apply(tmp_path_factory) -> None:
-    """Skip when a read-only file cannot be made read-only for a child process."""
-    probe = tmp_path_factory.mktemp("probe") / "read-only"
-    probe.write_text("x")
-    probe.chmod(0o400)
-    try:
-        result = subprocess.run([sys.executable, "-c", f"open({str(probe)!r}, 'a')"],
-                                capture_output=True, timeout=30, preexec_fn=OBEY_MODES)
-    except (OSError, subprocess.SubprocessError) as exc:
-        pytest.skip(f"cannot run a process that obeys file modes: {exc}")
-    if result.returncode == 0:
-        pytest.skip("file modes are not enforced for this user (root without capability drop)")
-
-
 class Daemon:
     """``regime-monitor run`` (or ``argv``) as a subprocess, its log in a file."""
 
