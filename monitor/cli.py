@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from monitor.config import Config, ConfigError, config_path, load_config
+from monitor.config import Config, ConfigError, config_path, load_config, one_line
 
 log = logging.getLogger("regime_monitor")
 
@@ -164,22 +164,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except (ConfigError, CycleError, CsvImportError, StorageError, DaemonError, UsageError) as exc:
-        print(f"regime-monitor: error: {_one_line(str(exc))}", file=sys.stderr)
+        print(f"regime-monitor: error: {one_line(str(exc))}", file=sys.stderr)
         return 1
     except sqlite3.Error as exc:
         where = args.db or "[storage] path of the config"
-        print(f"regime-monitor: error: database {_one_line(f'{where}: {exc}')}", file=sys.stderr)
+        print(f"regime-monitor: error: database {one_line(f'{where}: {exc}')}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-def _one_line(text: str) -> str:
-    """Return ``text`` with line breaks escaped (a path or key may contain one)."""
-    return text.replace("\r", "\\r").replace("\n", "\\n")
-
 
 def _refuse_the_database(option: str, path: str | Path, args, config: Config) -> None:
     """Raise UsageError when ``path`` (an output that is replaced) is the history database."""

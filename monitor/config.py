@@ -31,12 +31,17 @@ CONFIG_ENV = "REGIME_MONITOR_CONFIG"
 COMPOSITE = "composite.conditions_active"
 
 
+def one_line(text: str) -> str:
+    """Return ``text`` with its line breaks escaped (a key, path or argument may contain one)."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
 class ConfigError(ValueError):
     """A config file is unreadable or invalid; the message is one line naming file and key
     (line breaks in a key or path are escaped)."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(message.replace("\r", "\\r").replace("\n", "\\n"))
+        super().__init__(one_line(message))
 
 
 class _Strict(BaseModel):
@@ -273,7 +278,7 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def _one_line(exc: ValidationError) -> str:
+def _validation_message(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = _loc(tuple(p for p in err["loc"] if not str(p).startswith("function-after")))
     if err["type"] == "extra_forbidden":
@@ -301,7 +306,7 @@ def parse_config(text: str, origin: str = "<config>") -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{origin}: {_one_line(exc)}") from None
+        raise ConfigError(f"{origin}: {_validation_message(exc)}") from None
 
 
 def load_config(path: str | Path | None = None) -> Config:

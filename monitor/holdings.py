@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -107,8 +106,8 @@ def allocation_observations(db: Database, report: dt.date, coverage: str, source
     Rows are dated by the last trading day on or before ``report`` (``fa.to_observations``),
     available from ``available_at``, with source ``holdings:<coverage>;<source>``.
     """
-    prev = previous_report(report, coverage)
-    dates = [d for d in (prev, report) if d.isoformat() in set(stored.report_dates(db, coverage))]
+    present = set(stored.report_dates(db, coverage))
+    dates = [d for d in (previous_report(report, coverage), report) if d.isoformat() in present]
     if report not in dates:
         return []
     frame = stored.load(db, coverage, [d.isoformat() for d in dates])
@@ -195,9 +194,9 @@ def run_holdings_job(db: Database, source, today: dt.date, *, report_date: dt.da
     latest published quarter, ``due_report``) and upsert its ``funds.*`` observations.
 
     Resumable: funds already stored for the quarter are not fetched again, and fetched funds are
-    committed ``batch`` at a time. When the previous quarter is not stored at all (first run), it
-    is fetched first, because a quarter's values need the report before it (its missing funds
-    only, until a run completes it). The observations are
+    committed ``batch`` at a time. Until a run has completed the previous quarter (the first run,
+    or a resumed one), its missing funds are fetched first, because a quarter's values need the
+    report before it. The observations are
     written once at most ``max_missing_share`` of the active funds are missing for both quarters
     (status ``ok``); otherwise the run is ``partial`` and the next run fetches the rest. Values
     are available from max(quarter end + 30 days, ``today``): never before this system knew them.
@@ -206,7 +205,7 @@ def run_holdings_job(db: Database, source, today: dt.date, *, report_date: dt.da
     ``source`` needs ``active_funds()`` and ``holdings_of(fund_code, report_date, top)`` (the
     AKShare source).
     """
-    from monitor.sources.akshare_source import Skipped, SourceError
+    from monitor.sources.akshare_source import SourceError
 
     report = report_date or due_report(today)
     outcome = HoldingsOutcome(report, "done")
@@ -215,6 +214,12 @@ def run_holdings_job(db: Database, source, today: dt.date, *, report_date: dt.da
     started = utc_now()
     coverage = LIVE_COVERAGE
     label = "akshare:fund_portfolio_hold_em"
+    def finish(status: str, written: int) -> None:
+        outcome.status = status
+        with db.atomic():
+            runs.record(db, JOB, report.isoformat(), started, utc_now(), status, error=outcome.error,
+                        detail=_detail(outcome, written))
+
     try:
         funds = source.active_funds()
         outcome.funds = len(funds)
@@ -222,31 +227,9 @@ def run_holdings_job(db: Database, source, today: dt.date, *, report_date: dt.da
         # the previous quarter too, until a run has completed it (the first run, or a resumed one)
         targets = [report] if runs.has_success(db, JOB, prev.isoformat()) else [prev, report]
         reasons: list[str] = []
-        stop = False
         for quarter in targets:
-            done = stored.fetched_funds(db, coverage, quarter.isoformat())
-            todo = [f for f in funds.itertuples(index=False) if f.fund_code not in done]
-            pending: list[tuple] = []
-            for fund in todo:
-                try:
-                    part = source.holdings_of(fund.fund_code, quarter, top)
-                except Skipped as exc:
-                    reasons.append(str(exc))
-                    stop = True
-                    break
-                except SourceError as exc:
-                    if not reasons:
-                        reasons.append(f"{fund.fund_code}: {exc}")
-                    continue
-                pending.append((fund, part))
-                if len(pending) >= batch:
-                    outcome.changed += _store_fetched(db, coverage, quarter, pending, label)
-                    outcome.fetched += len(pending)
-                    pending = []
-            outcome.changed += _store_fetched(db, coverage, quarter, pending, label)
-            outcome.fetched += len(pending)
-            if stop:
-                break
+            if not _fetch_quarter(db, source, funds, quarter, top, batch, label, outcome, reasons):
+                break  # the upstream looks unreachable: the next run resumes
         wanted = set(funds["fund_code"])
         for quarter in targets:
             missing = len(wanted - stored.fetched_funds(db, coverage, quarter.isoformat()))
@@ -257,37 +240,57 @@ def run_holdings_job(db: Database, source, today: dt.date, *, report_date: dt.da
         if outcome.funds and all(n <= allowed for n in outcome.missing.values()):
             available = max(report + dt.timedelta(days=publication_lag_days(report, coverage)), today)
             rows = allocation_observations(db, report, coverage, label, available)
-            with db.atomic():
+            with db.atomic():  # the values and their run row together
                 outcome.changed += observations.upsert(db, rows)
-                outcome.status = runs.OK
-                runs.record(db, JOB, report.isoformat(), started, utc_now(), runs.OK,
-                            error=outcome.error, detail=_detail(outcome, len(rows)))
+                finish(runs.OK, len(rows))
         else:
-            outcome.status = runs.PARTIAL
             if not outcome.funds:
                 outcome.error = "the source's active-fund list is empty"
-            with db.atomic():
-                runs.record(db, JOB, report.isoformat(), started, utc_now(), runs.PARTIAL,
-                            error=outcome.error, detail=_detail(outcome, 0))
+            finish(runs.PARTIAL, 0)
     except (SourceError, HoldingsError) as exc:
-        outcome.status = runs.FAILED
         outcome.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        with db.atomic():
-            runs.record(db, JOB, report.isoformat(), started, utc_now(), runs.FAILED,
-                        error=outcome.error, detail=_detail(outcome, 0))
+        finish(runs.FAILED, 0)
     log.info("%s", outcome.line())
     return outcome
 
 
-def _store_fetched(db: Database, coverage: str, quarter: dt.date, fetched: Iterable[tuple],
-                   label: str) -> int:
-    changed = 0
+def _fetch_quarter(db: Database, source, funds: pd.DataFrame, quarter: dt.date, top: int, batch: int,
+                   label: str, outcome: HoldingsOutcome, reasons: list[str]) -> bool:
+    """Fetch the ``funds`` not stored yet for ``quarter`` and store them ``batch`` at a time
+    (counted in ``outcome``; the first failure's reason appended to ``reasons``). Return False
+    when the source gave up on the upstream (``Skipped``)."""
+    from monitor.sources.akshare_source import Skipped, SourceError
+
+    done = stored.fetched_funds(db, LIVE_COVERAGE, quarter.isoformat())
+    pending: list[tuple] = []
+    reachable = True
+    for fund in funds.itertuples(index=False):
+        if fund.fund_code in done:
+            continue
+        try:
+            pending.append((fund, source.holdings_of(fund.fund_code, quarter, top)))
+        except Skipped as exc:
+            reasons.append(str(exc))
+            reachable = False
+            break
+        except SourceError as exc:
+            if not reasons:
+                reasons.append(f"{fund.fund_code}: {exc}")
+        if len(pending) >= batch:
+            _store_fetched(db, quarter, pending, label, outcome)
+            pending = []
+    _store_fetched(db, quarter, pending, label, outcome)
+    return reachable
+
+
+def _store_fetched(db: Database, quarter: dt.date, fetched: list[tuple], label: str,
+                   outcome: HoldingsOutcome) -> None:
     with db.atomic():
         for fund, part in fetched:
             rows = zip(part["stock_code"], part["holding_value"], strict=True)
-            changed += stored.store_fund(db, coverage, quarter.isoformat(), fund.fund_code,
-                                         fund.fund_name, fund.fund_type, rows, label)
-    return changed
+            outcome.changed += stored.store_fund(db, LIVE_COVERAGE, quarter.isoformat(), fund.fund_code,
+                                                 fund.fund_name, fund.fund_type, rows, label)
+    outcome.fetched += len(fetched)
 
 
 def _detail(outcome: HoldingsOutcome, observations_written: int) -> str:
