@@ -179,6 +179,28 @@ def m004_fund_holdings(db: Database) -> None:
     )
 
 
+@migrations()
+def m005_risk_fits_and_scorecards(db: Database) -> None:
+    """The drawdown-risk model's monthly fits, and the measured skill of rules (``backtest --record``)."""
+    db.executescript(
+        """
+        CREATE TABLE risk_fits (
+            valid_from TEXT PRIMARY KEY,   -- first trading day the fit is used
+            fit_through TEXT NOT NULL,     -- last day of data in the fit (labels known by then)
+            fit_json TEXT NOT NULL
+        );
+
+        CREATE TABLE scorecards (
+            rule TEXT PRIMARY KEY,         -- a rule name, or "any warning"
+            start TEXT NOT NULL,           -- ISO first day of the scored period
+            end TEXT NOT NULL,             -- ISO last day of the scored period
+            computed_at TEXT NOT NULL,     -- UTC timestamp of the backtest that measured it
+            score_json TEXT NOT NULL       -- the backtest's score row (caught, chance, p, false/yr ...)
+        );
+        """
+    )
+
+
 def apply(db: Database) -> None:
     """Apply pending migrations (each in its own transaction)."""
     migrations.apply(db)
