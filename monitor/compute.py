@@ -19,7 +19,8 @@ from sqlite_utils import Database
 
 import signals
 from monitor.calendar import TradingCalendar
-from storage import observations
+from signals.common import refit_due
+from storage import observations, regime_fits
 
 
 @dataclass(frozen=True)
@@ -64,17 +65,84 @@ def compute_day(db: Database, calendar: TradingCalendar, as_of: dt.date,
     frame = observations.load_frame(db, cols, days, as_of, starts)
     out: dict[str, SignalValue] = {}
     for sig, inputs, window, p in plan:
+        if sig.state == RISK_STATE:
+            continue  # derived from the other signals' values: below
         sub = frame if window is None else frame.iloc[-window:]
         state = STATE_PROVIDERS[sig.state](db, sub, as_of, p) if sig.state else None
         out[sig.name] = _last(sig, _columns(sig, sub, inputs), p, as_of, state)
+    for sig, _, _, _ in plan:
+        if sig.state == RISK_STATE:
+            out[sig.name] = _risk_day(db, calendar, as_of, params, sig, out)
     return out
+
+
+RISK_STATE = "risk_fit"
+
+
+def _risk_day(db: Database, calendar: TradingCalendar, as_of: dt.date,
+              params: Mapping[str, Mapping[str, Any]], sig: signals.Signal,
+              today: Mapping[str, SignalValue]) -> SignalValue:
+    """``risk.drawdown_prob`` on ``as_of`` from the day's feature values and the month's fit (refitted
+    on the first cycle of a month from the features' point-in-time history through the day before)."""
+    p = params[sig.family]
+    features = list(p["features"])
+
+    def upto(through: dt.date) -> tuple[pd.DataFrame, pd.Series]:
+        first = observations.first_date(db, _all_inputs(db, params))
+        if first is None or first > through:
+            return pd.DataFrame(columns=features, dtype=float), pd.Series(dtype=float)
+        values = history(db, calendar, first, through, params, names=features)[0]
+        close = observations.load_frame(db, [MICROCAP], calendar.days(first, through), through)[MICROCAP]
+        return values[features], close
+
+    fit = _risk_fit(db, calendar, as_of, p, upto)
+    row = {f: (today[f].value if f in today and today[f].value is not None else np.nan) for f in features}
+    frame = pd.DataFrame([row], index=pd.DatetimeIndex([pd.Timestamp(as_of)]), columns=features, dtype=float)
+    values, context = sig.compute(frame, p, fit)
+    value = _risk_value(values.iloc[0])
+    return SignalValue(value, None if value is None else context.iloc[0])
+
+
+MICROCAP = "index.microcap.close"
+RISK_DECIMALS = 9
+"""risk.drawdown_prob is rounded to this many decimals, so the daily cycle and a replay (whose
+feature windows start on different days and may differ in the last bit) store the same value."""
+
+
+def _risk_value(value: float) -> float | None:
+    return round(float(value), RISK_DECIMALS) if value == value and math.isfinite(value) else None
+
+
+def _all_inputs(db: Database, params: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Every input series of every registered signal (the first date a replay starts from)."""
+    return sorted({c for _, inputs, _, _ in _plan(observations.series_names(db), params) for c in inputs})
+
+
+def _risk_fit(db: Database, calendar: TradingCalendar, as_of: dt.date, params: Mapping[str, Any],
+              upto) -> Any:
+    """Return the drawdown-risk fit for ``as_of``: the cached one, or a refit (cached) on the first
+    cycle of a month or when the configured model changed. ``upto(day)`` returns (feature values,
+    micro-cap close) known on ``day``; a refit uses the data through the previous trading day."""
+    from signals import risk
+
+    cached = regime_fits.latest(db, as_of, "risk")
+    last = risk.RiskFit.from_json(cached) if cached else None
+    if last is not None and not last.matches(params):
+        last = None  # the config asks for another model: refit now
+    if last is not None and not refit_due(last.valid_from, as_of):
+        return last
+    previous = calendar.previous(as_of)
+    features, close = upto(previous)
+    new = risk.current_fit(features, close, as_of, last, previous, params)
+    if new is not None:
+        regime_fits.save(db, new.valid_from, new.fit_through, new.to_json(), "risk")
+    return new
 
 
 def _regime_fit(db: Database, frame: pd.DataFrame, as_of: dt.date, params: Mapping[str, Any]):
     """Return the regime model's fit for ``as_of``: the cached one, refitted (and cached) when the
     month changed. A refit uses only data before ``as_of``."""
     from signals import regime
-    from storage import regime_fits
 
     cached = regime_fits.latest(db, as_of)
     last = regime.RegimeFit.from_json(cached) if cached else None
@@ -136,17 +204,21 @@ def history(db: Database, calendar: TradingCalendar, start: dt.date, end: dt.dat
       is filtered under the fit of its day.
     """
     wanted = {n for n in (names or list(signals.REGISTRY))}
-    plan = [(s, i, w, p) for s, i, w, p in _plan(observations.series_names(db), params)
-            if s.name in wanted]
+    full_plan = _plan(observations.series_names(db), params)
+    risk_plan = [(s, i, w, p) for s, i, w, p in full_plan if s.state == RISK_STATE and s.name in wanted]
+    features = {f for s, _, _, p in risk_plan for f in p["features"]}
+    plan = [(s, i, w, p) for s, i, w, p in full_plan
+            if s.state != RISK_STATE and (s.name in wanted or s.name in features)]
     cols = sorted({c for _, inputs, _, _ in plan for c in inputs})
     lagged = set(observations.lagged_series(db, cols))
     days = calendar.days(start, end)
     index = pd.DatetimeIndex(pd.to_datetime(days), name="date")
-    first = observations.first_date(db, cols) or start
+    first = observations.first_date(db, _all_inputs(db, params) if risk_plan else cols) or start
     all_days = calendar.days(min(first, start), end)
     frame = observations.load_frame(db, cols, all_days, end)
     values: dict[str, pd.Series] = {}
     contexts: dict[str, pd.Series] = {}
+    full: dict[str, pd.Series] = {}  # feature values over all days (risk model fits)
     for sig, inputs, _, p in plan:
         sub = _columns(sig, frame, inputs)
         if sig.state == "regime_fit":
@@ -157,13 +229,49 @@ def history(db: Database, calendar: TradingCalendar, start: dt.date, end: dt.dat
             vals, ctx = sig.compute(sub, p)
         else:
             vals, ctx = _knowledge_states(db, sig, sub, late, all_days, days, p)
+        if sig.name in features:
+            full[sig.name] = vals
         values[sig.name] = vals.reindex(index)
         if ctx is not None:
             contexts[sig.name] = ctx.reindex(index)
-    order = [s.name for s, *_ in plan]
+    for sig, _, _, p in risk_plan:
+        close = observations.load_frame(db, [MICROCAP], all_days, end)[MICROCAP]
+        feats = pd.DataFrame({f: full[f] for f in p["features"]}, index=frame.index)
+        values[sig.name], contexts[sig.name] = _risk_history(db, calendar, sig, feats, close, days, p)
+    order = [s.name for s, *_ in full_plan if s.name in wanted]
     out = pd.DataFrame(values, index=index)[order].astype(float)
     ctx_frame = pd.DataFrame(contexts, index=index, dtype=object)
     return out, ctx_frame
+
+
+def _risk_history(db: Database, calendar: TradingCalendar, sig: signals.Signal, features: pd.DataFrame,
+                  close: pd.Series, days: list[dt.date], params: Mapping[str, Any],
+                  ) -> tuple[pd.Series, pd.Series]:
+    """``risk.drawdown_prob`` and its context for ``days``, fitted on the daily cycle's schedule
+    (``_risk_fit``: the same fits, cached in ``risk_fits``), each day under the fit of its day."""
+    index = pd.DatetimeIndex(pd.to_datetime(days))
+    out = pd.Series(np.nan, index=index, dtype=float)
+    ctx = pd.Series(None, index=index, dtype=object)
+
+    def upto(through: dt.date) -> tuple[pd.DataFrame, pd.Series]:
+        cut = pd.Timestamp(through)
+        return features[features.index <= cut], close[close.index <= cut]
+
+    groups: list[tuple[Any, list[dt.date]]] = []
+    for day in days:
+        fit = _risk_fit(db, calendar, day, params, upto)
+        if groups and groups[-1][0] == fit:
+            groups[-1][1].append(day)
+        else:
+            groups.append((fit, [day]))
+    for fit, group in groups:
+        if fit is None:
+            continue
+        stamps = pd.DatetimeIndex(pd.to_datetime(group))
+        vals, context = sig.compute(features.reindex(stamps), params, fit)
+        out[stamps] = [_risk_value(v) if _risk_value(v) is not None else np.nan for v in vals.to_numpy()]
+        ctx[stamps] = context.to_numpy()
+    return out, ctx
 
 
 def _knowledge_states(db: Database, sig: signals.Signal, frame: pd.DataFrame, late: list[str],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 
 import numpy as np
@@ -59,3 +60,11 @@ def drawdown(close: pd.Series) -> pd.Series:
     """Return close / running maximum - 1 (fraction, <= 0); NaN where close is missing."""
     peak = close.cummax()
     return (close / peak - 1.0).where(close.notna())
+
+
+def refit_due(valid_from: dt.date | None, as_of: dt.date) -> bool:
+    """True when a model fitted for ``valid_from`` (None: no fit yet) must be refitted on ``as_of``:
+    there is no fit, or it was made for an earlier calendar month (refits at most monthly)."""
+    if valid_from is None:
+        return True
+    return (valid_from.year, valid_from.month) < (as_of.year, as_of.month)

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from signals import common
 from signals.common import simple_returns
 from signals.registry import family, register
 
@@ -346,21 +347,18 @@ def filtered_stress_prob(excess_returns: pd.Series, fit: RegimeFit) -> pd.Series
 # --- schedule --------------------------------------------------------------------------------------
 
 
-def _month(d: datetime.date) -> tuple[int, int]:
-    return d.year, d.month
-
-
 def refit_due(last_fit: RegimeFit | None, as_of: datetime.date) -> bool:
     """True when there is no fit, or the last fit was made for a month before ``as_of``'s month.
 
     The fit's month is that of its ``valid_from`` (the day after the data cut-off), not of
     ``fit_through``: a fit made on the first trading day of March with data through the last day of
-    February is March's fit. So refits happen at most once per calendar month.
+    February is March's fit. So refits happen at most once per calendar month
+    (``signals.common.refit_due``, shared with the drawdown-risk model).
     """
     if last_fit is None:
         return True
     made_for = last_fit.valid_from or last_fit.fit_through + datetime.timedelta(days=1)
-    return _month(made_for) < _month(_as_date(as_of))
+    return common.refit_due(made_for, _as_date(as_of))
 
 
 def current_fit(excess_returns: pd.Series, as_of: datetime.date, last_fit: RegimeFit | None,
