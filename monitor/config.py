@@ -147,6 +147,7 @@ class NotifyConfig(_Strict):
     slack: SlackConfig = SlackConfig()
     console: bool = True
     inhibit: bool = True
+    weekly_summary: bool = False
     retry_base_seconds: int = Field(default=30, ge=1)
     retry_max_seconds: int = Field(default=3600, ge=1)
 
@@ -210,6 +211,38 @@ class RuleConfig(_Strict):
         return frozenset(names)
 
 
+CONTEXT_KEY = "context"
+
+
+class ContextConfig(_Strict):
+    """``[[context]]``: a market state shown on one line in every digest (not an alert: no
+    lifecycle, no events)."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    when: str
+    label: str = Field(min_length=1, max_length=80)
+    label_off: str = Field(default="", max_length=80)
+
+    _when: expr.Expr = PrivateAttr()
+
+    @model_validator(mode="after")
+    def _parse(self) -> ContextConfig:
+        try:
+            self._when = expr.parse(self.when)
+        except expr.ExprError as exc:
+            raise ValueError(f"{CONTEXT_KEY} ({self.name}).when: {exc}") from None
+        return self
+
+    @property
+    def when_expr(self) -> expr.Expr:
+        return self._when
+
+    @property
+    def names(self) -> frozenset[str]:
+        """Signal names the entry reads."""
+        return frozenset(self._when.names)
+
+
 class Config(_Strict):
     schedule: ScheduleConfig = ScheduleConfig()
     calendar: CalendarConfig = CalendarConfig()
@@ -220,6 +253,7 @@ class Config(_Strict):
     episodes: EpisodesConfig = EpisodesConfig()
     data_quality: DataQualityConfig = DataQualityConfig()
     rules: list[RuleConfig] = []
+    context: list[ContextConfig] = []
 
     @model_validator(mode="after")
     def _check(self) -> Config:
@@ -250,6 +284,18 @@ class Config(_Strict):
                     raise ValueError(f"rules[{i}] ({rule.name}): unknown signal {name!r}")
         if "data_stale" in seen:
             raise ValueError("rules: 'data_stale' is the built-in data-quality alert; choose another name")
+        names: set[str] = set()
+        for entry in self.context:
+            where = f"{CONTEXT_KEY} ({entry.name})"
+            if entry.name in names:
+                raise ValueError(f"{where}.name: duplicate context name {entry.name!r}")
+            names.add(entry.name)
+            for name in sorted(entry.names):
+                if name == COMPOSITE:
+                    raise ValueError(f"{where}.when: {COMPOSITE} counts the rules and cannot be "
+                                     "used in a context entry")
+                if name not in signals.REGISTRY:
+                    raise ValueError(f"{where}.when: unknown signal {name!r}")
         for i, name in enumerate(self.data_quality.required):
             if series_kind(name) is None:
                 raise ValueError(f"data_quality.required[{i}]: {name!r} is not a canonical series name")
@@ -284,6 +330,8 @@ def _validation_message(exc: ValidationError) -> str:
     if err["type"] == "extra_forbidden":
         return f"{where}: unknown key"
     msg = err["msg"].removeprefix("Value error, ")
+    if msg.startswith(f"{CONTEXT_KEY} ("):  # a context entry names itself: "context (name).when"
+        return msg
     field = re.match(r"^(when|clear_when): ", msg)
     if where and field:  # a rule's expression: name the key itself
         where, msg = f"{where}.{field.group(1)}", msg[field.end():]

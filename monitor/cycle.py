@@ -17,10 +17,20 @@ from sqlite_utils import Database
 from monitor import digest, lifecycle, rules
 from monitor.calendar import TradingCalendar
 from monitor.compute import SignalValue, compute_day
-from monitor.config import COMPOSITE, Config
+from monitor.config import COMPOSITE, Config, RuleConfig
+from monitor.context import evaluate_context
 from monitor.sources import Source
 from signals.episodes import drawdown_episodes, rotation_episodes
-from storage import alerts, episodes, observations, outbox, runs, signal_values, silences
+from storage import (
+    alerts,
+    episodes,
+    observations,
+    outbox,
+    runs,
+    scorecards,
+    signal_values,
+    silences,
+)
 from storage.util import dumps, utc_now
 
 JOB = "cycle"
@@ -46,6 +56,29 @@ class CycleResult:
 def digest_key(as_of: dt.date) -> str:
     """Return the outbox dedup key of ``as_of``'s digest."""
     return f"digest:{as_of.isoformat()}"
+
+
+def next_trading_day(calendar: TradingCalendar, day: dt.date) -> dt.date:
+    """Return the first trading day after ``day``."""
+    ahead = 14
+    while True:
+        later = calendar.days(day + dt.timedelta(days=1), day + dt.timedelta(days=ahead))
+        if later:
+            return later[0]
+        ahead *= 2
+        if ahead > 3700:
+            raise ValueError(f"no trading day after {day} in the calendar")
+
+
+def summary_day(config: Config, calendar: TradingCalendar, day: dt.date) -> bool:
+    """Return whether ``day``'s cycle sends the weekly summary (``notify.weekly_summary``)."""
+    enabled = config.notify.weekly_summary
+    return enabled and digest.is_summary_day(day, next_trading_day(calendar, day), enabled)
+
+
+def headline_rules(config: Config) -> list[RuleConfig]:
+    """Return the rules whose ``when`` reads the headline signal (``risk.drawdown_prob``)."""
+    return [r for r in config.rules if digest.HEADLINE_SIGNAL in r.when_expr.names]
 
 
 def run_cycle(db: Database, config: Config, as_of: dt.date, source: Source,
@@ -122,14 +155,16 @@ def _run(db: Database, config: Config, as_of: dt.date, source: Source,
     signal_values.upsert(db, rows)
 
     active_silences = silences.active_on(db, as_of)
-    events, items, firing, pending = [], [], [], []
+    events, items, firing, pending, active = [], [], [], [], []
+    states: dict[str, lifecycle.AlertState] = {}
     for rule, ev in zip(config.rules, evaluations, strict=True):
         prev = starting_state(current.get(rule.name), day)
         timing = lifecycle.Timing(rule.for_days, rule.clear_days, rule.repeat_every_days)
         result = lifecycle.step(prev, ev.when, ev.clear, day, timing)
         new = result.state
+        # the headline signal's context (the model's base rate and contributions) tops the digest
         context = {n: computed[n].context for n in sorted(rule.names)
-                   if n in computed and computed[n].context}
+                   if n in computed and computed[n].context and n != digest.HEADLINE_SIGNAL}
         if result.event:
             silenced_by = silences.matching(active_silences, rule.name) if result.notify else None
             notified = bool(result.notify) and silenced_by is None
@@ -146,8 +181,10 @@ def _run(db: Database, config: Config, as_of: dt.date, source: Source,
                     "explain": rule.explain, "comparisons": ev.comparisons,
                     "values": ev.values, "context": context,
                 })
+        states[rule.name] = new
         if new.state == lifecycle.FIRING:
             firing.append(rule.name)
+            active.append({"rule": rule.name, "severity": rule.severity, "since": new.since})
         elif new.state == lifecycle.PENDING:
             pending.append(rule.name)
         alerts.save(db, {
@@ -161,16 +198,23 @@ def _run(db: Database, config: Config, as_of: dt.date, source: Source,
         events.append(stale_event)
     if stale_item:
         items.append(stale_item)
-    if stale_state == lifecycle.FIRING:
+    if stale_state.state == lifecycle.FIRING:
         firing.append(DATA_STALE)
+        active.append({"rule": DATA_STALE, "severity": "warning", "since": stale_state.since})
     alerts.replace_events(db, day, events)
     if episodes != "skip":
         update_episodes(db, config, as_of, calendar, full=episodes == "full")
 
+    # A digest only when something changed (or on the weekly summary day): reminders and info
+    # changes ride along in a digest that goes out anyway. The events above are recorded either way.
     payload = None
     key = digest_key(as_of)
-    if items:
-        payload = digest.build(day, items, firing, pending, {"count": count, "names": names})
+    summary = summary_day(config, calendar, as_of)
+    if digest.should_send(items, summary):
+        payload = digest.build(
+            day, items, firing, pending, {"count": count, "names": names}, active=active,
+            context=evaluate_context(config.context, values),
+            risk=_risk(db, config, computed, states), summary=summary)
         outbox.enqueue(db, key, "digest", day, dumps(payload))
     else:
         outbox.withdraw(db, key)
@@ -181,9 +225,21 @@ def _run(db: Database, config: Config, as_of: dt.date, source: Source,
     if changed == 0 and runs.has_success(db, JOB, day, (status,)):
         return CycleResult(as_of, "unchanged", 0, events, payload, values, failures)
     detail = dumps({"observations": fetched, "signals": len(rows), "events": len(events),
-                    "notifications": len(items)})
+                    "notifications": len(items), "digest": int(payload is not None)})
     runs.record(db, JOB, day, started, utc_now(), status, error=error, detail=detail)
     return CycleResult(as_of, status, changed, events, payload, values, failures)
+
+
+def _risk(db: Database, config: Config, computed: dict[str, SignalValue],
+          states: dict[str, lifecycle.AlertState]) -> dict | None:
+    """Return the digest's headline block (``digest.risk_block``), or None without headline rules."""
+    heads = headline_rules(config)
+    if not heads:
+        return None
+    sv = computed.get(digest.HEADLINE_SIGNAL) or SignalValue(None)
+    return digest.risk_block(sv.value, sv.context, [
+        {"rule": r.name, "severity": r.severity, "state": states[r.name].state,
+         "since": states[r.name].since, "scorecard": scorecards.latest(db, r.name)} for r in heads])
 
 
 def _published_nothing(db: Database, as_of: dt.date, failures: dict[str, str]) -> bool:
@@ -195,7 +251,7 @@ def _published_nothing(db: Database, as_of: dt.date, failures: dict[str, str]) -
     return row is None
 
 
-DATA_STALE = "data_stale"
+DATA_STALE = digest.DATA_STALE
 STALE_EXPLAIN = ("Required input series have not been updated for several trading days: the "
                  "indicators that read them cannot see today's market, so their alerts are blind.")
 
@@ -239,7 +295,7 @@ def _data_stale(db: Database, config: Config, as_of: dt.date, calendar: TradingC
     """Advance the built-in ``data_stale`` alert; return (event, digest item, new state)."""
     limit = config.data_quality.stale_after_days
     if limit <= 0:
-        return None, None, None
+        return None, None, lifecycle.AlertState()
     day = as_of.isoformat()
     ages = staleness(db, required_series(db, config), as_of, calendar, limit + 5)
     stale = {k: v for k, v in ages.items() if v is None or v > limit}
@@ -257,7 +313,7 @@ def _data_stale(db: Database, config: Config, as_of: dt.date, calendar: TradingC
         "last_evaluated": day, "since": result.state.since, "last_values": dumps(values),
     })
     if not result.event:
-        return None, None, result.state.state
+        return None, None, result.state
     silenced_by = silences.matching(active_silences, DATA_STALE) if result.notify else None
     notified = bool(result.notify) and silenced_by is None
     event = {"rule": DATA_STALE, "date": day, "event": result.event, "from_state": prev.state,
@@ -270,7 +326,7 @@ def _data_stale(db: Database, config: Config, as_of: dt.date, calendar: TradingC
                 "since": result.state.since if result.notify != "resolved" else prev.since,
                 "explain": STALE_EXPLAIN, "comparisons": comparisons, "values": values,
                 "context": {}}
-    return event, item, result.state.state
+    return event, item, result.state
 
 
 def update_episodes(db: Database, config: Config, as_of: dt.date, calendar: TradingCalendar,

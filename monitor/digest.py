@@ -1,10 +1,16 @@
 """The per-cycle digest: what changed today, built as JSON for the outbox and rendered as text.
 
+A digest goes out only when something changes (:func:`should_send`: a new firing or a resolution
+of a warning or critical alert) or on the weekly summary day (:func:`is_summary_day`). Every digest
+opens with the headline block (the drawdown probability of the rules reading
+``risk.drawdown_prob``, with their measured skill) and the regime context on one line.
+
 The payload is data (no formatting), so every notifier renders it its own way.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 from collections.abc import Iterable, Mapping
@@ -13,15 +19,57 @@ import signals
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 KIND_LABEL = {"firing": "NEW", "repeat": "STILL FIRING", "resolved": "RESOLVED"}
+ACTIVE = ("firing", "repeat")
 
+DATA_STALE = "data_stale"
+"""The built-in data-quality alert (``monitor.cycle``)."""
+HEADLINE_SIGNAL = "risk.drawdown_prob"
+"""Rules whose ``when`` reads this signal are the headline: their state tops every digest."""
+TRIGGER_SEVERITIES = ("warning", "critical")
+"""A new firing or a resolution of a rule with one of these severities triggers a digest."""
+TRIGGER_KINDS = ("firing", "resolved")
+REMINDER_SECTIONS = 3
+"""At most this many reminders get a section each; more are folded into the "Still firing" line."""
+
+
+# -- when a digest goes out ---------------------------------------------------------------------
+
+def should_send(items: Iterable[Mapping], summary_day: bool) -> bool:
+    """Return whether the day's notifications make a digest (pure; the cycle and the backtest
+    both decide with it).
+
+    ``items``: the day's notifications, each with ``rule``, ``severity`` and ``kind`` (firing,
+    repeat or resolved). A digest goes out when some item is a new firing or a resolution of a
+    warning or critical rule (or of the built-in ``data_stale`` alert), or on a summary day.
+    Reminders and info-severity changes never cause one on their own: they ride along in a digest
+    that goes out anyway.
+    """
+    if summary_day:
+        return True
+    return any(i["kind"] in TRIGGER_KINDS
+               and (i["severity"] in TRIGGER_SEVERITIES or i["rule"] == DATA_STALE)
+               for i in items)
+
+
+def is_summary_day(day: dt.date, next_trading_day: dt.date, enabled: bool) -> bool:
+    """Return whether ``day`` gets the weekly summary: ``enabled`` (``notify.weekly_summary``) and
+    ``day`` is the last trading day of its ISO week (the next trading day is in another week)."""
+    return enabled and day.isocalendar()[:2] != next_trading_day.isocalendar()[:2]
+
+
+# -- the payload --------------------------------------------------------------------------------
 
 def build(as_of: str, items: list[dict], firing: list[str], pending: list[str],
-          composite: dict) -> dict:
-    """Return the digest payload for ``as_of``.
+          composite: dict, *, active: list[dict] | None = None, context: list[dict] | None = None,
+          risk: dict | None = None, summary: bool = False) -> dict:
+    """Return the digest payload for ``as_of`` (JSON data, no formatting).
 
     ``items`` are the notifications of the day (rule, severity, kind, since, explain,
     comparisons, values, context); ``firing``/``pending`` the rules in those states after the
-    cycle; ``composite`` the count and names of conditions holding today.
+    cycle; ``composite`` the count and names of conditions holding today; ``active`` every firing
+    alert as ``{rule, severity, since}`` (default: those among ``items``); ``context`` the regime
+    context (:func:`monitor.context.evaluate_context`); ``risk`` the headline block
+    (:func:`risk_block`); ``summary`` marks the weekly summary.
     """
     items = sorted(items, key=lambda i: (SEVERITY_ORDER[i["severity"]], i["kind"], i["rule"]))
     counts = {
@@ -31,9 +79,37 @@ def build(as_of: str, items: list[dict], firing: list[str], pending: list[str],
         "resolved": sum(i["kind"] == "resolved" for i in items),
         "pending": len(pending),
     }
-    return {"as_of": as_of, "counts": counts, "items": items, "firing": sorted(firing),
-            "pending": sorted(pending), "composite": composite}
+    if active is None:
+        active = [{"rule": i["rule"], "severity": i["severity"], "since": i.get("since")}
+                  for i in items if i["kind"] in ACTIVE]
+    active = sorted(active, key=lambda a: (SEVERITY_ORDER[a["severity"]], a.get("since") or "",
+                                           a["rule"]))
+    return {"as_of": as_of, "summary": bool(summary), "counts": counts, "items": items,
+            "firing": sorted(firing), "pending": sorted(pending), "active": active,
+            "composite": composite, "context": list(context or []), "risk": risk}
 
+
+def risk_block(value: float | None, context: str | Mapping | None, rules: list[dict]) -> dict:
+    """Return the headline block of a payload: the drawdown probability ``value``, the model's
+    base rate, fit date and contributions from the signal's ``context`` (its JSON text or the
+    parsed dict), and ``rules``: each headline rule as ``{rule, severity, state, since,
+    scorecard}`` (scorecard: ``storage.scorecards.latest`` or None), in config order."""
+    ctx: dict = {}
+    if isinstance(context, str):
+        try:
+            ctx = json.loads(context)
+        except ValueError:
+            ctx = {}
+    elif isinstance(context, Mapping):
+        ctx = dict(context)
+    if not isinstance(ctx, dict):
+        ctx = {}
+    return {"signal": HEADLINE_SIGNAL, "value": value, "base_rate": ctx.get("base_rate"),
+            "fit_through": ctx.get("fit_through"), "n_obs": ctx.get("n_obs"),
+            "contributions": list(ctx.get("contributions") or []), "rules": list(rules)}
+
+
+# -- text ---------------------------------------------------------------------------------------
 
 def format_value(signal: str | None, value: float | None) -> str:
     """Return ``value`` formatted in ``signal``'s unit: percent for fractions, bp, or a ratio."""
@@ -48,14 +124,131 @@ def format_value(signal: str | None, value: float | None) -> str:
 
 
 def headline(payload: dict) -> str:
-    """Return the one-line summary of a digest."""
+    """Return the one-line title of a digest (date, counts; "Weekly summary" on a summary)."""
     c = payload["counts"]
     parts = [f"{c['firing']} firing ({c['new']} new)"]
     if c["resolved"]:
         parts.append(f"{c['resolved']} resolved")
     if c["pending"]:
         parts.append(f"{c['pending']} pending")
-    return f"regime-monitor {payload['as_of']}: " + ", ".join(parts)
+    kind = "Weekly summary · " if payload.get("summary") else ""
+    return f"regime-monitor {payload['as_of']}: {kind}" + ", ".join(parts)
+
+
+def _percent(p: float) -> str:
+    return f"{p * 100:.0f}%" if p * 100 >= 1 else f"{p * 100:.1f}%"
+
+
+def primary_rule(risk: Mapping) -> dict | None:
+    """Return the headline rule the top line speaks for: the most severe firing one (config order
+    among equals), else the first."""
+    rules = list(risk.get("rules") or [])
+    firing = [r for r in rules if r.get("state") == "firing"]
+    if firing:
+        return min(firing, key=lambda r: SEVERITY_ORDER.get(r.get("severity"), 9))
+    return rules[0] if rules else None
+
+
+def leading(risk: Mapping, n: int = 3) -> list[dict]:
+    """Return the ``n`` contributions that push the probability up most (positive log-odds)."""
+    pos = [c for c in risk.get("contributions") or [] if (c.get("logodds") or 0) > 0]
+    return sorted(pos, key=lambda c: -c["logodds"])[:n]
+
+
+def risk_text(risk: Mapping) -> str:
+    """Return the headline line, e.g. ``Drawdown risk 34% (base rate 21%), elevated since
+    2024-01-15 — led by microcap.vol_spike 1.80, market.return_20d -8.1%``; when no headline rule
+    is firing, one short line with the probability and the base rate."""
+    p, base = risk.get("value"), risk.get("base_rate")
+    if p is None:
+        return "Drawdown risk: no estimate today (no model fit yet, or an input is missing)."
+    against = f" (base rate {_percent(base)})" if base is not None else ""
+    rule = primary_rule(risk)
+    if rule is None or rule.get("state") != "firing":
+        return f"Drawdown risk {_percent(p)}{against}: no alert."
+    since = f", elevated since {rule['since']}" if rule.get("since") else ", elevated"
+    led = leading(risk)
+    lead = (" — led by " + ", ".join(f"{c['signal']} {format_value(c['signal'], c.get('value'))}"
+                                     for c in led)) if led else ""
+    return f"Drawdown risk {_percent(p)}{against}{since}{lead}"
+
+
+def skill_text(scorecard: Mapping | None) -> str:
+    """Return the measured skill of a headline rule in one sentence (``backtest --record``)."""
+    if not scorecard:
+        return "Skill not measured yet: run regime-monitor backtest --record."
+
+    def num(key: str, spec: str) -> str:
+        v = scorecard.get(key)
+        return "n/a" if v is None else format(v, spec)
+
+    lead = scorecard.get("min_lead_days")
+    when = f" ≥{lead} trading days before half depth" if lead is not None else ""
+    p = scorecard.get("p_value")
+    pv = "p n/a" if p is None else "p < 0.01" if p < 0.01 else f"p = {p:.2f}"
+    verdict = ("not shown to beat chance" if p is None or p > 0.05
+               else "better than chance (p ≤ 0.05)")
+    return (f"Measured {scorecard.get('start')}..{scorecard.get('end')}: caught "
+            f"{num('caught', 'd')} of {num('episodes', 'd')} drawdowns{when}; chance "
+            f"{num('chance_mean', '.1f')} ({pv}); {num('false_alarms_per_year', '.1f')} false "
+            f"alarms a year — {verdict}.")
+
+
+def top_lines(payload: Mapping) -> list[str]:
+    """Return the headline block as text lines (the probability, the measured skill); empty when
+    no headline rule is configured."""
+    risk = payload.get("risk")
+    if not risk:
+        return []
+    rule = primary_rule(risk)
+    return [risk_text(risk), skill_text(rule.get("scorecard") if rule else None)]
+
+
+def regime_line(context: list[Mapping] | None) -> str | None:
+    """Return the regime context on one line, holding conditions first, e.g. ``Regime: micro-cap
+    drawdown under way (microcap.drawdown -12.4%) · small-cap turnover not crowded``; None
+    without context entries. An entry that does not hold shows its ``label_off`` (or nothing)."""
+    if not context:
+        return None
+    parts = []
+    for holds in (True, None, False):
+        for entry in context:
+            if entry.get("holds") is not holds:
+                continue
+            if holds:
+                vals: dict[str, float | None] = {}
+                for c in entry.get("comparisons") or []:
+                    if c.get("signal"):
+                        vals.setdefault(c["signal"], c["value"])
+                shown = ", ".join(f"{s} {format_value(s, v)}" for s, v in vals.items())
+                parts.append(f"{entry['label']} ({shown})" if shown else entry["label"])
+            elif holds is None:
+                parts.append(f"{entry['label']}: no data")
+            elif entry.get("label_off"):
+                parts.append(entry["label_off"])
+    return "Regime: " + (" · ".join(parts) if parts else "none of the watched conditions holds")
+
+
+def sectioned(items: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Return (the items shown each in its own section, the reminders folded into the "Still
+    firing" line): reminders get sections only when there are at most REMINDER_SECTIONS."""
+    repeats = [i for i in items if i["kind"] == "repeat"]
+    if len(repeats) <= REMINDER_SECTIONS:
+        return list(items), []
+    return [i for i in items if i["kind"] != "repeat"], repeats
+
+
+def still_firing(payload: Mapping, mentioned: Iterable[str]) -> list[dict]:
+    """Return the firing alerts (``{rule, severity, since}``) not ``mentioned`` elsewhere in the
+    message, most severe first."""
+    skip = set(mentioned)
+    return [a for a in payload.get("active") or [] if a["rule"] not in skip]
+
+
+def still_firing_text(active: list[Mapping]) -> str:
+    """Return e.g. ``Still firing: a (since 2024-01-02), b (since 2024-01-09)``."""
+    return "Still firing: " + ", ".join(
+        a["rule"] + (f" (since {a['since']})" if a.get("since") else "") for a in active)
 
 
 def comparison_text(comp: dict) -> str:
@@ -67,20 +260,37 @@ def comparison_text(comp: dict) -> str:
             f"(threshold {comp['op']} {threshold}: {mark})")
 
 
+def item_context(item: Mapping) -> list[tuple[str, str]]:
+    """Return the (signal, context) pairs to show under an alert (the headline signal's context
+    is shown in the top line instead)."""
+    return [(s, str(v)) for s, v in sorted((item.get("context") or {}).items())
+            if s != HEADLINE_SIGNAL]
+
+
 def render_text(payload: dict) -> str:
-    """Return the digest as plain text (console output and Slack fallback)."""
-    lines = [headline(payload)]
+    """Return the digest as plain text (console output and Slack fallback): title, headline
+    block, regime context, then the alerts; reminders beyond a few fold into one line."""
+    lines = [headline(payload), *top_lines(payload)]
+    regime = regime_line(payload.get("context"))
+    if regime:
+        lines.append(regime)
     comp = payload.get("composite") or {}
     if comp.get("names"):
         lines.append(f"Conditions active today ({comp['count']}): {', '.join(comp['names'])}")
-    for item in payload["items"]:
+    shown, _ = sectioned(payload["items"])
+    rest = still_firing(payload, (i["rule"] for i in shown))
+    if rest:
+        lines.append(still_firing_text(rest))
+    elif payload.get("summary") and not payload.get("active"):
+        lines.append("Nothing is firing.")
+    for item in shown:
         lines.append("")
         since = f" since {item['since']}" if item.get("since") else ""
         lines.append(f"[{item['severity'].upper()}] {item['rule']}: "
                      f"{KIND_LABEL[item['kind']]}{since}")
         for c in item["comparisons"]:
             lines.append(f"  {comparison_text(c)}")
-        for signal, val in sorted((item.get("context") or {}).items()):
+        for signal, val in item_context(item):
             lines.append(f"  {signal} is led by: {val}")
         lines.append(f"  Why it matters: {item['explain']}")
         if item.get("closest_episode"):

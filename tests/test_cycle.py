@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor import cli
+from monitor import cli, digest
 from monitor.cycle import CycleError, digest_key, run_cycle
 from monitor.daemon import Service
 from storage import alerts as alert_store
@@ -183,3 +183,47 @@ class _NoFetch:
 
     def fetch(self, as_of, since):
         return []
+
+
+REMINDERS = (dt.date(2018, 4, 9), dt.date(2018, 4, 16))  # microcap_drawdown's 5-day reminders
+
+
+def test_reminders_alone_send_no_digest_a_new_firing_sends_one(service):
+    days = service.calendar.days(FIRE_DAY, REMINDERS[-1])
+    results = {day: service.run_day(day) for day in days}
+    notified = {day: [e for e in r.events if e["notified"]] for day, r in results.items()}
+    # the lifecycle still produces (and records) the reminders ...
+    for day in REMINDERS:
+        assert [(e["rule"], e["event"]) for e in notified[day]] == [("microcap_drawdown", "repeat")]
+    # ... but only the day with a new firing queues a digest: one in the whole stretch
+    keys = [k for (k,) in service.db.execute("SELECT dedup_key FROM outbox ORDER BY as_of")]
+    assert keys == [digest_key(FIRE_DAY)]
+    for day, items in notified.items():
+        assert (results[day].digest is not None) == digest.should_send(
+            [{"rule": e["rule"], "severity": e["severity"], "kind": e["event"]} for e in items],
+            False), day
+    assert service.deliver() == 1 and len(service.notifier.sent) == 1
+
+
+def test_weekly_summary_lists_every_firing_alert(prepared, tmp_path, default_config):
+    notify = default_config.notify.model_copy(update={"weekly_summary": True})
+    config = default_config.model_copy(update={"notify": notify})
+    path = tmp_path / "weekly.db"
+    shutil.copy(prepared, path)
+    s = Service(config, path, notifier=RecordingNotifier())
+    try:
+        for day in s.calendar.days(FIRE_DAY, REMINDERS[-1]):
+            s.run_day(day)
+        rows = s.db.execute("SELECT as_of, payload FROM outbox ORDER BY as_of").fetchall()
+    finally:
+        s.close()
+    # the day it fired, then the last trading day of each week (2018-04-04: Qingming follows)
+    assert [d for d, _ in rows] == ["2018-03-29", "2018-03-30", "2018-04-04", "2018-04-13"]
+    payloads = {d: json.loads(p) for d, p in rows}
+    assert payloads["2018-03-29"]["summary"] is False
+    for day in ("2018-03-30", "2018-04-04", "2018-04-13"):
+        p = payloads[day]
+        assert p["summary"] is True
+        assert {"rule": "microcap_drawdown", "severity": "critical",
+                "since": "2018-03-29"} in p["active"]
+        assert digest.headline(p).startswith(f"regime-monitor {day}: Weekly summary")

@@ -6,7 +6,7 @@ import argparse
 
 import signals
 from monitor import cli
-from monitor.config import Config, RuleConfig
+from monitor.config import Config, ContextConfig, RuleConfig
 from tests.conftest import ROOT
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -32,7 +32,7 @@ def _keys(model, prefix=""):
         ann = field.annotation
         if isinstance(ann, type) and hasattr(ann, "model_fields"):
             yield from _keys(ann, f"{prefix}{name}.")
-        elif name not in ("signals", "rules"):
+        elif name not in ("signals", "rules", "context"):
             yield f"{prefix}{name}"
 
 
@@ -41,6 +41,8 @@ def test_every_config_key_is_documented():
         assert f"`{key}`" in README, key
     for key in RuleConfig.model_fields:
         assert f"`rules[].{key}`" in README, key
+    for key in ContextConfig.model_fields:
+        assert f"`context[].{key}`" in README, key
     for family, params in signals.FAMILY_PARAMS.items():
         for param in params:
             assert f"signals.{family}.{param}" in README or (

@@ -1,7 +1,10 @@
 """The digest in Slack Block Kit, with its plain-text fallback (pure: payload in, JSON out).
 
-Layout: a header (date and counts), a context line (conditions active today), then one section
-per alert (severity, rule, what changed, each signal against its threshold, the rule's explain)
+Layout: a header (date and counts; "Weekly summary" on a summary), the headline block (the
+drawdown probability against its base rate, what leads it, the measured skill), a context line
+(counts, the regime context, conditions active today), one "Still firing" line (the firing alerts
+without a section of their own: reminders beyond a few are folded into it), then one section per
+alert (severity, rule, what changed, each signal against its threshold, the rule's explain)
 followed by a context block (the closest historical episode, the silence command), and a footer
 (where the chart is, the dedup key). Slack's limits are respected by construction: at most 50
 blocks (alerts that do not fit are folded into one summary line), section text at most 3000
@@ -26,8 +29,7 @@ SEVERITY_ICON = {"critical": ":rotating_light:", "warning": ":warning:", "info":
 RESOLVED_ICON = ":white_check_mark:"
 ACTIVE = ("firing", "repeat")
 
-# blocks always present besides the alerts: header, summary context, footer; one more for a fold
-_FIXED_BLOCKS = 3
+# one more block when alerts do not fit: the "…and N more" line
 _OVERFLOW_BLOCKS = 1
 
 
@@ -69,8 +71,8 @@ def alert_section(item: dict) -> str:
                 f"{digest.KIND_LABEL[item['kind']]}*{when}", 300)
     why = clip(f"_Why it matters:_ {escape(item['explain'])}", 1200)
     facts = ["• " + escape(digest.comparison_text(c)) for c in item["comparisons"]]
-    facts += [f"• {escape(signal)} is led by: {escape(str(val))}"
-              for signal, val in sorted((item.get("context") or {}).items())]
+    facts += [f"• {escape(signal)} is led by: {escape(val)}"
+              for signal, val in digest.item_context(item)]
     # the values come first, but never at the cost of the explanation: cut the list instead
     room = MAX_SECTION_TEXT - len(head) - len(why) - 2
     kept: list[str] = []
@@ -124,6 +126,16 @@ def fold_line(folded: list[dict]) -> str:
             f"(`notify.inhibit`): {names}")
 
 
+def top_section(payload: dict) -> str | None:
+    """Return the mrkdwn of the headline block (the drawdown probability in bold, the measured
+    skill under it), or None when no headline rule is configured."""
+    lines = digest.top_lines(payload)
+    if not lines:
+        return None
+    first, *rest = lines
+    return "\n".join([f"*{escape(first)}*", *(f"_{escape(t)}_" for t in rest)])
+
+
 def render(payload: dict, dedup_key: str | None = None, chart: str | None = None,
            inhibit: bool = True) -> tuple[list[dict], str]:
     """Return ``(blocks, fallback_text)`` for a digest payload.
@@ -133,22 +145,37 @@ def render(payload: dict, dedup_key: str | None = None, chart: str | None = None
     """
     items = payload["items"]
     source, folded = inhibition(items, inhibit)
-    shown = [i for i in items if not any(i is f for f in folded)]
-    fold_blocks = 1 if folded else 0
+    candidates = [i for i in items if not any(i is f for f in folded)]
+    shown, reminders = digest.sectioned(candidates)
+    mentioned = {i["rule"] for i in items if not any(i is r for r in reminders)}
+    rest = digest.still_firing(payload, mentioned)
+    source_folded = source is not None and any(source is r for r in reminders)
 
     blocks: list[dict] = [{"type": "header", "text": {
         "type": "plain_text", "text": clip(digest.headline(payload), MAX_HEADER_TEXT), "emoji": True}}]
+    top = top_section(payload)
+    if top:
+        blocks.append(_section(top))
     comp = payload.get("composite") or {}
     c = payload["counts"]
     summary = [" · ".join(f"*{c[k]}* {label}" for k, label in (
         ("firing", "firing"), ("new", "new"), ("repeat", "still firing"), ("resolved", "resolved"),
         ("pending", "pending")) if c[k] or k == "firing")]
+    regime = digest.regime_line(payload.get("context"))
+    if regime:
+        summary.append(escape(regime))
     if comp.get("names"):
         summary.append(f"Conditions holding today ({comp['count']}): "
                        + ", ".join(escape(n) for n in comp["names"]))
     blocks.append(_context(*summary))
+    if rest:
+        blocks.append(_section(":hourglass: " + escape(digest.still_firing_text(rest))))
+    elif payload.get("summary") and not payload.get("active"):
+        blocks.append(_section(":white_check_mark: Nothing is firing."))
+    if source_folded:
+        blocks.append(_context(fold_line(folded)))
 
-    budget = MAX_BLOCKS - _FIXED_BLOCKS - fold_blocks
+    budget = MAX_BLOCKS - len(blocks) - 1 - (1 if folded and not source_folded else 0)
     rendered: list[list[dict]] = [_alert_blocks(i) for i in shown]
     if sum(len(r) for r in rendered) > budget:
         budget -= _OVERFLOW_BLOCKS
