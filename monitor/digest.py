@@ -195,13 +195,16 @@ def skill_text(scorecard: Mapping | None) -> str:
 
 
 def top_lines(payload: Mapping) -> list[str]:
-    """Return the headline block as text lines (the probability, the measured skill); empty when
-    no headline rule is configured."""
+    """Return the headline block as text lines: while a headline rule fires, the probability and
+    the rule's measured skill; otherwise the one short probability line. Empty when no headline
+    rule is configured."""
     risk = payload.get("risk")
     if not risk:
         return []
     rule = primary_rule(risk)
-    return [risk_text(risk), skill_text(rule.get("scorecard") if rule else None)]
+    if rule is None or rule.get("state") != "firing" or risk.get("value") is None:
+        return [risk_text(risk)]
+    return [risk_text(risk), skill_text(rule.get("scorecard"))]
 
 
 def regime_line(context: list[Mapping] | None) -> str | None:

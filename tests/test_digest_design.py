@@ -240,6 +240,9 @@ def test_skill_sentence_without_a_scorecard():
     assert digest.top_lines({"risk": risk()}) == [
         digest.risk_text(risk()), "Skill not measured yet: run regime-monitor backtest --record."]
     assert digest.top_lines({"risk": None}) == [] and digest.top_lines({}) == []
+    # not firing: one short line, no skill sentence
+    assert digest.top_lines({"risk": risk(0.12, state="pending", scorecard=SCORE)}) == [
+        "Drawdown risk 12% (base rate 21%): no alert."]
 
 
 # -- 5. the rendered digest: headline first, context line, reminders folded --------------------

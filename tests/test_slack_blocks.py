@@ -255,3 +255,40 @@ def test_chart_render_with_a_threshold_signal():
 def test_blocks_module_is_pure_and_escapes():
     assert blocks.escape("a<b>&c") == "a&lt;b&gt;&amp;c"
     assert blocks.clip("abcdef", 4) == "abc…" and blocks.clip("abc", 4) == "abc"
+
+
+# -- 6. the redesigned digest: headline block, regime line, reminders folded -------------------
+
+@pytest.mark.parametrize("inhibit", [True, False])
+@pytest.mark.parametrize("summary", [True, False])
+def test_every_rule_reminding_with_headline_and_context_fits_slack_limits(default_config, inhibit,
+                                                                          summary):
+    p = all_firing_payload(default_config, kind="repeat")
+    active = [{"rule": i["rule"], "severity": i["severity"], "since": "2024-01-02"}
+              for i in p["items"]]
+    context = [{"name": f"c{n}", "label": "x" * 80, "label_off": "y" * 80, "holds": n % 3 == 0,
+                "comparisons": [{"signal": "microcap.drawdown", "value": -0.12, "op": "<=",
+                                 "threshold": -0.1, "threshold_signal": None, "holds": True}]}
+               for n in range(20)]
+    risk = digest.risk_block(0.34, json.dumps({"base_rate": 0.21, "contributions": [
+        {"signal": "microcap.vol_spike", "value": 1.8, "z": 1.7, "logodds": 0.42}]}), [
+        {"rule": "drawdown_risk", "severity": "warning", "state": "firing", "since": "2024-01-15",
+         "scorecard": None}])
+    p = digest.build(AS_OF, p["items"], p["firing"], [], p["composite"], active=active,
+                     context=context, risk=risk, summary=summary)
+    bs, text = render(p, KEY, chart="thread", inhibit=inhibit)
+    assert limit_problems(bs, text) == []
+    assert bs[1]["text"]["text"].startswith("*Drawdown risk 34% (base rate 21%), elevated since")
+    still = [s for s in sections(bs) if s.startswith(":hourglass: Still firing:")]
+    reminded = [s for s in sections(bs) if "· STILL FIRING*" in s]
+    folds = [e["text"] for b in bs if b["type"] == "context" for e in b["elements"]
+             if "folded under the critical alert" in e["text"]]
+    if inhibit:  # the critical reminder keeps its section, the others fold under it
+        assert len(reminded) == 1 and "microcap_drawdown" in reminded[0] and not still
+        assert len(folds) == 1
+    else:  # more than three reminders: no section each, one Still firing line
+        assert not reminded and not folds
+        assert len(still) == 1 and "microcap_drawdown (since 2024-01-02)" in still[0]
+    for rule in (i["rule"] for i in p["items"]):
+        assert sum(rule in t for t in [*still, *reminded, *folds]) == 1, rule
+    assert ("Weekly summary" in bs[0]["text"]["text"]) == summary
