@@ -2,7 +2,8 @@
 
 Everything here is a pure function of its arguments: no database, no files, no clock. The replay
 engine and the CLI feed it the signal values of a period (one row per trading day) and the
-drawdown labels; this module answers "what would the rules have done, and how good was it".
+drawdown labels; this module answers "what would the rules have done, how good was it, and is
+that better than the same number of alerts on random days".
 
 Units: every window, lead time and horizon is counted in TRADING DAYS, i.e. in rows of the
 ``values`` index (positions), never in calendar days. Shares are fractions in [0, 1]; thresholds
@@ -18,32 +19,52 @@ Simulation (:func:`simulate`, :func:`simulate_full`)
     column, None or NaN is unknown; ``False and unknown`` is False, ``True or unknown`` True).
 
 Scoring (:func:`score`, :func:`score_simulation`); L = ``lookback_days`` (20), H =
-``horizon_days`` (40); positions p, t of an episode's peak and trough in the values index:
+``horizon_days`` (40), MIN_LEAD = ``min_lead_days`` (3); p, h, t = positions in the values index
+of an episode's peak, half-depth day and trough:
     - Labels: the drawdown episodes with ``depth <= -min_depth`` (default
-      ``config.episodes.drawdown_min_depth``).
+      ``config.episodes.drawdown_min_depth``). h is the first day in [peak, trough] with
+      close / peak_close - 1 <= depth / 2.
+    - Rows and kinds: one row per rule. A rule whose ``when`` reads ``microcap.drawdown``
+      restates the drawdown under way: kind ``"state"``. Other rules are ``"warning"``
+      (severity warning or critical) or ``"info"``. :data:`ANY` ("any warning", kind
+      ``"union"``) is the union of the warning rules only (no state, no info rule). Row order:
+      warnings, ANY, state rules, info rules (each in config order).
     - A "firing" is a day with the lifecycle event ``firing`` (a transition INTO the firing
-      state). Repeats, and an alert that was already firing before the window, are not firings.
-    - Catch window of an episode: positions [p - L, t], both ends inclusive.
-    - Counted episodes: those whose catch window lies inside the scored period [a, b]
-      (``start``/``end``, default the whole index): p - L >= a and t <= b. So an episode that
-      peaks within L trading days of the period's start, or whose trough falls after its end, is
-      not counted (neither as caught nor as missed). An open episode (no recovery yet) counts
-      with its trough and depth so far. Episodes entirely before or after the index are ignored.
-    - Caught: some firing f with p - L <= f <= t. Its lead times are measured from the EARLIEST
-      such firing: ``lead_trough`` = t - f (>= 0) and ``lead_half`` = h - f, signed (negative
-      when the alarm came after the drawdown had already reached half its final depth), where h
-      is the first day in [peak, trough] with close / peak_close - 1 <= depth / 2.
-    - False alarm: a firing f inside the period that is neither in the catch window of any
-      labelled episode (p - L <= f <= t) nor followed by an episode's peak within H trading
-      days (f <= p <= f + H). All labelled episodes count for this test, also those not counted
-      above. A firing that would be false but whose horizon f + H runs past the last row of the
-      values index cannot be judged: it is reported as ``unjudged``, not as false.
-    - False alarms per year = false alarms / (days in the period / 252).
-    - Share of days in alert = days of the period on which the rule ended the day in state
-      ``firing`` / days in the period.
-    - "any rule" (:data:`ANY`): firings = the days on which at least one rule fired (a day
-      counts once), in alert = days on which at least one rule is firing. An episode is thus
-      caught by "any rule" exactly when some rule caught it, with the earliest lead.
+      state); repeats are not firings. For ANY: a day on which at least one of its rules fired;
+      in state firing = at least one of its rules is.
+    - Counted episodes: those whose catch window [p - L, t] lies inside the scored period
+      [a, b] (``start``/``end``, default the whole index). An open episode (no recovery yet)
+      counts with its trough and depth so far.
+    - Crediting: counted episodes are taken in time order. The warning credited to an episode
+      is, if the row is in state firing on day p, the firing that started that firing spell
+      (it may lie before p - L; its lead is measured from it: ``already_firing``); else the
+      earliest firing f with p - L <= f <= t. A firing is credited to one episode only: one
+      already credited is skipped and the next eligible one taken. ``lead_half`` = h - f
+      (signed: negative = after the half-depth day), ``lead_trough`` = t - f. The episode is
+      *caught* when lead_half >= MIN_LEAD; *warned* when it got any credited warning.
+    - recall = caught / counted episodes; lead quartiles: 25/50/75% of lead_half over the
+      warned episodes (numpy's linear interpolation).
+    - Each firing f inside the period is a *hit* if some labelled episode (counted or not) has
+      f <= h <= f + H; else *late* if it lies inside an episode (p <= f <= t); else a *false
+      alarm* when judged (f + H <= last row of the index), otherwise *unjudged*.
+      precision = hits / (hits + late + false alarms); false alarms per year = false alarms /
+      (days in the period / 252).
+    - share_in_alert = days of the period on which the row ended in state firing / days;
+      notifications_per_year = days of the period with a notified event (firing, repeat,
+      resolved; for ANY: of any of its rules) per 252 days.
+    - Chance baselines (``draws`` draws, generator ``numpy.random.default_rng([seed,
+      crc32(row name), k])``, so a row's baseline does not depend on the other rows scored):
+      *random placement* (k = 0) keeps the row's firing spells in the period (start and
+      number of days in state firing; one still open at the end keeps its observed length)
+      and places every spell start uniformly on a day of the period (spells may overlap;
+      truncated at the period's end); *circular shift* (k = 1) rotates the row's fired/firing
+      days of the period by a random offset in [1, n - 1], which keeps their clustering. Each
+      draw is scored exactly as above (crediting, already firing at p, MIN_LEAD), on the
+      period's days only. chance_mean / shift_mean = mean caught over the draws; p_value /
+      shift_p = (1 + draws with caught >= the real caught) / (1 + draws). A row without firings
+      in the period has chance 0 and p 1. Note the shift's floor: a shift by fewer days than the
+      slack of a catch window keeps the catches (about 27 of n - 1 offsets for an alert 5 days
+      before the half-depth day), so shift_p of a perfectly timed alert is ~27 / n, not 1 / draws.
 
 Dates that are not rows of the values index are placed on it: a peak (or half-depth day) on the
 first row on or after it, a trough on the last row on or before it. Episode labels should come
@@ -57,7 +78,7 @@ import itertools
 import json
 import math
 import re
-import statistics
+import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -66,13 +87,20 @@ import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 
+import signals
 from monitor import expr, lifecycle
 from monitor.config import Config, RuleConfig
-from signals.episodes import DrawdownEpisode
+from signals.episodes import DrawdownEpisode, drawdown_episodes
 
 __all__ = [
     "ANY",
-    "EpisodeHit",
+    "DRAWS",
+    "HORIZON_DAYS",
+    "LOOKBACK_DAYS",
+    "MIN_LEAD_DAYS",
+    "SEED",
+    "STATE_SIGNAL",
+    "EpisodeDetail",
     "ScoreRow",
     "Simulation",
     "Sweep",
@@ -81,6 +109,8 @@ __all__ = [
     "condition",
     "parse_sweep",
     "replace_threshold",
+    "restate_explain",
+    "rule_kind",
     "score",
     "score_simulation",
     "simulate",
@@ -92,17 +122,42 @@ __all__ = [
     "to_records",
 ]
 
-ANY = "any rule"
-"""Row name of the union of all rules (rule names cannot contain a space, so it never clashes)."""
+ANY = "any warning"
+"""Row name of the union of the warning rules (rule names cannot contain a space)."""
+STATE_SIGNAL = "microcap.drawdown"
+"""A rule whose ``when`` reads this signal restates the drawdown under way: kind "state"."""
 
 LOOKBACK_DAYS = 20
 HORIZON_DAYS = 40
+MIN_LEAD_DAYS = 3
+DRAWS = 1000
+SEED = 20231201
+MAX_DRAWS = 100_000
 TRADING_DAYS_PER_YEAR = 252
+NOTIFIED = frozenset({"firing", "repeat", "resolved"})
+"""Lifecycle events that notify."""
 TIMING_FIELDS = {"for_days": 1, "clear_days": 1, "repeat_every_days": 0}  # field -> minimum
 MAX_POINTS = 200
 """Most values one sweep axis may have."""
 MAX_GRID = 10_000
 """Most grid points (cartesian product of all axes) one sweep may have."""
+_BLOCK = 1000
+"""Baseline draws scored at once (bounds memory: a block is _BLOCK x spells)."""
+
+
+def rule_kind(rule: RuleConfig) -> str:
+    """``"state"`` when the rule's ``when`` reads :data:`STATE_SIGNAL`, else ``"info"`` for
+    severity info and ``"warning"`` for warning and critical."""
+    if STATE_SIGNAL in rule.when_expr.names:
+        return "state"
+    return "info" if rule.severity == "info" else "warning"
+
+
+def _check_draws(draws: int, seed: int) -> None:
+    if isinstance(draws, bool) or not isinstance(draws, int | np.integer) or not 0 <= draws <= MAX_DRAWS:
+        raise ValueError(f"draws must be a whole number in [0, {MAX_DRAWS}], got {draws!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"seed must be a whole number >= 0, got {seed!r}")
 
 
 # --------------------------------------------------------------------------- days
@@ -190,11 +245,12 @@ def condition(e: expr.Expr, values: pd.DataFrame) -> pd.Series:
 
 @dataclass(frozen=True)
 class _RuleRun:
-    """One rule over the whole index: its events, firing transitions and firing-state days."""
+    """One rule over the whole index: its events and, per row, what happened that day."""
 
     events: list[tuple[int, str, str, str]]  # (position, event, from_state, to_state)
     fired: np.ndarray  # bool per row: event 'firing' on that day
     firing: np.ndarray  # bool per row: in state firing at the end of the day
+    notified: np.ndarray  # bool per row: a notified event (firing, repeat, resolved) that day
 
 
 _LOOKUP = (False, True, None)  # code 0, 1, -1
@@ -204,19 +260,20 @@ def _codes(t: np.ndarray, f: np.ndarray) -> list:
     return [_LOOKUP[c] for c in np.where(t, 1, np.where(f, 0, -1)).tolist()]
 
 
-def _run_rule(rule: RuleConfig, cols: Mapping[str, np.ndarray], days: Sequence[str]) -> _RuleRun:
+def _run(when_expr: expr.Expr, clear_expr: expr.Expr | None, timing: lifecycle.Timing,
+         cols: Mapping[str, np.ndarray], days: Sequence[str]) -> _RuleRun:
     n = len(days)
-    wt, wf = _kleene(rule.when_expr, cols, n)
-    if rule.clear_expr is not None:
-        ct, cf = _kleene(rule.clear_expr, cols, n)
+    wt, wf = _kleene(when_expr, cols, n)
+    if clear_expr is not None:
+        ct, cf = _kleene(clear_expr, cols, n)
     else:  # the cycle's default: clear = not when, unknown when `when` is unknown
         ct, cf = wf, wt
     when, clear = _codes(wt, wf), _codes(ct, cf)
-    timing = lifecycle.Timing(rule.for_days, rule.clear_days, rule.repeat_every_days)
     state = lifecycle.AlertState()
     events: list[tuple[int, str, str, str]] = []
     fired = np.zeros(n, dtype=bool)
     firing = np.zeros(n, dtype=bool)
+    notified = np.zeros(n, dtype=bool)
     step = lifecycle.step
     for i in range(n):
         result = step(state, when[i], clear[i], days[i], timing)
@@ -225,9 +282,19 @@ def _run_rule(rule: RuleConfig, cols: Mapping[str, np.ndarray], days: Sequence[s
             events.append((i, result.event, state.state, new.state))
             if result.event == "firing":
                 fired[i] = True
+            if result.event in NOTIFIED:
+                notified[i] = True
         firing[i] = new.state == lifecycle.FIRING
         state = new
-    return _RuleRun(events, fired, firing)
+    return _RuleRun(events, fired, firing, notified)
+
+
+def _timing(rule: RuleConfig) -> lifecycle.Timing:
+    return lifecycle.Timing(rule.for_days, rule.clear_days, rule.repeat_every_days)
+
+
+def _run_rule(rule: RuleConfig, cols: Mapping[str, np.ndarray], days: Sequence[str]) -> _RuleRun:
+    return _run(rule.when_expr, rule.clear_expr, _timing(rule), cols, days)
 
 
 def _rule_key(rule: RuleConfig) -> tuple:
@@ -240,19 +307,27 @@ class Simulation:
 
     ``events``: dicts {rule, date (ISO), event, from_state, to_state, severity}, ordered by day
     and, within a day, by the rules' order in the config (the order the cycle writes them).
-    ``firing``: bool DataFrame (index = the values index, columns = rule names): the rule ended
-    that day in state ``firing``. ``fired``: bool DataFrame, True on days with the event
-    ``firing`` (a transition into the firing state).
+    Bool DataFrames (index = the values index, columns = rule names in config order):
+    ``firing``: the rule ended that day in state ``firing``; ``fired``: the event ``firing``
+    (a transition into the firing state) that day; ``notified``: a notified event (firing,
+    repeat or resolved, :data:`NOTIFIED`) that day. ``kinds``: rule name -> "warning" | "info" |
+    "state" (:func:`rule_kind`).
     """
 
     events: list[dict]
     firing: pd.DataFrame
     fired: pd.DataFrame
+    notified: pd.DataFrame
+    kinds: dict[str, str]
 
     def firing_days(self, rule: str) -> set[dt.date]:
         """The days on which ``rule`` was in state firing."""
         col = self.firing[rule]
         return {_to_date(d) for d in col.index[col.to_numpy()]}
+
+
+def _frame(index: pd.Index, names: list[str], cols: Iterable[np.ndarray]) -> pd.DataFrame:
+    return pd.DataFrame(dict(zip(names, cols, strict=True)), index=index, columns=names, dtype=bool)
 
 
 def _simulation(config: Config, index: pd.Index, runs: Sequence[_RuleRun]) -> Simulation:
@@ -265,11 +340,11 @@ def _simulation(config: Config, index: pd.Index, runs: Sequence[_RuleRun]) -> Si
                                         "severity": rule.severity}))
     merged.sort(key=lambda m: (m[0], m[1]))
     names = [r.name for r in config.rules]
-    firing = pd.DataFrame({n: r.firing for n, r in zip(names, runs, strict=True)}, index=index,
-                          columns=names, dtype=bool)
-    fired = pd.DataFrame({n: r.fired for n, r in zip(names, runs, strict=True)}, index=index,
-                         columns=names, dtype=bool)
-    return Simulation([m[2] for m in merged], firing, fired)
+    return Simulation([m[2] for m in merged],
+                      firing=_frame(index, names, (r.firing for r in runs)),
+                      fired=_frame(index, names, (r.fired for r in runs)),
+                      notified=_frame(index, names, (r.notified for r in runs)),
+                      kinds={r.name: rule_kind(r) for r in config.rules})
 
 
 def simulate_full(config: Config, values: pd.DataFrame) -> Simulation:
@@ -300,34 +375,49 @@ def simulate(config: Config, values: pd.DataFrame) -> list[dict]:
 
 
 @dataclass(frozen=True)
-class EpisodeHit:
-    """One counted episode as seen by one rule (dates ISO; leads in trading days)."""
+class EpisodeDetail:
+    """One counted episode as seen by one row (dates ISO; leads in trading days)."""
 
     peak: str
-    trough: str
     half_depth: str  # first day the drawdown reached depth / 2
+    trough: str
     depth: float  # fraction, negative
-    first_firing: str | None  # earliest firing in the catch window, None = missed
-    lead_trough: int | None  # trough - first firing (>= 0)
-    lead_half: int | None  # half-depth day - first firing (signed)
+    warning: str | None  # the credited firing (None = no warning)
+    lead_half: int | None  # half-depth day - warning (signed)
+    lead_trough: int | None  # trough - warning
+    caught: bool  # lead_half >= MIN_LEAD
+    already_firing: bool  # the row was in state firing on the peak day (warning = its spell start)
 
 
 @dataclass(frozen=True)
 class ScoreRow:
-    """A rule's (or "any rule"'s) record over the scored period (definitions: module doc)."""
+    """A rule's (or "any warning"'s) record over the scored period (definitions: module doc)."""
 
     rule: str
+    kind: str  # "warning" | "info" | "state" | "union"
     days: int  # trading days in the period
     episodes: int  # counted episodes (catch window inside the period)
-    caught: int
-    median_lead_trough: float | None  # trading days, over caught episodes
-    median_lead_half: float | None  # trading days, signed, over caught episodes
+    caught: int  # warned at least MIN_LEAD trading days before the half-depth day
+    warned: int  # got a credited warning at all
+    recall: float | None  # caught / episodes
+    lead_q25: float | None  # quartiles of lead_half (trading days, signed) over warned episodes
+    lead_median: float | None
+    lead_q75: float | None
+    median_lead_trough: float | None  # over warned episodes
     firings: int  # firing transitions within the period
+    hits: int  # firings followed by a half-depth day within H
+    late: int  # no hit, but inside an episode
     false_alarms: int
-    unjudged: int  # firings whose horizon runs past the data and that are in no window
+    unjudged: int  # would be false, but the horizon runs past the data
+    precision: float | None  # hits / (hits + late + false_alarms)
     false_alarms_per_year: float  # per 252 trading days of the period
     share_in_alert: float  # fraction of the period's days in state firing
-    hits: tuple[EpisodeHit, ...] = field(default=())  # one per counted episode
+    notifications_per_year: float  # days with a notified event, per 252 trading days
+    chance_mean: float | None  # mean caught, same spells on random days (None: no draws)
+    p_value: float | None
+    shift_mean: float | None  # mean caught, own alert days circularly shifted
+    shift_p: float | None
+    episodes_detail: tuple[EpisodeDetail, ...] = field(default=())  # counted, in time order
 
 
 @dataclass(frozen=True)
@@ -337,15 +427,16 @@ class _Labels:
     n: int  # rows of the values index
     a: int  # first position of the period
     b: int  # last position of the period
-    peak: np.ndarray  # positions (int); peaks before the index start are flagged in `early`
+    peak: np.ndarray  # positions (int); a peak before the index start is placed on row 0
     trough: np.ndarray
-    early: np.ndarray  # bool: the peak lies before the first row of the index
-    counted: np.ndarray  # bool: catch window inside the period
     half: np.ndarray  # position of the half-depth day
+    half_ok: np.ndarray  # bool: the half-depth day lies on the index (usable for hits)
+    counted: np.ndarray  # indices of the counted episodes, in time order
     episodes: tuple[DrawdownEpisode, ...]
     half_dates: tuple[dt.date, ...]
     lookback: int
     horizon: int
+    min_lead: int
     days: tuple[str, ...]  # the values index as ISO dates
 
 
@@ -356,7 +447,7 @@ def _half_depth_day(ep: DrawdownEpisode, close: pd.Series) -> dt.date:
 
 
 def _labels(index: pd.Index, episodes: Iterable[DrawdownEpisode], close: pd.Series, min_depth: float,
-            lookback: int, horizon: int, start, end) -> _Labels:
+            lookback: int, horizon: int, start, end, min_lead: int = MIN_LEAD_DAYS) -> _Labels:
     if lookback < 0 or horizon < 0:
         raise ValueError("lookback_days and horizon_days must be >= 0")
     idx = _day_index(index)
@@ -375,109 +466,347 @@ def _labels(index: pd.Index, episodes: Iterable[DrawdownEpisode], close: pd.Seri
     trough = np.array([idx.searchsorted(pd.Timestamp(e.trough), side="right") - 1 for e in eps],
                       dtype=int)
     half = np.array([idx.searchsorted(pd.Timestamp(h), side="left") for h in halves], dtype=int)
+    half_ok = np.array([idx[0] <= pd.Timestamp(h) <= idx[-1] for h in halves], dtype=bool)
     early = np.array([pd.Timestamp(e.peak) < idx[0] for e in eps], dtype=bool)
     counted = (~early) & (peak - lookback >= a) & (trough <= b) & (peak <= trough)
-    return _Labels(n, a, b, peak, trough, early, counted, half, eps, halves, lookback, horizon,
-                   tuple(idx.strftime("%Y-%m-%d")))
+    order = np.flatnonzero(counted)
+    order = order[np.lexsort((trough[order], peak[order]))] if order.size else order
+    return _Labels(n, a, b, peak, trough, half, half_ok, order.astype(int), eps, halves,
+                   lookback, horizon, min_lead, tuple(idx.strftime("%Y-%m-%d")))
 
 
-def _median(xs: list[int]) -> float | None:
-    return float(statistics.median(xs)) if xs else None
+def _spells(fired: np.ndarray, firing: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The alert spells of one series: (start, end (exclusive), creditable), positions in the
+    arrays.
+
+    Each firing transition starts a creditable spell that runs to the end of its run of days in
+    state firing (a run still open at the end keeps its observed length; at least one day). A
+    run that does not start with a firing transition (it began before the arrays) is one spell
+    that is not creditable: it is in state firing but has no warning to credit.
+    """
+    f = np.asarray(firing, dtype=bool)
+    fd = np.asarray(fired, dtype=bool)
+    run_start = np.flatnonzero(f & ~np.r_[False, f[:-1]])
+    run_end = np.flatnonzero(f & ~np.r_[f[1:], False]) + 1
+    pos = np.flatnonzero(fd)
+    k = np.searchsorted(run_start, pos, side="right") - 1
+    kc = np.maximum(k, 0)
+    inside = (k >= 0) & (run_end[kc] > pos) if run_end.size else np.zeros(pos.size, bool)
+    end = np.where(inside, run_end[kc] if run_end.size else 0, pos + 1)
+    bare = ~fd[run_start]
+    return (np.concatenate([pos, run_start[bare]]), np.concatenate([end, run_end[bare]]),
+            np.concatenate([np.ones(pos.size, bool), np.zeros(int(bare.sum()), bool)]))
 
 
-def _score(name: str, fired: np.ndarray, firing: np.ndarray, lab: _Labels,
-           days: Sequence[str]) -> ScoreRow:
-    """Score one firing series (bool arrays over the values index) against the labels."""
-    pos = np.flatnonzero(fired)
-    hits = []
-    for k, ep in enumerate(lab.episodes):
-        if not lab.counted[k]:
-            continue
-        p, t = int(lab.peak[k]), int(lab.trough[k])
-        inside = pos[(pos >= p - lab.lookback) & (pos <= t)]
-        first = int(inside[0]) if inside.size else None
-        hits.append(EpisodeHit(
-            peak=ep.peak.isoformat(), trough=ep.trough.isoformat(),
-            half_depth=lab.half_dates[k].isoformat(), depth=ep.depth,
-            first_firing=None if first is None else days[first],
-            lead_trough=None if first is None else t - first,
-            lead_half=None if first is None else int(lab.half[k]) - first))
-    in_period = pos[(pos >= lab.a) & (pos <= lab.b)]
-    f = in_period[:, None]  # firings x episodes
-    in_window = ((lab.peak - lab.lookback <= f) & (f <= lab.trough)).any(axis=1)
-    precedes = (~lab.early & (f <= lab.peak) & (lab.peak <= f + lab.horizon)).any(axis=1)
-    alone = ~(in_window | precedes)
-    judged = in_period + lab.horizon <= lab.n - 1
-    false = int((alone & judged).sum())
-    unjudged = int((alone & ~judged).sum())
+def _credit(start: np.ndarray, end: np.ndarray, creditable: np.ndarray, lab: _Labels,
+            offset: int) -> tuple[np.ndarray, np.ndarray]:
+    """Credit warnings to the counted episodes, for D series at once (module doc, "Crediting").
+
+    Each series is a set of spells: ``start``/``end`` (exclusive)/``creditable``, all (D, k),
+    positions relative to index position ``offset``; the series is in state firing on the days
+    its spells cover, a creditable spell's start is a firing transition. Overlapping or adjacent
+    spells form one firing run, which starts at its earliest spell. Returns (warning, already),
+    both (D, K) over ``lab.counted``: the credited firing's index position (-1 = none) and
+    whether it was credited as the start of a run already firing at the peak.
+    """
+    d, k = start.shape
+    n_eps = lab.counted.size
+    warning = np.full((d, n_eps), -1, dtype=np.int64)
+    already = np.zeros((d, n_eps), dtype=bool)
+    if not n_eps or not k:
+        return warning, already
+    order = np.argsort(2 * start + ~creditable, axis=1)  # by start, creditable first on a tie
+    s = np.take_along_axis(start, order, axis=1)
+    c = np.take_along_axis(creditable, order, axis=1)
+    reach = np.maximum.accumulate(np.take_along_axis(end, order, axis=1), axis=1)
+    new_run = np.ones((d, k), dtype=bool)
+    new_run[:, 1:] = s[:, 1:] > reach[:, :-1]
+    first = np.maximum.accumulate(np.where(new_run, np.arange(k), 0), axis=1)  # run's first spell
+    credited = np.zeros((d, k), dtype=bool)
+    rows = np.arange(d)
+    for j, e in enumerate(lab.counted):
+        p, t = int(lab.peak[e]) - offset, int(lab.trough[e]) - offset
+        last = (s <= p).sum(axis=1) - 1  # the last spell starting on or before the peak
+        lc = np.maximum(last, 0)
+        r = first[rows, lc]
+        on = (last >= 0) & (reach[rows, lc] > p) & c[rows, r] & ~credited[rows, r]
+        eligible = c & ~credited & (s >= p - lab.lookback) & (s <= t)
+        i = eligible.argmax(axis=1)
+        f = np.where(on, s[rows, r], np.where(eligible[rows, i], s[rows, i], -1))
+        got = f >= 0
+        credited |= got[:, None] & (s == f[:, None])
+        warning[:, j] = np.where(got, f + offset, -1)
+        already[:, j] = on
+    return warning, already
+
+
+def _caught(warning: np.ndarray, lab: _Labels) -> np.ndarray:
+    """Caught episodes per series (row of ``warning``)."""
+    if not lab.counted.size:
+        return np.zeros(warning.shape[0], dtype=np.int64)
+    lead = lab.half[lab.counted][None, :] - warning
+    return ((warning >= 0) & (lead >= lab.min_lead)).sum(axis=1)
+
+
+def _blocks(draws: int) -> list[int]:
+    return [min(_BLOCK, draws - i) for i in range(0, draws, _BLOCK)]
+
+
+def _baselines(name: str, fired: np.ndarray, firing: np.ndarray, lab: _Labels, caught: int,
+               draws: int, seed: int) -> tuple[float, float, float, float]:
+    """(chance_mean, p_value, shift_mean, shift_p) of one row (see the module doc)."""
+    a, b = lab.a, lab.b
+    m = b - a + 1
+    s0, e0, c0 = _spells(fired[a:b + 1], firing[a:b + 1])
+    lengths = (e0 - s0)[c0]
+    if not lengths.size or not lab.counted.size:  # no firing, or nothing to catch
+        return 0.0, 1.0, 0.0, 1.0
+    tag = zlib.crc32(name.encode("utf-8"))
+
+    rng = np.random.default_rng([seed, tag, 0])
+    chance = []
+    for size in _blocks(draws):
+        s = rng.integers(0, m, size=(size, lengths.size))
+        e = np.minimum(s + lengths, m)
+        chance.append(_caught(_credit(s, e, np.ones(s.shape, bool), lab, a)[0], lab))
+    chance_caught = np.concatenate(chance)
+
+    if m < 2:  # nothing to shift by
+        shift_caught = np.full(draws, caught)
+    else:
+        rng = np.random.default_rng([seed, tag, 1])
+        shift = []
+        span = e0 - s0
+        for size in _blocks(draws):
+            o = rng.integers(1, m, size=size)[:, None]
+            s = (s0 + o) % m
+            wrap = s + span - m  # days running past the period's end continue at its start
+            tail = wrap > 0
+            starts = np.concatenate([s, np.where(tail, 0, m)], axis=1)
+            ends = np.concatenate([np.minimum(s + span, m), np.where(tail, wrap, m)], axis=1)
+            cred = np.concatenate([np.broadcast_to(c0, s.shape), np.zeros(s.shape, bool)], axis=1)
+            shift.append(_caught(_credit(starts, ends, cred, lab, a)[0], lab))
+        shift_caught = np.concatenate(shift)
+
+    def p(xs: np.ndarray) -> float:
+        return float((1 + int((xs >= caught).sum())) / (1 + draws))
+
+    return (float(chance_caught.mean()), p(chance_caught), float(shift_caught.mean()),
+            p(shift_caught))
+
+
+def _quartiles(xs: list[int]) -> tuple[float | None, float | None, float | None]:
+    if not xs:
+        return None, None, None
+    q = np.percentile(np.asarray(xs, dtype=float), [25, 50, 75])
+    return float(q[0]), float(q[1]), float(q[2])
+
+
+def _score(name: str, kind: str, fired: np.ndarray, firing: np.ndarray, notified: np.ndarray,
+           lab: _Labels, draws: int, seed: int) -> ScoreRow:
+    """Score one row (bool arrays over the values index) against the labels."""
+    days = lab.days
+    start, end, creditable = _spells(fired, firing)
+    warning, already = _credit(start[None, :], end[None, :], creditable[None, :], lab, 0)
+    details = []
+    for j, e in enumerate(lab.counted):
+        ep = lab.episodes[e]
+        f = int(warning[0, j])
+        half, trough = int(lab.half[e]), int(lab.trough[e])
+        lead_half = None if f < 0 else half - f
+        details.append(EpisodeDetail(
+            peak=ep.peak.isoformat(), half_depth=lab.half_dates[e].isoformat(),
+            trough=ep.trough.isoformat(), depth=ep.depth, warning=None if f < 0 else days[f],
+            lead_half=lead_half, lead_trough=None if f < 0 else trough - f,
+            caught=lead_half is not None and lead_half >= lab.min_lead,
+            already_firing=bool(already[0, j])))
+    warned = [d for d in details if d.warning is not None]
+    caught = sum(d.caught for d in details)
+    q25, med, q75 = _quartiles([d.lead_half for d in warned])
+
+    pos = np.flatnonzero(fired[lab.a:lab.b + 1]) + lab.a
+    f = pos[:, None]  # firings x episodes
+    halves = lab.half[lab.half_ok]
+    hit = ((f <= halves) & (halves <= f + lab.horizon)).any(axis=1)
+    inside = ((lab.peak <= f) & (f <= lab.trough)).any(axis=1)
+    late = ~hit & inside
+    rest = ~hit & ~inside
+    judged = pos + lab.horizon <= lab.n - 1
+    n_hit, n_late = int(hit.sum()), int(late.sum())
+    n_false, n_unjudged = int((rest & judged).sum()), int((rest & ~judged).sum())
+    scored = n_hit + n_late + n_false
     days_in = lab.b - lab.a + 1
-    caught = [h for h in hits if h.first_firing is not None]
+    years = days_in / TRADING_DAYS_PER_YEAR
+    if draws:
+        chance, p, shift, shift_p = _baselines(name, fired, firing, lab, caught, draws, seed)
+    else:
+        chance = p = shift = shift_p = None
     return ScoreRow(
-        rule=name, days=days_in, episodes=len(hits), caught=len(caught),
-        median_lead_trough=_median([h.lead_trough for h in caught]),
-        median_lead_half=_median([h.lead_half for h in caught]),
-        firings=int(in_period.size), false_alarms=false, unjudged=unjudged,
-        false_alarms_per_year=false / (days_in / TRADING_DAYS_PER_YEAR),
+        rule=name, kind=kind, days=days_in, episodes=len(details), caught=caught,
+        warned=len(warned), recall=caught / len(details) if details else None,
+        lead_q25=q25, lead_median=med, lead_q75=q75,
+        median_lead_trough=_quartiles([d.lead_trough for d in warned])[1],
+        firings=int(pos.size), hits=n_hit, late=n_late, false_alarms=n_false,
+        unjudged=n_unjudged, precision=n_hit / scored if scored else None,
+        false_alarms_per_year=n_false / years,
         share_in_alert=float(firing[lab.a:lab.b + 1].sum()) / days_in,
-        hits=tuple(hits))
+        notifications_per_year=float(notified[lab.a:lab.b + 1].sum()) / years,
+        chance_mean=chance, p_value=p, shift_mean=shift, shift_p=shift_p,
+        episodes_detail=tuple(details))
+
+
+_ORDER = {"warning": 0, "union": 1, "state": 2, "info": 3}
+
+
+def _score_all(arrays: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+               kinds: Mapping[str, str], lab: _Labels, rules: Sequence[str] | None,
+               draws: int, seed: int) -> list[ScoreRow]:
+    """Rows for ``rules`` (default all of ``arrays``, in its order) and ANY, in the row order of
+    the module doc. ``arrays``: rule -> (fired, firing, notified) over the whole index; ANY is
+    the union of ALL warning rules of ``arrays``."""
+    _check_draws(draws, seed)
+    names = list(arrays) if rules is None else list(rules)
+    for name in names:
+        if name not in arrays:
+            raise KeyError(f"no rule named {name!r}")
+    members = [arrays[n] for n in arrays if kinds[n] == "warning"]
+    n = lab.n
+    union = tuple(np.logical_or.reduce([m[i] for m in members]) if members else np.zeros(n, bool)
+                  for i in range(3))
+    todo = [(name, kinds[name], arrays[name]) for name in names] + [(ANY, "union", union)]
+    todo.sort(key=lambda item: _ORDER[item[1]])  # stable: config order within a kind
+    return [_score(name, kind, *arr, lab, draws, seed) for name, kind, arr in todo]
 
 
 def score_simulation(sim: Simulation, episodes: Iterable[DrawdownEpisode], close: pd.Series, *,
                      min_depth: float = 0.10, lookback_days: int = LOOKBACK_DAYS,
-                     horizon_days: int = HORIZON_DAYS, start: dt.date | None = None,
-                     end: dt.date | None = None, rules: Sequence[str] | None = None) -> list[ScoreRow]:
-    """Score a :class:`Simulation` against drawdown ``episodes``; one row per rule, then ANY.
+                     horizon_days: int = HORIZON_DAYS, min_lead_days: int = MIN_LEAD_DAYS,
+                     start: dt.date | None = None, end: dt.date | None = None,
+                     rules: Sequence[str] | None = None, draws: int = DRAWS,
+                     seed: int = SEED) -> list[ScoreRow]:
+    """Score a :class:`Simulation` against drawdown ``episodes``.
 
-    ``close``: the micro-cap close (points) indexed by trading day, used for the half-depth day.
-    ``min_depth``: only episodes with depth <= -min_depth (fraction) are labels.
-    ``lookback_days`` L, ``horizon_days`` H: trading days (see the module doc for every
-    definition). ``start``/``end`` restrict the scored period to index rows within [start, end]
-    (the simulation may start earlier to warm up); default the whole index. ``rules``: score
-    only these rules (ANY is always the union of ALL simulated rules).
+    Rows: the warning rules, then ANY ("any warning"), then the state rules, then the info rules
+    (config order within each). ``close``: the micro-cap close (points) indexed by trading day,
+    used for the half-depth day. ``min_depth``: only episodes with depth <= -min_depth
+    (fraction) are labels. ``lookback_days`` L, ``horizon_days`` H, ``min_lead_days``: trading
+    days (see the module doc for every definition). ``start``/``end`` restrict the scored period
+    to index rows within [start, end] (the simulation may start earlier to warm up); default the
+    whole index. ``rules``: score only these rules (ANY is always the union of ALL simulated
+    warning rules). ``draws`` (0 = no baselines: their fields are None) and ``seed``: the chance
+    baselines. Raises ValueError for a bad period, draws or seed.
     """
     lab = _labels(sim.firing.index, episodes, close, min_depth, lookback_days, horizon_days,
-                  start, end)
-    return _score_all(sim.fired, sim.firing, lab, rules)
-
-
-def _score_all(fired: pd.DataFrame, firing: pd.DataFrame, lab: _Labels,
-               rules: Sequence[str] | None) -> list[ScoreRow]:
-    days = lab.days
-    names = list(fired.columns) if rules is None else list(rules)
-    rows = [_score(n, fired[n].to_numpy(bool), firing[n].to_numpy(bool), lab, days) for n in names]
-    any_fired = fired.to_numpy(bool).any(axis=1) if fired.shape[1] else np.zeros(len(days), bool)
-    any_firing = firing.to_numpy(bool).any(axis=1) if firing.shape[1] else np.zeros(len(days), bool)
-    rows.append(_score(ANY, any_fired, any_firing, lab, days))
-    return rows
+                  start, end, min_lead_days)
+    arrays = {n: (sim.fired[n].to_numpy(bool), sim.firing[n].to_numpy(bool),
+                  sim.notified[n].to_numpy(bool)) for n in sim.firing.columns}
+    return _score_all(arrays, sim.kinds, lab, rules, draws, seed)
 
 
 def score(config: Config, values: pd.DataFrame, episodes: Iterable[DrawdownEpisode], close: pd.Series,
           *, lookback_days: int = LOOKBACK_DAYS, horizon_days: int = HORIZON_DAYS,
-          min_depth: float | None = None, start: dt.date | None = None,
-          end: dt.date | None = None) -> list[ScoreRow]:
-    """Simulate ``config``'s rules over ``values`` and score them; rows in config order + ANY.
-
-    ``min_depth`` defaults to ``config.episodes.drawdown_min_depth``. See
-    :func:`score_simulation` and the module doc for the definitions.
-    """
+          min_lead_days: int = MIN_LEAD_DAYS, min_depth: float | None = None,
+          start: dt.date | None = None, end: dt.date | None = None, draws: int = DRAWS,
+          seed: int = SEED) -> list[ScoreRow]:
+    """Simulate ``config``'s rules over ``values`` and score them (see :func:`score_simulation`
+    and the module doc). ``min_depth`` defaults to ``config.episodes.drawdown_min_depth``."""
     depth = config.episodes.drawdown_min_depth if min_depth is None else min_depth
     return score_simulation(simulate_full(config, values), episodes, close, min_depth=depth,
                             lookback_days=lookback_days, horizon_days=horizon_days,
-                            start=start, end=end)
+                            min_lead_days=min_lead_days, start=start, end=end, draws=draws,
+                            seed=seed)
+
+
+# --------------------------------------------------------------------------- output
 
 
 def _fmt(x: float | None, spec: str) -> str:
     return "-" if x is None else format(x, spec)
 
 
-def table(rows: Sequence[ScoreRow]) -> str:
-    """The score rows as an aligned text table (leads are medians over caught episodes)."""
-    head = ["rule", "caught", "lead trough", "lead half", "firings", "false", "unjudged",
-            "false/yr", "in alert"]
-    body = [[r.rule, f"{r.caught}/{r.episodes}", _fmt(r.median_lead_trough, "g"),
-             _fmt(r.median_lead_half, "g"), str(r.firings), str(r.false_alarms), str(r.unjudged),
-             f"{r.false_alarms_per_year:.2f}", f"{100 * r.share_in_alert:.1f}%"] for r in rows]
-    return _aligned(head, body)
+def _p(p: float) -> str:
+    return f"{p:.3f}" if p < 0.01 else f"{p:.2f}"
+
+
+def _vs(mean: float | None, p: float | None) -> str:
+    return "-" if mean is None or p is None else f"{mean:.1f} (p={_p(p)})"
+
+
+def _lead(x: float | None) -> str:
+    return "-" if x is None else format(round(x, 1), "g")
+
+
+_HEADINGS = {"state": "state alerts (restate a drawdown under way; not warnings)",
+             "info": 'info rules (not part of "any warning")'}
+
+
+def table(rows: Sequence[ScoreRow], *, lookback_days: int = LOOKBACK_DAYS,
+          horizon_days: int = HORIZON_DAYS, min_lead_days: int = MIN_LEAD_DAYS,
+          draws: int = DRAWS, legend: bool = True) -> str:
+    """The score rows as an aligned text table, in blocks (warnings and "any warning", state
+    alerts, info rules), then one sentence per row not shown to beat chance at p <= 0.05, then
+    (``legend``) one line per column. The keyword arguments only label the text."""
+    head = ["rule", f"caught ≥{min_lead_days}d", "chance (p)", "shifted (p)", "precision",
+            "false/yr", "in alert", "notif/yr", "lead q25/med/q75"]
+    body = []
+    for r in rows:
+        judged = r.hits + r.late + r.false_alarms
+        body.append([
+            r.rule, f"{r.caught}/{r.episodes}", _vs(r.chance_mean, r.p_value),
+            _vs(r.shift_mean, r.shift_p),
+            "-" if r.precision is None else f"{100 * r.precision:.0f}% ({r.hits}/{judged})",
+            f"{r.false_alarms_per_year:.2f}", f"{100 * r.share_in_alert:.1f}%",
+            f"{r.notifications_per_year:.1f}",
+            "-" if r.lead_median is None else "/".join(_lead(x) for x in (r.lead_q25, r.lead_median,
+                                                                           r.lead_q75))])
+    lines = _aligned(head, body).splitlines()
+    out = lines[:2]
+    shown: set[str] = set()
+    for r, line in zip(rows, lines[2:], strict=True):
+        if r.kind in _HEADINGS and r.kind not in shown:
+            shown.add(r.kind)
+            out.append(_HEADINGS[r.kind])
+        out.append(line)
+    notes = [note for r in rows if (note := _verdict(r))]
+    if notes:
+        out += ["", *notes]
+    if legend:
+        out += ["", *_legend(lookback_days, horizon_days, min_lead_days, draws)]
+    return "\n".join(out)
+
+
+def _verdict(r: ScoreRow) -> str | None:
+    """One plain sentence when ``r`` is not shown to beat chance (p > 0.05), else None."""
+    if r.p_value is None:
+        return None
+    if r.p_value > 0.05:
+        why = ("it never fired in the period" if not r.firings else
+               "no episode to score" if not r.episodes else "")
+        return f"{r.rule}: not shown to beat chance (p = {_p(r.p_value)}{'; ' + why if why else ''})."
+    if r.shift_p is not None and r.shift_p > 0.05:
+        return (f"{r.rule}: beats random days (p = {_p(r.p_value)}) but not its own alert days "
+                f"shifted in time (p = {_p(r.shift_p)}).")
+    return None
+
+
+def _legend(lookback: int, horizon: int, min_lead: int, draws: int) -> list[str]:
+    return [
+        f"caught ≥{min_lead}d: episodes warned at least {min_lead} trading days before the drawdown "
+        f"reached half its depth / episodes (a warning counts from {lookback} days before the peak "
+        "to the trough, or an alert already firing at the peak; one firing serves one episode)",
+        f"chance (p): mean caught when the same alert spells start on random days ({draws} draws); "
+        "p = share of draws catching at least as many",
+        "shifted (p): the same with the rule's own alert days shifted in time by a random offset "
+        "(keeps their clustering)",
+        f"precision: firings followed by a half-depth day within {horizon} trading days / judged "
+        "firings (those inside a drawdown are late, not hits)",
+        f"false/yr: firings neither followed by a half-depth day within {horizon} days nor inside "
+        "a drawdown, per 252 trading days",
+        "in alert: share of days the alert was firing; notif/yr: days with a notification "
+        "(firing, repeat, resolved) per 252 trading days",
+        "lead q25/med/q75: trading days from the credited warning to the half-depth day "
+        "(negative = after it)",
+    ]
 
 
 def _aligned(head: list[str], body: list[list[str]]) -> str:
@@ -493,12 +822,14 @@ def _aligned(head: list[str], body: list[list[str]]) -> str:
 
 
 def to_records(rows: Sequence[ScoreRow]) -> list[dict]:
-    """The score rows as flat dicts (every field but ``hits``), e.g. for an HTML table."""
-    return [{k: v for k, v in asdict(r).items() if k != "hits"} for r in rows]
+    """The score rows as flat dicts (every field but ``episodes_detail``), e.g. for an HTML
+    table."""
+    return [{k: v for k, v in asdict(r).items() if k != "episodes_detail"} for r in rows]
 
 
 def to_json(rows: Sequence[ScoreRow]) -> str:
-    """The score rows as a JSON array of objects (hits included; None -> null)."""
+    """The score rows as a JSON array of objects (every field, episodes_detail included;
+    None -> null)."""
     return json.dumps([asdict(r) for r in rows], indent=2, ensure_ascii=False)
 
 
@@ -667,29 +998,32 @@ def apply(config: Config, assignments: Mapping[str, float] | Iterable[tuple[str,
 
 def sweep(config: Config, values: pd.DataFrame, episodes: Iterable[DrawdownEpisode], close: pd.Series,
           sweeps: Sequence[Sweep], *, lookback_days: int = LOOKBACK_DAYS,
-          horizon_days: int = HORIZON_DAYS, min_depth: float | None = None,
-          start: dt.date | None = None, end: dt.date | None = None,
+          horizon_days: int = HORIZON_DAYS, min_lead_days: int = MIN_LEAD_DAYS,
+          min_depth: float | None = None, start: dt.date | None = None,
+          end: dt.date | None = None, draws: int = DRAWS, seed: int = SEED,
           on_point: Callable[[int, int], None] | None = None) -> list[dict]:
     """Score every grid point of ``sweeps`` (cartesian product, the first axis varying slowest).
 
     Returns one dict per point: ``{"params": {"RULE.PARAM": value, ...}, "rules": {name:
-    metrics, ..., ANY: metrics}}`` where the rules are the swept ones (config order) and
-    metrics = {episodes, caught, median_lead_trough, median_lead_half, firings, false_alarms,
-    unjudged, false_alarms_per_year, share_in_alert} as in :class:`ScoreRow`. "any rule" is the
-    union of ALL rules of the point's config. Rules whose settings a point does not change are
+    metrics, ...}}`` where the rules are the swept ones and ANY, in the row order of
+    :func:`score`, and metrics = every field of :class:`ScoreRow` but ``rule`` and
+    ``episodes_detail`` (chance baselines included: ``draws``, ``seed``). ANY is the union of
+    ALL warning rules of the point's config. Rules whose settings a point does not change are
     simulated once. ``on_point(done, total)`` is called after each point (progress bars).
-    Raises ValueError for an unknown rule/signal or more than :data:`MAX_GRID` points.
+    Raises ValueError for an unknown rule/signal, more than :data:`MAX_GRID` points, or bad
+    draws/seed.
     """
     if not sweeps:
         raise ValueError("no sweep given")
+    _check_draws(draws, seed)
     total = math.prod(len(s.values) for s in sweeps)
     if total > MAX_GRID:
         raise ValueError(f"{total} grid points; at most {MAX_GRID}")
     for s in sweeps:  # validates rule and param with the first value, one-line errors
         apply(config, [(s.key, s.values[0])])
     depth = config.episodes.drawdown_min_depth if min_depth is None else min_depth
-    idx = values.index
-    lab = _labels(idx, list(episodes), close, depth, lookback_days, horizon_days, start, end)
+    lab = _labels(values.index, list(episodes), close, depth, lookback_days, horizon_days, start,
+                  end, min_lead_days)
     days = list(lab.days)
     names = set().union(*(r.names for r in config.rules)) if config.rules else set()
     cols = _columns(values, names)
@@ -699,7 +1033,7 @@ def sweep(config: Config, values: pd.DataFrame, episodes: Iterable[DrawdownEpiso
     for done, point in enumerate(itertools.product(*(s.values for s in sweeps)), 1):
         params = {s.key: v for s, v in zip(sweeps, point, strict=True)}
         cfg = apply(config, params)
-        runs = []
+        arrays, kinds = {}, {}
         for rule in cfg.rules:
             key = _rule_key(rule)
             if key not in cache:
@@ -707,44 +1041,39 @@ def sweep(config: Config, values: pd.DataFrame, episodes: Iterable[DrawdownEpiso
                 if extra:  # a swept rule cannot read new signals, but keep this exact
                     cols.update(_columns(values, extra))
                 cache[key] = _run_rule(rule, cols, days)
-            runs.append(cache[key])
-        rule_names = [r.name for r in cfg.rules]
-        fired = pd.DataFrame({n: r.fired for n, r in zip(rule_names, runs, strict=True)},
-                             index=idx, columns=rule_names, dtype=bool)
-        firing = pd.DataFrame({n: r.firing for n, r in zip(rule_names, runs, strict=True)},
-                              index=idx, columns=rule_names, dtype=bool)
-        rows = _score_all(fired, firing, lab, swept)
+            run = cache[key]
+            arrays[rule.name] = (run.fired, run.firing, run.notified)
+            kinds[rule.name] = rule_kind(rule)
+        rows = _score_all(arrays, kinds, lab, swept, draws, seed)
         out.append({"params": params, "rules": {r.rule: _metrics(r) for r in rows}})
         if on_point is not None:
             on_point(done, total)
     return out
 
 
-_METRICS = ("episodes", "caught", "median_lead_trough", "median_lead_half", "firings",
-            "false_alarms", "unjudged", "false_alarms_per_year", "share_in_alert")
-
-
 def _metrics(row: ScoreRow) -> dict:
-    return {k: getattr(row, k) for k in _METRICS}
+    return {k: v for k, v in to_records([row])[0].items() if k != "rule"}
 
 
 def sweep_table(points: Sequence[dict]) -> str:
     """The sweep result as an aligned text table: one line per grid point, for each scored
-    rule its caught/episodes, false alarms per year and share of days in alert."""
+    rule (and "any warning") its caught/episodes, the mean caught on random days and its p,
+    false alarms per year and share of days in alert."""
     if not points:
         return ""
     keys = list(points[0]["params"])
     rules = list(points[0]["rules"])
     head = list(keys)
     for r in rules:
-        head += [f"{r} caught", f"{r} false/yr", f"{r} in alert"]
+        head += [f"{r} caught", f"{r} chance", f"{r} p", f"{r} false/yr", f"{r} in alert"]
     body = []
     for p in points:
         line = [format(p["params"][k], "g") for k in keys]
         for r in rules:
             m = p["rules"][r]
-            line += [f"{m['caught']}/{m['episodes']}", f"{m['false_alarms_per_year']:.2f}",
-                     f"{100 * m['share_in_alert']:.1f}%"]
+            line += [f"{m['caught']}/{m['episodes']}", _fmt(m["chance_mean"], ".1f"),
+                     "-" if m["p_value"] is None else _p(m["p_value"]),
+                     f"{m['false_alarms_per_year']:.2f}", f"{100 * m['share_in_alert']:.1f}%"]
         body.append(line)
     widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
     lines = ["  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in [head, *body]]
@@ -758,6 +1087,8 @@ def sweep_table(points: Sequence[dict]) -> str:
 _UPPER = {">", ">="}
 _LOWER = {"<", "<="}
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
+_GRID = {"upper": tuple(q / 100 for q in range(50, 100)), "lower": tuple(q / 100 for q in range(1, 51))}
+"""Candidate quantiles of a threshold: 0.50..0.99 for '>=' / '>', 0.01..0.50 for '<=' / '<'."""
 
 
 def _round_sig(x: float, digits: int = 4) -> float:
@@ -768,102 +1099,264 @@ def _toml_str(s: str) -> str:
     return json.dumps(s, ensure_ascii=False)  # a JSON string is a valid TOML basic string
 
 
-def _hit_rate(e: expr.Expr, sample: pd.DataFrame) -> tuple[float | None, int]:
-    """Share of the sample's days on which ``e`` holds, among days it can be evaluated."""
-    t, f = _kleene(e, _columns(sample, e.names), len(sample))
-    known = int(t.sum() + f.sum())
-    return (float(t.sum()) / known if known else None), known
-
-
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
-def calibrate(config: Config, values: pd.DataFrame, until: dt.date, quantile: float = 0.95, *,
-              min_obs: int = 250, rules: Sequence[str] | None = None) -> str:
-    """Propose thresholds from data up to ``until`` (inclusive) only; return a TOML snippet.
+def _leaves(e: expr.Expr) -> list[expr.Comparison]:
+    """The comparison leaves of ``e`` in the order :func:`_map_comparisons` visits them."""
+    found: list[expr.Comparison] = []
 
-    Method: the rows of ``values`` dated after ``until`` are dropped first, nothing else looks
-    at them. Then, in each rule's ``when``, every comparison of a signal with a number by
-    ``>=``/``>`` gets as its new number the in-sample ``quantile`` of that signal's non-missing
-    values, and by ``<=``/``<`` the ``1 - quantile`` quantile (numpy's linear interpolation),
-    rounded to 4 significant digits; so each comparison alone holds on about ``1 - quantile``
-    of the in-sample days (5% by default). Comparisons are calibrated one by one: a rule that
-    joins several with ``and`` holds on fewer days (its in-sample hit rate is reported).
-    Comparisons with ``==``/``!=`` or between two signals, and signals with fewer than
-    ``min_obs`` in-sample values, keep their threshold. ``clear_when`` is never changed; a
-    comment warns when the new ``when`` now overlaps the rule's clear condition on that signal.
+    def visit(c: expr.Comparison) -> expr.Expr:
+        found.append(c)
+        return c
+
+    _map_comparisons(e, visit)
+    return found
+
+
+def _set_leaf(e: expr.Expr, i: int, value: float) -> expr.Expr:
+    """``e`` with the number of its ``i``-th comparison leaf (a signal vs a number) set."""
+    seen = -1
+
+    def swap(c: expr.Comparison) -> expr.Expr:
+        nonlocal seen
+        seen += 1
+        if seen != i:
+            return c
+        if isinstance(c.left, expr.Name):
+            return expr.Comparison(c.left, c.op, expr.Number(value))
+        return expr.Comparison(expr.Number(value), c.op, c.right)
+
+    return _map_comparisons(e, swap)
+
+
+def _leaf(c: expr.Comparison) -> tuple[str, str, float] | str:
+    """(signal, op with the signal on the left, number) of a signal-vs-number comparison, or the
+    reason it has no threshold to calibrate."""
+    names = [s for s in (c.left, c.right) if isinstance(s, expr.Name)]
+    if len(names) != 1:
+        return "compares two signals" if names else "compares two numbers"
+    op = c.op if isinstance(c.left, expr.Name) else _FLIP[c.op]
+    other = c.right if isinstance(c.left, expr.Name) else c.left
+    if op not in _UPPER | _LOWER:
+        return f"'{c.op}' has no threshold to calibrate"
+    return names[0].name, op, other.value  # type: ignore[union-attr]
+
+
+# A number in running text: not part of a word ("Q1") or of a longer number, optionally a percent.
+_TEXT_NUMBER = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)(?![\d.]\d|\w)(\s?%)?")
+
+
+def _plain(x: float) -> str:
+    return np.format_float_positional(float(f"{x:.6g}"), trim="-")
+
+
+def restate_explain(explain: str, changes: Sequence[tuple[str, float, float]]) -> tuple[str, list[int]]:
+    """Rewrite the thresholds an ``explain`` sentence states; return (text, unstated).
+
+    ``changes``: (signal, old threshold, new threshold) per changed comparison. The old number is
+    looked for in the text as a percent (``-0.10`` -> "10%", "10.0 %") when the signal's unit
+    (``signals.REGISTRY[signal].unit``) starts with "fraction", then as a plain number (``1.5``);
+    the magnitude is matched (texts say "10% below", not "-10%"). Every occurrence found is
+    replaced by the new value in the same form ("12%", "1.62"). ``unstated``: the indices of the
+    changes whose old number the text does not state, or that cannot be restated (the sign
+    changes or a number is 0), or whose occurrence another change also claims; the text keeps
+    those numbers unchanged.
+    """
+    matches = list(_TEXT_NUMBER.finditer(explain))
+    claims: dict[int, tuple[int, str]] = {}  # match index -> (change, replacement)
+    unstated: list[int] = []
+    conflicts: set[int] = set()
+    for k, (signal, old, new) in enumerate(changes):
+        if old == 0 or new == 0 or (old < 0) != (new < 0):
+            unstated.append(k)
+            continue
+        spec = signals.REGISTRY.get(signal)
+        forms = (["percent"] if spec is not None and spec.unit.startswith("fraction") else []) + ["plain"]
+        found: list[tuple[int, str]] = []
+        for form in forms:
+            scale = 100.0 if form == "percent" else 1.0
+            target = abs(old) * scale
+            for i, m in enumerate(matches):
+                if (m.group(2) is not None) != (form == "percent"):
+                    continue
+                if math.isclose(float(m.group(1)), target, rel_tol=1e-9, abs_tol=1e-12):
+                    found.append((i, _plain(abs(new) * scale) + (m.group(2) or "")))
+            if found:
+                break
+        if not found:
+            unstated.append(k)
+        for i, text in found:
+            if i in claims and claims[i][1] != text:
+                conflicts.update((claims[i][0], k))
+            claims.setdefault(i, (k, text))
+    if conflicts:
+        unstated = sorted(set(unstated) | conflicts)
+        claims = {i: c for i, c in claims.items() if c[0] not in conflicts}
+    out, last = [], 0
+    for i, m in enumerate(matches):
+        if i in claims:
+            out += [explain[last:m.start()], claims[i][1]]
+            last = m.end()
+    out.append(explain[last:])
+    return "".join(out), unstated
+
+
+def _summary(row: ScoreRow) -> str:
+    chance = ("" if row.chance_mean is None or row.p_value is None else
+              f" (chance {row.chance_mean:.1f}, p = {_p(row.p_value)})")
+    return (f"caught {row.caught}/{row.episodes}{chance}, {row.false_alarms_per_year:.2f} false "
+            f"alarms/yr, in alert {_pct(row.share_in_alert)}")
+
+
+def calibrate(config: Config, values: pd.DataFrame, close: pd.Series, until: dt.date, *,
+              penalty: float = 1.0, draws: int = DRAWS, seed: int = SEED,
+              lookback_days: int = LOOKBACK_DAYS, horizon_days: int = HORIZON_DAYS,
+              min_lead_days: int = MIN_LEAD_DAYS, min_depth: float | None = None,
+              min_obs: int = 250, rules: Sequence[str] | None = None) -> str:
+    """Propose thresholds aimed at the drawdown labels, from data up to ``until`` only; return a
+    TOML snippet.
+
+    No look-ahead: the rows of ``values`` and ``close`` dated after ``until`` are dropped before
+    anything looks at them; the labels are the drawdown episodes (depth <= -``min_depth``,
+    default ``config.episodes.drawdown_min_depth``) of the remaining closes, scored as in
+    :func:`score` over the remaining rows (so an episode counts only if its trough is on or
+    before ``until``; firings whose horizon runs past ``until`` are unjudged).
+
+    Method: in each rule's ``when``, every comparison of a signal with a number by ``>=``/``>``
+    (``<=``/``<``) gets the number, among the in-sample quantiles 0.50, 0.51, ..., 0.99 (0.01
+    ... 0.50) of that signal's non-missing values rounded to 4 significant digits and its current
+    number, that maximises ``caught - penalty * false_alarms_per_year`` of the rule alone
+    (caught = warned at least ``min_lead_days`` before the half-depth day), ties broken toward
+    fewer days in alert, then toward the current number (so a proposal never scores worse in
+    sample than the config).
+    Several comparisons are optimised one at a time, in order, each with the ones before it
+    already set (coordinate ascent, one pass). Comparisons with ``==``/``!=`` or between two
+    signals, and signals with fewer than ``min_obs`` in-sample values, keep their number;
+    ``for_days``, ``clear_when``, ``clear_days`` and ``repeat_every_days`` are kept. A comment
+    warns when the new ``when`` overlaps the rule's clear condition on that signal.
 
     The snippet holds one complete ``[[rules]]`` table per rule (all its keys, so it can replace
-    the rule in the config), with comments giving per comparison the quantile used and the old
-    threshold, and the share of in-sample days (where it can be evaluated) on which the new and
-    the old ``when`` hold. ``rules`` restricts the output to these rule names.
+    the rule in the config), with comments giving per comparison the quantile chosen and the old
+    number, and for the old and the new ``when`` the in-sample caught/episodes, the chance mean
+    and p (``draws``, ``seed``), false alarms per year and share of days in alert. The
+    ``explain`` sentence is rewritten where it states a changed threshold
+    (:func:`restate_explain`); where it does not, a ``# review explain`` comment says so.
+    ``rules`` restricts the output to these rule names. Raises ValueError for a bad penalty,
+    draws or seed, or no row up to ``until``; KeyError for an unknown rule.
     """
-    if not 0.5 < quantile < 1:
-        raise ValueError(f"quantile must be in (0.5, 1), got {quantile!r}")
+    if not (isinstance(penalty, int | float) and math.isfinite(penalty) and penalty >= 0):
+        raise ValueError(f"penalty must be a finite number >= 0, got {penalty!r}")
+    _check_draws(draws, seed)
+    cut = pd.Timestamp(until)
     idx = _day_index(values.index)
-    sample = values.iloc[np.flatnonzero(idx <= pd.Timestamp(until))]
-    sample_days = idx[idx <= pd.Timestamp(until)]
+    if not (idx <= cut).any():
+        raise ValueError(f"no row of the values up to {until.isoformat()}")
+    sample = values.iloc[np.flatnonzero(idx <= cut)]
+    c = close.copy()
+    c.index = _day_index(c.index, "close")
+    c = c[c.index <= cut]
+    depth = config.episodes.drawdown_min_depth if min_depth is None else min_depth
+    episodes = drawdown_episodes(c, depth)
+    lab = _labels(sample.index, episodes, c, depth, lookback_days, horizon_days, None, None,
+                  min_lead_days)
+    days = list(lab.days)
     wanted = [r.name for r in config.rules] if rules is None else list(rules)
     for name in wanted:
         config.rule(name)  # KeyError for an unknown rule
-    span = (f"{_iso(sample_days[0])} to {_iso(sample_days[-1])}" if len(sample_days) else "no rows")
+    cols = _columns(sample, set().union(*(r.names for r in config.rules)) if config.rules else ())
     out = [f"# regime-monitor calibrate: thresholds from data up to {until.isoformat()} only "
-           f"({len(sample_days)} trading days, {span}).",
-           f"# '>=' / '>' thresholds: in-sample {quantile:g} quantile; '<=' / '<': "
-           f"{1 - quantile:g} quantile (each comparison alone holds on ~{_pct(1 - quantile)} of days).",
+           f"({len(days)} trading days, {days[0]} to {days[-1]}); labels: {len(lab.episodes)} "
+           f"micro-cap drawdown(s) of at least {depth:.0%}, {lab.counted.size} scored (trough by "
+           f"then, peak at least {lookback_days} trading days after the first day).",
+           "# Each number compared in a rule's `when` is chosen among the in-sample quantiles "
+           "0.50..0.99 ('>=' / '>') or 0.01..0.50 ('<=' / '<') and its current value, one "
+           "comparison at a time in order, "
+           f"to maximise caught - {penalty:g} x false alarms per year (caught = warned at least "
+           f"{min_lead_days} trading days before the drawdown reached half its depth; ties: fewer "
+           "days in alert, then the current value).",
+           "# These are in-sample scores, which flatter the thresholds: check them with "
+           f"`backtest --start` on days after {until.isoformat()}.",
            "# Review, then paste over the matching [[rules]] tables; the config is not changed."]
     for rule in config.rules:
         if rule.name not in wanted:
             continue
-        notes: list[str] = []
+        kind = rule_kind(rule)
+        timing = _timing(rule)
 
-        def propose(c: expr.Comparison, notes: list[str] = notes, rule: RuleConfig = rule) -> expr.Expr:
-            names = [s for s in (c.left, c.right) if isinstance(s, expr.Name)]
-            if len(names) != 1:
-                notes.append(f"{c} kept: compares two signals")
-                return c
-            signal = names[0].name
-            op = c.op if isinstance(c.left, expr.Name) else _FLIP[c.op]  # op with signal on the left
-            old = (c.right if isinstance(c.left, expr.Name) else c.left).value  # type: ignore[union-attr]
-            if op not in _UPPER | _LOWER:
-                notes.append(f"{c} kept: '{c.op}' has no quantile")
-                return c
+        def evaluate(e: expr.Expr, n_draws: int = 0, kind: str = kind, rule: RuleConfig = rule,
+                     timing: lifecycle.Timing = timing) -> ScoreRow:
+            run = _run(e, rule.clear_expr, timing, cols, days)
+            return _score(rule.name, kind, run.fired, run.firing, run.notified, lab, n_draws, seed)
+
+        def objective(row: ScoreRow) -> tuple[float, float]:
+            return (row.caught - penalty * row.false_alarms_per_year, -row.share_in_alert)
+
+        notes: list[str] = []
+        changes: list[tuple[str, float, float]] = []
+        where: list[str] = []
+        current = rule.when_expr
+        for i, leaf in enumerate(_leaves(rule.when_expr)):
+            parts = _leaf(leaf)
+            if isinstance(parts, str):
+                notes.append(f"{leaf} kept: {parts}")
+                continue
+            signal, op, old = parts
             col = sample[signal] if signal in sample.columns else pd.Series(dtype=float)
             data = col.to_numpy(dtype=float, na_value=np.nan)
             data = data[~np.isnan(data)]
             if data.size < min_obs:
-                notes.append(f"{c} kept: only {data.size} in-sample values of {signal} "
+                notes.append(f"{leaf} kept: only {data.size} in-sample values of {signal} "
                              f"(fewer than {min_obs})")
-                return c
-            q = quantile if op in _UPPER else 1 - quantile
-            new = _round_sig(float(np.quantile(data, q)))
-            hold = float(np.mean(_NP_OPS[op](data, new)))
-            number = expr.Number(new)
-            out_c = (expr.Comparison(c.left, c.op, number) if isinstance(c.left, expr.Name)
-                     else expr.Comparison(number, c.op, c.right))
-            notes.append(f"{out_c} (was {expr.Number(old)}): in-sample {q:g} quantile of "
-                         f"{data.size} values; holds on {_pct(hold)} of them")
+                continue
+            grid = _GRID["upper" if op in _UPPER else "lower"]
+            # value -> the first quantile giving it; the current number first (None), so that
+            # the proposal never scores worse in sample and an exact tie keeps it
+            candidates: dict[float, float | None] = {old: None}
+            for q, v in zip(grid, np.quantile(data, grid), strict=True):
+                candidates.setdefault(_round_sig(float(v)), q)
+            best = None
+            for value in candidates:
+                key = objective(evaluate(_set_leaf(current, i, value)))
+                if best is None or key > best[0]:
+                    best = (key, value)
+            assert best is not None
+            new = best[1]
+            current = _set_leaf(current, i, new)
+            if candidates[new] is None:
+                notes.append(f"{leaf} kept: no in-sample quantile of {signal} scores better")
+            else:
+                notes.append(f"{_leaves(current)[i]} (was {expr.Number(old)}): in-sample "
+                             f"{candidates[new]:g} quantile of {data.size} values of {signal}")
             notes.extend(_overlap(rule, signal, op, new))
-            return out_c
-
-        new_when = _map_comparisons(rule.when_expr, propose)
-        new_rate, known = _hit_rate(new_when, sample)
-        old_rate, _ = _hit_rate(rule.when_expr, sample)
+            if new != old:
+                changes.append((signal, old, new))
+                where.append(f"{leaf} -> {expr.Number(new)}")
+        old_row = evaluate(rule.when_expr, draws)
+        new_row = evaluate(current, draws) if current != rule.when_expr else old_row
+        explain, unstated = restate_explain(rule.explain, changes)
         out.append("")
         out.append("[[rules]]")
         out.append(f"name = {_toml_str(rule.name)}")
         out.append(f"severity = {_toml_str(rule.severity)}")
+        if kind == "state":
+            out.append(f"# a state rule (reads {STATE_SIGNAL}): it restates a drawdown under way; "
+                       "scored here like a warning, review whether its threshold should move")
         out.extend(f"# {note}" for note in notes)
-        out.append(f"# when holds on {_pct(new_rate)} of {known} in-sample days where it can be "
-                   f"evaluated (old threshold: {_pct(old_rate)})")
-        out.append(f"when = {_toml_str(str(new_when))}")
+        out.append(f"# in sample, old: {_summary(old_row)}; objective "
+                   f"{objective(old_row)[0]:.2f}")
+        out.append(f"# in sample, new: {_summary(new_row)}; objective "
+                   f"{objective(new_row)[0]:.2f}")
+        out.append(f"when = {_toml_str(str(current))}")
         out.append(f"for_days = {rule.for_days}")
         if rule.clear_when is not None:
             out.append(f"clear_when = {_toml_str(rule.clear_when)}")
         out.append(f"clear_days = {rule.clear_days}")
         out.append(f"repeat_every_days = {rule.repeat_every_days}")
-        out.append(f"explain = {_toml_str(rule.explain)}")
+        for k in unstated:
+            out.append(f"# review explain: it does not state the threshold ({where[k]})")
+        out.append(f"explain = {_toml_str(explain)}")
     return "\n".join(out) + "\n"
 
 

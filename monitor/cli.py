@@ -40,6 +40,44 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _draws(text: str) -> int:
+    from monitor.backtest import MAX_DRAWS
+
+    value = _positive_int(text)
+    if value > MAX_DRAWS:
+        raise argparse.ArgumentTypeError(f"{text!r} is more than {MAX_DRAWS} draws")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= value <= 2**63 - 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 2**63 - 1")
+    return value
+
+
+def _penalty(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (value >= 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
+    return value
+
+
+def _baseline_options(parser: argparse.ArgumentParser) -> None:
+    from monitor.backtest import DRAWS, SEED
+
+    parser.add_argument("--draws", type=_draws, default=DRAWS,
+                        help=f"random draws of each chance baseline (default {DRAWS})")
+    parser.add_argument("--seed", type=_seed, default=SEED,
+                        help=f"seed of the chance baselines (default {SEED})")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2
         self.exit(2, f"regime-monitor: error: {message}\n")
@@ -112,12 +150,16 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--sweep", action="append", default=[], metavar="RULE.PARAM=LO:HI:STEP",
                     help="grid over a rule's threshold (PARAM = a signal in its `when`) or "
                          "for_days/clear_days/repeat_every_days; repeatable")
+    _baseline_options(bt)
     bt.add_argument("--json", action="store_true")
 
-    cal = sub.add_parser("calibrate", help="propose thresholds from data up to a date (TOML)")
+    cal = sub.add_parser("calibrate", help="propose thresholds aimed at the drawdown labels, from "
+                                           "data up to a date (TOML)")
     cal.add_argument("--until", type=_date, required=True)
-    cal.add_argument("--quantile", type=float, default=0.95,
-                     help="in-sample quantile for `>=` thresholds (1 - q for `<=`); default 0.95")
+    cal.add_argument("--penalty", type=_penalty, default=1.0,
+                     help="each threshold maximises caught - PENALTY x false alarms per year "
+                          "(default 1)")
+    _baseline_options(cal)
     cal.add_argument("--config", dest="trial_config")
 
     rep = sub.add_parser("report", help="one self-contained HTML page: signals, alerts, episodes, "
@@ -469,18 +511,21 @@ def cmd_backtest(args) -> int:
         bar = iter(progress(range(total), total, "sweep"))
         try:
             points = backtest.sweep(trial, evidence.values, evidence.episodes, evidence.close, sweeps,
+                                    draws=args.draws, seed=args.seed,
                                     on_point=lambda done, _total: next(bar, None))
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         print(json.dumps(points, indent=2, default=str) if args.json else backtest.sweep_table(points))
         return 0
-    rows = backtest.score(trial, evidence.values, evidence.episodes, evidence.close)
+    rows = backtest.score(trial, evidence.values, evidence.episodes, evidence.close,
+                          draws=args.draws, seed=args.seed)
     if args.json:
         print(backtest.to_json(rows))
     else:
         print(f"backtest {evidence.start} .. {evidence.end}: labels = micro-cap drawdowns of at least "
-              f"{trial.episodes.drawdown_min_depth:.0%}")
-        print(backtest.table(rows))
+              f"{trial.episodes.drawdown_min_depth:.0%}; chance baselines: {args.draws} draws, "
+              f"seed {args.seed}")
+        print(backtest.table(rows, draws=args.draws))
     return 0
 
 
@@ -488,12 +533,15 @@ def cmd_calibrate(args) -> int:
     from monitor import backtest
     from monitor.evaluation import gather
 
-    if not 0.5 < args.quantile < 1:
-        raise UsageError(f"--quantile {args.quantile} must be between 0.5 and 1")
     config = _config(args)
     trial = _trial_config(args)
     evidence = gather(_open(args, config), trial, None, args.until)
-    print(backtest.calibrate(trial, evidence.values, args.until, args.quantile))
+    try:
+        text = backtest.calibrate(trial, evidence.values, evidence.close, args.until,
+                                  penalty=args.penalty, draws=args.draws, seed=args.seed)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    print(text)
     return 0
 
 

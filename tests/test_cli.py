@@ -109,22 +109,45 @@ def test_replay_backtest_sweep_calibrate_and_report_commands(demo_db, tmp_path, 
     code, out, _ = run(capsys, "--db", str(demo_db), "replay", "--start", "2018-01-02", "--end",
                        "2018-06-29", "--scratch", str(tmp_path / "r.db"))
     assert code == 0 and "nothing was sent" in out and "microcap_drawdown" in out
-    code, out, _ = run(capsys, "--db", str(demo_db), "backtest", "--json")
+    code, out, _ = run(capsys, "--db", str(demo_db), "backtest", "--json", "--draws", "200")
     rows = json.loads(out)
-    assert code == 0 and rows[-1]["rule"] == "any rule"
-    assert all(0 <= r["share_in_alert"] <= 1 and r["caught"] <= r["episodes"] for r in rows)
-    code, out, _ = run(capsys, "--db", str(demo_db), "backtest", "--sweep",
+    assert code == 0
+    kinds = [r["kind"] for r in rows]
+    assert kinds == sorted(kinds, key=["warning", "union", "state", "info"].index)
+    assert [r["rule"] for r in rows if r["kind"] == "union"] == ["any warning"]
+    assert [r["rule"] for r in rows if r["kind"] == "state"] == ["microcap_drawdown"]
+    assert all(0 <= r["share_in_alert"] <= 1 and r["caught"] <= r["warned"] <= r["episodes"]
+               and 0 < r["p_value"] <= 1 and 0 < r["shift_p"] <= 1 for r in rows)
+    assert all("episodes_detail" in r for r in rows)
+    code, again, _ = run(capsys, "--db", str(demo_db), "backtest", "--json", "--draws", "200",
+                         "--seed", "20231201")
+    assert again == out  # the default seed, deterministic
+    code, out, _ = run(capsys, "--db", str(demo_db), "backtest", "--draws", "200", "--seed", "1")
+    assert code == 0 and "chance baselines: 200 draws, seed 1" in out
+    assert "state alerts (restate a drawdown under way; not warnings)" in out
+    assert "any warning" in out and "chance (p)" in out
+    code, out, _ = run(capsys, "--db", str(demo_db), "backtest", "--draws", "50", "--sweep",
                        "volatility_spike.microcap.vol_spike=1.2:2.0:0.4")
     assert code == 0
     assert sum(line.strip().startswith(("1.2", "1.6", "2")) for line in out.splitlines()) == 3
+    assert "volatility_spike chance" in out.splitlines()[0]
     code, _, err = run(capsys, "--db", str(demo_db), "backtest", "--sweep", "nosuch.x=1:2:1")
     assert code == 1 and "nosuch" in err and err.count("\n") == 1
+    for bad in (["--draws", "0"], ["--draws", "x"], ["--seed", "-1"]):
+        with pytest.raises(SystemExit) as info:
+            cli.main(["--db", str(demo_db), "backtest", *bad])
+        assert info.value.code == 2 and capsys.readouterr().err.count("\n") == 1
     before = DEFAULT_CONFIG.read_text()
-    code, out, _ = run(capsys, "--db", str(demo_db), "calibrate", "--until", "2019-06-28")
+    code, out, _ = run(capsys, "--db", str(demo_db), "calibrate", "--until", "2019-06-28",
+                       "--draws", "50", "--penalty", "0.5")
     assert code == 0 and tomllib.loads(out)["rules"]
+    assert "to maximise caught - 0.5 x false alarms per year" in out
     assert DEFAULT_CONFIG.read_text() == before  # never writes the config
+    with pytest.raises(SystemExit):
+        cli.main(["--db", str(demo_db), "calibrate", "--until", "2019-06-28", "--penalty", "-1"])
+    assert "must be a finite number >= 0" in capsys.readouterr().err
     report = tmp_path / "report.html"
     code, out, _ = run(capsys, "--db", str(demo_db), "report", "--out", str(report))
     assert code == 0 and report.exists()
     html = report.read_text()
-    assert "data:image/png;base64," in html and "any rule" in html
+    assert "data:image/png;base64," in html and "any warning" in html
