@@ -1,5 +1,7 @@
-"""The HTML report: one self-contained page with every rule's signals against their thresholds,
-the alert timeline, the drawdown and rotation episodes, and (optionally) a backtest table.
+"""The HTML report: one self-contained page that opens with the micro-cap index over the period
+(drawdown episodes shaded, the warnings marked) and how far to trust the warnings, followed by
+every rule's signals against their thresholds, the alert timeline, the drawdown and rotation
+episodes, and (optionally) the backtest table.
 
 ``build_report`` reads the database and returns the page as a string; ``write_report`` writes it.
 The page needs nothing from the network: the charts are PNGs rendered with matplotlib's Agg canvas
@@ -33,11 +35,13 @@ from monitor.config import Config, RuleConfig
 from monitor.rules import describe
 from storage import episodes as episode_store
 
-__all__ = ["build_report", "write_report", "DEFAULT_TITLE", "MAX_CHARTS"]
+__all__ = ["build_report", "write_report", "warning_marks", "rule_role", "trust_sentence",
+           "backtest_kind", "WarningMarks", "DEFAULT_TITLE", "MAX_CHARTS", "HEADLINE_SIGNAL",
+           "STATE_SIGNAL"]
 
 DEFAULT_TITLE = "regime-monitor report"
 CLOSE = "index.microcap.close"
-MAX_CHARTS = 15  # all images of the page, the episode chart included
+MAX_CHARTS = 15  # all images of the page, the overview and episode charts included
 DPI = 90
 WIDTH_IN = 12.0
 PANEL_IN = 1.8
@@ -46,6 +50,16 @@ SEVERITY_COLOUR = {"critical": "#c0392b", "warning": "#e67e22", "info": "#2980b9
 WHEN_COLOUR = "#c0392b"
 CLEAR_COLOUR = "#7f8c8d"
 LINE_COLOUR = "#2c3e50"
+INDEX_COLOUR = "#1f4e79"
+HEADLINE_COLOUR = "#c0392b"
+OTHER_WARNING_COLOUR = "#e67e22"
+DRAWDOWN_COLOUR = "#c0392b"
+
+HEADLINE_SIGNAL = "risk.drawdown_prob"  # a warning/critical rule whose `when` reads it: headline
+STATE_SIGNAL = "microcap.drawdown"  # a rule whose `when` reads it reports a state, not a warning
+WARNING_SEVERITIES = ("warning", "critical")
+CAUGHT_LEAD_DAYS = 3  # monitor.backtest.MIN_LEAD_DAYS: caught = warned this many days before half depth
+ANY_WARNING = "any warning"  # monitor.backtest.ANY: the union row of the warning rules
 
 
 # -- data ---------------------------------------------------------------------------------------
@@ -161,6 +175,67 @@ def _overlaps(ep: Mapping, first: str, last: str) -> bool:
     return ep["start"] <= last and (ep["end"] is None or ep["end"] >= first)
 
 
+def rule_role(rule: RuleConfig) -> str:
+    """Return what the report makes of a rule's firings, in line with the backtest's kinds:
+    ``"state"`` when its ``when`` reads :data:`STATE_SIGNAL` (it says a drawdown is under way,
+    it does not warn of one), else ``"info"`` for severity info, else ``"headline"`` when its
+    ``when`` reads :data:`HEADLINE_SIGNAL`, else ``"warning"``."""
+    names = rule.when_expr.names
+    if STATE_SIGNAL in names:
+        return "state"
+    if rule.severity not in WARNING_SEVERITIES:
+        return "info"
+    return "headline" if HEADLINE_SIGNAL in names else "warning"
+
+
+@dataclass(frozen=True)
+class WarningMarks:
+    """What the overview chart marks (rule name -> ISO days, oldest first; rules in config order).
+
+    ``headline``: the firing days of every headline rule (an empty list when it did not fire);
+    ``other``: those of the other warning rules that fired in the period; ``spells``: the firing
+    spells of every headline rule (:func:`firing_spans`, clipped to the period)."""
+
+    headline: dict[str, list[str]]
+    other: dict[str, list[str]]
+    spells: dict[str, list[tuple[str, str | None]]]
+
+    @property
+    def headline_days(self) -> list[str]:
+        return sorted(d for days in self.headline.values() for d in days)
+
+    @property
+    def other_days(self) -> list[str]:
+        return sorted(d for days in self.other.values() for d in days)
+
+
+def warning_marks(rules: Iterable[RuleConfig], events: Iterable[Mapping], first: str,
+                  last: str) -> WarningMarks:
+    """Return the warnings to mark on the overview chart, from alert events (dicts with at least
+    ``rule``, ``date``, ``event`` and ``to_state``, oldest first; events before ``first`` only
+    matter for the spells). A mark is an event ``firing`` (a transition into the firing state,
+    not a repeat) of a headline or warning rule (:func:`rule_role`) dated ``first``..``last``;
+    state alerts, info rules and rules not in ``rules`` (e.g. the built-in data_stale) are not
+    marked."""
+    roles = {r.name: rule_role(r) for r in rules}
+    by_rule: dict[str, list[Mapping]] = {}
+    for e in events:
+        if roles.get(e["rule"]) in ("headline", "warning") and e["date"] <= last:
+            by_rule.setdefault(e["rule"], []).append(e)
+    headline: dict[str, list[str]] = {}
+    other: dict[str, list[str]] = {}
+    spells: dict[str, list[tuple[str, str | None]]] = {}
+    for name, role in roles.items():
+        evs = by_rule.get(name, [])
+        days = [e["date"] for e in evs if e["event"] == "firing" and e["date"] >= first]
+        if role == "headline":
+            spells[name] = firing_spans(evs, first, last)
+            headline[name] = days
+        elif role == "warning" and days:
+            other[name] = days
+    return WarningMarks(headline, other, spells)
+
+
 # -- charts -------------------------------------------------------------------------------------
 
 def _figure(height: float):
@@ -274,6 +349,89 @@ def _episode_chart(close: pd.Series, drawdowns: list[dict], rotations: list[dict
     return _png(fig)
 
 
+def _depth_text(depth: float | None) -> str:
+    return "–" if depth is None else f"{depth * 100:.0f}%"
+
+
+def _overview_chart(close: pd.Series, drawdowns: list[dict], marks: WarningMarks, first: str,
+                    last: str) -> str:
+    """The micro-cap index over the period (log scale), drawdown episodes shaded from peak to
+    trough and labelled with their depth, the warnings' firing days marked on the line."""
+    from matplotlib.ticker import MaxNLocator, NullLocator, StrMethodFormatter
+    from matplotlib.transforms import blended_transform_factory
+
+    height = 4.4
+    fig = _figure(height)
+    fig.subplots_adjust(left=0.065, right=0.985, top=1 - 0.32 / height, bottom=0.78 / height)
+    ax = fig.subplots()
+    lo_x, hi_x = pd.Timestamp(first), pd.Timestamp(last)
+    values = close.to_numpy(dtype=float)
+    ax.plot(close.index.to_numpy(), values, color=INDEX_COLOUR, lw=1.3, label="micro-cap index",
+            zorder=3)
+
+    def level(day: str) -> float:
+        """The close on ``day`` (the last one before it when the day has none)."""
+        ts = min(max(pd.Timestamp(day), close.index[0]), close.index[-1])
+        return float(close.asof(ts))
+
+    for i, e in enumerate(drawdowns):
+        a = max(pd.Timestamp(e["peak"] or e["start"]), lo_x)
+        b = min(pd.Timestamp(e["trough"] or e["end"] or last), hi_x)
+        if b <= a:
+            b = a + pd.Timedelta(days=1)
+        ax.axvspan(a, b, color=DRAWDOWN_COLOUR, alpha=0.16, lw=0, zorder=1,
+                   label="drawdown episode, peak to trough" if i == 0 else None)
+        near_end = (hi_x - b) < (hi_x - lo_x) * 0.03  # keep the label inside the axes
+        ax.annotate(_depth_text(e["depth"]), xy=(b, level(b.date().isoformat())), xytext=(0, -7),
+                    textcoords="offset points", ha="right" if near_end else "center", va="top",
+                    fontsize=9, fontweight="bold", color="#922b21", zorder=5)
+
+    band = blended_transform_factory(ax.transData, ax.transAxes)
+    first_band = True
+    for spans in marks.spells.values():
+        for a, b in spans:
+            x0, x1 = pd.Timestamp(a), pd.Timestamp(b or last)
+            if x1 <= x0:
+                x1 = x0 + pd.Timedelta(days=1)
+            ax.fill_between([x0, x1], 0.0, 0.035, transform=band, color=HEADLINE_COLOUR, alpha=0.6,
+                            lw=0, zorder=2,
+                            label="headline warning firing (band ends when resolved)"
+                            if first_band else None)
+            first_band = False
+    if marks.other:
+        days = marks.other_days
+        names = ", ".join(marks.other)
+        ax.plot(_dates(days), [level(d) for d in days], ls="none", marker="o", ms=6,
+                color=OTHER_WARNING_COLOUR, alpha=0.85, mec="white", mew=0.6, zorder=4,
+                label=f"other warning fired ({names})" if len(names) <= 70
+                else f"other warning fired ({len(marks.other)} rules)")
+    shapes = "vD^s"
+    for i, (rule, days) in enumerate(marks.headline.items()):
+        if not days:
+            continue
+        ax.plot(_dates(days), [level(d) for d in days], ls="none", marker=shapes[i % len(shapes)],
+                ms=11, color=HEADLINE_COLOUR, mec="#641e16", mew=1.0, zorder=6,
+                label=f"headline warning fired: {rule}")
+
+    finite = values[np.isfinite(values) & (values > 0)]
+    if finite.size:
+        ax.set_yscale("log")
+        ax.set_ylim(finite.min() / 1.12, finite.max() * 1.04)
+        ax.yaxis.set_major_locator(MaxNLocator(6))
+        ax.yaxis.set_minor_locator(NullLocator())
+        ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
+    ax.set_xlim(lo_x, hi_x)
+    ax.set_title(f"Micro-cap index ({CLOSE}, log scale), {first} to {last}", fontsize=11,
+                 loc="left", y=1.0, pad=5, fontweight="bold", color="#1b2631")
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(handles, labels, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.07),
+                  frameon=False, ncol=min(3, len(handles)))
+    ax.grid(alpha=0.3)
+    ax.tick_params(labelsize=8)
+    return _png(fig)
+
+
 # -- HTML ---------------------------------------------------------------------------------------
 
 _CSS = """
@@ -304,6 +462,10 @@ figure{margin:6px 0 14px}
 figure img{width:100%;height:auto;border:1px solid #eaeded}
 figcaption{color:#566573;font-size:12px}
 .note{color:#566573;font-style:italic}
+.trust{background:#f4f6f7;border-left:4px solid #1f4e79;padding:6px 14px;margin:6px 0 14px}
+.trust h3{margin:4px 0}.trust ul{margin:4px 0;padding-left:20px}.trust li{margin:2px 0}
+tr.group th{background:#eaf2f8;color:#1f4e79}tr.headline td{font-weight:600}
+.wide{overflow-x:auto}table.backtest{font-size:12px}table.backtest thead th{vertical-align:bottom}
 details{margin:6px 0}summary{cursor:pointer;color:#1f4e79}
 """
 
@@ -403,6 +565,206 @@ def _event_table(events: list[dict]) -> str:
         for e in events], row_class=lambda r: f"ev-{r['event']}")
 
 
+# -- backtest: the trust box and the table ------------------------------------------------------
+
+BACKTEST_HEADERS = {
+    "rule": "rule",
+    "kind": "kind",
+    "days": "trading days",
+    "episodes": "drawdowns",
+    "caught": "caught",
+    "warned": "warned (any lead)",
+    "recall": "recall",
+    "lead_q25": "lead to half depth, q25 (days)",
+    "lead_median": "lead to half depth, median (days)",
+    "lead_q75": "lead to half depth, q75 (days)",
+    "median_lead_trough": "lead to trough (median days)",
+    "lead_trough_median": "lead to trough (median days)",
+    "median_lead_half": "lead to half depth (median days)",
+    "lead_half_median": "lead to half depth (median days)",
+    "firings": "firings",
+    "hits": "hits",
+    "late": "late firings",
+    "false_alarms": "false alarms",
+    "unjudged": "unjudged firings",
+    "precision": "precision",
+    "false_alarms_per_year": "false alarms / yr",
+    "share_in_alert": "days in alert",
+    "notifications_per_year": "notifications / yr",
+    "chance_mean": "chance (mean caught)",
+    "p_value": "p (vs chance)",
+    "shift_mean": "chance, shifted (mean caught)",
+    "shift_p": "p (vs shifted)",
+}
+FRACTION_KEYS = frozenset({"share_in_alert", "precision", "recall"})
+P_KEYS = frozenset({"p_value", "shift_p"})
+ONE_DECIMAL_KEYS = frozenset({"chance_mean", "shift_mean", "notifications_per_year",
+                              "false_alarms_per_year"})
+KIND_GROUPS = (("warning", "Warnings"), ("union", "Any warning (union rows)"), ("state", "State alerts"),
+               ("info", "Info"))
+
+
+def _num(value: Any) -> float | None:
+    if not _is_num(value) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _p_text(p: float | None) -> str:
+    if p is None:
+        return "= –"
+    return "< 0.001" if p < 0.001 else f"= {p:.2g}"
+
+
+def _percent(v: float) -> str:
+    return f"{v * 100:.1f}%" if abs(v) < 0.01 and v != 0 else f"{v * 100:.0f}%"
+
+
+def trust_sentence(row: Mapping[str, Any]) -> str:
+    """Return one plain sentence on a backtest row (a dict of :func:`monitor.backtest.to_records`;
+    a missing or non-numeric value reads "–"), e.g. "caught 3 of 12 drawdowns ≥3 trading days
+    before half depth; chance 2.9 (p = 0.47); 0.6 false alarms a year; in alert 14% of days — not
+    shown to beat chance". The verdict: "not shown to beat chance" when ``p_value`` > 0.05,
+    "better than chance (p = …)" otherwise, "not compared with chance" without a p-value."""
+    def whole(key: str) -> str:
+        v = _num(row.get(key))
+        return "–" if v is None else f"{v:.0f}"
+
+    def one(key: str) -> str:
+        v = _num(row.get(key))
+        return "–" if v is None else f"{v:.1f}"
+
+    share = _num(row.get("share_in_alert"))
+    p = _num(row.get("p_value"))
+    if p is None:
+        verdict = "not compared with chance"
+    elif p > 0.05:
+        verdict = "not shown to beat chance"
+    else:
+        verdict = f"better than chance (p {_p_text(p)})"
+    return (f"caught {whole('caught')} of {whole('episodes')} drawdowns ≥{CAUGHT_LEAD_DAYS} trading "
+            f"days before half depth; chance {one('chance_mean')} (p {_p_text(p)}); "
+            f"{one('false_alarms_per_year')} false alarms a year; "
+            f"in alert {'–' if share is None else _percent(share)} of days — {verdict}")
+
+
+def backtest_kind(row: Mapping[str, Any], roles: Mapping[str, str]) -> str:
+    """Return the group of a backtest row: its ``kind`` when given, else inferred from the rule's
+    role (``roles``: rule name -> :func:`rule_role`) or, for a name starting "any ", "union";
+    "other" when unknown."""
+    kind = row.get("kind")
+    if isinstance(kind, str) and kind:
+        return kind
+    name = str(row.get("rule") or "")
+    role = roles.get(name)
+    if role is not None:
+        return "warning" if role == "headline" else role
+    return "union" if name.startswith("any ") else "other"
+
+
+def _trust_box(rows: list[dict] | None, rules: Sequence[RuleConfig]) -> str:
+    headline = [r.name for r in rules if rule_role(r) == "headline"]
+    out = ['<div class="trust" id="trust"><h3>How far to trust the warnings</h3>']
+    if rows is None:
+        out.append('<p class="note">No backtest results were given for this report, so there is '
+                   "no measure of the warnings' skill here.</p></div>")
+        return "".join(out)
+    if not rows:
+        out.append('<p class="note">The backtest returned no rows.</p></div>')
+        return "".join(out)
+    by_name = {str(r.get("rule")): r for r in rows}
+    picked = [(n, by_name[n]) for n in headline if n in by_name]
+    picked += [(str(r.get("rule")), r) for r in rows
+               if r.get("rule") == ANY_WARNING or r.get("kind") == "union"]
+    if picked:
+        out.append("<ul>")
+        for name, row in picked:
+            tag = " (headline)" if name in headline else ""
+            out.append(f"<li><b>{_e(name)}</b>{tag}: {_e(trust_sentence(row))}.</li>")
+        out.append("</ul>")
+    else:
+        out.append(f'<p class="note">The backtest rows hold no headline rule (one whose '
+                   f"<code>when</code> reads <code>{_e(HEADLINE_SIGNAL)}</code>) and no "
+                   f"“{_e(ANY_WARNING)}” row.</p>")
+    if not headline:
+        out.append(f'<p class="note">No rule of this config reads <code>{_e(HEADLINE_SIGNAL)}'
+                   "</code>: there is no headline warning.</p>")
+    out.append('<p class="meta">Chance: the drawdowns caught on average when the same alert spells '
+               "are placed on random days; p: how often chance caught at least as many. All rows: "
+               '<a href="#backtest">backtest</a>.</p></div>')
+    return "".join(out)
+
+
+def _backtest_cell(key: str, value: Any) -> str:
+    v = _num(value)
+    if v is None:
+        if _is_num(value):  # NaN or infinite
+            return "<td>–</td>"
+        klass = ' class="nowrap"' if isinstance(value, str) and _DAY.match(value) else ""
+        return f"<td{klass}>{_e(_fmt(value))}</td>"
+    if key in FRACTION_KEYS or key.startswith("share_"):
+        text = _percent(v)
+    elif key in P_KEYS:
+        text = "< 0.001" if v < 0.001 else f"{v:.2g}"
+    elif key in ONE_DECIMAL_KEYS:
+        text = f"{v:.1f}"
+    else:
+        text = _fmt(value)
+    return f'<td class="num">{_e(text)}</td>'
+
+
+FIRST_COLUMNS = ("rule", "episodes", "caught", "chance_mean", "p_value", "false_alarms_per_year",
+                 "share_in_alert")  # the trust sentence's numbers first; the others follow
+LEAD_QUARTILES = ("lead_q25", "lead_median", "lead_q75")
+LEAD_HEADER = "lead to half depth, days (q25 / median / q75)"
+
+
+def _backtest_table(rows: list[dict], rules: Sequence[RuleConfig]) -> str:
+    """The backtest rows grouped by kind (warnings, any warning, state alerts, info, others), with
+    readable column names and percentages. Columns: those of :data:`FIRST_COLUMNS` present, then
+    the others in the order of the rows' keys, except ``kind`` (the groups show it), ``days``
+    when every row has the same (said above the table), and the lead quartiles, merged into one
+    column."""
+    roles = {r.name: rule_role(r) for r in rules}
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    columns = [k for k in FIRST_COLUMNS if k in keys] + [
+        k for k in keys if k != "kind" and k not in FIRST_COLUMNS]
+    days = {r.get("days") for r in rows}
+    note = ""
+    if "days" in columns and len(days) == 1:
+        columns.remove("days")
+        note = f'<p class="meta">Scored over {_e(_fmt(days.pop()))} trading days.</p>'
+    if all(k in columns for k in LEAD_QUARTILES):
+        at = columns.index(LEAD_QUARTILES[0])
+        columns = [c for c in columns if c not in LEAD_QUARTILES]
+        columns.insert(at, LEAD_HEADER)
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(backtest_kind(r, roles), []).append(r)
+    titles = dict(KIND_GROUPS)
+    order = [k for k, _ in KIND_GROUPS if k in groups] + [k for k in groups if k not in titles]
+    out = [note, '<div class="wide"><table class="backtest"><thead><tr>']
+    out += [f"<th>{_e(BACKTEST_HEADERS.get(c, c.replace('_', ' ')))}</th>" for c in columns]
+    out.append("</tr></thead><tbody>")
+    for kind in order:
+        title = titles.get(kind, kind.replace("_", " ").capitalize() if kind != "other" else "Other")
+        out.append(f'<tr class="group"><th colspan="{len(columns)}">{_e(title)}</th></tr>')
+        for r in groups[kind]:
+            head = roles.get(str(r.get("rule"))) == "headline"
+            out.append('<tr class="headline">' if head else "<tr>")
+            for c in columns:
+                if c == LEAD_HEADER:
+                    leads = [_num(r.get(k)) for k in LEAD_QUARTILES]
+                    text = ("–" if all(v is None for v in leads) else
+                            " / ".join("–" if v is None else _fmt(v) for v in leads))
+                    out.append(f'<td class="num">{_e(text)}</td>')
+                else:
+                    out.append(_backtest_cell(c, r.get(c)))
+            out.append("</tr>")
+    out.append("</tbody></table></div>")
+    return "".join(out)
+
+
 def _img(b64: str, alt: str) -> str:
     return f'<img src="data:image/png;base64,{b64}" alt="{_e(alt)}">'
 
@@ -418,17 +780,22 @@ def build_report(db: Database, config: Config, *, backtest_rows: list[dict] | No
     """Return the report as one self-contained HTML page.
 
     The period is ``start``..``end`` (default: the first and last day with stored signal values).
-    Every signal read by a configured rule is plotted over the period against the thresholds of
-    that rule's comparisons, with the days the rule's alert was firing shaded (one chart per rule;
-    rules share charts when there are more than ``MAX_CHARTS - 1``). ``backtest_rows`` (any list
-    of flat dicts) is shown as a table, its columns in the order of the keys.
+    The page opens with the micro-cap index over the period, the stored drawdown episodes shaded
+    and labelled, the firings of the warning rules marked (:func:`warning_marks`), and "how far
+    to trust the warnings": one sentence (:func:`trust_sentence`) per headline rule and for the
+    "any warning" row of ``backtest_rows``. Then every signal read by a configured rule is
+    plotted over the period against the thresholds of that rule's comparisons, with the days the
+    rule's alert was firing shaded (one chart per rule; rules share charts when there are more
+    than ``MAX_CHARTS - 2``). ``backtest_rows`` (flat dicts, as :func:`monitor.backtest.to_records`
+    gives; any keys, missing values shown as "–") is shown as a table grouped by kind
+    (:func:`backtest_kind`), its columns in the order of the keys (``kind`` aside).
     """
     first, last = _period(db, start, end)
     source = _db_file(db)
     generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     parts: list[str] = []
-    nav = [("rules", "Rules"), ("signals", "Signals"), ("alerts", "Alert timeline"),
-           ("episodes", "Episodes"), ("backtest", "Backtest")]
+    nav = [("overview", "Overview"), ("rules", "Rules"), ("signals", "Signals"),
+           ("alerts", "Alert timeline"), ("episodes", "Episodes"), ("backtest", "Backtest")]
 
     if first is None or last is None or first > last:
         body = ('<p class="note">The database holds no signal values or micro-cap closes for this '
@@ -466,6 +833,19 @@ def build_report(db: Database, config: Config, *, backtest_rows: list[dict] | No
     if backtest_rows is not None:
         counts.append(("backtest rows", len(backtest_rows)))
 
+    close_rows = db.execute("SELECT date, value FROM observations WHERE series = ? AND date >= ? "
+                            "AND date <= ? ORDER BY date", [CLOSE, first, last]).fetchall()
+    close = pd.Series([r[1] for r in close_rows], index=_dates(r[0] for r in close_rows),
+                      dtype=float).dropna()
+    images = 0
+
+    # overview: the index, its drawdowns and the warnings; how far to trust the warnings
+    marks = warning_marks(rules, all_events, first, last)
+    parts.append(_overview(close, drawdowns, marks, config, first, last))
+    images += 1 if len(close) >= 2 else 0
+    parts.append(_trust_box(backtest_rows, rules))
+    parts.append("</section>")
+
     # rules summary
     parts.append('<section id="rules"><h2>Rules</h2>')
     parts.append(_table([
@@ -480,14 +860,13 @@ def build_report(db: Database, config: Config, *, backtest_rows: list[dict] | No
     parts.append("</section>")
 
     # signal charts
-    images = 0
     parts.append('<section id="signals"><h2>Signals against thresholds</h2>')
     parts.append('<p class="meta">Each panel is one signal read by the rule, over the period. '
                  "Red dashed lines are the thresholds of the rule's <code>when</code>, grey dotted "
                  "lines those of its <code>clear_when</code>; shaded days are the days the rule's "
                  "alert was firing.</p>")
     charted = [g for g in groups if g.signals]
-    for chunk in _chunks(charted, MAX_CHARTS - 1):
+    for chunk in _chunks(charted, MAX_CHARTS - images - 1):
         for g in chunk:
             parts.append(f'<h3 id="rule-{_e(g.rule.name)}">{_e(g.rule.name)} '
                          f'{_sev(g.rule.severity).html}</h3>')
@@ -521,11 +900,7 @@ def build_report(db: Database, config: Config, *, backtest_rows: list[dict] | No
 
     # episodes
     parts.append('<section id="episodes"><h2>Drawdown and rotation episodes</h2>')
-    close_rows = db.execute("SELECT date, value FROM observations WHERE series = ? AND date >= ? "
-                            "AND date <= ? ORDER BY date", [CLOSE, first, last]).fetchall()
-    if len(close_rows) >= 2:
-        close = pd.Series([r[1] for r in close_rows], index=_dates(r[0] for r in close_rows),
-                          dtype=float)
+    if len(close) >= 2:
         alt = (f"{CLOSE} from {first} to {last} with {len(drawdowns)} drawdown episode(s) and "
                f"{len(rotations)} rotation episode(s) shaded")
         parts.append(f"<figure>{_img(_episode_chart(close, drawdowns, rotations, first, last), alt)}"
@@ -565,7 +940,10 @@ def build_report(db: Database, config: Config, *, backtest_rows: list[dict] | No
     # backtest
     parts.append('<section id="backtest"><h2>Backtest</h2>')
     if backtest_rows:
-        parts.append(_table(backtest_rows))
+        parts.append('<p class="meta">Each rule (and the union rows) scored against the micro-cap '
+                     "drawdown episodes over the period, grouped by kind; headline rules in bold. "
+                     "Days in alert: share of the period's trading days the alert was firing.</p>")
+        parts.append(_backtest_table(backtest_rows, rules))
     elif backtest_rows is not None:
         parts.append('<p class="note">The backtest returned no rows.</p>')
     else:
@@ -575,6 +953,47 @@ def build_report(db: Database, config: Config, *, backtest_rows: list[dict] | No
     assert images <= MAX_CHARTS
     return _page(title, first, last, source, generated, len(frame.index), counts, "".join(parts),
                  nav=nav)
+
+
+def _overview(close: pd.Series, drawdowns: list[dict], marks: WarningMarks, config: Config,
+              first: str, last: str) -> str:
+    """The report's first section up to the trust box (the caller closes the section)."""
+    min_depth = f"{config.episodes.drawdown_min_depth * 100:.0f}%"
+    headline = list(marks.headline)
+    out = [f'<section id="overview"><h2>Micro-cap index, drawdowns and warnings, {_e(first)} to '
+           f"{_e(last)}</h2>"]
+    if len(close) >= 2:
+        n_head, n_other = len(marks.headline_days), len(marks.other_days)
+        alt = (f"{CLOSE} from {first} to {last} (log scale) with {len(drawdowns)} drawdown "
+               f"episode(s) shaded from peak to trough, {n_head} headline warning firing(s) and "
+               f"{n_other} other warning firing(s) marked")
+        if headline:
+            marked = (f"large red markers for the headline rule(s) {', '.join(headline)} (reading "
+                      f"{HEADLINE_SIGNAL}; the band at the bottom lasts until resolved), small "
+                      "orange dots for the other warning and critical rules")
+        else:
+            marked = (f"small orange dots for the warning and critical rules (no rule reads "
+                      f"{HEADLINE_SIGNAL}, so no headline marker)")
+        caption = (f"Shaded: drawdown episodes of at least {min_depth}, peak to trough, labelled "
+                   f"with their depth. Marked: the days warnings fired — {marked}; state alerts "
+                   f"({STATE_SIGNAL}) and info rules are not marked.")
+        out.append(f"<figure>{_img(_overview_chart(close, drawdowns, marks, first, last), alt)}"
+                   f"<figcaption>{_e(caption)}</figcaption></figure>")
+    else:
+        out.append(f'<p class="note">No {_e(CLOSE)} observations in this period.</p>')
+    eps = [f"{e['peak'] or e['start']} → {e['trough'] or '…'} ({_depth_text(e['depth'])}"
+           f"{', not recovered' if e['end'] is None else ''})" for e in drawdowns]
+    lines = [f"<b>Drawdowns</b> ({len(eps)}, peak → trough): " + (_e("; ".join(eps)) if eps else "none")]
+    for rule in headline:
+        days = marks.headline[rule]
+        shown = ", ".join(days) if len(days) <= 12 else f"{', '.join(days[:12])}, …"
+        lines.append(f"<b>{_e(rule)}</b> (headline) fired {len(days)} time(s)"
+                     + (f": {_e(shown)}" if days else ""))
+    if marks.other:
+        lines.append("<b>Other warnings</b> fired " + _e(", ".join(
+            f"{r} {len(d)}×" for r, d in marks.other.items())))
+    out.append('<p class="meta" id="overview-list">' + ". ".join(lines) + ".</p>")
+    return "".join(out)
 
 
 def _detail(ep: Mapping) -> dict:

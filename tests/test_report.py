@@ -11,28 +11,50 @@ import re
 import shutil
 import subprocess
 import time
+import warnings
 from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from monitor.config import load_config
+from monitor.config import RuleConfig, load_config
 from monitor.daemon import Service
-from monitor.report import MAX_CHARTS, build_report, firing_spans, write_report
+from monitor.report import (
+    MAX_CHARTS,
+    backtest_kind,
+    build_report,
+    firing_spans,
+    rule_role,
+    trust_sentence,
+    warning_marks,
+    write_report,
+)
 from storage.db import open_db
 from tests.conftest import DEFAULT_CONFIG, RecordingNotifier, config_from
 
 FIRST = dt.date(2018, 1, 2)
 LAST = dt.date(2019, 4, 30)  # ~320 trading days: a drawdown fires and resolves, a rotation spell
 CHROMIUM = Path("/usr/bin/chromium")
+# rows as monitor.backtest.to_records gives them; the first has no `kind` (inferred: a state
+# alert), the info row comes before the union rows (the table groups them by kind)
 BACKTEST = [
-    {"rule": "microcap_drawdown", "episodes": 1, "caught": 1, "lead_trough_median": 72.0,
+    {"rule": "microcap_drawdown", "days": 322, "episodes": 1, "caught": 1, "lead_trough_median": 72.0,
      "lead_half_median": 20.5, "false_alarms": 0, "false_alarms_per_year": 0.0, "share_in_alert": 0.61},
-    {"rule": "any", "episodes": 1, "caught": 1, "lead_trough_median": None, "lead_half_median": 30,
-     "false_alarms": 3, "false_alarms_per_year": 2.345, "share_in_alert": 0.8},
+    {"rule": "turnover_crowded", "kind": "info", "days": 322, "episodes": 1, "caught": 0,
+     "share_in_alert": 0.05},
+    {"rule": "volatility_spike", "kind": "warning", "days": 322, "episodes": 1, "caught": 0,
+     "chance_mean": 0.4, "p_value": 1.0, "false_alarms_per_year": 0.8, "share_in_alert": 0.031,
+     "lead_q25": -6.0, "lead_median": 2.5, "lead_q75": 10.0},
+    {"rule": "any warning", "kind": "union", "days": 322, "episodes": 1, "caught": 1,
+     "chance_mean": 0.55, "p_value": 0.3, "false_alarms": 3, "false_alarms_per_year": 2.345,
+     "share_in_alert": 0.8},
+    {"rule": "any rule", "days": 322, "episodes": 1, "caught": 1, "lead_trough_median": None,
+     "lead_half_median": 30, "false_alarms": 3, "false_alarms_per_year": 2.345, "share_in_alert": 0.8},
 ]
 IMG = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
+SECTION = re.compile(r'<section id="([^"]+)">(.*?)</section>', re.S)
+SECTIONS = ["overview", "rules", "signals", "alerts", "episodes", "backtest"]
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +71,12 @@ def demo_db(tmp_path_factory) -> Path:
 def built(demo_db) -> tuple[str, float]:
     db = open_db(demo_db)
     started = time.perf_counter()
-    page = build_report(db, load_config(DEFAULT_CONFIG), backtest_rows=BACKTEST)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        page = build_report(db, load_config(DEFAULT_CONFIG), backtest_rows=BACKTEST)
     seconds = time.perf_counter() - started
     db.close()
+    assert not [str(w.message) for w in caught], "warnings leaked from building the report"
     return page, seconds
 
 
@@ -101,18 +126,27 @@ def _dom(text: str) -> _Dom:
 
 # -- content ----------------------------------------------------------------------------------
 
+def _sections(page: str) -> dict[str, str]:
+    return dict(SECTION.findall(page))
+
+
+def _text(fragment: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", fragment)).replace("&amp;", "&")
+
+
 def test_report_has_every_section_and_is_fast(page, built, demo_db):
     assert built[1] < 15, f"report build took {built[1]:.1f} s"
     assert page.startswith("<!DOCTYPE html>")
     d = _dom(page)
-    assert {"rules", "signals", "alerts", "episodes", "backtest"} <= d.ids
+    assert set(SECTIONS) <= d.ids
+    assert [sid for sid, _ in SECTION.findall(page)] == SECTIONS
     # header: period, database, counts
     assert f"{FIRST} to {LAST}" in page
     assert str(demo_db) in page
     assert "trading days" in page and "alert events" in page
-    # one chart per rule (10) plus the micro-cap episode chart, within the limit
+    # the overview, one chart per rule (10) and the micro-cap episode chart, within the limit
     config = load_config(DEFAULT_CONFIG)
-    assert len(IMG.findall(page)) == len(config.rules) + 1 <= MAX_CHARTS
+    assert len(IMG.findall(page)) == len(config.rules) + 2 <= MAX_CHARTS
     for rule in config.rules:
         assert f'id="rule-{rule.name}"' in page
     # every signal read by a rule is charted (named in the alt text)
@@ -125,11 +159,225 @@ def test_report_has_every_section_and_is_fast(page, built, demo_db):
     # episodes: the 2018 drawdown and at least one rotation spell
     assert "2018-01-31" in page and "Rotation episodes" in page
     assert "No rotation episode" not in page
-    # the backtest table: its header in key order and formatted values
-    assert ("<th>rule</th><th>episodes</th><th>caught</th><th>lead_trough_median</th>"
-            "<th>lead_half_median</th><th>false_alarms</th><th>false_alarms_per_year</th>"
-            "<th>share_in_alert</th>") in page
-    assert '<td class="num">2.35</td>' in page and "<td>–</td>" in page
+    # the backtest table: readable headers, the trust sentence's first, then in key order (kind
+    # aside; the same days for every row said once; the lead quartiles in one column),
+    # percentages, missing values "–"
+    backtest = _sections(page)["backtest"]
+    assert ("<th>rule</th><th>drawdowns</th><th>caught</th><th>chance (mean caught)</th>"
+            "<th>p (vs chance)</th><th>false alarms / yr</th><th>days in alert</th>"
+            "<th>lead to trough (median days)</th><th>lead to half depth (median days)</th>"
+            "<th>false alarms</th><th>lead to half depth, days (q25 / median / q75)</th></tr>"
+            ) in backtest
+    assert "<th>kind</th>" not in backtest and "Scored over 322 trading days" in backtest
+    assert '<td class="num">-6 / 2.5 / 10</td>' in backtest
+    assert '<td class="num">2.3</td>' in backtest and "<td>–</td>" in backtest
+    assert '<td class="num">61%</td>' in backtest and '<td class="num">3.1%</td>' not in backtest
+    assert '<td class="num">3%</td>' in backtest and '<td class="num">0.3</td>' in backtest
+    assert '<td class="num">0.55</td>' not in backtest and '<td class="num">0.6</td>' in backtest
+    # grouped by kind: warnings, the union rows, state alerts, info
+    groups = re.findall(r'<tr class="group"><th colspan="11">([^<]+)</th></tr>', backtest)
+    assert groups == ["Warnings", "Any warning (union rows)", "State alerts", "Info"]
+    order = [re.search(rf"<td>{re.escape(r['rule'])}</td>", backtest).start() for r in BACKTEST]
+    assert order[2] < order[3] < order[4] < order[0] < order[1]
+
+
+def test_first_section_is_the_overview(page, demo_db):
+    first_id, overview = SECTION.findall(page)[0]
+    assert first_id == "overview"
+    assert page.index('id="overview"') < page.index('id="rules"')
+    # its chart is the page's first image, with a title naming the period and a caption
+    assert overview.count("<img ") == 1
+    assert page.index(IMG.findall(page)[0]) > page.index('id="overview"')
+    assert f"{FIRST} to {LAST}" in overview
+    text = _text(overview)
+    assert "Shaded: drawdown episodes of at least 10%, peak to trough" in text
+    assert "state alerts (microcap.drawdown) and info rules are not marked" in text
+    config = load_config(DEFAULT_CONFIG)
+    roles = {r.name: rule_role(r) for r in config.rules}
+    headline = [n for n, role in roles.items() if role == "headline"]
+    if headline:
+        assert f"large red markers for the headline rule(s) {', '.join(headline)}" in text
+    else:  # said so, in the caption and in the trust box
+        assert "(no rule reads risk.drawdown_prob, so no headline marker)" in text
+        assert "No rule of this config reads risk.drawdown_prob" in text
+    # every stored drawdown episode is listed with its depth
+    db = open_db(demo_db)
+    eps = [dict(zip(("peak", "trough", "depth"), r, strict=True)) for r in db.execute(
+        "SELECT peak, trough, depth FROM episodes WHERE kind = 'drawdown' ORDER BY start")]
+    firings = dict(db.execute("SELECT rule, COUNT(*) FROM alert_events WHERE event = 'firing' "
+                              "GROUP BY rule").fetchall())
+    db.close()
+    assert len(eps) == 2
+    assert f"Drawdowns ({len(eps)}, peak → trough):" in text
+    for e in eps:
+        assert f"{e['peak']} → {e['trough']} ({e['depth'] * 100:.0f}%" in text
+    assert "2018-01-31 → 2018-07-11 (-23%)" in text
+    # the state alert fired but is not marked; the warnings that fired are, with their counts
+    assert roles["microcap_drawdown"] == "state" and firings["microcap_drawdown"] == 2
+    assert "microcap_drawdown" not in text
+    fired = {n: c for n, c in firings.items() if roles.get(n) == "warning"}
+    assert fired
+    for name, count in fired.items():
+        assert f"{name} {count}×" in text
+    for name in headline:
+        assert f"{name} (headline) fired {firings.get(name, 0)} time(s)" in text
+    # the trust box follows the chart: the "any warning" row's sentence
+    assert overview.index("<img ") < overview.index('id="trust"')
+    assert ("any warning: caught 1 of 1 drawdowns ≥3 trading days before half depth; chance 0.6 "
+            "(p = 0.3); 2.3 false alarms a year; in alert 80% of days — not shown to beat "
+            "chance.") in text
+
+
+def _headline_config(rule_name: str):
+    """The default config with ``rule_name`` reading risk.drawdown_prob, the only headline rule
+    (any other is left out); built without validation."""
+    config = load_config(DEFAULT_CONFIG)
+    rules = [RuleConfig(name=r.name, severity="critical", when="risk.drawdown_prob >= 0.5",
+                        clear_when="risk.drawdown_prob < 0.3", explain="headline")
+             if r.name == rule_name else r for r in config.rules if rule_role(r) != "headline"]
+    return config.model_copy(update={"rules": rules})
+
+
+def test_overview_marks_the_headline_rule(demo_db):
+    config = _headline_config("stress_regime")
+    db = open_db(demo_db)
+    events = [dict(zip(("rule", "date", "event", "to_state"), r, strict=True)) for r in db.execute(
+        "SELECT rule, date, event, to_state FROM alert_events ORDER BY date, id")]
+    rows = [{"rule": "stress_regime", "kind": "warning", "episodes": 2, "caught": 1,
+             "chance_mean": 0.2, "p_value": 0.01, "false_alarms_per_year": 0.0,
+             "share_in_alert": 0.14},
+            {"rule": "any warning", "kind": "union", "episodes": 2}]
+    page = build_report(db, config, backtest_rows=rows)
+    db.close()
+    first, last = FIRST.isoformat(), LAST.isoformat()
+
+    def fired(name):
+        return [e["date"] for e in events if e["rule"] == name and e["event"] == "firing"
+                and first <= e["date"] <= last]
+
+    marks = warning_marks(config.rules, events, first, last)
+    assert marks.headline == {"stress_regime": fired("stress_regime")}
+    assert len(marks.headline_days) == 1
+    assert marks.spells["stress_regime"] == firing_spans(
+        [e for e in events if e["rule"] == "stress_regime"], first, last)
+    others = {r.name: fired(r.name) for r in config.rules if rule_role(r) == "warning"}
+    assert marks.other == {n: d for n, d in others.items() if d} != {}
+    assert "microcap_drawdown" not in marks.other and fired("microcap_drawdown")
+    overview = _text(_sections(page)["overview"])
+    assert f"stress_regime (headline) fired 1 time(s): {marks.headline_days[0]}" in overview
+    assert "large red markers for the headline rule(s) stress_regime" in overview
+    assert (f"1 headline warning firing(s) and {len(marks.other_days)} other warning firing(s) "
+            "marked") in page
+    assert ("stress_regime (headline): caught 1 of 2 drawdowns ≥3 trading days before half "
+            "depth; chance 0.2 (p = 0.01); 0.0 false alarms a year; in alert 14% of days — better "
+            "than chance (p = 0.01).") in overview
+    assert ("any warning: caught – of 2 drawdowns ≥3 trading days before half depth; chance – "
+            "(p = –); – false alarms a year; in alert – of days — not compared with chance.") in overview
+    assert "No rule of this config reads" not in overview
+    # the headline rule's row is bold in the backtest table
+    assert '<tr class="headline"><td>stress_regime</td>' in page
+
+
+def test_trust_box_without_backtest(demo_db):
+    db = open_db(demo_db)
+    page = build_report(db, load_config(DEFAULT_CONFIG), start=dt.date(2019, 1, 2), end=LAST)
+    empty = build_report(db, load_config(DEFAULT_CONFIG), backtest_rows=[],
+                         start=dt.date(2019, 1, 2), end=LAST)
+    db.close()
+    assert "No backtest results were given for this report" in _sections(page)["overview"]
+    assert "The backtest returned no rows" in _sections(empty)["overview"]
+
+
+def test_trust_sentence():
+    row = {"rule": "risk_warning", "kind": "warning", "episodes": 12, "caught": 3,
+           "chance_mean": 2.94, "p_value": 0.47, "false_alarms_per_year": 0.6,
+           "share_in_alert": 0.14}
+    assert trust_sentence(row) == (
+        "caught 3 of 12 drawdowns ≥3 trading days before half depth; chance 2.9 (p = 0.47); "
+        "0.6 false alarms a year; in alert 14% of days — not shown to beat chance")
+    assert trust_sentence({**row, "p_value": 0.3}).endswith("— not shown to beat chance")
+    assert trust_sentence({**row, "p_value": 0.01}).endswith("— better than chance (p = 0.01)")
+    assert trust_sentence({**row, "p_value": 0.05}).endswith("— better than chance (p = 0.05)")
+    assert trust_sentence({**row, "p_value": 0.0001}).endswith("(p < 0.001)")
+    assert trust_sentence({"rule": "x"}) == (
+        "caught – of – drawdowns ≥3 trading days before half depth; chance – (p = –); – false "
+        "alarms a year; in alert – of days — not compared with chance")
+    assert "chance – (p = –)" in trust_sentence({**row, "chance_mean": None, "p_value": float("nan")})
+
+
+def _rule(name: str, when: str, severity: str = "warning") -> RuleConfig:
+    return RuleConfig(name=name, severity=severity, when=when, explain="test")
+
+
+def test_warning_marks_and_roles():
+    rules = [_rule("headline", "risk.drawdown_prob >= 0.6 and market.return_20d < 0"),
+             _rule("headline_quiet", "risk.drawdown_prob >= 0.9", "critical"),
+             _rule("spike", "microcap.vol_spike >= 1.5"),
+             _rule("state", "microcap.drawdown <= -0.10", "critical"),
+             _rule("crowded", "turnover.csi2000_share_pctile_1y >= 0.95", "info"),
+             _rule("info_prob", "risk.drawdown_prob >= 0.5", "info"),
+             _rule("gated", "risk.drawdown_prob >= 0.5 and microcap.drawdown > -0.05")]
+    # as the backtest's kinds: a rule reading microcap.drawdown is a state alert, whatever else
+    assert [rule_role(r) for r in rules] == ["headline", "headline", "warning", "state", "info",
+                                             "info", "state"]
+    # a clear_when reading the signals does not make a rule headline or state
+    clear_only = RuleConfig(name="c", when="microcap.vol_spike >= 1.5", explain="x",
+                            clear_when="risk.drawdown_prob < 0.2 and microcap.drawdown > 0")
+    assert rule_role(clear_only) == "warning"
+
+    def ev(rule, date, event, to_state):
+        return {"rule": rule, "date": date, "event": event, "to_state": to_state}
+
+    events = [
+        ev("headline", "2019-12-20", "firing", "firing"),  # before the period: a spell, no mark
+        ev("headline", "2020-01-06", "resolved", "resolved"),
+        ev("spike", "2020-01-07", "pending", "pending"),
+        ev("spike", "2020-01-08", "firing", "firing"),
+        ev("state", "2020-01-08", "firing", "firing"),
+        ev("crowded", "2020-01-09", "firing", "firing"),
+        ev("info_prob", "2020-01-09", "firing", "firing"),
+        ev("data_stale", "2020-01-09", "firing", "firing"),
+        ev("headline", "2020-02-03", "pending", "pending"),
+        ev("headline", "2020-02-04", "firing", "firing"),
+        ev("headline", "2020-02-11", "repeat", "firing"),  # a repeat is not a new mark
+        ev("spike", "2020-02-12", "resolved", "resolved"),
+        ev("headline", "2020-02-20", "resolved", "resolved"),
+        ev("headline", "2020-03-02", "firing", "firing"),  # still firing at the end
+        ev("spike", "2020-03-03", "firing", "firing"),
+        ev("headline", "2020-04-01", "resolved", "resolved"),  # after the period
+        ev("spike", "2020-04-01", "firing", "firing"),
+    ]
+    marks = warning_marks(rules, events, "2020-01-01", "2020-03-31")
+    assert marks.headline == {"headline": ["2020-02-04", "2020-03-02"], "headline_quiet": []}
+    assert marks.spells == {"headline": [("2020-01-01", "2020-01-06"), ("2020-02-04", "2020-02-20"),
+                                         ("2020-03-02", None)],
+                            "headline_quiet": []}
+    assert marks.other == {"spike": ["2020-01-08", "2020-03-03"]}
+    assert marks.headline_days == ["2020-02-04", "2020-03-02"]
+    assert marks.other_days == ["2020-01-08", "2020-03-03"]
+    # nothing for the state alert, the info rules or a rule that is not configured
+    marked = {*marks.headline, *marks.other, *marks.spells}
+    assert not marked & {"state", "crowded", "info_prob", "data_stale", "gated"}
+    assert warning_marks([], events, "2020-01-01", "2020-03-31").headline == {}
+
+
+def test_definitions_match_the_backtest():
+    from monitor import backtest, report
+
+    assert report.CAUGHT_LEAD_DAYS == getattr(backtest, "MIN_LEAD_DAYS", report.CAUGHT_LEAD_DAYS)
+    assert report.STATE_SIGNAL == getattr(backtest, "STATE_SIGNAL", report.STATE_SIGNAL)
+    if hasattr(backtest, "rule_kind"):
+        for rule in load_config(DEFAULT_CONFIG).rules:
+            role = rule_role(rule)
+            assert backtest.rule_kind(rule) == ("warning" if role == "headline" else role)
+
+
+def test_backtest_kind():
+    roles = {"h": "headline", "w": "warning", "s": "state", "i": "info"}
+    assert [backtest_kind({"rule": n}, roles) for n in ("h", "w", "s", "i", "any warning",
+                                                          "any rule", "unknown")] == \
+        ["warning", "warning", "state", "info", "union", "union", "other"]
+    assert backtest_kind({"rule": "h", "kind": "union"}, roles) == "union"
 
 
 def test_embedded_charts_are_not_blank(page):
@@ -235,7 +483,7 @@ def test_renders_in_headless_chromium(tmp_path, page):
     assert rendered.tags.get("table", 0) == source.tags["table"] >= 5
     assert len(rendered.img_src) == len(source.img_src) == len(IMG.findall(page))
     assert all(src.startswith("data:image/png;base64,") for src in rendered.img_src)
-    assert {"rules", "signals", "alerts", "episodes", "backtest"} <= rendered.ids
+    assert set(SECTIONS) <= rendered.ids
     assert "microcap_drawdown" in dom
 
     shot = tmp_path / "shot.png"
@@ -251,3 +499,11 @@ def test_renders_in_headless_chromium(tmp_path, page):
     rgb = np.round(img[..., :3] * 255).astype(int)
     near = (np.abs(rgb - np.array([244, 219, 217])) <= 6).all(axis=-1)
     assert near.sum() > 500, "no chart shading in the screenshot"
+    # the first screen (1400 x 900) shows the overview chart: the index line (#1f4e79) and the
+    # drawdown shading (#c0392b at 16% on white, about (247, 225, 223)) in its top 900 pixels
+    top = rgb[:900]
+    line = (np.abs(top - np.array([31, 78, 121])) <= 12).all(axis=-1)
+    shade = (np.abs(top - np.array([247, 225, 223])) <= 5).all(axis=-1)
+    assert line.sum() > 400, f"no index line on the first screen ({line.sum()} pixels)"
+    assert shade.sum() > 5000, f"no drawdown shading on the first screen ({shade.sum()} pixels)"
+    assert line[:, :700].sum() > 100 and line[:, 700:].sum() > 100  # drawn across the width
