@@ -30,7 +30,7 @@ import pandas as pd
 from sqlite_utils import Database
 
 import signals
-from monitor import digest
+from monitor import backtest, digest
 from monitor.config import Config, RuleConfig
 from monitor.rules import describe
 from storage import episodes as episode_store
@@ -55,11 +55,10 @@ HEADLINE_COLOUR = "#c0392b"
 OTHER_WARNING_COLOUR = "#e67e22"
 DRAWDOWN_COLOUR = "#c0392b"
 
-HEADLINE_SIGNAL = "risk.drawdown_prob"  # a warning/critical rule whose `when` reads it: headline
-STATE_SIGNAL = "microcap.drawdown"  # a rule whose `when` reads it reports a state, not a warning
-WARNING_SEVERITIES = ("warning", "critical")
-CAUGHT_LEAD_DAYS = 3  # monitor.backtest.MIN_LEAD_DAYS: caught = warned this many days before half depth
-ANY_WARNING = "any warning"  # monitor.backtest.ANY: the union row of the warning rules
+HEADLINE_SIGNAL = "risk.drawdown_prob"  # a warning rule whose `when` reads it: a headline rule
+STATE_SIGNAL = backtest.STATE_SIGNAL  # a rule whose `when` reads it states a drawdown, not a warning
+CAUGHT_LEAD_DAYS = backtest.MIN_LEAD_DAYS  # caught = warned this many trading days before half depth
+ANY_WARNING = backtest.ANY  # the union row of the warning rules
 
 
 # -- data ---------------------------------------------------------------------------------------
@@ -176,16 +175,13 @@ def _overlaps(ep: Mapping, first: str, last: str) -> bool:
 
 
 def rule_role(rule: RuleConfig) -> str:
-    """Return what the report makes of a rule's firings, in line with the backtest's kinds:
-    ``"state"`` when its ``when`` reads :data:`STATE_SIGNAL` (it says a drawdown is under way,
-    it does not warn of one), else ``"info"`` for severity info, else ``"headline"`` when its
-    ``when`` reads :data:`HEADLINE_SIGNAL`, else ``"warning"``."""
-    names = rule.when_expr.names
-    if STATE_SIGNAL in names:
-        return "state"
-    if rule.severity not in WARNING_SEVERITIES:
-        return "info"
-    return "headline" if HEADLINE_SIGNAL in names else "warning"
+    """Return what the report makes of a rule's firings: the backtest's kind
+    (:func:`monitor.backtest.rule_kind`: ``"state"`` for a rule whose ``when`` reads
+    :data:`STATE_SIGNAL`, which says a drawdown is under way rather than warning of one, else
+    ``"info"`` or ``"warning"`` by severity), with the warnings whose ``when`` reads
+    :data:`HEADLINE_SIGNAL` as ``"headline"``."""
+    kind = backtest.rule_kind(rule)
+    return "headline" if kind == "warning" and HEADLINE_SIGNAL in rule.when_expr.names else kind
 
 
 @dataclass(frozen=True)

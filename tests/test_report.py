@@ -361,15 +361,15 @@ def test_warning_marks_and_roles():
     assert warning_marks([], events, "2020-01-01", "2020-03-31").headline == {}
 
 
-def test_definitions_match_the_backtest():
-    from monitor import backtest, report
+def test_roles_are_the_backtest_kinds():
+    from monitor import backtest
 
-    assert report.CAUGHT_LEAD_DAYS == getattr(backtest, "MIN_LEAD_DAYS", report.CAUGHT_LEAD_DAYS)
-    assert report.STATE_SIGNAL == getattr(backtest, "STATE_SIGNAL", report.STATE_SIGNAL)
-    if hasattr(backtest, "rule_kind"):
-        for rule in load_config(DEFAULT_CONFIG).rules:
-            role = rule_role(rule)
-            assert backtest.rule_kind(rule) == ("warning" if role == "headline" else role)
+    rules = [*load_config(DEFAULT_CONFIG).rules, _rule("h", "risk.drawdown_prob >= 0.6"),
+             _rule("hi", "risk.drawdown_prob >= 0.6", "info")]
+    for rule in rules:
+        role = rule_role(rule)
+        assert backtest.rule_kind(rule) == ("warning" if role == "headline" else role)
+    assert [rule_role(r) for r in rules[-2:]] == ["headline", "info"]
 
 
 def test_backtest_kind():
