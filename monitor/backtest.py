@@ -88,7 +88,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 import signals
-from monitor import expr, lifecycle
+from monitor import digest, expr, lifecycle
 from monitor.config import Config, RuleConfig
 from signals.episodes import DrawdownEpisode, drawdown_episodes
 
@@ -1376,3 +1376,31 @@ def _overlap(rule: RuleConfig, signal: str, op: str, new: float) -> list[str]:
                                                                and value < new):
             notes.append(f"note: clear_when's '{c}' now overlaps the new alert zone; review it")
     return notes
+
+
+# --------------------------------------------------------------------------- digests
+
+
+def digest_days(sim: Simulation, summary_days: Iterable[str] = ()) -> list[str]:
+    """Return the days (ISO) on which the daily cycle would send a digest over the simulation:
+    the notified events of each day (silences ignored) judged by ``monitor.digest.should_send``,
+    the daemon's own decision, plus the weekly ``summary_days`` when the summary is on."""
+    by_day: dict[str, list[dict]] = {}
+    for e in sim.events:
+        if e["event"] in NOTIFIED:
+            by_day.setdefault(e["date"], []).append(
+                {"rule": e["rule"], "severity": e["severity"], "kind": e["event"]})
+    summary = set(summary_days)
+    return sorted(d for d in set(by_day) | summary if digest.should_send(by_day.get(d, []), d in summary))
+
+
+def digests_per_year(days: Iterable[str], index: pd.Index, start: dt.date | None = None,
+                     end: dt.date | None = None) -> float:
+    """Return the digest ``days`` that fall in [start, end] per 252 trading days of ``index`` in
+    that period (digests a year)."""
+    isos = [d for d in _isos(index) if (start is None or d >= start.isoformat())
+            and (end is None or d <= end.isoformat())]
+    if not isos:
+        return 0.0
+    sent = sum(1 for d in days if isos[0] <= d <= isos[-1])
+    return sent / (len(isos) / TRADING_DAYS_PER_YEAR)

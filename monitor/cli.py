@@ -152,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "for_days/clear_days/repeat_every_days; repeatable")
     _baseline_options(bt)
     bt.add_argument("--json", action="store_true")
+    bt.add_argument("--record", action="store_true",
+                    help="store each rule's score as its scorecard, shown beside the headline "
+                         "warning in digests (the only write backtest makes)")
 
     cal = sub.add_parser("calibrate", help="propose thresholds aimed at the drawdown labels, from "
                                            "data up to a date (TOML)")
@@ -517,16 +520,66 @@ def cmd_backtest(args) -> int:
             raise UsageError(str(exc)) from None
         print(json.dumps(points, indent=2, default=str) if args.json else backtest.sweep_table(points))
         return 0
-    rows = backtest.score(trial, evidence.values, evidence.episodes, evidence.close,
-                          draws=args.draws, seed=args.seed)
+    sim = backtest.simulate_full(trial, evidence.values)
+    rows = backtest.score_simulation(sim, evidence.episodes, evidence.close,
+                                     min_depth=trial.episodes.drawdown_min_depth, draws=args.draws,
+                                     seed=args.seed)
+    from monitor.cycle import summary_day
+
+    calendar = _calendar(trial)
+    summary = [d.isoformat() for d in calendar.days(evidence.start, evidence.end)
+               if summary_day(trial, calendar, d)]
+    per_year = backtest.digests_per_year(backtest.digest_days(sim, summary), evidence.values.index)
+    forecast_score = _forecast_score(trial, evidence)
+    if args.record:
+        _record_scorecards(args, config, rows, evidence)
     if args.json:
-        print(backtest.to_json(rows))
+        print(json.dumps({"start": evidence.start.isoformat(), "end": evidence.end.isoformat(),
+                          "draws": args.draws, "seed": args.seed, "digests_per_year": per_year,
+                          "rows": json.loads(backtest.to_json(rows)),
+                          "forecast": None if forecast_score is None else forecast_score.to_dict()},
+                         indent=2, ensure_ascii=False))
     else:
         print(f"backtest {evidence.start} .. {evidence.end}: labels = micro-cap drawdowns of at least "
               f"{trial.episodes.drawdown_min_depth:.0%}; chance baselines: {args.draws} draws, "
               f"seed {args.seed}")
         print(backtest.table(rows, draws=args.draws))
+        print(f"digests: {per_year:.1f} a year (the daemon's own decision: a new or resolved "
+              f"warning; weekly summary {'on' if trial.notify.weekly_summary else 'off'})")
+        if forecast_score is not None:
+            from monitor import forecast
+
+            print(forecast.forecast_table(forecast_score))
+        if args.record:
+            print(f"recorded {len(rows)} scorecard(s) in {_db_path(args, config)} (shown beside the "
+                  "headline warning in digests)")
     return 0
+
+
+def _forecast_score(config: Config, evidence):
+    """The walk-forward score of ``risk.drawdown_prob`` over the evidence, or None without values."""
+    from monitor import forecast
+    from signals import risk
+
+    if risk.SIGNAL not in evidence.values.columns or evidence.values[risk.SIGNAL].isna().all():
+        return None
+    p = config.signal_params()["risk"]
+    return forecast.score_drawdown_forecast(evidence.values, evidence.contexts, evidence.close,
+                                            risk.SIGNAL, p["horizon_days"], p["drawdown"])
+
+
+def _record_scorecards(args, config: Config, rows, evidence) -> None:
+    """Store each row's score as the rule's scorecard (the only write ``backtest`` makes)."""
+    from monitor import backtest
+    from storage import scorecards
+    from storage.util import utc_now
+
+    db = _open(args, config)
+    now = utc_now()
+    with db.atomic():
+        for row in backtest.to_records(rows):
+            scorecards.save(db, row["rule"], evidence.start, evidence.end, now,
+                            {**row, "min_lead_days": backtest.MIN_LEAD_DAYS})
 
 
 def cmd_calibrate(args) -> int:

@@ -31,6 +31,7 @@ class Evidence:
     """What a backtest scores: signal values per day, drawdown labels, and the micro-cap close."""
 
     values: pd.DataFrame
+    contexts: pd.DataFrame  # each signal's per-day context (e.g. the risk model's base rate)
     episodes: list[DrawdownEpisode]
     close: pd.Series
     start: dt.date
@@ -61,8 +62,8 @@ def gather(source: Database, config: Config, start: dt.date | None, end: dt.date
     with tempfile.TemporaryDirectory() as tmp:
         db = scratch_copy(source, scratch or Path(tmp) / "evidence.db", end)
         days = calendar.days(start, end)
-        values, _ = history(db, calendar, days[0], days[-1], config.signal_params())
+        values, contexts = history(db, calendar, days[0], days[-1], config.signal_params())
         close = observations.load_frame(db, [MICROCAP], calendar.days(first, end), end)[MICROCAP]
         db.close()
     episodes = drawdown_episodes(close, config.episodes.drawdown_min_depth)
-    return Evidence(values, episodes, close, days[0], days[-1])
+    return Evidence(values, contexts, episodes, close, days[0], days[-1])

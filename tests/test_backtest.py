@@ -1192,3 +1192,28 @@ def test_baselines_equal_the_literal_draws(scenario, seed):
         want = reference_baselines(name, fired, firing, close, eps, None, 25, seed)
         got = rows[name]
         assert (got.chance_mean, got.p_value, got.shift_mean, got.shift_p) == pytest.approx(want)
+
+
+def test_digest_days_follow_the_daemons_decision():
+    """Table: which simulated days send a digest (monitor.digest.should_send decides)."""
+    from monitor.backtest import Simulation, digest_days, digests_per_year
+
+    def ev(day, rule, severity, event):
+        return {"rule": rule, "date": day, "event": event, "severity": severity,
+                "from_state": "", "to_state": ""}
+
+    events = [
+        ev("2021-01-04", "w", "warning", "firing"),      # new warning: sent
+        ev("2021-01-05", "w", "warning", "repeat"),      # reminder only: not sent
+        ev("2021-01-06", "i", "info", "firing"),         # info only: not sent
+        ev("2021-01-07", "w", "warning", "resolved"),    # resolved warning: sent
+        ev("2021-01-07", "i", "info", "repeat"),
+        ev("2021-01-08", "w", "warning", "pending"),     # not a notification
+    ]
+    sim = Simulation(events, pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), {})
+    assert digest_days(sim) == ["2021-01-04", "2021-01-07"]
+    assert digest_days(sim, ["2021-01-08"]) == ["2021-01-04", "2021-01-07", "2021-01-08"]
+    index = pd.bdate_range("2021-01-04", periods=252)
+    assert digests_per_year(digest_days(sim), index) == 2.0
+    assert digests_per_year(digest_days(sim), index, start=dt.date(2021, 1, 5)) == pytest.approx(
+        1 / (251 / 252))

@@ -110,7 +110,7 @@ def test_replay_backtest_sweep_calibrate_and_report_commands(demo_db, tmp_path, 
                        "2018-06-29", "--scratch", str(tmp_path / "r.db"))
     assert code == 0 and "nothing was sent" in out and "microcap_drawdown" in out
     code, out, _ = run(capsys, "--db", str(demo_db), "backtest", "--json", "--draws", "200")
-    rows = json.loads(out)
+    rows = json.loads(out)["rows"]
     assert code == 0
     kinds = [r["kind"] for r in rows]
     assert kinds == sorted(kinds, key=["warning", "union", "state", "info"].index)
@@ -122,8 +122,16 @@ def test_replay_backtest_sweep_calibrate_and_report_commands(demo_db, tmp_path, 
     code, again, _ = run(capsys, "--db", str(demo_db), "backtest", "--json", "--draws", "200",
                          "--seed", "20231201")
     assert again == out  # the default seed, deterministic
-    code, out, _ = run(capsys, "--db", str(demo_db), "backtest", "--draws", "200", "--seed", "1")
+    code, out, _ = run(capsys, "--db", str(demo_db), "backtest", "--draws", "200", "--seed", "1",
+                       "--record")
     assert code == 0 and "chance baselines: 200 draws, seed 1" in out
+    assert "digests: " in out and "a year" in out and "recorded" in out
+    from storage import scorecards
+    from storage.db import open_db
+
+    card = scorecards.latest(open_db(demo_db), "any warning")
+    assert card is not None and card["min_lead_days"] == 3 and 0 < card["p_value"] <= 1
+    assert card["caught"] == next(r["caught"] for r in rows if r["rule"] == "any warning")
     assert "state alerts (restate a drawdown under way; not warnings)" in out
     assert "any warning" in out and "chance (p)" in out
     code, out, _ = run(capsys, "--db", str(demo_db), "backtest", "--draws", "50", "--sweep",
