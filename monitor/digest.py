@@ -245,7 +245,11 @@ def still_firing(payload: Mapping, mentioned: Iterable[str]) -> list[dict]:
     """Return the firing alerts (``{rule, severity, since}``) not ``mentioned`` elsewhere in the
     message, most severe first."""
     skip = set(mentioned)
-    return [a for a in payload.get("active") or [] if a["rule"] not in skip]
+    active = payload.get("active")
+    if active is None:  # a payload queued before "active" existed: its reminders at least
+        active = [{"rule": i["rule"], "severity": i["severity"], "since": i.get("since")}
+                  for i in payload["items"] if i["kind"] in ACTIVE]
+    return [a for a in active if a["rule"] not in skip]
 
 
 def still_firing_text(active: list[Mapping]) -> str:

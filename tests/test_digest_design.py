@@ -305,6 +305,17 @@ def test_more_than_a_few_reminders_fold_into_one_still_firing_line():
                for s in secs)
 
 
+def test_a_payload_queued_before_the_redesign_still_renders_every_reminder():
+    reminders = [alert(f"rule_{n}", "warning", "repeat", f"2024-01-0{n + 2}") for n in range(5)]
+    p = payload(reminders)
+    old = {k: v for k, v in p.items() if k not in ("active", "context", "risk", "summary")}
+    text = digest.render_text(old)
+    assert text.splitlines()[0] == "regime-monitor 2024-01-19: 5 firing (0 new)"
+    assert "Still firing: rule_0 (since 2024-01-02)" in text and "rule_4 (since 2024-01-06)" in text
+    bs, fallback = render(old, None)
+    assert limit_problems(bs, fallback) == [] and "rule_4 (since 2024-01-06)" in json.dumps(bs)
+
+
 def test_slack_blocks_put_the_headline_first_and_stay_within_limits():
     p = payload([alert("vol", "warning", "firing", "2024-01-19")])
     bs, text = render(p, "digest:2024-01-19", chart="thread")
