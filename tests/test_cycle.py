@@ -10,23 +10,29 @@ from pathlib import Path
 import pytest
 
 from monitor import cli, digest
+from monitor.config import load_config
 from monitor.cycle import CycleError, digest_key, run_cycle
 from monitor.daemon import Service
 from storage import alerts as alert_store
 from storage.db import open_db
-from tests.conftest import DEFAULT_CONFIG, RecordingNotifier, table_snapshot
+from tests.conftest import RecordingNotifier, table_snapshot
 
 FIRST = dt.date(2018, 1, 2)
 FIRE_DAY = dt.date(2018, 3, 29)  # the demo's micro-cap drawdown alert fires on this day
+# a fixed rule set (microcap_drawdown critical, reminded every 5 days), not the changing default
+CLASSIC_CONFIG = Path(__file__).with_name("classic_config.toml")
+
+
+@pytest.fixture
+def classic_config():
+    return load_config(CLASSIC_CONFIG)
 
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory, request) -> Path:
     """A database with the demo scenario run day by day up to the day before FIRE_DAY."""
-    from monitor.config import load_config
-
     path = tmp_path_factory.mktemp("cycle") / "base.db"
-    service = Service(load_config(DEFAULT_CONFIG), path, notifier=RecordingNotifier())
+    service = Service(load_config(CLASSIC_CONFIG), path, notifier=RecordingNotifier())
     for day in service.calendar.days(FIRST, service.calendar.previous(FIRE_DAY)):
         service.run_day(day)
     service.close()
@@ -34,10 +40,10 @@ def prepared(tmp_path_factory, request) -> Path:
 
 
 @pytest.fixture
-def service(prepared, tmp_path, default_config):
+def service(prepared, tmp_path, classic_config):
     path = tmp_path / "history.db"
     shutil.copy(prepared, path)
-    s = Service(default_config, path, notifier=RecordingNotifier())
+    s = Service(classic_config, path, notifier=RecordingNotifier())
     yield s
     s.close()
 
@@ -79,7 +85,7 @@ def test_running_the_same_day_twice_changes_nothing(service):
 def test_once_cli_twice_for_the_same_day(prepared, tmp_path, capsys):
     path = tmp_path / "cli.db"
     shutil.copy(prepared, path)
-    args = ["--config", str(DEFAULT_CONFIG), "--db", str(path), "once", "--as-of",
+    args = ["--config", str(CLASSIC_CONFIG), "--db", str(path), "once", "--as-of",
             FIRE_DAY.isoformat()]
     assert cli.main(args) == 0
     db = open_db(path)
@@ -205,9 +211,9 @@ def test_reminders_alone_send_no_digest_a_new_firing_sends_one(service):
     assert service.deliver() == 1 and len(service.notifier.sent) == 1
 
 
-def test_weekly_summary_lists_every_firing_alert(prepared, tmp_path, default_config):
-    notify = default_config.notify.model_copy(update={"weekly_summary": True})
-    config = default_config.model_copy(update={"notify": notify})
+def test_weekly_summary_lists_every_firing_alert(prepared, tmp_path, classic_config):
+    notify = classic_config.notify.model_copy(update={"weekly_summary": True})
+    config = classic_config.model_copy(update={"notify": notify})
     path = tmp_path / "weekly.db"
     shutil.copy(prepared, path)
     s = Service(config, path, notifier=RecordingNotifier())

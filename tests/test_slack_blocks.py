@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from monitor import digest
+from monitor.config import load_config
 from monitor.notify import blocks, chart
 from monitor.notify.blocks import MAX_BLOCKS, limit_problems, render
 from storage.db import open_db
+from tests.conftest import DEFAULT_CONFIG
 from tests.slack_server import AS_OF, all_firing_payload, fill_history
 
 KEY = f"digest:{AS_OF}"
@@ -21,9 +24,19 @@ EPISODE = {"kind": "drawdown", "start": "2023-02-07", "peak": "2023-02-07", "tro
            "distance": 0.712, "signals": 14}
 
 
+# The rendering is tested on a fixed rule set (ten rules, microcap_drawdown critical), not on the
+# changing default config; the default config's own digest is checked against the limits too.
+CLASSIC_CONFIG = Path(__file__).with_name("classic_config.toml")
+
+
 @pytest.fixture
-def payload(default_config):
-    return digest.attach_closest(all_firing_payload(default_config), EPISODE)
+def classic_config():
+    return load_config(CLASSIC_CONFIG)
+
+
+@pytest.fixture
+def payload(classic_config):
+    return digest.attach_closest(all_firing_payload(classic_config), EPISODE)
 
 
 def sections(bs: list[dict]) -> list[str]:
@@ -38,14 +51,14 @@ def all_text(bs: list[dict]) -> str:
 
 @pytest.mark.parametrize("inhibit", [True, False])
 @pytest.mark.parametrize("where", ["thread", "report", None])
-def test_every_default_rule_firing_fits_slack_limits(payload, default_config, inhibit, where):
+def test_every_rule_firing_fits_slack_limits(payload, classic_config, inhibit, where):
     bs, text = render(payload, KEY, chart=where, inhibit=inhibit)
     assert limit_problems(bs, text) == []
     assert len(bs) <= MAX_BLOCKS
     json.dumps(bs)  # serialisable as is
     header = bs[0]
     assert header["type"] == "header" and len(header["text"]["text"]) <= 150
-    n = len(default_config.rules)
+    n = len(classic_config.rules)
     assert header["text"]["text"] == f"regime-monitor {AS_OF}: {n} firing ({n} new)"
     if not inhibit:  # one section per alert, in severity order
         secs = sections(bs)
@@ -71,8 +84,20 @@ def test_alert_section_shows_values_against_thresholds_in_units(payload):
             "recovered 2023-06-13; micro-cap drawdown -23.1%") in ctx
 
 
-def test_kinds_are_labelled_and_resolved_has_no_silence_line(default_config):
-    p = all_firing_payload(default_config)
+@pytest.mark.parametrize("inhibit", [True, False])
+def test_the_default_config_all_firing_fits_slack_limits(inhibit):
+    config = load_config(DEFAULT_CONFIG)
+    p = digest.attach_closest(all_firing_payload(config), EPISODE)
+    bs, text = render(p, KEY, chart="thread", inhibit=inhibit)
+    assert limit_problems(bs, text) == []
+    n = len(config.rules)
+    assert bs[0]["text"]["text"] == f"regime-monitor {AS_OF}: {n} firing ({n} new)"
+    for rule in config.rules:
+        assert rule.name in all_text(bs), rule.name
+
+
+def test_kinds_are_labelled_and_resolved_has_no_silence_line(classic_config):
+    p = all_firing_payload(classic_config)
     kinds = ["firing", "repeat", "resolved"]
     items = [dict(i, kind=kinds[n % 3]) for n, i in enumerate(p["items"])]
     p = digest.build(AS_OF, items, [], [], p["composite"])
@@ -219,10 +244,10 @@ def test_closest_episode_from_a_database():
 
 # -- 5. the chart ------------------------------------------------------------------------------
 
-def test_chart_png_from_a_database(default_config):
+def test_chart_png_from_a_database(classic_config):
     db = open_db(":memory:")
     fill_history(db)
-    p = all_firing_payload(default_config)
+    p = all_firing_payload(classic_config)
     data = chart.load(db, p)
     assert len(data.close) == chart.DAYS and str(data.close.index[-1].date()) == AS_OF
     assert data.drawdown.iloc[-1] == pytest.approx(-0.152, abs=0.01)
@@ -234,8 +259,8 @@ def test_chart_png_from_a_database(default_config):
     assert AS_OF in alt and "-15.2%" in alt
 
 
-def test_chart_panels_and_nothing_to_plot(default_config):
-    p = all_firing_payload(default_config)
+def test_chart_panels_and_nothing_to_plot(classic_config):
+    p = all_firing_payload(classic_config)
     panels, omitted = chart.panels_for(p, limit=100)
     keys = [(x.signal, x.op, x.threshold) for x in panels]
     assert len(keys) == len(set(keys))
@@ -261,9 +286,9 @@ def test_blocks_module_is_pure_and_escapes():
 
 @pytest.mark.parametrize("inhibit", [True, False])
 @pytest.mark.parametrize("summary", [True, False])
-def test_every_rule_reminding_with_headline_and_context_fits_slack_limits(default_config, inhibit,
+def test_every_rule_reminding_with_headline_and_context_fits_slack_limits(classic_config, inhibit,
                                                                           summary):
-    p = all_firing_payload(default_config, kind="repeat")
+    p = all_firing_payload(classic_config, kind="repeat")
     active = [{"rule": i["rule"], "severity": i["severity"], "since": "2024-01-02"}
               for i in p["items"]]
     context = [{"name": f"c{n}", "label": "x" * 80, "label_off": "y" * 80, "holds": n % 3 == 0,
