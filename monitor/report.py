@@ -669,14 +669,15 @@ def _trust_box(rows: list[dict] | None, rules: Sequence[RuleConfig]) -> str:
         out.append('<p class="note">The backtest returned no rows.</p></div>')
         return "".join(out)
     by_name = {str(r.get("rule")): r for r in rows}
-    picked = [(n, by_name[n]) for n in headline if n in by_name]
+    picked: list[tuple[str, Mapping | None]] = [(n, by_name.get(n)) for n in headline]
     picked += [(str(r.get("rule")), r) for r in rows
                if r.get("rule") == ANY_WARNING or r.get("kind") == "union"]
     if picked:
         out.append("<ul>")
         for name, row in picked:
             tag = " (headline)" if name in headline else ""
-            out.append(f"<li><b>{_e(name)}</b>{tag}: {_e(trust_sentence(row))}.</li>")
+            said = "not in the backtest rows" if row is None else trust_sentence(row)
+            out.append(f"<li><b>{_e(name)}</b>{tag}: {_e(said)}.</li>")
         out.append("</ul>")
     else:
         out.append(f'<p class="note">The backtest rows hold no headline rule (one whose '

@@ -1,5 +1,8 @@
 """The HTML report: built from a demo history, self-contained, escaped, and rendered by headless
-Chromium (Debian ``chromium``, installed by ``.ci/run``) with charts that are not blank."""
+Chromium (Debian ``chromium``, installed by ``.ci/run``) with charts that are not blank.
+
+The demo runs the default config's settings with this file's own rules (:data:`RULES`), so what
+the report shows does not move when the default rules are retuned."""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from monitor.config import RuleConfig, load_config
+from monitor.config import Config, RuleConfig, load_config
 from monitor.daemon import Service
 from monitor.report import (
     MAX_CHARTS,
@@ -33,11 +36,92 @@ from monitor.report import (
 from storage.db import open_db
 from tests.conftest import DEFAULT_CONFIG, RecordingNotifier, config_from
 
+# a headline rule (silent in this demo: the risk model needs more history), a state alert, four
+# warnings (hot_theme_rotation also makes the rotation episodes) and an info rule
+RULES = r'''
+[[rules]]
+name = "drawdown_risk"
+severity = "warning"
+when = "risk.drawdown_prob >= 0.40"
+clear_when = "risk.drawdown_prob < 0.32"
+clear_days = 5
+repeat_every_days = 5
+explain = "The drawdown-risk model puts the chance of a 10% micro-cap drawdown within 20 days at 40% or more."
+
+[[rules]]
+name = "microcap_drawdown"
+severity = "critical"
+when = "microcap.drawdown <= -0.10"
+clear_when = "microcap.drawdown > -0.05"
+clear_days = 3
+repeat_every_days = 5
+explain = "The micro-cap index is 10% or more below its peak."
+
+[[rules]]
+name = "market_stress_liquidity"
+severity = "warning"
+when = "market.return_20d <= -0.08 and market.amount_ratio_20_120 <= 0.75"
+for_days = 2
+clear_days = 3
+explain = "The whole market is falling while turnover dries up."
+
+[[rules]]
+name = "hot_theme_rotation"
+severity = "warning"
+when = """(rotation.hot_theme_excess >= 0.10 and rotation.microcap_excess_10d <= -0.03) \
+  or rotation.largecap_minus_microcap_20d >= 0.10"""
+for_days = 2
+clear_when = "rotation.microcap_excess_10d > 0 and rotation.largecap_minus_microcap_20d < 0.05"
+clear_days = 3
+explain = "Another theme is drawing trading money out of micro-caps."
+
+[[rules]]
+name = "volatility_spike"
+severity = "warning"
+when = "microcap.vol_spike >= 1.5"
+clear_when = "microcap.vol_spike < 1.2"
+clear_days = 3
+explain = "Micro-cap volatility is at least 1.5 times its recent norm."
+
+[[rules]]
+name = "turnover_crowded"
+severity = "info"
+when = "turnover.csi2000_share_pctile_1y >= 0.95"
+for_days = 3
+clear_when = "turnover.csi2000_share_pctile_1y < 0.80"
+clear_days = 3
+explain = "CSI 2000's share of market turnover is at a one-year extreme."
+
+[[rules]]
+name = "stress_regime"
+severity = "warning"
+when = "regime.stress_prob >= 0.8"
+for_days = 3
+clear_when = "regime.stress_prob < 0.5"
+clear_days = 3
+explain = "The regime model puts the market in its high-variance regime for three days running."
+'''
+
+
+def report_config_text() -> str:
+    """The default config with its rules (the last tables of the file) replaced by :data:`RULES`."""
+    settings, found, _ = DEFAULT_CONFIG.read_text(encoding="utf-8").partition("\n[[rules]]")
+    assert found, "the default config has no [[rules]] table"
+    return settings + "\n" + RULES
+
+
+def report_config() -> Config:
+    return config_from(report_config_text())
+
+
 FIRST = dt.date(2018, 1, 2)
 LAST = dt.date(2019, 4, 30)  # ~320 trading days: a drawdown fires and resolves, a rotation spell
 CHROMIUM = Path("/usr/bin/chromium")
 # rows as monitor.backtest.to_records gives them; the first has no `kind` (inferred: a state
 # alert), the info row comes before the union rows (the table groups them by kind)
+HEADLINE_ROW = {"rule": "drawdown_risk", "kind": "warning", "days": 322, "episodes": 1, "caught": 1,
+                "chance_mean": 0.21, "p_value": 0.01, "false_alarms_per_year": 0.0,
+                "share_in_alert": 0.12}
 BACKTEST = [
     {"rule": "microcap_drawdown", "days": 322, "episodes": 1, "caught": 1, "lead_trough_median": 72.0,
      "lead_half_median": 20.5, "false_alarms": 0, "false_alarms_per_year": 0.0, "share_in_alert": 0.61},
@@ -51,6 +135,7 @@ BACKTEST = [
      "share_in_alert": 0.8},
     {"rule": "any rule", "days": 322, "episodes": 1, "caught": 1, "lead_trough_median": None,
      "lead_half_median": 30, "false_alarms": 3, "false_alarms_per_year": 2.345, "share_in_alert": 0.8},
+    HEADLINE_ROW,
 ]
 IMG = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 SECTION = re.compile(r'<section id="([^"]+)">(.*?)</section>', re.S)
@@ -60,7 +145,7 @@ SECTIONS = ["overview", "rules", "signals", "alerts", "episodes", "backtest"]
 @pytest.fixture(scope="module")
 def demo_db(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("report") / "demo.db"
-    service = Service(load_config(DEFAULT_CONFIG), path, notifier=RecordingNotifier())
+    service = Service(report_config(), path, notifier=RecordingNotifier())
     for day in service.calendar.days(FIRST, LAST):
         service.run_day(day)
     service.close()
@@ -73,7 +158,7 @@ def built(demo_db) -> tuple[str, float]:
     started = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        page = build_report(db, load_config(DEFAULT_CONFIG), backtest_rows=BACKTEST)
+        page = build_report(db, report_config(), backtest_rows=BACKTEST)
     seconds = time.perf_counter() - started
     db.close()
     assert not [str(w.message) for w in caught], "warnings leaked from building the report"
@@ -144,8 +229,8 @@ def test_report_has_every_section_and_is_fast(page, built, demo_db):
     assert f"{FIRST} to {LAST}" in page
     assert str(demo_db) in page
     assert "trading days" in page and "alert events" in page
-    # the overview, one chart per rule (10) and the micro-cap episode chart, within the limit
-    config = load_config(DEFAULT_CONFIG)
+    # the overview, one chart per rule and the micro-cap episode chart, within the limit
+    config = report_config()
     assert len(IMG.findall(page)) == len(config.rules) + 2 <= MAX_CHARTS
     for rule in config.rules:
         assert f'id="rule-{rule.name}"' in page
@@ -178,7 +263,9 @@ def test_report_has_every_section_and_is_fast(page, built, demo_db):
     groups = re.findall(r'<tr class="group"><th colspan="11">([^<]+)</th></tr>', backtest)
     assert groups == ["Warnings", "Any warning (union rows)", "State alerts", "Info"]
     order = [re.search(rf"<td>{re.escape(r['rule'])}</td>", backtest).start() for r in BACKTEST]
-    assert order[2] < order[3] < order[4] < order[0] < order[1]
+    assert order[2] < order[5] < order[3] < order[4] < order[0] < order[1]
+    # the headline rule's row in bold
+    assert '<tr class="headline"><td>drawdown_risk</td>' in backtest
 
 
 def test_first_section_is_the_overview(page, demo_db):
@@ -192,14 +279,15 @@ def test_first_section_is_the_overview(page, demo_db):
     text = _text(overview)
     assert "Shaded: drawdown episodes of at least 10%, peak to trough" in text
     assert "state alerts (microcap.drawdown) and info rules are not marked" in text
-    config = load_config(DEFAULT_CONFIG)
+    # the headline rule is named in the caption, did not fire in this demo (the risk model has
+    # too little history), and its backtest row is the trust box's first sentence
+    assert "large red markers for the headline rule(s) drawdown_risk (reading risk.drawdown_prob" in text
+    assert "drawdown_risk (headline) fired 0 time(s)." in text
+    assert ("drawdown_risk (headline): caught 1 of 1 drawdowns ≥3 trading days before half depth; "
+            "chance 0.2 (p = 0.01); 0.0 false alarms a year; in alert 12% of days — better than "
+            "chance (p = 0.01).") in text
+    config = report_config()
     roles = {r.name: rule_role(r) for r in config.rules}
-    headline = [n for n, role in roles.items() if role == "headline"]
-    if headline:
-        assert f"large red markers for the headline rule(s) {', '.join(headline)}" in text
-    else:  # said so, in the caption and in the trust box
-        assert "(no rule reads risk.drawdown_prob, so no headline marker)" in text
-        assert "No rule of this config reads risk.drawdown_prob" in text
     # every stored drawdown episode is listed with its depth
     db = open_db(demo_db)
     eps = [dict(zip(("peak", "trough", "depth"), r, strict=True)) for r in db.execute(
@@ -219,8 +307,6 @@ def test_first_section_is_the_overview(page, demo_db):
     assert fired
     for name, count in fired.items():
         assert f"{name} {count}×" in text
-    for name in headline:
-        assert f"{name} (headline) fired {firings.get(name, 0)} time(s)" in text
     # the trust box follows the chart: the "any warning" row's sentence
     assert overview.index("<img ") < overview.index('id="trust"')
     assert ("any warning: caught 1 of 1 drawdowns ≥3 trading days before half depth; chance 0.6 "
@@ -231,7 +317,7 @@ def test_first_section_is_the_overview(page, demo_db):
 def _headline_config(rule_name: str):
     """The default config with ``rule_name`` reading risk.drawdown_prob, the only headline rule
     (any other is left out); built without validation."""
-    config = load_config(DEFAULT_CONFIG)
+    config = report_config()
     rules = [RuleConfig(name=r.name, severity="critical", when="risk.drawdown_prob >= 0.5",
                         clear_when="risk.drawdown_prob < 0.3", explain="headline")
              if r.name == rule_name else r for r in config.rules if rule_role(r) != "headline"]
@@ -278,14 +364,26 @@ def test_overview_marks_the_headline_rule(demo_db):
     assert '<tr class="headline"><td>stress_regime</td>' in page
 
 
-def test_trust_box_without_backtest(demo_db):
+def test_trust_box_without_backtest_or_headline(demo_db):
     db = open_db(demo_db)
-    page = build_report(db, load_config(DEFAULT_CONFIG), start=dt.date(2019, 1, 2), end=LAST)
-    empty = build_report(db, load_config(DEFAULT_CONFIG), backtest_rows=[],
-                         start=dt.date(2019, 1, 2), end=LAST)
+    config = report_config()
+    no_headline = config.model_copy(update={"rules": [r for r in config.rules
+                                                      if rule_role(r) != "headline"]})
+    kwargs = {"start": dt.date(2019, 1, 2), "end": LAST}
+    pages = {"none": build_report(db, config, **kwargs),
+             "empty": build_report(db, config, backtest_rows=[], **kwargs),
+             "no row": build_report(db, config, backtest_rows=BACKTEST[:4], **kwargs),
+             "no headline": build_report(db, no_headline, backtest_rows=BACKTEST, **kwargs)}
     db.close()
-    assert "No backtest results were given for this report" in _sections(page)["overview"]
-    assert "The backtest returned no rows" in _sections(empty)["overview"]
+    text = {k: _text(_sections(v)["overview"]) for k, v in pages.items()}
+    assert "No backtest results were given for this report" in text["none"]
+    assert "The backtest returned no rows" in text["empty"]
+    assert "drawdown_risk (headline): not in the backtest rows." in text["no row"]
+    assert "any warning: caught 1 of 1 drawdowns" in text["no row"]
+    # without a headline rule: said in the caption and in the trust box; its row is not picked
+    assert "(no rule reads risk.drawdown_prob, so no headline marker)" in text["no headline"]
+    assert "No rule of this config reads risk.drawdown_prob" in text["no headline"]
+    assert "drawdown_risk" not in text["no headline"]
 
 
 def test_trust_sentence():
@@ -364,8 +462,8 @@ def test_warning_marks_and_roles():
 def test_roles_are_the_backtest_kinds():
     from monitor import backtest
 
-    rules = [*load_config(DEFAULT_CONFIG).rules, _rule("h", "risk.drawdown_prob >= 0.6"),
-             _rule("hi", "risk.drawdown_prob >= 0.6", "info")]
+    rules = [*load_config(DEFAULT_CONFIG).rules, *report_config().rules,
+             _rule("h", "risk.drawdown_prob >= 0.6"), _rule("hi", "risk.drawdown_prob >= 0.6", "info")]
     for rule in rules:
         role = rule_role(rule)
         assert backtest.rule_kind(rule) == ("warning" if role == "headline" else role)
@@ -400,7 +498,7 @@ def test_no_external_resources(page):
 
 
 def test_text_from_config_and_rows_is_escaped(demo_db):
-    text = DEFAULT_CONFIG.read_text(encoding="utf-8").replace(
+    text = report_config_text().replace(
         'explain = "Micro-cap volatility is at least',
         'explain = "<script>alert(1)</script> & \\"quoted\\" Micro-cap volatility is at least')
     config = config_from(text)
