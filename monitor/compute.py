@@ -90,7 +90,9 @@ def _risk_day(db: Database, calendar: TradingCalendar, as_of: dt.date,
     def upto(through: dt.date) -> tuple[pd.DataFrame, pd.Series]:
         first = observations.first_date(db, _all_inputs(db, params))
         if first is None or first > through:
-            return pd.DataFrame(columns=features, dtype=float), pd.Series(dtype=float)
+            empty = pd.DatetimeIndex([], name="date")
+            return (pd.DataFrame(index=empty, columns=features, dtype=float),
+                    pd.Series(index=empty, dtype=float))
         values = history(db, calendar, first, through, params, names=features)[0]
         close = observations.load_frame(db, [MICROCAP], calendar.days(first, through), through)[MICROCAP]
         return values[features], close
