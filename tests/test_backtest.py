@@ -21,7 +21,7 @@ from monitor import backtest as bt
 from monitor import expr, lifecycle, rules
 from monitor.config import Config
 from signals.episodes import DrawdownEpisode, drawdown_episodes
-from tests.conftest import DEFAULT_CONFIG, RecordingNotifier, config_from
+from tests.conftest import CLASSIC_CONFIG, RecordingNotifier, config_from
 
 # --------------------------------------------------------------------------- helpers
 
@@ -124,7 +124,7 @@ def test_simulate_hand_events():
 
 
 def test_simulate_equals_the_per_day_path_on_the_default_rules():
-    config = Config.model_validate(tomllib.loads(DEFAULT_CONFIG.read_text()))
+    config = Config.model_validate(tomllib.loads(CLASSIC_CONFIG.read_text()))
     rng = np.random.default_rng(7)
     names = sorted(set().union(*(r.names for r in config.rules)))
     n = 400
@@ -157,7 +157,7 @@ def test_missing_column_is_no_data_and_index_must_ascend():
 
 
 def test_simulate_is_fast_enough():
-    config = Config.model_validate(tomllib.loads(DEFAULT_CONFIG.read_text()))
+    config = Config.model_validate(tomllib.loads(CLASSIC_CONFIG.read_text()))
     names = sorted(set().union(*(r.names for r in config.rules)))
     rng = np.random.default_rng(1)
     values = pd.DataFrame(rng.normal(0, 1, (2600, len(names))), columns=names,
@@ -180,7 +180,7 @@ def cycle_db(tmp_path_factory):
     from monitor.config import load_config
     from monitor.daemon import Service
 
-    config = bt.apply(load_config(DEFAULT_CONFIG), {
+    config = bt.apply(load_config(CLASSIC_CONFIG), {
         "microcap_drawdown.microcap.drawdown": -0.05, "microcap_drawdown.for_days": 2,
         "microcap_drawdown.clear_days": 2,
         "hot_theme_rotation.rotation.largecap_minus_microcap_20d": 0.03,
@@ -672,7 +672,7 @@ def test_replace_threshold():
 
 
 def test_apply():
-    config = Config.model_validate(tomllib.loads(DEFAULT_CONFIG.read_text()))
+    config = Config.model_validate(tomllib.loads(CLASSIC_CONFIG.read_text()))
     new = bt.apply(config, {"volatility_spike.microcap.vol_spike": 1.8, "volatility_spike.for_days": 2,
                             "hot_theme_rotation.rotation.microcap_excess_10d": -0.05})
     assert new.rule("volatility_spike").when == "microcap.vol_spike >= 1.8"

@@ -1,4 +1,8 @@
-"""The review CLI on a real database: demo, signals, alerts, silences, outbox."""
+"""The review CLI on a real database: demo, signals, alerts, silences, outbox.
+
+The module's demo database is built with the classic rule set (tests/classic_config.toml: the
+note's conditions as warnings), which fires often on the demo scenario; one test runs the demo with
+the shipped default config."""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import json
 import pytest
 
 from monitor import cli
-from tests.conftest import DEFAULT_CONFIG
+from tests.conftest import CLASSIC_CONFIG, DEFAULT_CONFIG
 
 
 @pytest.fixture(scope="module")
@@ -16,8 +20,8 @@ def demo_db(tmp_path_factory):
     return path
 
 
-def run(capsys, *args):
-    code = cli.main(["--config", str(DEFAULT_CONFIG), *args])
+def run(capsys, *args, config=CLASSIC_CONFIG):
+    code = cli.main(["--config", str(config), *args])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -33,6 +37,14 @@ def test_demo_prints_digests_and_a_full_alert_lifecycle(demo_db, capsys):
              and "resolved" in ln]
     assert lines, timeline
     assert any(ln.strip().startswith("hot_theme_rotation") for ln in lines)
+
+
+def test_demo_with_the_shipped_default_config(tmp_path, capsys):
+    code, out, _ = run(capsys, "--db", str(tmp_path / "d.db"), "demo", "--end", "2018-04-27",
+                       config=DEFAULT_CONFIG)
+    assert code == 0
+    assert "regime-monitor demo: 77 XSHG trading days 2018-01-02 .. 2018-04-27, 8 rules" in out
+    assert "Alert timeline" in out and "digest message(s) sent to console" in out
 
 
 def test_signals_latest_and_history(demo_db, capsys):

@@ -9,9 +9,7 @@ import pytest
 
 from monitor import cli
 from monitor.config import ConfigError, load_config, parse_config
-from tests.conftest import DEFAULT_CONFIG
-
-CLASSIC_CONFIG = Path(__file__).with_name("classic_config.toml")
+from tests.conftest import CLASSIC_CONFIG, DEFAULT_CONFIG
 
 RULE = """
 [[rules]]

@@ -15,12 +15,11 @@ from monitor.cycle import CycleError, digest_key, run_cycle
 from monitor.daemon import Service
 from storage import alerts as alert_store
 from storage.db import open_db
-from tests.conftest import RecordingNotifier, table_snapshot
+from tests.conftest import CLASSIC_CONFIG, RecordingNotifier, table_snapshot
 
 FIRST = dt.date(2018, 1, 2)
 FIRE_DAY = dt.date(2018, 3, 29)  # the demo's micro-cap drawdown alert fires on this day
 # a fixed rule set (microcap_drawdown critical, reminded every 5 days), not the changing default
-CLASSIC_CONFIG = Path(__file__).with_name("classic_config.toml")
 
 
 @pytest.fixture

@@ -1,5 +1,8 @@
-"""Real data: the backtest of the default rules 2016-2023, and a walk-forward calibration
-(thresholds from data up to 2019-12-31, scored on 2020-2023). Prints the tables (-s)."""
+"""Real data: the default config's headline warning and drawdown-risk forecast, walk-forward, over
+the design period 2016-2023 and the test period 2024-01 .. 2025-06 (the figures of the README's
+"How good are the warnings"); the note's conditions as warnings (the classic rule set) 2016-2023;
+and a walk-forward calibration (thresholds from data up to 2019-12-31, scored on 2020-2023).
+Prints the tables (-s)."""
 
 from __future__ import annotations
 
@@ -16,22 +19,26 @@ from monitor.evaluation import gather
 from monitor.sources.csv_import import import_files
 from storage.db import open_db
 from tests import realdata
-from tests.conftest import DEFAULT_CONFIG
+from tests.conftest import CLASSIC_CONFIG, DEFAULT_CONFIG
+
+
+END = "2025-06-24"  # the last day with index amounts in the real data
 
 
 @pytest.fixture(scope="module")
 def real_db(tmp_path_factory, real_data):
     tmp = tmp_path_factory.mktemp("backtest")
-    frame = pd.concat([realdata.indices(real_data, "2014-01-01", "2023-12-31"),
-                       realdata.themes(real_data, "2014-01-01", "2023-12-31"),
-                       realdata.yields(real_data, "2008-04-22", "2023-12-31")])
+    frame = pd.concat([realdata.indices(real_data, "2014-01-01", END),
+                       realdata.themes(real_data, "2014-01-01", END),
+                       realdata.yields(real_data, "2008-04-22", END)])
     path = tmp / "real.db"
     import_files(open_db(path), [realdata.write_csv(frame, tmp / "real.csv")])
     return path
 
 
-def test_backtest_default_rules_2016_2023(real_db, capsys):
-    code = cli.main(["--config", str(DEFAULT_CONFIG), "--db", str(real_db), "backtest", "--start",
+def test_backtest_classic_rules_2016_2023(real_db, capsys):
+    """The note's conditions as warnings (the pre-issue-11 default): every block of the table."""
+    code = cli.main(["--config", str(CLASSIC_CONFIG), "--db", str(real_db), "backtest", "--start",
                      "2016-01-01", "--end", "2023-12-31"])
     out = capsys.readouterr().out
     with capsys.disabled():
@@ -54,7 +61,7 @@ def test_backtest_default_rules_2016_2023(real_db, capsys):
             assert p > 0.05, line
 
     # the same scores as data, and the cost of the baselines (printed with -s)
-    config = load_config(DEFAULT_CONFIG)
+    config = load_config(CLASSIC_CONFIG)
     evidence = gather(open_db(real_db), config, dt.date(2016, 1, 1), dt.date(2023, 12, 31))
     started = time.perf_counter()
     rows = backtest.score(config, evidence.values, evidence.episodes, evidence.close, draws=0)
@@ -76,7 +83,7 @@ def test_backtest_default_rules_2016_2023(real_db, capsys):
 
 
 def test_walk_forward_calibration(real_db, capsys):
-    config = load_config(DEFAULT_CONFIG)
+    config = load_config(CLASSIC_CONFIG)
     db = open_db(real_db)
     evidence = gather(db, config, dt.date(2014, 1, 2), dt.date(2019, 12, 31))
     snippet = backtest.calibrate(config, evidence.values, evidence.close, dt.date(2019, 12, 31))
@@ -101,3 +108,54 @@ def test_walk_forward_calibration(real_db, capsys):
     if threshold != -0.10:
         assert "10%" not in drawdown.explain
         assert f"{backtest._plain(abs(threshold) * 100)}%" in drawdown.explain
+
+
+PERIODS = {"design": (dt.date(2016, 1, 1), dt.date(2023, 12, 31)),
+           "test": (dt.date(2024, 1, 1), dt.date.fromisoformat(END))}
+
+
+def test_default_headline_and_forecast_walk_forward(real_db, capsys):
+    """The README's table, recomputed: the headline warning is quiet (goals on false alarms, days in
+    alert and digests met) and NOT shown to beat chance; the forecast has no Brier skill."""
+    from monitor import forecast
+    from monitor.cli import _forecast_score
+
+    config = load_config(DEFAULT_CONFIG)
+    evidence = gather(open_db(real_db), config, PERIODS["design"][0], PERIODS["test"][1])
+    sim = backtest.simulate_full(config, evidence.values)
+    digest_days = backtest.digest_days(sim)
+    got = {}
+    for name, (a, b) in PERIODS.items():
+        rows = backtest.score_simulation(sim, evidence.episodes, evidence.close, start=a, end=b)
+        by = {r.rule: r for r in rows}
+        per_year = backtest.digests_per_year(digest_days, evidence.values.index, a, b)
+        part = evidence.values.loc[str(a):str(b)]
+        fc = _forecast_score(config, type(evidence)(part, evidence.contexts.loc[str(a):str(b)],
+                                                    evidence.episodes, evidence.close, a, b))
+        got[name] = (by, per_year, fc)
+        with capsys.disabled():
+            print(f"\n{name} period {a} .. {b}: digests {per_year:.2f} a year")
+            print(backtest.table(rows, legend=False))
+            print(forecast.forecast_table(fc))
+    design, _, design_fc = got["design"]
+    test, test_digests, test_fc = got["test"]
+    h, any_ = design["drawdown_risk"], design[backtest.ANY]
+    assert h.kind == "warning" and [r.rule for r in design.values() if r.kind == "warning"] == [
+        "drawdown_risk"]  # the one warning: "any warning" is the headline
+    # README: 2016-2023 caught 1/8, chance 0.5 (p = 0.55), 0.13 false/yr, 9.6% in alert
+    assert (h.caught, h.episodes) == (1, 8) and (any_.caught, any_.episodes) == (1, 8)
+    assert h.chance_mean == pytest.approx(0.5, abs=0.05) and h.p_value == pytest.approx(0.55, abs=0.01)
+    assert h.false_alarms_per_year == pytest.approx(0.13, abs=0.005)
+    assert h.share_in_alert == pytest.approx(0.096, abs=0.0005)
+    # the goals on noise are met in both periods; the goal on skill is not (README says so)
+    for by, per_year, _ in got.values():
+        r = by[backtest.ANY]
+        assert r.false_alarms_per_year <= 3 and r.share_in_alert <= 0.25 and per_year <= 24
+        assert r.p_value > 0.05
+    assert (test["drawdown_risk"].caught, test["drawdown_risk"].episodes) == (0, 3)
+    assert test["drawdown_risk"].firings == 0 and test_digests == 0
+    # the forecast: README 2016-2023 Brier skill -0.019, AUC 0.557; test -0.003, 0.389
+    assert design_fc.brier_skill == pytest.approx(-0.019, abs=0.0005)
+    assert design_fc.auc == pytest.approx(0.557, abs=0.0005)
+    assert test_fc.brier_skill == pytest.approx(-0.003, abs=0.0005)
+    assert test_fc.auc == pytest.approx(0.389, abs=0.0005)

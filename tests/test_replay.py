@@ -26,9 +26,9 @@ EVENT = "SELECT rule, date, event, from_state, to_state, severity, signal_values
 def live(tmp_path_factory):
     """The daemon's cycle run live, day by day, over the demo from START to END."""
     from monitor.config import load_config
-    from tests.conftest import DEFAULT_CONFIG
+    from tests.conftest import CLASSIC_CONFIG
 
-    config = load_config(DEFAULT_CONFIG)
+    config = load_config(CLASSIC_CONFIG)
     path = tmp_path_factory.mktemp("live") / "live.db"
     service = Service(config, path, notifier=RecordingNotifier())
     for day in service.calendar.days(START, END):

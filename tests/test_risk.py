@@ -21,7 +21,7 @@ from monitor.sources.demo_source import DemoSource
 from signals import risk
 from storage import observations
 from storage.db import open_db
-from tests.conftest import DEFAULT_CONFIG, config_from
+from tests.conftest import CLASSIC_CONFIG, config_from
 
 N = math.nan
 
@@ -179,7 +179,7 @@ D, END = dt.date(2019, 1, 31), dt.date(2019, 4, 30)
 
 @pytest.fixture(scope="module")
 def risk_config():
-    return config_from(open(DEFAULT_CONFIG, encoding="utf-8").read() + RULE + RISK)
+    return config_from(CLASSIC_CONFIG.read_text(encoding="utf-8") + RULE + RISK)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -15,7 +14,7 @@ from monitor.config import load_config
 from monitor.notify import blocks, chart
 from monitor.notify.blocks import MAX_BLOCKS, limit_problems, render
 from storage.db import open_db
-from tests.conftest import DEFAULT_CONFIG
+from tests.conftest import CLASSIC_CONFIG, DEFAULT_CONFIG
 from tests.slack_server import AS_OF, all_firing_payload, fill_history
 
 KEY = f"digest:{AS_OF}"
@@ -26,7 +25,6 @@ EPISODE = {"kind": "drawdown", "start": "2023-02-07", "peak": "2023-02-07", "tro
 
 # The rendering is tested on a fixed rule set (ten rules, microcap_drawdown critical), not on the
 # changing default config; the default config's own digest is checked against the limits too.
-CLASSIC_CONFIG = Path(__file__).with_name("classic_config.toml")
 
 
 @pytest.fixture
