@@ -29,6 +29,9 @@ from monitor.series import kind_of as series_kind
 DEFAULT_CONFIG = Path("config/monitor.toml")
 CONFIG_ENV = "REGIME_MONITOR_CONFIG"
 COMPOSITE = "composite.conditions_active"
+RISK_EXCLUDED_FAMILIES = ("regime", "risk", "funds")
+"""Signal families the drawdown-risk model cannot take as features: fitted models (their history is
+computed on their own schedule) and quarterly fund data (published with a lag)."""
 
 
 def one_line(text: str) -> str:
@@ -282,6 +285,11 @@ class Config(_Strict):
                                      "themselves and cannot be used in a rule")
                 if name not in signals.REGISTRY:
                     raise ValueError(f"rules[{i}] ({rule.name}): unknown signal {name!r}")
+        for i, name in enumerate(self.signal_params()["risk"]["features"]):
+            sig = signals.REGISTRY.get(name) if isinstance(name, str) else None
+            if sig is None or sig.state is not None or sig.family in RISK_EXCLUDED_FAMILIES:
+                raise ValueError(f"signals.risk.features[{i}]: {name!r} is not a daily signal the "
+                                 "risk model can read (a registered signal, not regime, risk or funds)")
         if "data_stale" in seen:
             raise ValueError("rules: 'data_stale' is the built-in data-quality alert; choose another name")
         names: set[str] = set()

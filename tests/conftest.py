@@ -33,6 +33,11 @@ def default_config() -> Config:
 
 
 @pytest.fixture
+def classic_config() -> Config:
+    return load_config(CLASSIC_CONFIG)
+
+
+@pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "history.db"
 

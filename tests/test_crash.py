@@ -67,7 +67,7 @@ from monitor.daemon import Service
 from monitor.delivery import CLAIM_SECONDS
 from monitor.notify import TOKEN_ENV, WEBHOOK_ENV
 from storage.db import open_db
-from tests.conftest import DEFAULT_CONFIG, ROOT, RecordingNotifier
+from tests.conftest import CLASSIC_CONFIG, ROOT, RecordingNotifier
 from tests.procs import (
     OBEY_MODES,
     TABLES,
@@ -137,7 +137,7 @@ class Worker:
         env = {k: v for k, v in os.environ.items() if k not in PROXIES and k != WEBHOOK_ENV}
         env.update({"PYTHONPATH": str(ROOT), TOKEN_ENV: TOKEN, "OPENBLAS_NUM_THREADS": "1",
                     "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg",
-                    "CRASH_WORKER_CONFIG": str(DEFAULT_CONFIG), "NO_PROXY": "127.0.0.1"})
+                    "CRASH_WORKER_CONFIG": str(CLASSIC_CONFIG), "NO_PROXY": "127.0.0.1"})
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "crash_worker.py")],
@@ -275,7 +275,7 @@ def worker(tmp_path_factory):
 def prepared(tmp_path_factory) -> Path:
     """The demo scenario run day by day from FIRST to PREPARED_END (a closed, clean file)."""
     path = tmp_path_factory.mktemp("crash") / "prepared.db"
-    service = Service(load_config(DEFAULT_CONFIG), path, notifier=RecordingNotifier())
+    service = Service(load_config(CLASSIC_CONFIG), path, notifier=RecordingNotifier())
     for day in service.calendar.days(FIRST, PREPARED_END):
         service.run_day(day)
     service.close()
@@ -300,7 +300,7 @@ def last_cycle_day(path: Path) -> str:
 
 
 def cycle_cmd(path: Path, until: dt.date) -> dict:
-    return {"op": "cycle", "db": str(path), "config": str(DEFAULT_CONFIG),
+    return {"op": "cycle", "db": str(path), "config": str(CLASSIC_CONFIG),
             "until": until.isoformat()}
 
 
@@ -815,7 +815,7 @@ def run(args: list[str], **kwargs) -> subprocess.CompletedProcess:
 
 
 def once(path: Path, day: str = DAY) -> subprocess.CompletedProcess:
-    return run(["-m", "monitor.cli", "--config", str(DEFAULT_CONFIG), "--db", str(path), "once",
+    return run(["-m", "monitor.cli", "--config", str(CLASSIC_CONFIG), "--db", str(path), "once",
                 "--as-of", day])
 
 
@@ -854,18 +854,18 @@ def test_read_only_database_fails_once_cleanly_and_the_next_run_recovers(prepare
 
 
 def test_full_database_fails_the_cycle_without_writing_and_the_next_run_recovers(prepared, tmp_path,
-                                                                                 default_config):
+                                                                                 classic_config):
     day = dt.date.fromisoformat(DAY)
     expected = tmp_path / "expected.db"
     shutil.copy(prepared, expected)
-    service = Service(default_config, expected, notifier=RecordingNotifier())
+    service = Service(classic_config, expected, notifier=RecordingNotifier())
     assert service.run_day(day).status == "ok"
     service.close()
 
     path = tmp_path / "full.db"
     shutil.copy(prepared, path)
     before = domain_snapshot(path)
-    service = Service(default_config, path, notifier=RecordingNotifier())
+    service = Service(classic_config, path, notifier=RecordingNotifier())
     try:
         db = service.db
         pages = db.execute("PRAGMA page_count").fetchone()[0]
@@ -899,7 +899,7 @@ def test_database_file_is_created_owner_only(tmp_path, capsys):
     path = tmp_path / "new" / "history.db"
     old = os.umask(0)  # even with a permissive umask
     try:
-        assert cli.main(["--config", str(DEFAULT_CONFIG), "--db", str(path), "once", "--as-of",
+        assert cli.main(["--config", str(CLASSIC_CONFIG), "--db", str(path), "once", "--as-of",
                          FIRST.isoformat()]) == 0
         db = open_db(path)  # an open connection keeps the WAL and its index on disk
         modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in path.parent.iterdir()
@@ -1077,9 +1077,9 @@ def test_real_daemon_killed_at_random_points_catches_up_and_delivers_like_an_uni
     restarted until its scheduler starts with everything done. After each kill: integrity, no
     partial cycle. At the end: the state of an uninterrupted daemon run on the same days; every
     digest posted, a second time only after a kill between Slack receiving it and mark_sent."""
-    calendar = TradingCalendar(load_config(DEFAULT_CONFIG).calendar.extra_closed)
+    calendar = TradingCalendar(load_config(CLASSIC_CONFIG).calendar.extra_closed)
     days = [d.isoformat() for d in calendar.days(PREPARED_END + dt.timedelta(days=1), DAEMON_UNTIL)]
-    text = DEFAULT_CONFIG.read_text(encoding="utf-8")
+    text = CLASSIC_CONFIG.read_text(encoding="utf-8")
     assert "catch_up_max_days = 60" in text and len(days) <= 60  # one start-up catches them up
     for old, new in (('# channel = "#micro-cap-risk"', 'channel = "#micro-cap-risk"'),
                      ('# api_url = "https://slack.com/api/"', f'api_url = "{server.api_url}"')):

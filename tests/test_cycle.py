@@ -19,13 +19,8 @@ from tests.conftest import CLASSIC_CONFIG, RecordingNotifier, table_snapshot
 
 FIRST = dt.date(2018, 1, 2)
 FIRE_DAY = dt.date(2018, 3, 29)  # the demo's micro-cap drawdown alert fires on this day
-# a fixed rule set (microcap_drawdown critical, reminded every 5 days), not the changing default
-
-
-@pytest.fixture
-def classic_config():
-    return load_config(CLASSIC_CONFIG)
-
+# the fixed classic rule set (conftest.classic_config: microcap_drawdown critical, reminded every 5
+# days), not the changing default
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory, request) -> Path:

@@ -21,7 +21,6 @@ from storage.db import open_db
 from tests import realdata
 from tests.conftest import CLASSIC_CONFIG, DEFAULT_CONFIG
 
-
 END = "2025-06-24"  # the last day with index amounts in the real data
 
 

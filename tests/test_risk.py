@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -250,3 +251,22 @@ def test_the_signal_is_registered_with_its_family():
     sig = signals.REGISTRY[risk.SIGNAL]
     assert sig.family == "risk" and sig.state == "risk_fit" and sig.unit.startswith("fraction")
     assert signals.FAMILY_PARAMS["risk"]["features"] == risk.DEFAULT_FEATURES
+
+
+@pytest.mark.parametrize("features,bad", [
+    (["microcap.vol_spike", "no.such"], "features[1]: 'no.such'"),
+    (["regime.stress_prob"], "features[0]: 'regime.stress_prob'"),
+    (["funds.smallcap_share_mean_chg"], "features[0]"),
+    (["risk.drawdown_prob"], "features[0]"),
+])
+def test_config_refuses_features_the_model_cannot_read(features, bad):
+    from monitor.config import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(f"signals.risk.{bad}")):
+        config_from(f"[signals.risk]\nfeatures = {json.dumps(features)}\n")
+
+
+def test_no_history_yet_gives_no_value(tmp_path, risk_config):
+    db = open_db(tmp_path / "empty.db")
+    got = compute_day(db, TradingCalendar(), dt.date(2019, 3, 14), risk_config.signal_params())
+    assert got[risk.SIGNAL].value is None and got[risk.SIGNAL].context is None

@@ -32,7 +32,7 @@ from monitor.notify.slack import SlackNotifier
 from storage import outbox
 from storage.db import open_db
 from storage.util import dumps
-from tests.conftest import DEFAULT_CONFIG, ROOT
+from tests.conftest import CLASSIC_CONFIG, ROOT
 from tests.slack_server import (
     AS_OF,
     CHANNEL_ID,
@@ -67,7 +67,7 @@ def now() -> dt.datetime:
 
 
 def config_for(server: SlackServer, **slack):
-    config = load_config(DEFAULT_CONFIG)
+    config = load_config(CLASSIC_CONFIG)
     fields = {"channel": CHANNEL, "api_url": server.api_url, "timeout_seconds": 5, **slack}
     return config.model_copy(update={"notify": config.notify.model_copy(
         update={"slack": SlackConfig(**fields)})})
@@ -93,11 +93,11 @@ def enqueue(db, key: str, payload: dict) -> None:
 
 
 @pytest.fixture
-def db(tmp_path, default_config):
+def db(tmp_path, classic_config):
     d = open_db(tmp_path / "history.db")
     with d.atomic():
         fill_history(d)
-    enqueue(d, KEY, all_firing_payload(default_config))
+    enqueue(d, KEY, all_firing_payload(classic_config))
     yield d
     d.close()
 
@@ -255,7 +255,7 @@ def test_repeated_server_errors_back_off_and_stay_queued(server, monkeypatch, db
 
     # still queued, as `regime-monitor outbox` shows
     capsys.readouterr()
-    assert cli.main(["--config", str(DEFAULT_CONFIG), "--db", str(tmp_path / "history.db"),
+    assert cli.main(["--config", str(CLASSIC_CONFIG), "--db", str(tmp_path / "history.db"),
                      "outbox", "--json"]) == 0
     [shown] = json.loads(capsys.readouterr().out)
     assert shown["dedup_key"] == KEY and shown["sent_at"] is None and shown["attempts"] == 4
@@ -327,7 +327,7 @@ def test_permanent_error_is_stored_logged_once_and_not_retried(server, monkeypat
     assert len(errors) == 1 and reason in errors[0].getMessage()
 
     capsys.readouterr()
-    cli.main(["--config", str(DEFAULT_CONFIG), "--db", str(tmp_path / "history.db"), "outbox"])
+    cli.main(["--config", str(CLASSIC_CONFIG), "--db", str(tmp_path / "history.db"), "outbox"])
     out = capsys.readouterr().out
     assert KEY in out and reason in out
 
@@ -431,12 +431,12 @@ def test_a_second_deliverer_skips_a_claimed_row(server, monkeypatch, db, now):
 
 # -- 6. a daemon restarted with undelivered rows delivers them on its first delivery run -------
 
-def test_daemon_restart_delivers_queued_rows_on_first_run(server, tmp_path, default_config):
+def test_daemon_restart_delivers_queued_rows_on_first_run(server, tmp_path, classic_config):
     path = tmp_path / "daemon.db"
     d = open_db(path)
     keys = ["digest:2024-02-01", "digest:2024-02-02", "digest:2024-02-05"]
     for key in keys:
-        enqueue(d, key, all_firing_payload(default_config, as_of=key.split(":")[1]))
+        enqueue(d, key, all_firing_payload(classic_config, as_of=key.split(":")[1]))
     rows = {r["dedup_key"]: r for r in outbox.list_rows(d)}
     # left by the previous process: one row delivered, one after a failed attempt, one untouched
     first = rows[keys[0]]
@@ -536,11 +536,11 @@ def test_secrets_never_appear_in_logs_database_errors_or_output(server, monkeypa
         if script:
             server.script(*script)
         try:
-            notifier.send(all_firing_payload(load_config(DEFAULT_CONFIG)), KEY)
+            notifier.send(all_firing_payload(load_config(CLASSIC_CONFIG)), KEY)
         except DeliveryError as exc:
             errors.append(str(exc))
         key = f"digest:secret-{n}"
-        enqueue(db, key, all_firing_payload(load_config(DEFAULT_CONFIG)))
+        enqueue(db, key, all_firing_payload(load_config(CLASSIC_CONFIG)))
         if script:
             server.script(*script)
         deliver_due(db, notifier, now + dt.timedelta(seconds=n), POLICY)
@@ -583,13 +583,13 @@ def test_secrets_pasted_into_the_config_are_refused_without_echo():
 def test_a_token_without_channel_falls_back_to_the_console(monkeypatch, caplog):
     monkeypatch.setenv(TOKEN_ENV, TOKEN)
     monkeypatch.delenv(WEBHOOK_ENV, raising=False)
-    notifier = make_notifier(load_config(DEFAULT_CONFIG))
+    notifier = make_notifier(load_config(CLASSIC_CONFIG))
     assert notifier.destination == "console"
     assert "notify.slack.channel is not" in caplog.text and TOKEN not in caplog.text
 
 
-def test_an_unexpected_error_keeps_the_row_and_the_other_rows_go_out(db, now, default_config):
-    enqueue(db, "digest:2024-02-06", all_firing_payload(default_config, as_of="2024-02-06"))
+def test_an_unexpected_error_keeps_the_row_and_the_other_rows_go_out(db, now, classic_config):
+    enqueue(db, "digest:2024-02-06", all_firing_payload(classic_config, as_of="2024-02-06"))
 
     class Flaky:
         destination = "test"
@@ -611,11 +611,11 @@ def test_an_unexpected_error_keeps_the_row_and_the_other_rows_go_out(db, now, de
     assert at(r["next_attempt_at"]) == now + dt.timedelta(seconds=30)
 
 
-def test_inhibition_can_be_switched_off_in_the_config(server, monkeypatch, db, now, default_config):
+def test_inhibition_can_be_switched_off_in_the_config(server, monkeypatch, db, now, classic_config):
     monkeypatch.setenv(TOKEN_ENV, TOKEN)
     config = config_for(server)
     config = config.model_copy(update={"notify": config.notify.model_copy(update={"inhibit": False})})
     assert deliver_due(db, make_notifier(config), now, POLICY) == 1
     blocks = server.calls("chat.postMessage")[0].body["blocks"]
-    assert len([b for b in blocks if b["type"] == "section"]) == len(default_config.rules)
+    assert len([b for b in blocks if b["type"] == "section"]) == len(classic_config.rules)
     assert "folded under" not in json.dumps(blocks)
