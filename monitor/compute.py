@@ -133,7 +133,10 @@ def _risk_fit(db: Database, calendar: TradingCalendar, as_of: dt.date, params: M
         last = None  # the config asks for another model: refit now
     if last is not None and not refit_due(last.valid_from, as_of):
         return last
-    previous = calendar.previous(as_of)
+    try:
+        previous = calendar.previous(as_of)
+    except ValueError:  # the calendar's first day: no data before it to fit on
+        return last
     features, close = upto(previous)
     new = risk.current_fit(features, close, as_of, last, previous, params)
     if new is not None:

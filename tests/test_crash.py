@@ -82,6 +82,21 @@ from tests.test_ops import SEAMED_DAEMON, Daemon, environment, evening
 
 FIRST = dt.date(2018, 1, 2)
 PREPARED_END = dt.date(2018, 2, 28)  # the prepared database: cycles up to here
+CRASH_CONFIG_TEXT = CLASSIC_CONFIG.read_text(encoding="utf-8").replace(
+    "inhibit = true\n", "inhibit = true\nweekly_summary = true\n", 1)
+"""The classic rules with the weekly summary on: a digest every week, so the crash tests have many
+rows to deliver (otherwise a digest goes out only when an alert fires or resolves)."""
+CRASH_CONFIG = Path()  # set by the crash_config fixture before any test of this module runs
+
+
+@pytest.fixture(scope="module", autouse=True)
+def crash_config(tmp_path_factory) -> Path:
+    global CRASH_CONFIG
+    CRASH_CONFIG = tmp_path_factory.mktemp("config") / "crash.toml"
+    CRASH_CONFIG.write_text(CRASH_CONFIG_TEXT, encoding="utf-8")
+    return CRASH_CONFIG
+
+
 CYCLE_UNTIL = dt.date(2018, 4, 27)  # the crash sequences catch up 2018-03-01 .. here
 DELIVERY_UNTIL = dt.date(2018, 6, 29)  # the delivery database: cycles up to here
 FIRE_DAY = "2018-03-29"  # the demo's micro-cap drawdown alert fires on this day
@@ -137,7 +152,7 @@ class Worker:
         env = {k: v for k, v in os.environ.items() if k not in PROXIES and k != WEBHOOK_ENV}
         env.update({"PYTHONPATH": str(ROOT), TOKEN_ENV: TOKEN, "OPENBLAS_NUM_THREADS": "1",
                     "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg",
-                    "CRASH_WORKER_CONFIG": str(CLASSIC_CONFIG), "NO_PROXY": "127.0.0.1"})
+                    "CRASH_WORKER_CONFIG": str(CRASH_CONFIG), "NO_PROXY": "127.0.0.1"})
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "crash_worker.py")],
@@ -275,7 +290,7 @@ def worker(tmp_path_factory):
 def prepared(tmp_path_factory) -> Path:
     """The demo scenario run day by day from FIRST to PREPARED_END (a closed, clean file)."""
     path = tmp_path_factory.mktemp("crash") / "prepared.db"
-    service = Service(load_config(CLASSIC_CONFIG), path, notifier=RecordingNotifier())
+    service = Service(load_config(CRASH_CONFIG), path, notifier=RecordingNotifier())
     for day in service.calendar.days(FIRST, PREPARED_END):
         service.run_day(day)
     service.close()
@@ -300,7 +315,7 @@ def last_cycle_day(path: Path) -> str:
 
 
 def cycle_cmd(path: Path, until: dt.date) -> dict:
-    return {"op": "cycle", "db": str(path), "config": str(CLASSIC_CONFIG),
+    return {"op": "cycle", "db": str(path), "config": str(CRASH_CONFIG),
             "until": until.isoformat()}
 
 
@@ -815,7 +830,7 @@ def run(args: list[str], **kwargs) -> subprocess.CompletedProcess:
 
 
 def once(path: Path, day: str = DAY) -> subprocess.CompletedProcess:
-    return run(["-m", "monitor.cli", "--config", str(CLASSIC_CONFIG), "--db", str(path), "once",
+    return run(["-m", "monitor.cli", "--config", str(CRASH_CONFIG), "--db", str(path), "once",
                 "--as-of", day])
 
 
@@ -899,7 +914,7 @@ def test_database_file_is_created_owner_only(tmp_path, capsys):
     path = tmp_path / "new" / "history.db"
     old = os.umask(0)  # even with a permissive umask
     try:
-        assert cli.main(["--config", str(CLASSIC_CONFIG), "--db", str(path), "once", "--as-of",
+        assert cli.main(["--config", str(CRASH_CONFIG), "--db", str(path), "once", "--as-of",
                          FIRST.isoformat()]) == 0
         db = open_db(path)  # an open connection keeps the WAL and its index on disk
         modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in path.parent.iterdir()
@@ -1077,9 +1092,9 @@ def test_real_daemon_killed_at_random_points_catches_up_and_delivers_like_an_uni
     restarted until its scheduler starts with everything done. After each kill: integrity, no
     partial cycle. At the end: the state of an uninterrupted daemon run on the same days; every
     digest posted, a second time only after a kill between Slack receiving it and mark_sent."""
-    calendar = TradingCalendar(load_config(CLASSIC_CONFIG).calendar.extra_closed)
+    calendar = TradingCalendar(load_config(CRASH_CONFIG).calendar.extra_closed)
     days = [d.isoformat() for d in calendar.days(PREPARED_END + dt.timedelta(days=1), DAEMON_UNTIL)]
-    text = CLASSIC_CONFIG.read_text(encoding="utf-8")
+    text = CRASH_CONFIG.read_text(encoding="utf-8")
     assert "catch_up_max_days = 60" in text and len(days) <= 60  # one start-up catches them up
     for old, new in (('# channel = "#micro-cap-risk"', 'channel = "#micro-cap-risk"'),
                      ('# api_url = "https://slack.com/api/"', f'api_url = "{server.api_url}"')):

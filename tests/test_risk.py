@@ -270,3 +270,10 @@ def test_no_history_yet_gives_no_value(tmp_path, risk_config):
     db = open_db(tmp_path / "empty.db")
     got = compute_day(db, TradingCalendar(), dt.date(2019, 3, 14), risk_config.signal_params())
     assert got[risk.SIGNAL].value is None and got[risk.SIGNAL].context is None
+
+
+def test_the_calendars_first_day_has_no_fit_and_no_error(tmp_path, risk_config):
+    cal = TradingCalendar()
+    first = cal.days(dt.date(1990, 1, 1), dt.date(2030, 1, 1))[0]
+    got = compute_day(open_db(tmp_path / "x.db"), cal, first, risk_config.signal_params())
+    assert got[risk.SIGNAL].value is None
