@@ -8,6 +8,7 @@ the expanding running maximum of the drawdown signals, one series each).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -128,7 +129,15 @@ def _risk_fit(db: Database, calendar: TradingCalendar, as_of: dt.date, params: M
     from signals import risk
 
     cached = regime_fits.latest(db, as_of, "risk")
-    last = risk.RiskFit.from_json(cached) if cached else None
+    state = json.loads(cached) if cached else None
+    model = risk.model_key(params)
+    if state is not None and state.get("no_fit"):
+        # no fit could be made this month (too little labelled data): not retried until the next
+        if state["model"] == model and not refit_due(dt.date.fromisoformat(state["valid_from"]), as_of):
+            return None
+        last = None
+    else:
+        last = risk.RiskFit.from_json(cached) if cached else None
     if last is not None and not last.matches(params):
         last = None  # the config asks for another model: refit now
     if last is not None and not refit_due(last.valid_from, as_of):
@@ -141,6 +150,9 @@ def _risk_fit(db: Database, calendar: TradingCalendar, as_of: dt.date, params: M
     new = risk.current_fit(features, close, as_of, last, previous, params)
     if new is not None:
         regime_fits.save(db, new.valid_from, new.fit_through, new.to_json(), "risk")
+    else:
+        marker = {"no_fit": True, "valid_from": as_of.isoformat(), "model": model}
+        regime_fits.save(db, as_of, previous, json.dumps(marker, sort_keys=True), "risk")
     return new
 
 

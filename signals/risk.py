@@ -192,6 +192,14 @@ def fit(features: pd.DataFrame, close: pd.Series, through: dt.date, valid_from: 
                    l2=float(l2), horizon_days=horizon_days, drawdown=float(drawdown))
 
 
+def model_key(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings that define the model (``[signals.risk]``), as JSON data: a cached fit or
+    "no fit this month" marker is reused only for the same settings."""
+    return {"features": list(params["features"]), "l2": float(params["l2"]),
+            "horizon_days": int(params["horizon_days"]), "drawdown": float(params["drawdown"]),
+            "min_train_days": int(params["min_train_days"])}
+
+
 def current_fit(features: pd.DataFrame, close: pd.Series, as_of: dt.date, last: RiskFit | None,
                 previous_day: dt.date, params: Mapping[str, Any]) -> RiskFit | None:
     """Return the fit to use on ``as_of``: ``last`` unless a refit is due (first cycle of a month),

@@ -277,3 +277,26 @@ def test_the_calendars_first_day_has_no_fit_and_no_error(tmp_path, risk_config):
     first = cal.days(dt.date(1990, 1, 1), dt.date(2030, 1, 1))[0]
     got = compute_day(open_db(tmp_path / "x.db"), cal, first, risk_config.signal_params())
     assert got[risk.SIGNAL].value is None
+
+
+def test_a_month_without_enough_data_is_tried_once_not_every_day(tmp_path, risk_config, demo_rows,
+                                                                 monkeypatch):
+    from monitor import compute
+
+    db = _db(tmp_path / "early.db", demo_rows)
+    cal = TradingCalendar()
+    params = risk_config.signal_params()
+    calls = []
+    real = risk.current_fit
+    monkeypatch.setattr(risk, "current_fit", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    days = cal.days(dt.date(2018, 3, 1), dt.date(2018, 4, 30))
+    values = [compute.compute_day(db, cal, d, params)[risk.SIGNAL].value for d in days]
+    assert values == [None] * len(days)  # too little labelled history in the demo's first months
+    assert calls == [dt.date(2018, 3, 1), dt.date(2018, 4, 2)]  # one attempt per month
+    rows = db.execute("SELECT valid_from, fit_json FROM risk_fits ORDER BY 1").fetchall()
+    assert [r[0] for r in rows] == ["2018-03-01", "2018-04-02"]
+    assert all(json.loads(r[1])["no_fit"] for r in rows)
+    # another model is tried at once, whatever the month
+    other = {**params, "risk": {**params["risk"], "min_train_days": 61}}
+    compute.compute_day(db, cal, dt.date(2018, 4, 27), other)
+    assert calls[-1] == dt.date(2018, 4, 27)
