@@ -12,9 +12,9 @@ from monitor.config import Config, load_config, parse_config
 ROOT = Path(__file__).resolve().parent.parent
 REAL_DATA = Path(os.environ.get("REGIME_MONITOR_REAL_DATA", ROOT.parent / "shared" / "data" / "real"))
 DEFAULT_CONFIG = ROOT / "config" / "monitor.toml"
-CLASSIC_CONFIG = ROOT / "tests" / "classic_config.toml"
-"""The pre-issue-11 default (the note's conditions as warnings, microcap_drawdown critical): a fixed
-rule set for tests of the alert machinery, which fires often on the demo scenario."""
+CLASSIC_CONFIG = ROOT / "config" / "note_conditions.toml"
+"""The note's conditions as separate alerts (the pre-issue-11 default, shipped as an opt-in config):
+a fixed rule set for tests of the alert machinery, which fires often on the demo scenario."""
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """The review CLI on a real database: demo, signals, alerts, silences, outbox.
 
-The module's demo database is built with the classic rule set (tests/classic_config.toml: the
+The module's demo database is built with the classic rule set (config/note_conditions.toml: the
 note's conditions as warnings), which fires often on the demo scenario; one test runs the demo with
 the shipped default config."""
 
