@@ -274,14 +274,7 @@ def _risk_history(db: Database, calendar: TradingCalendar, sig: signals.Signal, 
         cut = pd.Timestamp(through)
         return features[features.index <= cut], close[close.index <= cut]
 
-    groups: list[tuple[Any, list[dt.date]]] = []
-    for day in days:
-        fit = _risk_fit(db, calendar, day, params, upto)
-        if groups and groups[-1][0] == fit:
-            groups[-1][1].append(day)
-        else:
-            groups.append((fit, [day]))
-    for fit, group in groups:
+    for fit, group in _runs_of_fits(days, lambda day: _risk_fit(db, calendar, day, params, upto)):
         if fit is None:
             continue
         stamps = pd.DatetimeIndex(pd.to_datetime(group))
@@ -322,17 +315,24 @@ def _regime_history(db: Database, frame: pd.DataFrame, days: list[dt.date],
     excess = regime.microcap_excess_returns(frame)
     index = pd.DatetimeIndex(pd.to_datetime(days))
     out = pd.Series(np.nan, index=index, dtype=float)
-    groups: list[tuple[Any, list[dt.date]]] = []
-    for day in days:
-        fit = _regime_fit(db, frame.loc[:pd.Timestamp(day)], day, params)
-        if groups and groups[-1][0] == fit:
-            groups[-1][1].append(day)
-        else:
-            groups.append((fit, [day]))
-    for fit, group in groups:
+    for fit, group in _runs_of_fits(days, lambda day: _regime_fit(db, frame.loc[:pd.Timestamp(day)],
+                                                                  day, params)):
         if fit is None:
             continue
         probs = regime.filtered_stress_prob(excess.loc[:pd.Timestamp(group[-1])], fit)
         stamps = pd.DatetimeIndex(pd.to_datetime(group))
         out[stamps] = probs.reindex(stamps).to_numpy()
     return out
+
+
+def _runs_of_fits(days: list[dt.date], fit_of) -> list[tuple[Any, list[dt.date]]]:
+    """Return ``days`` cut into runs of consecutive days that use the same model fit
+    (``fit_of(day)``, called once per day in order, as the daily cycle would), with that fit."""
+    runs: list[tuple[Any, list[dt.date]]] = []
+    for day in days:
+        fit = fit_of(day)
+        if runs and runs[-1][0] == fit:
+            runs[-1][1].append(day)
+        else:
+            runs.append((fit, [day]))
+    return runs
