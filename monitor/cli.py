@@ -303,7 +303,10 @@ def cmd_config(args) -> int:
         dest = f"Slack incoming webhook (from ${WEBHOOK_ENV})"
     else:
         dest = "console (no Slack destination configured)"
-    print(f"notify: {dest}")
+    summary = "; weekly summary on the last trading day of each week" if config.notify.weekly_summary else ""
+    print(f"notify: {dest}; a digest when a warning or critical alert fires or resolves{summary}")
+    print(f"context ({len(config.context)}): " + (", ".join(
+        f"{c.name} when {str(c.when_expr)!r}" for c in config.context) or "none"))
     print(f"rules ({len(config.rules)}):")
     for r in config.rules:
         clear = str(r.clear_expr) if r.clear_expr is not None else f"not ({r.when_expr})"

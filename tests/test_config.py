@@ -84,6 +84,22 @@ def test_config_check_prints_the_resolved_config(capsys):
     assert "source: demo" in out
     assert re.search(r"storage: .*regime-monitor\.db", out)
     assert "microcap_drawdown [critical] when 'microcap.drawdown <= -0.1'" in out
+    assert "a digest when a warning or critical alert fires or resolves\n" in out
+    assert "context (0): none" in out
+
+
+def test_config_check_prints_the_context_and_the_weekly_summary(capsys, tmp_path):
+    assert cli.main(["config", "check", str(DEFAULT_CONFIG)]) == 0
+    out = capsys.readouterr().out
+    assert ("context (3): drawdown_under_way when 'microcap.drawdown <= -0.1', credit_low_base "
+            "when 'credit.spread_pctile_10y <= 0.1', turnover_crowded when "
+            "'turnover.csi2000_share_pctile_1y >= 0.95'") in out
+    assert "weekly summary" not in out
+    path = tmp_path / "weekly.toml"
+    path.write_text(DEFAULT_CONFIG.read_text().replace("weekly_summary = false",
+                                                       "weekly_summary = true"))
+    assert cli.main(["config", "check", str(path)]) == 0
+    assert "; weekly summary on the last trading day of each week" in capsys.readouterr().out
 
 
 def test_secrets_are_never_read_from_or_printed_with_the_config(capsys, monkeypatch):
