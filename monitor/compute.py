@@ -87,18 +87,7 @@ def _risk_day(db: Database, calendar: TradingCalendar, as_of: dt.date,
     on the first cycle of a month from the features' point-in-time history through the day before)."""
     p = params[sig.family]
     features = list(p["features"])
-
-    def upto(through: dt.date) -> tuple[pd.DataFrame, pd.Series]:
-        first = observations.first_date(db, _all_inputs(db, params))
-        if first is None or first > through:
-            empty = pd.DatetimeIndex([], name="date")
-            return (pd.DataFrame(index=empty, columns=features, dtype=float),
-                    pd.Series(index=empty, dtype=float))
-        values = history(db, calendar, first, through, params, names=features)[0]
-        close = observations.load_frame(db, [MICROCAP], calendar.days(first, through), through)[MICROCAP]
-        return values[features], close
-
-    fit = _risk_fit(db, calendar, as_of, p, upto)
+    fit = _risk_fit(db, calendar, as_of, p, _known_on(db, calendar, params, features))
     row = {f: (today[f].value if f in today and today[f].value is not None else np.nan) for f in features}
     frame = pd.DataFrame([row], index=pd.DatetimeIndex([pd.Timestamp(as_of)]), columns=features, dtype=float)
     values, context = sig.compute(frame, p, fit)
@@ -114,6 +103,23 @@ feature windows start on different days and may differ in the last bit) store th
 
 def _risk_value(value: float) -> float | None:
     return round(float(value), RISK_DECIMALS) if value == value and math.isfinite(value) else None
+
+
+def _known_on(db: Database, calendar: TradingCalendar, params: Mapping[str, Mapping[str, Any]],
+              features: list[str]):
+    """Return ``upto(day)``: the feature values and the micro-cap close as known on ``day``
+    (observations with ``available_at <= day``), computed from the first stored day."""
+    def upto(through: dt.date) -> tuple[pd.DataFrame, pd.Series]:
+        first = observations.first_date(db, _all_inputs(db, params))
+        if first is None or first > through:
+            empty = pd.DatetimeIndex([], name="date")
+            return (pd.DataFrame(index=empty, columns=features, dtype=float),
+                    pd.Series(index=empty, dtype=float))
+        values = history(db, calendar, first, through, params, names=features)[0]
+        close = observations.load_frame(db, [MICROCAP], calendar.days(first, through), through)[MICROCAP]
+        return values[features], close
+
+    return upto
 
 
 def _all_inputs(db: Database, params: Mapping[str, Mapping[str, Any]]) -> list[str]:
@@ -254,7 +260,13 @@ def history(db: Database, calendar: TradingCalendar, start: dt.date, end: dt.dat
     for sig, _, _, p in risk_plan:
         close = observations.load_frame(db, [MICROCAP], all_days, end)[MICROCAP]
         feats = pd.DataFrame({f: full[f] for f in p["features"]}, index=frame.index)
-        values[sig.name], contexts[sig.name] = _risk_history(db, calendar, sig, feats, close, days, p)
+        inputs = {c for s, i, _, _ in plan if s.name in p["features"] for c in i}
+        # A fit may only use what was known the day before it: with a revised or late input, the
+        # values computed above (as known at ``end``) are not that, so each refit recomputes them.
+        revised = bool(observations.lagged_series(db, sorted(inputs | {MICROCAP})))
+        values[sig.name], contexts[sig.name] = _risk_history(
+            db, calendar, sig, feats, close, days, p,
+            _known_on(db, calendar, params, list(p["features"])) if revised else None)
     order = [s.name for s, *_ in full_plan if s.name in wanted]
     out = pd.DataFrame(values, index=index)[order].astype(float)
     ctx_frame = pd.DataFrame(contexts, index=index, dtype=object)
@@ -263,16 +275,20 @@ def history(db: Database, calendar: TradingCalendar, start: dt.date, end: dt.dat
 
 def _risk_history(db: Database, calendar: TradingCalendar, sig: signals.Signal, features: pd.DataFrame,
                   close: pd.Series, days: list[dt.date], params: Mapping[str, Any],
-                  ) -> tuple[pd.Series, pd.Series]:
+                  known_on=None) -> tuple[pd.Series, pd.Series]:
     """``risk.drawdown_prob`` and its context for ``days``, fitted on the daily cycle's schedule
-    (``_risk_fit``: the same fits, cached in ``risk_fits``), each day under the fit of its day."""
+    (``_risk_fit``: the same fits, cached in ``risk_fits``), each day under the fit of its day.
+    Fits read ``features`` and ``close`` cut at the fit's data day, or ``known_on(day)`` when given
+    (inputs with late or revised observations)."""
     index = pd.DatetimeIndex(pd.to_datetime(days))
     out = pd.Series(np.nan, index=index, dtype=float)
     ctx = pd.Series(None, index=index, dtype=object)
 
-    def upto(through: dt.date) -> tuple[pd.DataFrame, pd.Series]:
+    def cut_at(through: dt.date) -> tuple[pd.DataFrame, pd.Series]:
         cut = pd.Timestamp(through)
         return features[features.index <= cut], close[close.index <= cut]
+
+    upto = known_on or cut_at
 
     for fit, group in _runs_of_fits(days, lambda day: _risk_fit(db, calendar, day, params, upto)):
         if fit is None:

@@ -300,3 +300,20 @@ def test_a_month_without_enough_data_is_tried_once_not_every_day(tmp_path, risk_
     other = {**params, "risk": {**params["risk"], "min_train_days": 61}}
     compute.compute_day(db, cal, dt.date(2018, 4, 27), other)
     assert calls[-1] == dt.date(2018, 4, 27)
+
+
+def test_a_revised_close_is_not_seen_by_fits_made_before_it_was_known(tmp_path, risk_config,
+                                                                       demo_rows):
+    """The vectorised history reads every value as known at its end; with a late observation
+    (a revision published weeks later) its fits must still see only what the daily cycle saw."""
+    revised = [r if not (r[0] == "index.microcap.close" and "2019-02-11" <= r[1] <= "2019-02-15")
+               else (r[0], r[1], r[2] * 0.5, "2019-04-15", r[4]) for r in demo_rows]
+    cal = TradingCalendar()
+    params = risk_config.signal_params()
+    live, fresh = _db(tmp_path / "live.db", revised), _db(tmp_path / "hist.db", revised)
+    days = cal.days(dt.date(2018, 12, 3), END)
+    daily = [compute_day(live, cal, d, params)[risk.SIGNAL].value for d in days]
+    got = history(fresh, cal, days[0], days[-1], params)[0][risk.SIGNAL]
+    fits = "SELECT valid_from, fit_json FROM risk_fits ORDER BY 1"
+    assert live.execute(fits).fetchall() == fresh.execute(fits).fetchall()
+    assert [None if math.isnan(v) else v for v in got] == daily
