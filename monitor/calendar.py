@@ -73,6 +73,13 @@ class TradingCalendar:
             raise ValueError(f"no trading day {n} sessions before {day}")
         return self._days[j]
 
+    def next(self, day: dt.date) -> dt.date:
+        """Return the first trading day after ``day`` (``day`` need not be a session)."""
+        i = int(self._index.searchsorted(pd.Timestamp(day), side="right"))
+        if i >= len(self._days):
+            raise ValueError(f"no trading day after {day} in the calendar")
+        return self._days[i]
+
     def last_on_or_before(self, day: dt.date) -> dt.date:
         """Return the latest trading day <= ``day``."""
         i = int(self._index.searchsorted(pd.Timestamp(day), side="right")) - 1

@@ -58,27 +58,15 @@ def digest_key(as_of: dt.date) -> str:
     return f"digest:{as_of.isoformat()}"
 
 
-def next_trading_day(calendar: TradingCalendar, day: dt.date) -> dt.date:
-    """Return the first trading day after ``day``."""
-    ahead = 14
-    while True:
-        later = calendar.days(day + dt.timedelta(days=1), day + dt.timedelta(days=ahead))
-        if later:
-            return later[0]
-        ahead *= 2
-        if ahead > 3700:
-            raise ValueError(f"no trading day after {day} in the calendar")
-
-
 def summary_day(config: Config, calendar: TradingCalendar, day: dt.date) -> bool:
     """Return whether ``day``'s cycle sends the weekly summary (``notify.weekly_summary``)."""
     enabled = config.notify.weekly_summary
-    return enabled and digest.is_summary_day(day, next_trading_day(calendar, day), enabled)
+    return enabled and digest.is_summary_day(day, calendar.next(day), enabled)
 
 
 def headline_rules(config: Config) -> list[RuleConfig]:
     """Return the rules whose ``when`` reads the headline signal (``risk.drawdown_prob``)."""
-    return [r for r in config.rules if digest.HEADLINE_SIGNAL in r.when_expr.names]
+    return [r for r in config.rules if digest.is_headline(r)]
 
 
 def run_cycle(db: Database, config: Config, as_of: dt.date, source: Source,

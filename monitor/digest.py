@@ -16,6 +16,7 @@ import math
 from collections.abc import Iterable, Mapping
 
 import signals
+from signals import risk
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 KIND_LABEL = {"firing": "NEW", "repeat": "STILL FIRING", "resolved": "RESOLVED"}
@@ -23,13 +24,19 @@ ACTIVE = ("firing", "repeat")
 
 DATA_STALE = "data_stale"
 """The built-in data-quality alert (``monitor.cycle``)."""
-HEADLINE_SIGNAL = "risk.drawdown_prob"
+HEADLINE_SIGNAL = risk.SIGNAL
 """Rules whose ``when`` reads this signal are the headline: their state tops every digest."""
 TRIGGER_SEVERITIES = ("warning", "critical")
 """A new firing or a resolution of a rule with one of these severities triggers a digest."""
 TRIGGER_KINDS = ("firing", "resolved")
 REMINDER_SECTIONS = 3
 """At most this many reminders get a section each; more are folded into the "Still firing" line."""
+
+
+def is_headline(rule) -> bool:
+    """True when ``rule`` (a ``RuleConfig``) is a headline rule: its ``when`` reads
+    :data:`HEADLINE_SIGNAL`."""
+    return HEADLINE_SIGNAL in rule.when_expr.names
 
 
 # -- when a digest goes out ---------------------------------------------------------------------

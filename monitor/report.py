@@ -55,7 +55,7 @@ HEADLINE_COLOUR = "#c0392b"
 OTHER_WARNING_COLOUR = "#e67e22"
 DRAWDOWN_COLOUR = "#c0392b"
 
-HEADLINE_SIGNAL = "risk.drawdown_prob"  # a warning rule whose `when` reads it: a headline rule
+HEADLINE_SIGNAL = digest.HEADLINE_SIGNAL  # a warning rule whose `when` reads it: a headline rule
 STATE_SIGNAL = backtest.STATE_SIGNAL  # a rule whose `when` reads it states a drawdown, not a warning
 CAUGHT_LEAD_DAYS = backtest.MIN_LEAD_DAYS  # caught = warned this many trading days before half depth
 ANY_WARNING = backtest.ANY  # the union row of the warning rules
@@ -181,7 +181,7 @@ def rule_role(rule: RuleConfig) -> str:
     ``"info"`` or ``"warning"`` by severity), with the warnings whose ``when`` reads
     :data:`HEADLINE_SIGNAL` as ``"headline"``."""
     kind = backtest.rule_kind(rule)
-    return "headline" if kind == "warning" and HEADLINE_SIGNAL in rule.when_expr.names else kind
+    return "headline" if kind == "warning" and digest.is_headline(rule) else kind
 
 
 @dataclass(frozen=True)

@@ -133,10 +133,11 @@ class RiskFit:
     drawdown: float = 0.10
 
     def matches(self, params: Mapping[str, Any]) -> bool:
-        """True when this fit is of the model ``params`` (the ``[signals.risk]`` family) asks for."""
-        return (list(self.features) == list(params["features"]) and self.l2 == float(params["l2"])
-                and self.horizon_days == params["horizon_days"]
-                and self.drawdown == float(params["drawdown"]))
+        """True when this fit is of the model ``params`` (the ``[signals.risk]`` family) asks for
+        (:func:`model_key`; ``min_train_days`` only decides whether a fit can be made)."""
+        key = model_key(params)
+        return (list(self.features), self.l2, self.horizon_days, self.drawdown) == (
+            key["features"], key["l2"], key["horizon_days"], key["drawdown"])
 
     @property
     def base_rate(self) -> float:

@@ -15,7 +15,7 @@ from monitor.calendar import TradingCalendar
 from monitor.compute import SignalValue
 from monitor.config import ConfigError, parse_config
 from monitor.context import evaluate_context
-from monitor.cycle import digest_key, next_trading_day, run_cycle
+from monitor.cycle import digest_key, run_cycle
 from monitor.notify.blocks import limit_problems, render
 from storage import alerts, scorecards
 from storage.db import open_db
@@ -67,7 +67,7 @@ D = dt.date
 ])
 def test_is_summary_day(name, day, enabled, expected):
     cal = TradingCalendar()
-    nxt = next_trading_day(cal, day)
+    nxt = cal.next(day)
     assert nxt > day and cal.is_trading_day(nxt)
     assert digest.is_summary_day(day, nxt, enabled) is expected, name
 
@@ -75,7 +75,7 @@ def test_is_summary_day(name, day, enabled, expected):
 def test_is_summary_day_is_pure_on_dates():
     assert digest.is_summary_day(D(2024, 1, 19), D(2024, 1, 22), True)
     assert not digest.is_summary_day(D(2024, 1, 18), D(2024, 1, 19), True)
-    assert next_trading_day(TradingCalendar(), D(2023, 9, 28)) == D(2023, 10, 9)
+    assert TradingCalendar().next(D(2023, 9, 28)) == D(2023, 10, 9)
 
 
 # -- 3. the regime context ---------------------------------------------------------------------
