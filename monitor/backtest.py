@@ -1103,20 +1103,9 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
-def _leaves(e: expr.Expr) -> list[expr.Comparison]:
-    """The comparison leaves of ``e`` in the order :func:`_map_comparisons` visits them."""
-    found: list[expr.Comparison] = []
-
-    def visit(c: expr.Comparison) -> expr.Expr:
-        found.append(c)
-        return c
-
-    _map_comparisons(e, visit)
-    return found
-
-
 def _set_leaf(e: expr.Expr, i: int, value: float) -> expr.Expr:
-    """``e`` with the number of its ``i``-th comparison leaf (a signal vs a number) set."""
+    """``e`` with the number of its ``i``-th comparison leaf (in ``expr.comparisons`` order: a
+    signal vs a number) set."""
     seen = -1
 
     def swap(c: expr.Comparison) -> expr.Expr:
@@ -1297,7 +1286,7 @@ def calibrate(config: Config, values: pd.DataFrame, close: pd.Series, until: dt.
         changes: list[tuple[str, float, float]] = []
         where: list[str] = []
         current = rule.when_expr
-        for i, leaf in enumerate(_leaves(rule.when_expr)):
+        for i, leaf in enumerate(expr.comparisons(rule.when_expr)):
             parts = _leaf(leaf)
             if isinstance(parts, str):
                 notes.append(f"{leaf} kept: {parts}")
@@ -1327,7 +1316,7 @@ def calibrate(config: Config, values: pd.DataFrame, close: pd.Series, until: dt.
             if candidates[new] is None:
                 notes.append(f"{leaf} kept: no in-sample quantile of {signal} scores better")
             else:
-                notes.append(f"{_leaves(current)[i]} (was {expr.Number(old)}): in-sample "
+                notes.append(f"{expr.comparisons(current)[i]} (was {expr.Number(old)}): in-sample "
                              f"{candidates[new]:g} quantile of {data.size} values of {signal}")
             notes.extend(_overlap(rule, signal, op, new))
             if new != old:

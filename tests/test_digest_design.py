@@ -9,7 +9,6 @@ import json
 
 import pytest
 
-import signals
 from monitor import digest
 from monitor.calendar import TradingCalendar
 from monitor.compute import SignalValue
@@ -494,8 +493,6 @@ def test_cycle_rerun_keeps_the_decision(tmp_path):
     assert result.status == "unchanged" and queued(db) == before
 
 
-@pytest.mark.skipif(digest.HEADLINE_SIGNAL not in signals.REGISTRY,
-                    reason="the drawdown-risk signal is not registered")
 def test_cycle_puts_the_headline_block_with_its_scorecard_into_the_digest(tmp_path):
     text = CYCLE_TOML.format(weekly="false") + """
 [[rules]]
