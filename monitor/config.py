@@ -359,10 +359,32 @@ def parse_config(text: str, origin: str = "<config>") -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{origin}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{origin}: not valid TOML: arrays or tables nested too deeply") from None
+    if _depth(data) > MAX_DEPTH:
+        raise ConfigError(f"{origin}: values nested more than {MAX_DEPTH} levels deep: no "
+                          "setting of regime-monitor is nested like that") from None
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"{origin}: {_validation_message(exc)}") from None
+
+
+MAX_DEPTH = 8  # the deepest setting is [[rules]] > when, or [signals.<family>] > list: 3 levels
+
+
+def _depth(value: object, limit: int = MAX_DEPTH + 1) -> int:
+    """Return how deeply ``value`` nests tables and arrays (a scalar is 0), counting at most to
+    ``limit`` (iterative: no recursion, whatever the input)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            level += 1
+            deepest = max(deepest, level)
+            if level < limit:
+                stack.extend((v, level) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def load_config(path: str | Path | None = None) -> Config:

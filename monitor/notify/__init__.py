@@ -92,6 +92,20 @@ def make_notifier(config: Config, stream: TextIO | None = None) -> Notifier:
     if os.environ.get(TOKEN_ENV) and not slack.channel:
         log.warning("$%s is set but notify.slack.channel is not: digests go to the console",
                     TOKEN_ENV)
+    if not config.notify.console:
+        return StoredOnlyNotifier()
     from monitor.notify.console import ConsoleNotifier
 
     return ConsoleNotifier(stream)
+
+
+class StoredOnlyNotifier:
+    """The notifier when no Slack destination is configured and ``notify.console = false``:
+    digests are kept in the outbox (``regime-monitor outbox --all`` shows them, marked sent to
+    ``none``) and printed nowhere."""
+
+    destination = "none"
+
+    def send(self, payload: dict, dedup_key: str) -> None:
+        """Deliver nothing: the digest stays readable in the outbox. Returns None."""
+        return None
