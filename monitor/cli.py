@@ -388,13 +388,13 @@ def cmd_holdings(args) -> int:
 
 
 def cmd_import_csv(args) -> int:
-    from monitor.sources.csv_import import import_files
+    from monitor.sources.csv_import import import_files, printable
 
     config = _config(args)
     db = _open(args, config)
     changed = import_files(db, list(args.paths), coverage=args.coverage)
     for path, n in changed.items():
-        print(f"{path}: {n} row(s) written")
+        print(f"{printable(path)}: {n} row(s) written")
     return 0
 
 
