@@ -3,7 +3,8 @@
 The outbox is the single place that decides about retries (notifiers make one attempt each):
 - a transient failure (HTTP 5xx, a connection error, an unknown Slack error) is retried with
   exponential backoff: ``retry_base_seconds`` x 2^(attempts-1), capped at ``retry_max_seconds``;
-- HTTP 429 waits exactly what the server's ``Retry-After`` asks (at least one second);
+- HTTP 429 waits what the server's ``Retry-After`` asks (at least one second, at most
+  ``retry_max_seconds``: a larger or infinite value is capped, and the attempt's warning says so);
 - a permanent failure (``invalid_auth``, ``channel_not_found``, ``not_in_channel``, a webhook's
   404 ...) is stored with its reason, logged once, and never attempted again.
 
@@ -12,6 +13,14 @@ Before sending, a row is *claimed*: its attempt is counted and its next attempt 
 (``once`` while the daemon runs) therefore skips it, and a process that dies between Slack
 accepting a message and ``mark_sent`` leaves the row queued, with a note, for a retry after the
 lease. That retry is the only possible duplicate; it carries the same dedup key in its metadata.
+
+Once Slack accepted a message, nothing a live process does posts it again:
+- the acceptance (``mark_sent``, with Slack's channel and ts) is recorded first, in its own short
+  write, retried while another writer holds the database lock; if it still cannot be stored,
+  this process remembers the row, never posts it again, and records it on its next run;
+- the chart is uploaded only after that record (``chart_due`` until its outcome is stored); a
+  chart that fails is noted on the row (``delivered; chart ...``) and never re-sends the message.
+  A process that ends between the two leaves the chart to the next run, after the lease.
 
 Before sending, delivery adds to each alert the closest historical episode (computed here, from
 the database, for the digest's day) and, for a notifier that uploads charts, prepares the chart
@@ -24,6 +33,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -55,12 +65,69 @@ def backoff_seconds(attempts: int, retry_after: float | None = None,
                     policy: RetryPolicy = RetryPolicy()) -> float:
     """Return the wait before the next attempt after ``attempts`` failed ones (seconds).
 
-    With a server's Retry-After (HTTP 429) that wait, at least one second; otherwise exponential
+    With a server's Retry-After (HTTP 429) that wait, at least one second and at most
+    ``policy.max_seconds`` (an infinite or absurd value is capped); otherwise exponential
     (30 s, 60 s, 120 s ... capped at one hour by default).
     """
-    if retry_after is not None:
-        return max(1.0, float(retry_after))
-    return float(min(policy.max_seconds, policy.base_seconds * 2 ** max(0, attempts - 1)))
+    if retry_after is not None and not math.isnan(retry_after):
+        return max(1.0, min(float(policy.max_seconds), float(retry_after)))
+    exponent = min(max(0, attempts - 1), 64)  # 2**64 x base is beyond any cap
+    return float(min(policy.max_seconds, policy.base_seconds * 2 ** exponent))
+
+
+def retry_after_capped(retry_after: float | None, policy: RetryPolicy) -> bool:
+    """Return whether a server's Retry-After (seconds) is beyond ``policy.max_seconds``."""
+    return retry_after is not None and retry_after > policy.max_seconds
+
+
+# Rows Slack accepted whose record could not be stored (the database stayed locked, the disk is
+# full ...): (database, row id) -> the write still to do. This process never posts them again,
+# and retries the write at the start of each delivery run.
+_unrecorded: dict[tuple[str, int], Callable[[float | None], None]] = {}
+
+
+def _db_key(db: Database) -> str:
+    """Return what identifies ``db`` across connections: its file (or the connection, in
+    memory)."""
+    try:
+        name = db.execute("PRAGMA database_list").fetchone()[2]
+    except Exception:
+        name = ""
+    return name or f"memory:{id(db.conn)}"
+
+
+def _record(db: Database, row_id: int, key: str,
+            write: Callable[[float | None], None]) -> bool:
+    """Store a delivery's record (``write(patience)``, retried while the database is locked);
+    return True when stored. When it cannot be, the row is remembered in this process (never
+    posted again) and the write retried on the next run; the failure is logged once."""
+    try:
+        write(None)
+        return True
+    except Exception as exc:
+        _unrecorded[(_db_key(db), row_id)] = write
+        log.error("outbox %s: delivered, but the record could not be stored (%s: %s); this "
+                  "process will not send it again and stores the record on its next run", key,
+                  type(exc).__name__, redact(str(exc).splitlines()[0] if str(exc) else ""))
+        return False
+
+
+def _flush_unrecorded(db: Database) -> set[int]:
+    """Try once to store the records this process still owes ``db``; return the row ids still
+    owed (those rows must not be sent again)."""
+    name = _db_key(db)
+    owed = set()
+    for (where, row_id), write in list(_unrecorded.items()):
+        if where != name:
+            continue
+        try:
+            write(0.0)
+        except Exception:
+            owed.add(row_id)
+            continue
+        del _unrecorded[(where, row_id)]
+        log.info("outbox row %d: the delivery's record is stored now", row_id)
+    return owed
 
 
 def _iso(t: dt.datetime) -> str:
@@ -81,12 +148,16 @@ def deliver_due(db: Database, notifier: Notifier, now: dt.datetime | None = None
     """Send every due outbox row through ``notifier``; return how many were delivered.
 
     ``now`` (default: the current time) decides which rows are due and when a failed one is
-    tried next.
+    tried next. Also finishes the charts of rows sent by a process that ended before uploading
+    them, and stores records an earlier run of this process could not.
     """
     now = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     policy = policy or RetryPolicy()
+    owed = _flush_unrecorded(db)
     sent = 0
     for row in outbox.due(db, _iso(now)):
+        if row["id"] in owed:
+            continue  # Slack has it; only its record is missing
         if not outbox.claim(db, row["id"], row["next_attempt_at"], _iso_after(now, CLAIM_SECONDS),
                             _iso(now)):
             continue  # another deliverer took it
@@ -94,9 +165,10 @@ def deliver_due(db: Database, notifier: Notifier, now: dt.datetime | None = None
         payload = json.loads(row["payload"])
         if row["kind"] == "digest":
             payload = prepare(db, payload)
+        chart = None
         try:
             chart = _chart(db, payload) if getattr(notifier, "uploads_charts", False) else None
-            answer = (notifier.send(payload, key, chart=chart) if chart is not None
+            answer = (notifier.send(payload, key, chart=True) if chart is not None
                       else notifier.send(payload, key))
         except DeliveryError as exc:
             attempts = row["attempts"] + 1
@@ -104,10 +176,13 @@ def deliver_due(db: Database, notifier: Notifier, now: dt.datetime | None = None
                 outbox.mark_failed(db, row["id"], str(exc))
                 log.error("outbox %s: permanent delivery failure, not retried: %s", key, exc)
             else:
-                nxt = _iso_after(now, backoff_seconds(attempts, exc.retry_after, policy))
+                wait = backoff_seconds(attempts, exc.retry_after, policy)
+                nxt = _iso_after(now, wait)
                 outbox.mark_retry(db, row["id"], str(exc), nxt)
-                log.warning("outbox %s: delivery attempt %d failed (%s), next attempt at %s",
-                            key, attempts, exc, nxt)
+                capped = (f"; Retry-After capped at {wait:g} s (notify.retry_max_seconds)"
+                          if retry_after_capped(exc.retry_after, policy) else "")
+                log.warning("outbox %s: delivery attempt %d failed (%s)%s, next attempt at %s",
+                            key, attempts, exc, capped, nxt)
             continue
         except Exception as exc:  # a bug must not lose the row nor stop the other rows
             attempts = row["attempts"] + 1
@@ -117,17 +192,79 @@ def deliver_due(db: Database, notifier: Notifier, now: dt.datetime | None = None
             # no traceback: it could carry a request URL (a webhook URL is a secret)
             log.error("outbox %s: %s; next attempt at %s", key, reason, nxt)
             continue
-        note = None
-        if isinstance(answer, dict) and answer.get("chart") not in (None, "uploaded"):
-            note = f"delivered; chart {answer['chart']}"
-            log.warning("outbox %s: %s", key, note)
-        outbox.mark_sent(db, row["id"], notifier.destination, dumps(payload), note)
-        where = f" (ts {answer['ts']})" if isinstance(answer, dict) and answer.get("ts") else ""
+        # Slack accepted the message: record that first (its own short write), then the chart
+        posted = answer if isinstance(answer, dict) else {}
+        channel, ts = posted.get("channel"), posted.get("ts")
+        sent_payload = dumps(payload)
+        destination = notifier.destination
+        chart_due = chart is not None
+
+        recorded = _record(db, row["id"], key, _sent_write(db, row["id"], destination,
+                                                           sent_payload, None, channel, ts,
+                                                           chart_due))
+        sent += 1
+        where = f" (ts {ts})" if ts else ""
         # a remote destination's answer is worth a line; the console's output speaks for itself
         log.log(logging.INFO if answer else logging.DEBUG, "outbox %s: delivered to %s%s", key,
-                notifier.destination, where)
-        sent += 1
+                destination, where)
+        if chart_due:
+            note = _upload_chart(notifier, chart, payload, posted, key)
+            if recorded:
+                _record(db, row["id"], key, _chart_write(db, row["id"], note))
+            else:  # the record still owed now carries the chart's outcome
+                _unrecorded[(_db_key(db), row["id"])] = _sent_write(
+                    db, row["id"], destination, sent_payload, note, channel, ts, False)
+    _finish_charts(db, notifier, now, owed)
     return sent
+
+
+def _upload_chart(notifier: Notifier, chart: Callable[[], tuple[bytes, str]], payload: dict,
+                  posted: dict, key: str) -> str | None:
+    """Upload the chart into the accepted message's thread; return the row's note (None when
+    uploaded, else ``delivered; chart ...``). Never raises: the message was delivered."""
+    try:
+        outcome = notifier.upload_chart(chart, payload["as_of"], posted)
+    except Exception as exc:  # the notifier reports failures; this is a bug, not a resend
+        outcome = redact(f"upload failed: {type(exc).__name__}: {exc}".splitlines()[0])[:300]
+    if outcome == "uploaded":
+        return None
+    note = f"delivered; chart {outcome}"
+    log.warning("outbox %s: %s", key, note)
+    return note
+
+
+def _finish_charts(db: Database, notifier: Notifier, now: dt.datetime, owed: set[int]) -> None:
+    """Upload the charts of rows sent by a process that ended before it could (``chart_due``,
+    their lease passed), without posting their message again."""
+    for row in outbox.charts_due(db, _iso(now)):
+        if row["id"] in owed or not outbox.claim_chart(db, row["id"], row["next_attempt_at"],
+                                                       _iso_after(now, CLAIM_SECONDS)):
+            continue
+        key = row["dedup_key"]
+        payload = json.loads(row["payload"])
+        chart = (_chart(db, payload) if getattr(notifier, "uploads_charts", False)
+                 and row["posted_ts"] else None)
+        if chart is None:
+            note = "delivered; chart not uploaded (no chart, or the destination cannot upload)"
+            log.warning("outbox %s: %s", key, note)
+        else:
+            note = _upload_chart(notifier, chart, payload,
+                                 {"channel": row["posted_channel"], "ts": row["posted_ts"]}, key)
+        _record(db, row["id"], key, _chart_write(db, row["id"], note))
+
+
+def _sent_write(db: Database, row_id: int, destination: str, payload: str, note: str | None,
+                channel: str | None, ts: str | None, chart_due: bool
+                ) -> Callable[[float | None], None]:
+    """Return the write that records an accepted message (``outbox.mark_sent``), taking the
+    lock patience in seconds (None: the default)."""
+    return lambda patience: outbox.mark_sent(db, row_id, destination, payload, note, channel, ts,
+                                             chart_due, patience)
+
+
+def _chart_write(db: Database, row_id: int, note: str | None) -> Callable[[float | None], None]:
+    """Return the write that records a chart's outcome (``outbox.mark_chart``)."""
+    return lambda patience: outbox.mark_chart(db, row_id, note, patience)
 
 
 def _chart(db: Database, payload: dict) -> Callable[[], tuple[bytes, str]] | None:

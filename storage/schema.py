@@ -201,6 +201,19 @@ def m005_risk_fits_and_scorecards(db: Database) -> None:
     )
 
 
+@migrations()
+def m006_outbox_posted_message(db: Database) -> None:
+    """The outbox remembers the message Slack accepted (its channel and ts) and whether the
+    digest's chart is still to be uploaded into that message's thread."""
+    db.executescript(
+        """
+        ALTER TABLE outbox ADD COLUMN posted_channel TEXT;  -- channel id Slack answered
+        ALTER TABLE outbox ADD COLUMN posted_ts TEXT;       -- Slack's ts of the accepted message
+        ALTER TABLE outbox ADD COLUMN chart_due INTEGER NOT NULL DEFAULT 0;  -- 1: sent, chart to upload
+        """
+    )
+
+
 def apply(db: Database) -> None:
     """Apply pending migrations (each in its own transaction)."""
     migrations.apply(db)

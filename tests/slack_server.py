@@ -3,9 +3,14 @@ Web API methods regime-monitor uses (chat.postMessage, files.getUploadURLExterna
 files.completeUploadExternal) and an incoming webhook. slack-sdk is pointed at it through
 ``WebClient(base_url=...)`` (config ``notify.slack.api_url``) and the webhook URL.
 
-Every request is recorded (method, headers, decoded body). Responses can be scripted per method,
-in order, e.g. ``server.script("chat.postMessage", Reply(429, {...}, {"Retry-After": "1"}))``;
-unscripted calls get Slack's normal success answer.
+Every request is recorded (method, HTTP verb, headers, decoded body). Responses can be scripted
+per method, in order, e.g. ``server.script("chat.postMessage", Reply(429, {...}, {"Retry-After":
+"1"}))``; unscripted calls get Slack's normal success answer. A scripted reply can also misbehave:
+``Reply(302, "", {"Location": other})`` redirects, ``Reply(..., trickle=1.0)`` sends the whole
+answer (status line, headers, body) one byte per second, ``Reply(..., pad_bytes=n)`` appends a
+padding field of ``n`` bytes to a JSON body (streamed, never held in memory). ``server.on(method,
+hook)`` runs ``hook(request)`` when a call of ``method`` arrived, before it is answered. GET
+requests are answered too (a client that followed a redirect turns the POST into a GET).
 
 Also here: payloads and a small history database shared by the Slack tests.
 """
@@ -31,6 +36,8 @@ class Reply:
     status: int = 200
     body: dict | str | bytes = field(default_factory=lambda: {"ok": True})
     headers: dict[str, str] = field(default_factory=dict)
+    trickle: float = 0.0  # > 0: seconds between the bytes of the whole answer
+    pad_bytes: int = 0  # > 0: a JSON body gets a "pad" field of this many bytes, streamed
 
 
 @dataclass
@@ -40,6 +47,7 @@ class Request:
     headers: dict[str, str]
     body: object  # dict (JSON or form) or bytes
     at: float
+    verb: str = "POST"
 
 
 class SlackServer:
@@ -51,6 +59,9 @@ class SlackServer:
         self._scripts: dict[str, deque] = defaultdict(deque)
         self._lock = threading.Lock()
         self._n = 0
+        self._hooks: dict[str, list] = defaultdict(list)
+        self._closing = threading.Event()
+        self.bytes_sent = 0  # answer bytes written to clients (padding and trickles included)
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -64,6 +75,9 @@ class SlackServer:
                 raw = self.rfile.read(length) if length else b""
                 server._handle(self, raw)
 
+            def do_GET(self) -> None:  # noqa: N802 (a client that followed a redirect)
+                server._handle(self, b"")
+
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
@@ -76,6 +90,7 @@ class SlackServer:
         return self
 
     def __exit__(self, *exc) -> None:
+        self._closing.set()  # a trickling or padding answer stops
         self._httpd.shutdown()
         self._httpd.server_close()
 
@@ -97,6 +112,11 @@ class SlackServer:
         """Answer the next calls of ``method`` with ``replies``, in order."""
         with self._lock:
             self._scripts[method].extend(replies)
+
+    def on(self, method: str, hook) -> None:
+        """Run ``hook(request)`` whenever a call of ``method`` arrives, before it is answered."""
+        with self._lock:
+            self._hooks[method].append(hook)
 
     def calls(self, method: str) -> list[Request]:
         with self._lock:
@@ -140,12 +160,15 @@ class SlackServer:
         else:
             method = "unknown"
         req = Request(method, path, dict(handler.headers.items()), self._decode(method, handler, raw),
-                      time.time())
+                      time.time(), handler.command)
         with self._lock:
             self.requests.append(req)
             self._n += 1
             n = self._n
             scripted = self._scripts[method].popleft() if self._scripts[method] else None
+            hooks = list(self._hooks[method])
+        for hook in hooks:
+            hook(req)
         reply = scripted or self._default(method, path, req, n)
         self._respond(handler, reply)
 
@@ -172,21 +195,58 @@ class SlackServer:
                                                      for f in files]})
         return Reply(200, {"ok": False, "error": "unknown_method"})
 
-    @staticmethod
-    def _respond(handler: BaseHTTPRequestHandler, reply: Reply) -> None:
+    def _respond(self, handler: BaseHTTPRequestHandler, reply: Reply) -> None:
         if isinstance(reply.body, dict):
             data, ctype = json.dumps(reply.body).encode(), "application/json; charset=utf-8"
         elif isinstance(reply.body, str):
             data, ctype = reply.body.encode(), "text/plain; charset=utf-8"
         else:
             data, ctype = reply.body, "application/octet-stream"
+        head, tail = data, b""
+        if reply.pad_bytes and isinstance(reply.body, dict):  # {..., "pad": "xxx...x"}
+            head, tail = data[:-1] + b', "pad": "', b'"}'
+        length = len(head) + reply.pad_bytes + len(tail) if tail else len(data)
+        if reply.trickle > 0:
+            self._trickle(handler, reply, ctype, data)
+            return
         handler.send_response(reply.status)
         handler.send_header("Content-Type", ctype)
-        handler.send_header("Content-Length", str(len(data)))
+        handler.send_header("Content-Length", str(length))
         for k, v in reply.headers.items():
             handler.send_header(k, v)
         handler.end_headers()
+        try:
+            self._write(handler, head)
+            left = reply.pad_bytes if tail else 0
+            chunk = b"x" * (1 << 16)
+            while left > 0 and not self._closing.is_set():
+                self._write(handler, chunk[:left])
+                left -= min(left, len(chunk))
+            if tail:
+                self._write(handler, tail)
+        except OSError:  # the client hung up (e.g. it refused a body that large)
+            handler.close_connection = True
+
+    def _write(self, handler: BaseHTTPRequestHandler, data: bytes) -> None:
         handler.wfile.write(data)
+        with self._lock:
+            self.bytes_sent += len(data)
+
+    def _trickle(self, handler: BaseHTTPRequestHandler, reply: Reply, ctype: str,
+                 data: bytes) -> None:
+        """Send the whole answer one byte every ``reply.trickle`` seconds (until the client
+        hangs up or the server closes)."""
+        lines = [f"HTTP/1.1 {reply.status} Slow", f"Content-Type: {ctype}",
+                 f"Content-Length: {len(data)}", *(f"{k}: {v}" for k, v in reply.headers.items())]
+        raw = ("\r\n".join(lines) + "\r\n\r\n").encode() + data
+        handler.close_connection = True
+        try:
+            for i in range(len(raw)):
+                if self._closing.wait(reply.trickle if i else 0):
+                    return
+                self._write(handler, raw[i:i + 1])
+        except OSError:
+            return
 
 
 # -- payloads and history shared by the Slack tests --------------------------------------------

@@ -208,11 +208,19 @@ def render(payload: dict, dedup_key: str | None = None, chart: str | None = None
 
 def fallback_text(payload: dict, dedup_key: str | None = None) -> str:
     """Return the plain-text fallback (notifications, clients without Block Kit): the full text
-    digest, cut to Slack's limit."""
+    digest, escaped like the blocks (Slack parses ``<!channel>``, ``<url|label>`` in it too),
+    cut to Slack's limit."""
     text = digest.render_text(payload)
     if dedup_key:
         text += f"\n\n(id {dedup_key})"
-    return clip(text, MAX_FALLBACK_TEXT)
+    text = escape(text)
+    if len(text) > MAX_FALLBACK_TEXT:  # never cut inside an entity ("&am…")
+        cut = text[:MAX_FALLBACK_TEXT - 1]
+        amp = cut.rfind("&", len(cut) - 5)
+        if amp != -1 and ";" not in cut[amp:]:
+            cut = cut[:amp]
+        text = cut + "…"
+    return text
 
 
 def limit_problems(blocks: list[dict], text: str | None = None) -> list[str]:

@@ -9,18 +9,32 @@ Choices made on purpose:
 - the chart is uploaded (``files_upload_v2``) as a reply in the digest's thread, after the
   message: a failed upload never causes the digest itself to be sent again;
 - slack-sdk logs through a private logger that is kept quiet, because at debug level it would log
-  request URLs (a webhook URL is a secret). Every error text goes through ``redact``.
+  request URLs (a webhook URL is a secret). Every error text goes through ``redact``;
+- every HTTP request goes through ``bounded_post`` (the clients' I/O edge is overridden): no
+  redirect is ever followed (a 3xx is a permanent delivery error: the token and the message go
+  to the configured origin only, and a POST never turns into a GET), an answer larger than
+  ``MAX_ANSWER_BYTES`` is refused without being read, and ``timeout_seconds`` is a total
+  deadline for the whole request and its answer (not a per-read socket timeout), so a server
+  that trickles its answer fails at the deadline.
 """
 
 from __future__ import annotations
 
+import base64
 import http.client
 import logging
+import math
+import socket
+import threading
 import time
+import urllib.parse
 from collections.abc import Callable
+from urllib.request import Request
 
 from slack_sdk import WebClient, WebhookClient
 from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.web.file_upload_v2_result import FileUploadV2Result
+from slack_sdk.webhook import WebhookResponse
 
 from monitor.notify import DeliveryError, redact
 from monitor.notify.blocks import render
@@ -48,15 +62,176 @@ _sdk_log.setLevel(logging.CRITICAL)  # see the module docstring
 _sdk_log.propagate = False
 
 
+# Slack's answers to the methods used here are a few KB; anything beyond this is not Slack.
+MAX_ANSWER_BYTES = 4 << 20
+_CHUNK = 64 << 10
+
+
+class TransportError(SlackClientError):
+    """A request that got no usable answer: a redirect refused, an answer too large, the total
+    deadline passed. ``reason`` names what happened, never the URL; ``permanent`` says whether
+    trying again can help."""
+
+    def __init__(self, reason: str, permanent: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.permanent = permanent
+
+
+def _connection(url: urllib.parse.SplitResult, proxy: str | None, ssl_context,
+                timeout: float) -> tuple[http.client.HTTPConnection, str, dict[str, str]]:
+    """Return the connection for ``url`` (through ``proxy`` when set), the request target to
+    send, and the extra headers the proxy needs."""
+    https = url.scheme == "https"
+    port = url.port or (443 if https else 80)
+    target = urllib.parse.urlunsplit(("", "", url.path or "/", url.query, ""))
+    extra: dict[str, str] = {}
+    if not proxy:
+        if https:
+            return http.client.HTTPSConnection(url.hostname, port, timeout=timeout,
+                                               context=ssl_context), target, extra
+        return http.client.HTTPConnection(url.hostname, port, timeout=timeout), target, extra
+    p = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    if p.username:
+        cred = f"{urllib.parse.unquote(p.username)}:{urllib.parse.unquote(p.password or '')}"
+        extra["Proxy-Authorization"] = "Basic " + base64.b64encode(cred.encode()).decode("ascii")
+    proxy_port = p.port or (443 if p.scheme == "https" else 80)
+    if https:  # CONNECT through the proxy, TLS with the Slack host inside the tunnel
+        conn = http.client.HTTPSConnection(p.hostname, proxy_port, timeout=timeout,
+                                           context=ssl_context)
+        conn.set_tunnel(url.hostname, port, headers=extra)
+        return conn, target, {}
+    conn = http.client.HTTPConnection(p.hostname, proxy_port, timeout=timeout)
+    return conn, urllib.parse.urlunsplit(url._replace(fragment="")), extra
+
+
+def bounded_post(url: str, body: bytes | None, headers: dict, *, timeout: float,
+                 ssl_context=None, proxy: str | None = None,
+                 limit: int = MAX_ANSWER_BYTES) -> tuple[int, dict[str, str], bytes, str, str]:
+    """POST ``body`` to ``url`` once; return ``(status, headers, body, content_type, charset)``.
+
+    ``timeout`` (seconds) is the total deadline of the whole exchange (connect, send, answer):
+    a watchdog shuts the socket down when it passes, and each read waits at most the time left.
+    A 3xx answer is never followed (TransportError, permanent); an answer larger than ``limit``
+    bytes is refused (TransportError) without reading the rest. Any status is returned, error
+    statuses included, with its (bounded) body; network failures raise OSError or
+    http.client.HTTPException, a passed deadline TransportError ("timed out").
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise TransportError("invalid URL (http or https only)", permanent=True)
+    deadline = time.monotonic() + timeout
+    conn, target, extra = _connection(parts, proxy, ssl_context, timeout)
+    expired = threading.Event()
+
+    def watchdog() -> None:
+        expired.set()
+        sock = conn.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked connect, send or read
+            except OSError:
+                pass
+
+    timer = threading.Timer(timeout, watchdog)
+    timer.daemon = True
+    timer.start()
+    try:
+        try:
+            conn.request("POST", target, body=body, headers={**headers, **extra})
+            resp = conn.getresponse()
+            if 300 <= resp.status < 400:
+                raise TransportError(f"HTTP {resp.status} redirect refused (redirects are never "
+                                     "followed)", permanent=True)
+            declared = resp.getheader("Content-Length")
+            if declared and declared.strip().isdigit() and int(declared) > limit:
+                raise TransportError(f"answer too large ({int(declared)} bytes > {limit})")
+            chunks, size = [], 0
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0 or expired.is_set():
+                    raise TransportError(f"timed out (total deadline {timeout:g} s)")
+                if conn.sock is not None:
+                    conn.sock.settimeout(left)
+                chunk = resp.read1(_CHUNK)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > limit:
+                    raise TransportError(f"answer too large (more than {limit} bytes)")
+                chunks.append(chunk)
+            if expired.is_set():  # an answer cut short by the watchdog
+                raise TransportError(f"timed out (total deadline {timeout:g} s)")
+        except (OSError, http.client.HTTPException):
+            if expired.is_set() or time.monotonic() >= deadline:
+                raise TransportError(f"timed out (total deadline {timeout:g} s)") from None
+            raise
+        answer_headers = {k: v for k, v in resp.getheaders()}
+        return (resp.status, answer_headers, b"".join(chunks), resp.headers.get_content_type(),
+                resp.headers.get_content_charset() or "utf-8")
+    finally:
+        timer.cancel()
+        conn.close()
+
+
+def _request_body(req: Request) -> bytes | None:
+    data = req.data
+    if data is None or isinstance(data, bytes):
+        return data
+    return bytes(data)
+
+
+class BoundedWebClient(WebClient):
+    """slack-sdk's WebClient whose every request goes through ``bounded_post``; answers keep
+    the SDK's contract (SlackResponse, SlackApiError for a status other than 200 or ok=false)."""
+
+    def _perform_urllib_http_request_internal(self, url: str, req: Request) -> dict:
+        """Return ``{"status", "headers", "body"}`` for any status (never HTTPError): the SDK
+        then validates it into a SlackResponse or a SlackApiError."""
+        status, headers, raw, ctype, charset = bounded_post(
+            url, _request_body(req), dict(req.header_items()), timeout=self.timeout,
+            ssl_context=self.ssl, proxy=self.proxy)
+        if ctype == "application/gzip":
+            return {"status": status, "headers": headers, "body": raw}
+        return {"status": status, "headers": headers,
+                "body": raw.decode(charset, errors="replace")}
+
+    def _upload_file(self, *, url, data: bytes, logger, timeout: int, proxy, ssl
+                     ) -> FileUploadV2Result:
+        """Upload ``data`` to the URL files.getUploadURLExternal returned; return its status and
+        body (a missing URL is a TransportError, not a ValueError)."""
+        if not isinstance(url, str) or not url:
+            raise TransportError("files.getUploadURLExternal answered without an upload_url")
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}  # as urllib sent it
+        status, _, raw, _, charset = bounded_post(url, data, headers, timeout=timeout,
+                                                  ssl_context=ssl, proxy=proxy)
+        return FileUploadV2Result(status=status, body=raw.decode(charset, errors="replace"))
+
+
+class BoundedWebhookClient(WebhookClient):
+    """slack-sdk's WebhookClient whose request goes through ``bounded_post``."""
+
+    def _perform_http_request_internal(self, url: str, req: Request) -> WebhookResponse:
+        """Return the WebhookResponse for any status (never HTTPError)."""
+        status, headers, raw, _, charset = bounded_post(
+            url, _request_body(req), dict(req.header_items()), timeout=self.timeout,
+            ssl_context=self.ssl, proxy=self.proxy)
+        return WebhookResponse(url=url, status_code=status,
+                               body=raw.decode(charset, errors="replace"), headers=headers)
+
+
 def _retry_after(headers) -> float | None:
+    """Return the Retry-After header in seconds (``inf`` for an absurdly large or infinite
+    value, capped later by the outbox), or None when absent or not a number."""
     for key, value in (headers or {}).items():
         if str(key).lower() == "retry-after":
             if isinstance(value, list | tuple):
                 value = value[0] if value else None
             try:
-                return max(0.0, float(value))
+                wait = float(value)
             except (TypeError, ValueError):
                 return None
+            return None if math.isnan(wait) else max(0.0, wait)
     return None
 
 
@@ -104,7 +279,7 @@ class SlackNotifier:
         if token:
             self.destination = f"slack:{channel}"
             base = api_url or "https://slack.com/api/"
-            self._client: WebClient | None = WebClient(
+            self._client: WebClient | None = BoundedWebClient(
                 token=token, base_url=base if base.endswith("/") else base + "/", timeout=timeout,
                 logger=_sdk_log, retry_handlers=[])
             self._webhook: WebhookClient | None = None
@@ -112,8 +287,8 @@ class SlackNotifier:
         else:
             self.destination = "slack:webhook"
             self._client = None
-            self._webhook = WebhookClient(webhook_url, timeout=timeout, logger=_sdk_log,
-                                          retry_handlers=[])
+            self._webhook = BoundedWebhookClient(webhook_url, timeout=timeout, logger=_sdk_log,
+                                                 retry_handlers=[])
             self.uploads_charts = False
         self.chart_note = ("thread" if self.uploads_charts else "report") if chart else None
 
@@ -123,20 +298,22 @@ class SlackNotifier:
     # -- sending -------------------------------------------------------------------------------
 
     def send(self, payload: dict, dedup_key: str,
-             chart: Callable[[], tuple[bytes, str]] | None = None) -> dict:
-        """Post one digest; return what Slack answered (channel, ts, and the chart upload's
-        outcome). Raise DeliveryError when the message was not accepted.
+             chart: Callable[[], tuple[bytes, str]] | bool | None = None) -> dict:
+        """Post one digest; return what Slack answered (``ok``, ``channel``, ``ts``; with a
+        callable ``chart``, also ``chart``: the upload's outcome). Raise DeliveryError when the
+        message was not accepted.
 
-        ``chart`` renders ``(png, alt_text)``; it is called only after Slack accepted the
-        message, and the PNG goes into the message's thread."""
+        ``chart=True`` says that a chart follows in the message's thread (delivery uploads it
+        with ``upload_chart`` once the accepted post is recorded); a callable renders ``(png,
+        alt_text)`` and is uploaded here, right after Slack accepted the message."""
         note = self.chart_note
-        if note == "thread" and chart is None:
+        if note == "thread" and not chart:
             note = None
         blocks, text = render(payload, dedup_key, chart=note, inhibit=self.inhibit)
         metadata = {"event_type": EVENT_TYPE, "event_payload": {"dedup_key": dedup_key}}
         result = self._post(text=text, blocks=blocks, metadata=metadata)
-        if chart is not None and self._client is not None:
-            result["chart"] = self._upload(chart, payload["as_of"], result)
+        if callable(chart) and self._client is not None:
+            result["chart"] = self.upload_chart(chart, payload["as_of"], result)
         return result
 
     def send_test(self) -> dict:
@@ -160,6 +337,8 @@ class SlackNotifier:
                                       unfurl_links=False, unfurl_media=False)
         except SlackApiError as exc:
             raise self._fail(api_error(exc, what)) from None
+        except TransportError as exc:
+            raise self._fail(DeliveryError(f"{what}: {exc.reason}", permanent=exc.permanent)) from None
         except (OSError, http.client.HTTPException) as exc:
             raise self._fail(connection_error(exc, what)) from None
         except SlackClientError as exc:
@@ -181,9 +360,12 @@ class SlackNotifier:
                                            retry_after=wait))
         raise self._fail(DeliveryError(what, permanent=status in WEBHOOK_PERMANENT_STATUS))
 
-    def _upload(self, chart: Callable[[], tuple[bytes, str]], as_of: str, posted: dict) -> str:
-        """Render and upload the chart into the digest's thread; return "uploaded" or why not. A
-        failure is reported, never raised: the digest itself was delivered."""
+    def upload_chart(self, chart: Callable[[], tuple[bytes, str]], as_of: str, posted: dict) -> str:
+        """Render and upload the chart into the thread of the accepted message ``posted``
+        (``channel``, ``ts``); return "uploaded" or why not. A failure is reported, never
+        raised: the digest itself was delivered and must not be sent again."""
+        if self._client is None:
+            return "not uploaded: an incoming webhook cannot upload files"
         try:
             png, alt = chart()
         except Exception as exc:
@@ -196,8 +378,10 @@ class SlackNotifier:
                 alt_txt=alt)
         except SlackApiError as exc:
             return "upload failed: " + str(self._fail(api_error(exc, "slack files")))
+        except TransportError as exc:
+            return "upload failed: " + redact(f"slack files: {exc.reason}", self._secrets)
         except (OSError, http.client.HTTPException) as exc:
             return "upload failed: " + str(self._fail(connection_error(exc, "slack files")))
-        except SlackClientError as exc:
+        except Exception as exc:  # SlackClientError, or the SDK tripping on an odd answer
             return f"upload failed: slack files: {type(exc).__name__}"
         return "uploaded"
