@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import logging
-import shutil
+import os
+import stat
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from sqlite_utils import Database
 
 from monitor.calendar import TradingCalendar
 from monitor.sources import Source
-from monitor.sources.csv_import import CsvImportError, import_files
+from monitor.sources.csv_import import CsvImportError, import_files, printable, shown
 from storage import observations, runs
 from storage.util import dumps, utc_now
 
@@ -20,53 +24,130 @@ log = logging.getLogger("regime_monitor.ingest")
 BACKFILL = "backfill"
 
 
+SETTLE_SECONDS = 10.0  # a dropped file is imported once it has not changed for this long
+WAITING_SUFFIXES = (".part", ".tmp")  # still being written: imported once renamed
+
+
 def drop_folder_files(folder: Path) -> list[Path]:
-    """Return the CSV files waiting in ``folder`` (``*.csv``, ``*.csv.gz``), by name."""
+    """Return the entries of ``folder`` named like CSV files (``*.csv``, ``*.csv.gz``), by name.
+
+    Names ending ``.part`` or ``.tmp`` or starting with ``.`` are files still being written and
+    are not listed (write to ``x.csv.part``, then rename to ``x.csv``). The entries are not
+    followed or opened: a symbolic link or another non-regular entry is listed too (it is
+    rejected, never read, by ``import_drop_folder``).
+    """
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.iterdir()
-                  if p.is_file() and (p.name.endswith(".csv") or p.name.endswith(".csv.gz")))
+                  if not p.name.startswith(".") and not p.name.endswith(WAITING_SUFFIXES)
+                  and (p.name.endswith(".csv") or p.name.endswith(".csv.gz")))
 
 
-def import_drop_folder(db: Database, folder: Path, coverage: str = "top10") -> dict[str, str]:
-    """Import every waiting file of the drop folder; return {file name: outcome}.
+def _unfit(path: Path, st: os.stat_result) -> str | None:
+    """Return why the drop folder will not read the entry ``path`` (lstat ``st``), or None."""
+    if stat.S_ISLNK(st.st_mode):
+        return "a symbolic link: not followed, not read"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file: not read"
+    return None
 
-    Good files are imported (each in one transaction) and moved to ``imported/``; a bad file is
-    moved to ``rejected/`` next to a ``.error.txt`` holding its one-line reason, and the others
-    still go in. A crash before a file is moved only means it is imported again next time, which
-    changes nothing (imports are idempotent).
+
+def _open_no_follow(path: Path) -> BinaryIO:
+    """Open ``path`` for reading without following a symbolic link and only if it is a regular
+    file (checked on the open descriptor); raise CsvImportError otherwise."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        reason = "a symbolic link: not followed, not read" if exc.errno == errno.ELOOP else \
+            f"cannot open: {shown(exc.strerror or exc)}"
+        raise CsvImportError(f"{printable(str(path))}: {reason}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise CsvImportError(f"{printable(str(path))}: not a regular file: not read")
+    return os.fdopen(fd, "rb")
+
+
+def import_drop_folder(db: Database, folder: Path, coverage: str = "top10",
+                       settle_seconds: float = SETTLE_SECONDS, now: float | None = None
+                       ) -> dict[str, str]:
+    """Import the settled files of the drop folder; return {file name (escaped): outcome}.
+
+    A file is imported once it has stopped changing: its mtime at least ``settle_seconds``
+    before ``now`` (seconds since the epoch; default: the clock); a younger file waits for a
+    later cycle and is not in the result. Good files are imported (each in one transaction) and
+    moved to ``imported/``; a bad or unreadable file (wrong content, truncated or corrupt gzip,
+    bad UTF-8, a symbolic link or non-regular entry, which is never read) is moved to
+    ``rejected/`` next to a ``.error.txt`` holding its one-line reason (secrets redacted, control
+    characters escaped), and the others still go in. Never raises for a file's content: the cycle
+    goes on. Files written here are owner-only (0600). A crash before a file is moved only means
+    it is imported again next time, which changes nothing (imports are idempotent).
     """
-    files = drop_folder_files(folder)
+    now = time.time() if now is None else now
     outcome: dict[str, str] = {}
+    files: list[Path] = []
+    for path in drop_folder_files(folder):
+        try:
+            st = path.lstat()
+        except FileNotFoundError:
+            continue
+        reason = _unfit(path, st)
+        if reason is not None:
+            _reject(folder, path, f"{printable(str(path))}: {reason}", outcome)
+        elif st.st_mtime_ns / 1e9 > now - settle_seconds:
+            log.info("drop folder: %s changed %.1f s ago: waiting until it settles",
+                     printable(path.name), max(0.0, now - st.st_mtime_ns / 1e9))
+        else:
+            files.append(path)
     if not files:
         return outcome
     try:  # together first: a holdings file may need the panel that arrives with it
-        changed = import_files(db, files, coverage=coverage)
+        changed = import_files(db, files, coverage=coverage, opener=_open_no_follow)
         for path in files:
             _move(path, folder / "imported")
-            outcome[path.name] = f"imported ({changed[str(path)]} rows changed)"
+            outcome[printable(path.name)] = f"imported ({changed[str(path)]} rows changed)"
         return outcome
     except CsvImportError:
         pass
     for path in files:
         try:
-            changed = import_files(db, [path], coverage=coverage)
+            changed = import_files(db, [path], coverage=coverage, opener=_open_no_follow)
         except CsvImportError as exc:
-            target = _move(path, folder / "rejected")
-            target.with_name(target.name + ".error.txt").write_text(f"{exc}\n", encoding="utf-8")
-            outcome[path.name] = f"rejected: {exc}"
-            log.error("drop folder: %s", exc)
+            _reject(folder, path, str(exc), outcome)
             continue
         _move(path, folder / "imported")
-        outcome[path.name] = f"imported ({changed[str(path)]} rows changed)"
+        outcome[printable(path.name)] = f"imported ({changed[str(path)]} rows changed)"
     return outcome
 
 
+def _reject(folder: Path, path: Path, reason: str, outcome: dict[str, str]) -> None:
+    """Move ``path`` to ``rejected/`` with its reason beside it (``<name>.error.txt``, 0600)."""
+    reason = shown(reason, 500)
+    target = _move(path, folder / "rejected")
+    fd = os.open(target.with_name(target.name + ".error.txt"),
+                 os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(f"{reason}\n")
+    outcome[printable(path.name)] = f"rejected: {reason}"
+    log.error("drop folder: %s", reason)
+
+
 def _move(path: Path, into: Path) -> Path:
-    into.mkdir(parents=True, exist_ok=True)
+    """Rename ``path`` (never following it) into the directory ``into``; return the new path.
+
+    ``into`` is created owner-only; a regular file moved is made owner-only (0600).
+    """
+    if into.is_symlink():
+        raise OSError(f"{printable(str(into))} is a symbolic link: not written to")
+    into.mkdir(mode=0o700, parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
     target = into / f"{stamp}-{path.name}"
-    shutil.move(str(path), target)
+    n = 1
+    while os.path.lexists(target) or os.path.lexists(f"{target}.error.txt"):
+        n += 1
+        target = into / f"{stamp}.{n}-{path.name}"
+    os.rename(path, target)
+    if stat.S_ISREG(target.lstat().st_mode):
+        os.chmod(target, 0o600, follow_symlinks=False)
     return target
 
 

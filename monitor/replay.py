@@ -21,7 +21,7 @@ from monitor.calendar import TradingCalendar
 from monitor.compute import SignalValue, history
 from monitor.config import Config
 from monitor.cycle import CycleError, run_cycle
-from storage import alerts
+from storage import alerts, observations
 from storage.db import open_db
 
 
@@ -60,8 +60,9 @@ def progress(items: Iterable, total: int, label: str, stream=None) -> Iterable:
 
 
 def scratch_copy(source: Database, path: Path, end: dt.date) -> Database:
-    """Create a fresh database at ``path`` holding the source's observations and stock panel
-    known by ``end`` (nothing else: no alerts, events, fits or runs)."""
+    """Create a fresh database at ``path`` holding the source's observations (with the values
+    revised later, ``observation_revisions``) and stock panel known by ``end`` (nothing else: no
+    alerts, events, fits or runs)."""
     for suffix in ("", "-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     db = open_db(path)
@@ -73,6 +74,11 @@ def scratch_copy(source: Database, path: Path, end: dt.date) -> Database:
                    [end.isoformat()])
         db.execute("INSERT INTO stock_panel SELECT * FROM src.stock_panel WHERE available_at <= ?",
                    [end.isoformat()])
+        if observations.has_revisions(db) and source.execute(
+                "SELECT 1 FROM sqlite_master WHERE name = ?", [observations.REVISIONS]).fetchone():
+            # the values known before a revision, for the days before it
+            db.execute(f"INSERT INTO {observations.REVISIONS} SELECT * FROM "
+                       f"src.{observations.REVISIONS} WHERE available_at <= ?", [end.isoformat()])
     db.execute("DETACH DATABASE src")
     return db
 

@@ -15,25 +15,88 @@ ObservationRow = tuple[str, str, float, str, str]  # series, date, value, availa
 
 _UPSERT = """
 INSERT INTO observations (series, date, value, available_at, source, imported_at)
-VALUES (?, ?, ?, ?, ?, ?)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6)
 ON CONFLICT (series, date) DO UPDATE SET
-    value = excluded.value, available_at = excluded.available_at,
+    value = excluded.value,
+    available_at = CASE WHEN ?7 IS NULL THEN excluded.available_at
+                        ELSE max(excluded.available_at, ?7) END,
     source = excluded.source, imported_at = excluded.imported_at
 WHERE observations.value IS NOT excluded.value
 """
+REVISIONS = "observation_revisions"
 
 
-def upsert(db: Database, rows: Iterable[ObservationRow]) -> int:
+def m007_observation_revisions(db: Database) -> None:
+    """Migration m007 (to be registered in storage/schema.py): the earlier values of revised
+    observations, kept by a trigger, so a point-in-time read before a revision sees them."""
+    db.executescript(
+        """
+        CREATE TABLE observation_revisions (
+            series TEXT NOT NULL,
+            date TEXT NOT NULL,
+            value REAL NOT NULL,           -- the value as known before the revision
+            available_at TEXT NOT NULL,    -- ISO day from which that value was known
+            superseded_at TEXT NOT NULL,   -- ISO day the revised value became known (exclusive)
+            source TEXT NOT NULL,
+            imported_at TEXT NOT NULL      -- UTC timestamp of the earlier value's write
+        );
+        CREATE INDEX observation_revisions_key ON observation_revisions (series, date);
+        CREATE TRIGGER observations_keep_revised AFTER UPDATE OF value ON observations
+        WHEN OLD.value IS NOT NEW.value AND OLD.available_at < NEW.available_at
+        BEGIN
+            INSERT INTO observation_revisions (series, date, value, available_at, superseded_at,
+                                               source, imported_at)
+            VALUES (OLD.series, OLD.date, OLD.value, OLD.available_at, NEW.available_at,
+                    OLD.source, OLD.imported_at);
+        END;
+        """
+    )
+
+
+def has_revisions(db: Database) -> bool:
+    """Return whether the database keeps earlier values of revised observations (m007)."""
+    return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                      [REVISIONS]).fetchone() is not None
+
+
+def upsert(db: Database, rows: Iterable[ObservationRow], revised_from: str | None = None) -> int:
     """Insert new observations, update revised values; return the number of rows changed.
 
     A row whose value is unchanged is left alone (so re-imports change nothing). A revised value
-    takes the revision's ``available_at``: replays of earlier days then do not see it at all,
-    which is conservative (no look-ahead).
+    takes the row's ``available_at``, or ``revised_from`` (ISO day: when the revision became
+    known, e.g. the import day) when that is later: a revision never reaches days before it was
+    known. Where the schema keeps revisions (m007), the value it replaces is kept in
+    ``observation_revisions`` and point-in-time reads of earlier days still see it.
     """
     now = utc_now()
+    kept = _last_revision(db)
     before = db.conn.total_changes
-    db.conn.executemany(_UPSERT, ((s, d, v, a, src, now) for s, d, v, a, src in rows))
-    return db.conn.total_changes - before
+    db.conn.executemany(_UPSERT, ((s, d, v, a, src, now, revised_from) for s, d, v, a, src in rows))
+    # total_changes counts the trigger's copies of replaced values too
+    return db.conn.total_changes - before - (_last_revision(db) - kept)
+
+
+def _last_revision(db: Database) -> int:
+    if not has_revisions(db):
+        return 0
+    return db.execute(f"SELECT COALESCE(MAX(rowid), 0) FROM {REVISIONS}").fetchone()[0]
+
+
+def change_days(db: Database, series: Sequence[str], after: dt.date, through: dt.date) -> list[dt.date]:
+    """Return the days in (after, through] on which a value of ``series`` becomes visible or is
+    replaced by a revision (``available_at`` of current and earlier values), sorted."""
+    if not series:
+        return []
+    marks = ",".join("?" * len(series))
+    lo, hi = after.isoformat(), through.isoformat()
+    sql = (f"SELECT DISTINCT available_at FROM observations WHERE series IN ({marks}) "
+           "AND available_at > ? AND available_at <= ?")
+    args: list = [*series, lo, hi]
+    if has_revisions(db):
+        sql += (f" UNION SELECT available_at FROM {REVISIONS} WHERE series IN ({marks}) "
+                "AND available_at > ? AND available_at <= ?")
+        args += [*series, lo, hi]
+    return sorted(dt.date.fromisoformat(r[0]) for r in db.execute(sql, args))
 
 
 def series_names(db: Database) -> list[str]:
@@ -61,19 +124,24 @@ def load_frame(db: Database, series: Sequence[str], days: Sequence[dt.date], as_
     """Return a wide float frame (index = ``days`` as Timestamps, columns = ``series``).
 
     Only observations dated within ``days`` (from ``starts[series]`` when given, so each series
-    is read only as far back as needed) and with ``available_at <= as_of`` are used; missing
+    is read only as far back as needed) and with ``available_at <= as_of`` are used; a value
+    revised after ``as_of`` is read as it was known then (``observation_revisions``). Missing
     values are NaN. Dates that are not in ``days`` (e.g. weekend make-up days) are dropped.
     """
     index = pd.DatetimeIndex(pd.to_datetime(list(days)), name="date")
     values = np.full((len(days), len(series)), np.nan)
     if len(series) and len(days):
         iso = np.array([d.isoformat() for d in days])
+        sql = ("SELECT date, value FROM observations WHERE series = ?1 AND date >= ?2 "
+               "AND date <= ?3 AND available_at <= ?4")
+        if has_revisions(db):  # earlier values, when the current one was not known yet
+            sql += (f" UNION ALL SELECT r.date, r.value FROM {REVISIONS} r WHERE r.series = ?1 "
+                    "AND r.date >= ?2 AND r.date <= ?3 AND r.available_at <= ?4 "
+                    "AND r.superseded_at > ?4 AND NOT EXISTS (SELECT 1 FROM observations o "
+                    "WHERE o.series = r.series AND o.date = r.date AND o.available_at <= ?4)")
         for j, name in enumerate(series):
             lo = max(days[0], (starts or {}).get(name, days[0])).isoformat()
-            rows = db.execute(
-                "SELECT date, value FROM observations WHERE series = ? AND date >= ? "
-                "AND date <= ? AND available_at <= ?",
-                [name, lo, days[-1].isoformat(), as_of.isoformat()]).fetchall()
+            rows = db.execute(sql, [name, lo, days[-1].isoformat(), as_of.isoformat()]).fetchall()
             if not rows:
                 continue
             dates, vals = zip(*rows, strict=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 import pytest
 
@@ -23,7 +24,7 @@ def test_drop_folder_imports_good_files_and_rejects_bad_ones(tmp_path):
     inbox.mkdir()
     (inbox / "a_good.csv").write_text(GOOD)
     (inbox / "b_bad.csv").write_text(BAD)
-    outcome = import_drop_folder(db, inbox)
+    outcome = import_drop_folder(db, inbox, settle_seconds=0)  # just written: settled at once
     assert outcome["a_good.csv"].startswith("imported (1 rows")
     assert outcome["b_bad.csv"].startswith("rejected: ") and "line 2, column value" in outcome["b_bad.csv"]
     assert db.execute("SELECT series, value FROM observations").fetchall() == [
@@ -39,6 +40,7 @@ def test_daemon_cycle_imports_the_drop_folder_first(tmp_path):
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     (inbox / "x.csv").write_text(GOOD)
+    os.utime(inbox / "x.csv", (1e9, 1e9))  # written long ago: settled
     config = tmp_path / "c.toml"
     config.write_text(DEFAULT_CONFIG.read_text().replace('kind = "demo"', 'kind = "csv"')
                       .replace('drop_folder = ""', f'drop_folder = "{inbox}"'))

@@ -10,8 +10,12 @@ so a bad file leaves the database unchanged. Errors are one line naming file, li
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
+import tempfile
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -26,27 +30,85 @@ LONG_COLUMNS = ("date", "series", "value")
 PANEL_COLUMNS = ("date", "code", "close", "total_mv", "is_st")
 HOLDINGS_COLUMNS = ("report_date", "fund_code", "fund_name", "stock_code", "holding_value")
 FUNDS_LAG_DAYS = 30  # quarterly fund data: usable this many calendar days after the report date
+CHUNK_ROWS = 100_000  # rows validated at a time: the memory an import needs does not grow with the file
+EXCERPT_CHARS = 80  # at most this much of a file's content is quoted in an error
 
 
 class CsvImportError(ValueError):
     """A CSV file cannot be imported; the message names the file and the offending place."""
 
 
-def _read(path: Path) -> pd.DataFrame:
+def printable(text: str) -> str:
+    """Return ``text`` with control and format characters escaped (``\\x1b``, ``\\n``,
+    ``\\u202e``): a file name or a file's content printed to a terminal or a log cannot move
+    the cursor, clear the screen or start a new line."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
+                   for ch in text)
+
+
+def shown(text: object, limit: int = EXCERPT_CHARS) -> str:
+    """Return ``text`` as it may appear in an error: secrets redacted (``monitor.notify.redact``),
+    control characters escaped, cut to ``limit`` characters (an excerpt, never a whole file)."""
+    from monitor.notify import redact
+
+    out = printable(redact(str(text)))
+    return out if len(out) <= limit else out[: limit - 3] + "..."
+
+
+def shown_repr(text: object, limit: int = EXCERPT_CHARS) -> str:
+    """``shown`` of ``text``, quoted like ``repr``."""
+    return "'" + shown(text, limit).replace("'", "\\'") + "'"
+
+
+def _name(path: Path) -> str:
+    return printable(str(path))
+
+
+def open_file(path: Path) -> BinaryIO:
+    """Open ``path`` for reading (binary); raise CsvImportError when it cannot be opened."""
+    try:
+        return open(path, "rb")  # noqa: SIM115 - closed by the caller
+    except FileNotFoundError:
+        raise CsvImportError(f"{_name(path)}: no such file") from None
+    except OSError as exc:
+        raise CsvImportError(f"{_name(path)}: cannot open: {shown(exc.strerror or exc)}") from None
+
+
+def _chunks(path: Path, raw: BinaryIO, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """Yield the file's rows as string frames of at most ``chunk_rows`` rows (the index counts
+    rows from 0 across chunks); the first frame may be empty (a header without rows). Any
+    failure to read (truncated or corrupt gzip, bad UTF-8, a CSV syntax error, an I/O error) is
+    a CsvImportError naming the file."""
+    head = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
+    gz = path.name.endswith(".gz") or head == b"\x1f\x8b"
     try:
         # index_col=False: a row with more fields than the header is never taken as an index;
         # pandas then warns that it would drop the extra fields - that is an error here
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            return pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True,
-                               compression="infer", index_col=False)
+            reader = pd.read_csv(raw, dtype=str, keep_default_na=False, skipinitialspace=True,
+                                 compression="gzip" if gz else None, encoding="utf-8",
+                                 index_col=False, chunksize=chunk_rows)
+            with reader:
+                first = True
+                for chunk in reader:
+                    if first:
+                        first = False
+                        if not chunk.empty:  # the header first, on its own
+                            yield chunk.iloc[:0]
+                    yield chunk
+                if first:
+                    yield pd.DataFrame(columns=reader._engine.names)  # a header, no rows
     except pd.errors.ParserWarning:
-        raise CsvImportError(f"{path}: a row has more fields than the header") from None
-    except FileNotFoundError:
-        raise CsvImportError(f"{path}: no such file") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CsvImportError(f"{path}: not a readable CSV file: {first}") from None
+        raise CsvImportError(f"{_name(path)}: a row has more fields than the header") from None
+    except CsvImportError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever the reading fails with, the file is bad
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        reason = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        raise CsvImportError(f"{_name(path)}: not a readable CSV file: {shown(reason, 160)}") from None
 
 
 def _line(i: int) -> int:
@@ -58,13 +120,13 @@ def _dates(path: Path, frame: pd.DataFrame, column: str, today: dt.date) -> pd.S
     bad = parsed.isna()
     if bad.any():
         i = bad.idxmax()
-        raise CsvImportError(f"{path}: line {_line(i)}, column {column}: "
-                             f"{frame.at[i, column]!r} is not a YYYY-MM-DD date")
+        raise CsvImportError(f"{_name(path)}: line {_line(i)}, column {column}: "
+                             f"{shown_repr(frame.at[i, column])} is not a YYYY-MM-DD date")
     future = parsed > pd.Timestamp(today)
     if future.any():
         i = future.idxmax()
-        raise CsvImportError(f"{path}: line {_line(i)}, column {column}: "
-                             f"{frame.at[i, column]} is in the future")
+        raise CsvImportError(f"{_name(path)}: line {_line(i)}, column {column}: "
+                             f"{shown(frame.at[i, column])} is in the future")
     return parsed.dt.date
 
 
@@ -76,13 +138,13 @@ def _numbers(path: Path, frame: pd.DataFrame, column: str, allow_empty: bool = F
         bad &= raw != ""
     if bad.any():
         i = bad.idxmax()
-        raise CsvImportError(f"{path}: line {_line(i)}, column {column}: "
-                             f"{frame.at[i, column]!r} is not a number")
+        raise CsvImportError(f"{_name(path)}: line {_line(i)}, column {column}: "
+                             f"{shown_repr(frame.at[i, column])} is not a number")
     return values.astype(float)
 
 
 def _header(path: Path, frame: pd.DataFrame) -> str:
-    cols = tuple(c.strip() for c in frame.columns)
+    cols = tuple(str(c).strip() for c in frame.columns)
     frame.columns = list(cols)
     if cols[:3] == LONG_COLUMNS and set(cols) <= {*LONG_COLUMNS, "available_at"}:
         return "long"
@@ -91,84 +153,163 @@ def _header(path: Path, frame: pd.DataFrame) -> str:
     if cols[:5] == HOLDINGS_COLUMNS and set(cols) <= {*HOLDINGS_COLUMNS, "fund_type"}:
         return "holdings"
     raise CsvImportError(
-        f"{path}: unrecognised header {','.join(cols)!r}: expected "
+        f"{_name(path)}: unrecognised header {shown_repr(','.join(cols))}: expected "
         f"{','.join(LONG_COLUMNS)}[,available_at], {','.join(PANEL_COLUMNS)} or "
         f"{','.join(HOLDINGS_COLUMNS)}[,fund_type]")
 
 
-def parse_long(path: Path, frame: pd.DataFrame, today: dt.date) -> list[observations.ObservationRow]:
-    """Validate a long-format frame; return observation rows (canonical units)."""
-    dates = _dates(path, frame, "date", today)
-    values = _numbers(path, frame, "value")
-    names = frame["series"].str.strip()
-    for name in names.unique():
-        if canonical.kind_of(name) is None:
-            i = names.eq(name).idxmax()
-            raise CsvImportError(f"{path}: line {_line(i)}, column series: {name!r} is not a "
-                                 "canonical series name (see README: bring your own data)")
-    dup = pd.DataFrame({"s": names, "d": dates}).duplicated(keep=False)
-    if dup.any():
-        i = dup.idxmax()
-        raise CsvImportError(f"{path}: line {_line(i)}: duplicate date {dates[i]} for series "
-                             f"{names[i]}")
-    for name, vals in values.groupby(names):
-        kind = canonical.kind_of(name)
-        median = float(vals.median())
-        outside = (vals < kind.low) | (vals > kind.high)
-        if outside.any():
-            i = outside.idxmax()
-            raise CsvImportError(
-                f"{path}: line {_line(i)}, series {name}: value {vals[i]:g} is outside the "
-                f"plausible range {kind.low:g}..{kind.high:g} {kind.unit}"
-                f"{canonical.unit_hint(kind, median)}")
-        if kind.unit == "percent" and abs(median) < 0.2:
-            raise CsvImportError(f"{path}: series {name}: median {median:g} cannot be a yield in "
-                                 f"percent{canonical.unit_hint(kind, median)}")
-    if "available_at" in frame.columns:
-        available = _dates(path, frame.assign(available_at=frame["available_at"].where(
-            frame["available_at"].str.strip() != "", frame["date"])), "available_at",
-            today + dt.timedelta(days=3660))
-        early = pd.Series([a < d for a, d in zip(available, dates, strict=True)], index=frame.index)
-        if early.any():
-            i = early.idxmax()
-            raise CsvImportError(f"{path}: line {_line(i)}, column available_at: "
-                                 f"{available[i]} is before the date {dates[i]}")
-    else:
-        lag = dt.timedelta(days=FUNDS_LAG_DAYS)
-        available = pd.Series([d + lag if canonical.kind_of(n).lagged else d
-                               for n, d in zip(names, dates, strict=True)], index=frame.index)
-    label = f"csv:{path.name}"
-    return [(n, d.isoformat(), float(v), a.isoformat(), label)
-            for n, d, v, a in zip(names, dates, values, available, strict=True)]
+class _Work:
+    """A scratch SQLite file in a private temporary directory: a file's validated rows wait
+    there between the validation pass and the write, so memory does not grow with the file."""
+
+    def __init__(self) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="regime-monitor-import-")
+        self.conn = sqlite3.connect(Path(self._dir.name) / "work.db", isolation_level=None)
+        for pragma in ("journal_mode = OFF", "synchronous = OFF", "cache_size = -16000"):
+            self.conn.execute(f"PRAGMA {pragma}")
+        self.tables = 0
+
+    def table(self, columns: str, key: str) -> str:
+        self.tables += 1
+        name = f"t{self.tables}"
+        self.conn.execute(f"CREATE TABLE {name} ({columns}, line INTEGER NOT NULL, "
+                          f"PRIMARY KEY ({key}))")
+        return name
+
+    def insert(self, path: Path, table: str, rows: list[tuple], key: Callable[[tuple], tuple],
+               what: Callable[[tuple], str]) -> None:
+        """Insert ``rows`` (their line number last); a key already stored (a duplicate in the
+        file) is a CsvImportError naming the duplicate's first line."""
+        width = len(rows[0]) if rows else 0
+        marks = ",".join("?" * width)
+        try:
+            self.conn.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
+            return
+        except sqlite3.IntegrityError:
+            pass
+        keys = [r[1] for r in self.conn.execute(f"PRAGMA table_info({table})") if r[5]]
+        where = " AND ".join(f"{k} = ?" for k in keys)
+        first = None
+        for row in rows:
+            self.conn.execute(f"INSERT OR IGNORE INTO {table} VALUES ({marks})", row)
+            found = self.conn.execute(f"SELECT line FROM {table} WHERE {where}", key(row)).fetchone()
+            if found and found[0] != row[-1] and (first is None or found[0] < first[0]):
+                first = (found[0], row)
+        assert first is not None
+        raise CsvImportError(f"{_name(path)}: line {first[0]}: {what(first[1])}")
+
+    def median(self, table: str, column: str, where: str, args: list) -> float | None:
+        """Return the median of ``column`` over the rows matching ``where`` (None: no row)."""
+        n = self.conn.execute(f"SELECT COUNT({column}) FROM {table} WHERE {where}", args).fetchone()[0]
+        if not n:
+            return None
+        sql = (f"SELECT {column} FROM {table} WHERE {where} AND {column} IS NOT NULL "
+               f"ORDER BY {column} LIMIT ? OFFSET ?")
+        mid = [r[0] for r in self.conn.execute(sql, [*args, 2 - n % 2, (n - 1) // 2])]
+        return float(sum(mid) / len(mid))
+
+    def rows(self, sql: str, args: list, size: int) -> Iterator[list[tuple]]:
+        cur = self.conn.execute(sql, args)
+        while batch := cur.fetchmany(size):
+            yield batch
+
+    def close(self) -> None:
+        self.conn.close()
+        self._dir.cleanup()
 
 
-def parse_panel(path: Path, frame: pd.DataFrame, today: dt.date) -> list[tuple]:
-    """Validate a stock-panel frame; return rows (date, code, close, total_mv, is_st, ...)."""
-    dates = _dates(path, frame, "date", today)
-    codes = frame["code"].str.strip()
-    bad = ~codes.str.fullmatch(r"[0-9]{6}")
-    if bad.any():
-        i = bad.idxmax()
-        raise CsvImportError(f"{path}: line {_line(i)}, column code: {codes[i]!r} is not a "
-                             "6-digit stock code")
-    close = _numbers(path, frame, "close", allow_empty=True)
-    total_mv = _numbers(path, frame, "total_mv", allow_empty=True)
-    is_st = _numbers(path, frame, "is_st")
-    if (~is_st.isin([0.0, 1.0])).any():
-        i = (~is_st.isin([0.0, 1.0])).idxmax()
-        raise CsvImportError(f"{path}: line {_line(i)}, column is_st: must be 0 or 1")
-    if total_mv.median() < 1e7:
-        raise CsvImportError(f"{path}: column total_mv: median {total_mv.median():g} is too small "
+def parse_long(path: Path, chunks: Iterator[pd.DataFrame], today: dt.date, work: _Work) -> str:
+    """Validate a long-format file chunk by chunk into a table of ``work``; return its name.
+
+    The table holds (series, date, value, available_at, explicit, line): values in canonical
+    units, ISO days, ``explicit`` 1 where the file gave the row's available_at.
+    """
+    table = work.table("series TEXT, date TEXT, value REAL, available_at TEXT, explicit INTEGER",
+                       "series, date")
+    kinds: dict[str, canonical.SeriesKind] = {}
+    lag = dt.timedelta(days=FUNDS_LAG_DAYS)
+    for frame in chunks:
+        dates = _dates(path, frame, "date", today)
+        values = _numbers(path, frame, "value")
+        names = frame["series"].str.strip()
+        for name in names.unique():
+            if name not in kinds:
+                kind = canonical.kind_of(name)
+                if kind is None:
+                    i = names.eq(name).idxmax()
+                    raise CsvImportError(f"{_name(path)}: line {_line(i)}, column series: "
+                                         f"{shown_repr(name)} is not a canonical series name "
+                                         "(see README: bring your own data)")
+                kinds[name] = kind
+        for name, vals in values.groupby(names):
+            kind = kinds[name]
+            outside = (vals < kind.low) | (vals > kind.high)
+            if outside.any():
+                i = outside.idxmax()
+                raise CsvImportError(
+                    f"{_name(path)}: line {_line(i)}, series {name}: value {vals[i]:g} is outside "
+                    f"the plausible range {kind.low:g}..{kind.high:g} {kind.unit}"
+                    f"{canonical.unit_hint(kind, float(vals.median()))}")
+        if "available_at" in frame.columns:
+            given = frame["available_at"].str.strip() != ""
+            available = _dates(path, frame.assign(available_at=frame["available_at"].where(
+                given, frame["date"])), "available_at", today + dt.timedelta(days=3660))
+            early = pd.Series([a < d for a, d in zip(available, dates, strict=True)], index=frame.index)
+            if early.any():
+                i = early.idxmax()
+                raise CsvImportError(f"{_name(path)}: line {_line(i)}, column available_at: "
+                                     f"{available[i]} is before the date {dates[i]}")
+            explicit = given.astype(int)
+        else:
+            available = pd.Series([d + lag if kinds[n].lagged else d
+                                   for n, d in zip(names, dates, strict=True)], index=frame.index)
+            explicit = pd.Series(0, index=frame.index)
+        rows = [(n, d.isoformat(), float(v), a.isoformat(), int(e), _line(i))
+                for i, n, d, v, a, e in zip(frame.index, names, dates, values, available, explicit,
+                                            strict=True)]
+        work.insert(path, table, rows, key=lambda r: r[:2],
+                    what=lambda r: f"duplicate date {r[1]} for series {r[0]}")
+    for name, kind in sorted(kinds.items()):
+        if kind.unit == "percent":
+            median = work.median(table, "value", "series = ?", [name])
+            if median is not None and abs(median) < 0.2:
+                raise CsvImportError(f"{_name(path)}: series {name}: median {median:g} cannot be a "
+                                     f"yield in percent{canonical.unit_hint(kind, median)}")
+    return table
+
+
+def parse_panel(path: Path, chunks: Iterator[pd.DataFrame], today: dt.date, work: _Work) -> str:
+    """Validate a stock-panel file chunk by chunk into a table of ``work``; return its name.
+
+    The table holds (date, code, close, total_mv, is_st, line): ISO days, yuan, 0/1.
+    """
+    table = work.table("date TEXT, code TEXT, close REAL, total_mv REAL, is_st INTEGER",
+                       "date, code")
+    for frame in chunks:
+        dates = _dates(path, frame, "date", today)
+        codes = frame["code"].str.strip()
+        bad = ~codes.str.fullmatch(r"[0-9]{6}")
+        if bad.any():
+            i = bad.idxmax()
+            raise CsvImportError(f"{_name(path)}: line {_line(i)}, column code: "
+                                 f"{shown_repr(codes[i])} is not a 6-digit stock code")
+        close = _numbers(path, frame, "close", allow_empty=True)
+        total_mv = _numbers(path, frame, "total_mv", allow_empty=True)
+        is_st = _numbers(path, frame, "is_st")
+        if (~is_st.isin([0.0, 1.0])).any():
+            i = (~is_st.isin([0.0, 1.0])).idxmax()
+            raise CsvImportError(f"{_name(path)}: line {_line(i)}, column is_st: must be 0 or 1")
+        rows = [(d.isoformat(), c, None if np.isnan(cl) else float(cl),
+                 None if np.isnan(mv) else float(mv), int(st), _line(i))
+                for i, d, c, cl, mv, st in zip(frame.index, dates, codes, close, total_mv, is_st,
+                                               strict=True)]
+        work.insert(path, table, rows, key=lambda r: r[:2],
+                    what=lambda r: f"duplicate date {r[0]} for code {r[1]}")
+    median = work.median(table, "total_mv", "1", [])
+    if median is not None and median < 1e7:
+        raise CsvImportError(f"{_name(path)}: column total_mv: median {median:g} is too small "
                              "for yuan; convert 1e8 yuan (亿元) to yuan")
-    dup = pd.DataFrame({"c": codes, "d": dates}).duplicated(keep=False)
-    if dup.any():
-        i = dup.idxmax()
-        raise CsvImportError(f"{path}: line {_line(i)}: duplicate date {dates[i]} for code "
-                             f"{codes[i]}")
-    label = f"csv:{path.name}"
-    return [(d.isoformat(), c, None if np.isnan(cl) else float(cl),
-             None if np.isnan(mv) else float(mv), int(st), d.isoformat(), label)
-            for d, c, cl, mv, st in zip(dates, codes, close, total_mv, is_st, strict=True)]
+    return table
 
 
 def parse_holdings(path: Path, frame: pd.DataFrame, today: dt.date) -> pd.DataFrame:
@@ -177,16 +318,16 @@ def parse_holdings(path: Path, frame: pd.DataFrame, today: dt.date) -> pd.DataFr
     value = _numbers(path, frame, "holding_value")
     if (value < 0).any():
         i = (value < 0).idxmax()
-        raise CsvImportError(f"{path}: line {_line(i)}, column holding_value: negative value")
+        raise CsvImportError(f"{_name(path)}: line {_line(i)}, column holding_value: negative value")
     for col in ("fund_code", "stock_code"):
         bad = ~frame[col].str.strip().str.fullmatch(r"[0-9]{6}")
         if bad.any():
             i = bad.idxmax()
-            raise CsvImportError(f"{path}: line {_line(i)}, column {col}: "
-                                 f"{frame.at[i, col]!r} is not a 6-digit code")
+            raise CsvImportError(f"{_name(path)}: line {_line(i)}, column {col}: "
+                                 f"{shown_repr(frame.at[i, col])} is not a 6-digit code")
     if value.median() < 1e4:
-        raise CsvImportError(f"{path}: column holding_value: median {value.median():g} is too small "
-                             "for yuan; convert 1e8 yuan (亿元) to yuan")
+        raise CsvImportError(f"{_name(path)}: column holding_value: median {value.median():g} is "
+                             "too small for yuan; convert 1e8 yuan (亿元) to yuan")
     out = pd.DataFrame({"report_date": pd.to_datetime(dates), "fund_code": frame["fund_code"].str.strip(),
                         "fund_name": frame["fund_name"].str.strip(),
                         "stock_code": frame["stock_code"].str.strip(), "holding_value": value})
@@ -195,52 +336,100 @@ def parse_holdings(path: Path, frame: pd.DataFrame, today: dt.date) -> pd.DataFr
     return out
 
 
-def import_files(db: Database, paths: list[Path], today: dt.date | None = None,
-                 coverage: str = "top10") -> dict[str, int]:
-    """Validate every file, then write them all in one transaction; return rows changed per file.
+def _validate(path: Path, raw: BinaryIO, today: dt.date, work: _Work, chunk_rows: int
+              ) -> tuple[str, object]:
+    """Read and validate one file; return (kind, a table of ``work`` or the holdings frame)."""
+    chunks = _chunks(path, raw, chunk_rows)
+    header = next(chunks)
+    kind = _header(path, header)
+    seen = [0]
 
+    def rows() -> Iterator[pd.DataFrame]:
+        for frame in chunks:
+            frame.columns = list(header.columns)
+            if not frame.empty:
+                seen[0] += len(frame)
+                yield frame
+
+    if kind == "holdings":
+        frames = list(rows())  # one quarter's holdings: read whole (bounded by the fund count)
+        if not frames:
+            raise CsvImportError(f"{_name(path)}: no data rows")
+        return kind, parse_holdings(path, pd.concat(frames), today)
+    parse = parse_long if kind == "long" else parse_panel
+    table = parse(path, rows(), today, work)
+    if not seen[0]:
+        raise CsvImportError(f"{_name(path)}: no data rows")
+    return kind, table
+
+
+def import_files(db: Database, paths: list[Path], today: dt.date | None = None,
+                 coverage: str = "top10", *, chunk_rows: int = CHUNK_ROWS,
+                 opener: Callable[[Path], BinaryIO] = open_file) -> dict[str, int]:
+    """Validate every file, then write them all in one transaction; return rows changed per file
+    (keyed by ``str(path)``).
+
+    Files are read ``chunk_rows`` rows at a time (opened with ``opener``); the validated rows wait
+    in a scratch SQLite file, so memory stays bounded whatever the file size. A value that
+    changes a stored one takes ``today`` (the import day) as its available_at, unless the file
+    has an ``available_at`` for that row; the value it replaces stays visible to the days before.
     Fund-holdings files become the ``funds.*`` allocation series (computed with the market caps of
     the stock panel, so import the panel first or in the same call); ``coverage`` says whether they
     hold the top-10 or the full holdings, and is stored with the values (``source``).
-    Raises CsvImportError (nothing written) when any file is invalid.
+    Raises CsvImportError (nothing written) when any file is invalid or unreadable.
     """
     today = today or dt.date.today()
-    parsed: list[tuple[Path, str, object]] = []
-    for path in paths:
-        frame = _read(path)
-        kind = _header(path, frame)
-        if frame.empty:
-            raise CsvImportError(f"{path}: no data rows")
-        if kind == "long":
-            rows = parse_long(path, frame, today)
-        elif kind == "panel":
-            rows = parse_panel(path, frame, today)
-        else:
-            rows = parse_holdings(path, frame, today)
-        parsed.append((path, kind, rows))
-    parsed.sort(key=lambda p: p[1] == "holdings")  # the panel's caps first
+    work = _Work()
+    try:
+        parsed: list[tuple[Path, str, object]] = []
+        for path in paths:
+            with opener(path) as raw:
+                kind, rows = _validate(Path(path), raw, today, work, chunk_rows)
+            parsed.append((Path(path), kind, rows))
+        parsed.sort(key=lambda p: p[1] == "holdings")  # the panel's caps first
+        return _write(db, parsed, today, coverage, work, chunk_rows)
+    finally:
+        work.close()
+
+
+_PANEL_UPSERT = (
+    "INSERT INTO stock_panel (date, code, close, total_mv, is_st, available_at, "
+    "source) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (date, code) DO UPDATE SET "
+    "close = excluded.close, total_mv = excluded.total_mv, is_st = excluded.is_st, "
+    "source = excluded.source WHERE stock_panel.close IS NOT excluded.close OR "
+    "stock_panel.total_mv IS NOT excluded.total_mv OR "
+    "stock_panel.is_st IS NOT excluded.is_st")
+
+
+def _write(db: Database, parsed: list[tuple[Path, str, object]], today: dt.date, coverage: str,
+           work: _Work, chunk_rows: int) -> dict[str, int]:
+    """Write the validated files in one transaction; return rows changed per file."""
     started = utc_now()
     changed: dict[str, int] = {}
     with db.atomic():
         for path, kind, rows in parsed:
+            label = f"csv:{printable(path.name)}"
             if kind == "long":
-                changed[str(path)] = observations.upsert(db, rows)
+                n = 0
+                for explicit in (0, 1):  # a revision is known from the import day, unless told
+                    for batch in work.rows(f"SELECT series, date, value, available_at FROM {rows} "
+                                           "WHERE explicit = ? ORDER BY series, date", [explicit],
+                                           chunk_rows):
+                        n += observations.upsert(db, [(*r, label) for r in batch],
+                                                 revised_from=None if explicit else today.isoformat())
+                changed[str(path)] = n
             elif kind == "holdings":
                 try:
-                    changed[str(path)] = holdings.import_frame(db, rows, coverage, f"csv:{path.name}")
+                    changed[str(path)] = holdings.import_frame(db, rows, coverage, label)
                 except holdings.HoldingsError as exc:
-                    raise CsvImportError(f"{path}: {exc}") from None
+                    raise CsvImportError(f"{_name(path)}: {shown(exc, 300)}") from None
             else:
                 before = db.conn.total_changes
-                db.conn.executemany(
-                    "INSERT INTO stock_panel (date, code, close, total_mv, is_st, available_at, "
-                    "source) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (date, code) DO UPDATE SET "
-                    "close = excluded.close, total_mv = excluded.total_mv, is_st = excluded.is_st, "
-                    "source = excluded.source WHERE stock_panel.close IS NOT excluded.close OR "
-                    "stock_panel.total_mv IS NOT excluded.total_mv OR "
-                    "stock_panel.is_st IS NOT excluded.is_st", rows)
+                for batch in work.rows(f"SELECT date, code, close, total_mv, is_st, date FROM {rows} "
+                                       "ORDER BY date, code", [], chunk_rows):
+                    db.conn.executemany(_PANEL_UPSERT, [(*r, label) for r in batch])
                 changed[str(path)] = db.conn.total_changes - before
         if any(changed.values()):
             runs.record(db, "import", today.isoformat(), started, utc_now(), "ok",
-                        detail=dumps({"files": changed}))
+                        detail=dumps({"files": {printable(k): v for k, v in changed.items()}}))
     return changed
