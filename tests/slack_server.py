@@ -8,7 +8,8 @@ per method, in order, e.g. ``server.script("chat.postMessage", Reply(429, {...},
 "1"}))``; unscripted calls get Slack's normal success answer. A scripted reply can also misbehave:
 ``Reply(302, "", {"Location": other})`` redirects, ``Reply(..., trickle=1.0)`` sends the whole
 answer (status line, headers, body) one byte per second, ``Reply(..., pad_bytes=n)`` appends a
-padding field of ``n`` bytes to a JSON body (streamed, never held in memory). ``server.on(method,
+padding field of ``n`` bytes to a JSON body (streamed, never held in memory; with
+``declare_length=False`` without a Content-Length, ended by closing). ``server.on(method,
 hook)`` runs ``hook(request)`` when a call of ``method`` arrived, before it is answered. GET
 requests are answered too (a client that followed a redirect turns the POST into a GET).
 
@@ -38,6 +39,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     trickle: float = 0.0  # > 0: seconds between the bytes of the whole answer
     pad_bytes: int = 0  # > 0: a JSON body gets a "pad" field of this many bytes, streamed
+    declare_length: bool = True  # False: no Content-Length, the body ends when the server closes
 
 
 @dataclass
@@ -211,7 +213,11 @@ class SlackServer:
             return
         handler.send_response(reply.status)
         handler.send_header("Content-Type", ctype)
-        handler.send_header("Content-Length", str(length))
+        if reply.declare_length:
+            handler.send_header("Content-Length", str(length))
+        else:
+            handler.send_header("Connection", "close")
+            handler.close_connection = True
         for k, v in reply.headers.items():
             handler.send_header(k, v)
         handler.end_headers()

@@ -142,11 +142,13 @@ def test_a_redirect_to_another_origin_is_not_followed(server, other, monkeypatch
         assert secret not in r["last_error"]
 
 
-def test_a_huge_answer_is_refused_not_read_whole(server, monkeypatch, db, now):
+@pytest.mark.parametrize("declared", [True, False])
+def test_a_huge_answer_is_refused_not_read_whole(server, monkeypatch, db, now, declared):
     notifier = bot(server, monkeypatch, chart=False)
     size = 48 << 20  # 48 MB (the issue's 200 MB took 555 MB of RSS)
     server.script("chat.postMessage", Reply(200, {"ok": True, "channel": CHANNEL_ID,
-                                                  "ts": "1700000001.000100"}, pad_bytes=size))
+                                                  "ts": "1700000001.000100"}, pad_bytes=size,
+                                            declare_length=declared))
     tracemalloc.start()
     try:
         delivered = deliver_due(db, notifier, now, POLICY)
@@ -158,6 +160,7 @@ def test_a_huge_answer_is_refused_not_read_whole(server, monkeypatch, db, now):
     r = row(db)
     assert r["sent_at"] is None and r["failed_at"] is None  # retried later
     assert "too large" in r["last_error"]
+    assert server.bytes_sent < size  # the client hung up long before the end
 
 
 # -- item 7: a total deadline per request -------------------------------------------------------
@@ -355,3 +358,29 @@ def test_the_plain_text_fallback_is_escaped_like_the_blocks(server, monkeypatch,
     assert "Sell now &lt;!channel&gt; &amp; see &lt;https://evil.example|here&gt;" in text
     blocks = str(post.body["blocks"])
     assert "<!channel>" not in blocks and "&lt;!channel&gt;" in blocks
+
+
+# -- the chart of a row whose process ended after the post was recorded -------------------------
+
+def test_a_pending_chart_is_uploaded_later_into_the_thread_without_posting_again(
+        server, monkeypatch, db, now):
+    """A process that ended between recording the accepted post and the chart's outcome leaves
+    ``chart_due``: the next run after the lease uploads the chart into the recorded message's
+    thread and posts nothing."""
+    notifier = bot(server, monkeypatch)
+    r = row(db)
+    lease = now + dt.timedelta(seconds=CLAIM_SECONDS)
+    assert outbox.claim(db, r["id"], r["next_attempt_at"], lease.isoformat(), now.isoformat())
+    outbox.mark_sent(db, r["id"], notifier.destination, None, None, CHANNEL_ID,
+                     "1699999999.000100", True)
+    assert deliver_due(db, notifier, now, POLICY) == 0  # the lease still runs: nothing
+    assert not server.calls("files.getUploadURLExternal")
+    assert deliver_due(db, notifier, lease, POLICY) == 0
+    assert server.calls("chat.postMessage") == []
+    [complete] = server.calls("files.completeUploadExternal")
+    assert complete.body["channel_id"] == CHANNEL_ID
+    assert complete.body["thread_ts"] == "1699999999.000100"
+    r = row(db)
+    assert r["sent_at"] and r["chart_due"] == 0 and r["last_error"] is None
+    assert deliver_due(db, notifier, lease + dt.timedelta(hours=1), POLICY) == 0
+    assert len(server.calls("files.completeUploadExternal")) == 1
