@@ -26,33 +26,6 @@ WHERE observations.value IS NOT excluded.value
 REVISIONS = "observation_revisions"
 
 
-def m007_observation_revisions(db: Database) -> None:
-    """Migration m007 (to be registered in storage/schema.py): the earlier values of revised
-    observations, kept by a trigger, so a point-in-time read before a revision sees them."""
-    db.executescript(
-        """
-        CREATE TABLE observation_revisions (
-            series TEXT NOT NULL,
-            date TEXT NOT NULL,
-            value REAL NOT NULL,           -- the value as known before the revision
-            available_at TEXT NOT NULL,    -- ISO day from which that value was known
-            superseded_at TEXT NOT NULL,   -- ISO day the revised value became known (exclusive)
-            source TEXT NOT NULL,
-            imported_at TEXT NOT NULL      -- UTC timestamp of the earlier value's write
-        );
-        CREATE INDEX observation_revisions_key ON observation_revisions (series, date);
-        CREATE TRIGGER observations_keep_revised AFTER UPDATE OF value ON observations
-        WHEN OLD.value IS NOT NEW.value AND OLD.available_at < NEW.available_at
-        BEGIN
-            INSERT INTO observation_revisions (series, date, value, available_at, superseded_at,
-                                               source, imported_at)
-            VALUES (OLD.series, OLD.date, OLD.value, OLD.available_at, NEW.available_at,
-                    OLD.source, OLD.imported_at);
-        END;
-        """
-    )
-
-
 def has_revisions(db: Database) -> bool:
     """Return whether the database keeps earlier values of revised observations (m007)."""
     return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",

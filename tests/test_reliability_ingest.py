@@ -21,15 +21,9 @@ from monitor.calendar import TradingCalendar
 from monitor.ingest import import_drop_folder
 from monitor.sources.csv_import import CsvImportError, import_files
 from monitor.sources.demo_source import DemoSource
-from storage import observations, schema
+from storage import observations
 from storage.db import open_db
 from tests.conftest import CLASSIC_CONFIG, DEFAULT_CONFIG, table_snapshot
-
-# Until storage/schema.py registers m007 (see storage.observations.m007_observation_revisions),
-# the tests register it themselves; once it is registered this does nothing.
-if hasattr(observations, "m007_observation_revisions") and not any(
-        m.name == "m007_observation_revisions" for m in schema.migrations._migrations):
-    schema.migrations()(observations.m007_observation_revisions)
 
 TOKEN = "xoxb-1111111111-2222222222-FAKEtokenFAKEtoken"
 HOOK = "https://hooks.slack.com/services/T0FAKE/B0FAKE/FAKEwebhookPATHfake"
