@@ -122,6 +122,7 @@ class SourceConfig(_Strict):
     demo_seed: int = 20231201
     drop_folder: str = ""
     drop_folder_coverage: Literal["top10", "full"] = "top10"
+    drop_folder_settle_seconds: float = Field(default=10.0, ge=0, le=3600)
     akshare: AkshareConfig = AkshareConfig()
 
 
