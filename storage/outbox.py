@@ -145,17 +145,17 @@ def mark_chart(db: Database, row_id: int, note: str | None, patience: float | No
 
 
 def mark_retry(db: Database, row_id: int, error: str, next_attempt_at: str) -> None:
-    """Record a failed (claimed) attempt; try again at ``next_attempt_at``."""
-    with db.atomic():
-        db.execute("UPDATE outbox SET last_error = ?, next_attempt_at = ? WHERE id = ?",
-                   [error, next_attempt_at, row_id])
+    """Record a failed (claimed) attempt; try again at ``next_attempt_at`` (retried while the
+    database is locked, as ``mark_sent``)."""
+    _write_retrying(db, "UPDATE outbox SET last_error = ?, next_attempt_at = ? WHERE id = ?",
+                    [error, next_attempt_at, row_id], None)
 
 
 def mark_failed(db: Database, row_id: int, error: str) -> None:
-    """Record a permanent failure of a (claimed) attempt: the row is not attempted again."""
-    with db.atomic():
-        db.execute("UPDATE outbox SET last_error = ?, failed_at = ? WHERE id = ?",
-                   [error, utc_now(), row_id])
+    """Record a permanent failure of a (claimed) attempt: the row is not attempted again
+    (retried while the database is locked, as ``mark_sent``)."""
+    _write_retrying(db, "UPDATE outbox SET last_error = ?, failed_at = ? WHERE id = ?",
+                    [error, utc_now(), row_id], None)
 
 
 def list_rows(db: Database, include_sent: bool = False) -> list[dict]:
