@@ -17,6 +17,9 @@ import pandas as pd
 
 CALENDAR_START = dt.date(2005, 1, 4)
 FIXED_HOLIDAYS = {(1, 1), (5, 1), (10, 1), (10, 2), (10, 3)}  # closed every year (month, day)
+COVERAGE_WARNING_DAYS = 60  # warn this many calendar days before the holidays run out
+ASSUMED_OPEN_RULE = ("every weekday except 1 Jan, 1 May, 1-3 Oct and the [calendar] extra_closed "
+                     "days is assumed open")
 
 
 @lru_cache(maxsize=1)
@@ -29,6 +32,27 @@ def _xshg():
 def coverage_end() -> dt.date:
     """Return the last date for which the installed XSHG calendar knows the holidays."""
     return _xshg().last_session.date()
+
+
+def coverage_warning_due(end: dt.date, as_of: dt.date,
+                         warn_days: int = COVERAGE_WARNING_DAYS) -> bool:
+    """True when ``as_of`` is within ``warn_days`` calendar days of the holiday calendar's last
+    day ``end``, or after it."""
+    return (end - as_of).days <= warn_days
+
+
+def coverage_note(end: dt.date, as_of: dt.date, warn_days: int = COVERAGE_WARNING_DAYS) -> str | None:
+    """Return the one-line warning that the holiday calendar ends on ``end`` (said in every digest
+    from ``warn_days`` calendar days before it, judged on the cycle's day ``as_of``), or None
+    before that."""
+    if not coverage_warning_due(end, as_of, warn_days):
+        return None
+    days = (end - as_of).days
+    when = (f"ends on {end} (in {days} days)" if days > 1 else f"ends on {end} (tomorrow)"
+            if days == 1 else f"ends today ({end})" if days == 0 else f"ended on {end}")
+    return (f"The XSHG holiday calendar {when}: after it {ASSUMED_OPEN_RULE}. Declare the "
+            "exchange's later holidays in [calendar] extra_closed (or install a newer "
+            "exchange_calendars).")
 
 
 @lru_cache(maxsize=8)
@@ -54,6 +78,11 @@ class TradingCalendar:
     @property
     def coverage_end(self) -> dt.date:
         return coverage_end()
+
+    def assumed_open(self, start: dt.date, end: dt.date) -> list[dt.date]:
+        """Return the days in [start, end] counted as trading days only by the fallback rule
+        (after ``coverage_end``: weekdays minus the fixed and the declared holidays), ascending."""
+        return self.days(max(start, self.coverage_end + dt.timedelta(days=1)), end)
 
     def is_trading_day(self, day: dt.date) -> bool:
         """True when ``day`` is an XSHG session (or a weekday past coverage, not declared closed)."""

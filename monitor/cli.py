@@ -190,6 +190,15 @@ def build_parser() -> argparse.ArgumentParser:
     chk = cfgsub.add_parser("check", help="validate a config file and print what it resolves to")
     chk.add_argument("path", nargs="?")
 
+    bk = sub.add_parser("backup", help="copy the database to a new file, safely while the daemon "
+                                       "runs (SQLite online backup; owner-only; never overwrites)")
+    bk.add_argument("dest", type=Path, help="the new file (must not exist)")
+
+    st = sub.add_parser("status", help="each rule's state and since when, the last cycle, and the "
+                                       "holiday calendar's coverage (reads only)")
+    st.add_argument("--as-of", type=_date, help="the day to judge the calendar coverage from "
+                                                "(default: today in the schedule's time zone)")
+
     demo = sub.add_parser("demo", help="run the built-in offline scenario end to end")
     demo.add_argument("--quiet-digests", action="store_true",
                       help="print only the timeline, not every message")
@@ -209,11 +218,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except (ConfigError, CycleError, CsvImportError, StorageError, DaemonError, UsageError) as exc:
-        print(f"regime-monitor: error: {one_line(str(exc))}", file=sys.stderr)
+        print(f"regime-monitor: error: {_safe(one_line(str(exc)))}", file=sys.stderr)
         return 1
     except sqlite3.Error as exc:
         where = args.db or "[storage] path of the config"
-        print(f"regime-monitor: error: database {one_line(f'{where}: {exc}')}", file=sys.stderr)
+        print(f"regime-monitor: error: database {_safe(one_line(f'{where}: {exc}'))}",
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -252,6 +262,15 @@ def _calendar(config: Config):
     return TradingCalendar(config.calendar.extra_closed)
 
 
+def _safe(text: object, keep: str = "") -> str:
+    """Return ``text`` fit for the terminal: control characters (C0, DEL, C1) escaped, except
+    those in ``keep`` (``monitor.notify.console.terminal_safe``). Every untrusted text printed -
+    config text, rule explanations, database content, remote answers - goes through it."""
+    from monitor.notify.console import terminal_safe
+
+    return terminal_safe(str(text), keep)
+
+
 def _table(rows: list[dict], columns: list[str]) -> str:
     if not rows:
         return "(none)"
@@ -268,12 +287,20 @@ def _cell(v: Any) -> str:
         return "-"
     if isinstance(v, float):
         return f"{v:.6g}"
-    return str(v)
+    return _safe(v)
+
+
+def _safe_json(text: str) -> str:
+    """Return JSON text with the raw control characters json.dumps leaves (DEL, C1) as \\u
+    escapes (they can only occur inside strings, so the JSON value is unchanged)."""
+    import re
+
+    return re.sub("[\x7f-\x9f]", lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _print_rows(rows: list[dict], columns: list[str], as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(rows, ensure_ascii=False, indent=2))
+    if as_json:  # json escapes C0 itself; C1 characters become \u escapes too (valid JSON)
+        print(_safe_json(json.dumps(rows, ensure_ascii=False, indent=2)))
     else:
         print(_table(rows, columns))
 
@@ -284,51 +311,52 @@ def cmd_config(args) -> int:
     path = config_path(args.path or args.config)
     config = load_config(path)
     cal = _calendar(config)
-    print(f"config: {path} (valid)")
+    print(_safe(f"config: {path} (valid)"))
     s = config.schedule
     print(f"schedule: cron {s.cron!r} in {s.timezone}, XSHG trading days only; misfire grace "
           f"{s.misfire_grace_seconds} s; start-up catch-up up to {s.catch_up_max_days} trading days")
     print(f"calendar: XSHG, holidays known to {cal.coverage_end}; "
           f"{len(config.calendar.extra_closed)} extra closed day(s)")
     print(f"source: {config.source.kind}")
-    print(f"storage: {Path(args.db or config.storage.path).resolve()}")
+    print(_safe(f"storage: {Path(args.db or config.storage.path).resolve()}"))
     import os
 
     from monitor.notify import TOKEN_ENV, WEBHOOK_ENV
 
     slack = config.notify.slack
     if slack.channel and os.environ.get(TOKEN_ENV):
-        dest = f"Slack channel {slack.channel} (bot token from ${TOKEN_ENV})"
+        dest = _safe(f"Slack channel {slack.channel} (bot token from ${TOKEN_ENV})")
     elif os.environ.get(WEBHOOK_ENV):
         dest = f"Slack incoming webhook (from ${WEBHOOK_ENV})"
     else:
         dest = "console (no Slack destination configured)"
     summary = "; weekly summary on the last trading day of each week" if config.notify.weekly_summary else ""
     print(f"notify: {dest}; a digest when a warning or critical alert fires or resolves{summary}")
-    print(f"context ({len(config.context)}): " + (", ".join(
-        f"{c.name} when {str(c.when_expr)!r}" for c in config.context) or "none"))
+    print(_safe(f"context ({len(config.context)}): " + (", ".join(
+        f"{c.name} when {str(c.when_expr)!r}" for c in config.context) or "none")))
     print(f"rules ({len(config.rules)}):")
     for r in config.rules:
         clear = str(r.clear_expr) if r.clear_expr is not None else f"not ({r.when_expr})"
-        print(f"  {r.name} [{r.severity}] when {str(r.when_expr)!r} for {r.for_days}d"
-              f", clear when {clear!r} for {r.clear_days}d, repeat every "
-              f"{r.repeat_every_days or 'never'}{'d' if r.repeat_every_days else ''}")
+        print(_safe(f"  {r.name} [{r.severity}] when {str(r.when_expr)!r} for {r.for_days}d"
+                    f", clear when {clear!r} for {r.clear_days}d, repeat every "
+                    f"{r.repeat_every_days or 'never'}{'d' if r.repeat_every_days else ''}"))
     return 0
 
 
 def cmd_once(args) -> int:
-    from monitor.daemon import Service
+    from monitor.daemon import Service, check_database
 
     config = _config(args)
+    check_database(_db_path(args, config))
     service = Service(config, _db_path(args, config))
     try:
         result = service.run_day(args.as_of)
         for name, reason in sorted(result.failures.items()):
-            print(f"regime-monitor: error: {name}: {reason}", file=sys.stderr)
+            print(f"regime-monitor: error: {_safe(name)}: {_safe(reason)}", file=sys.stderr)
         print(f"{result.as_of}: {result.status}, {result.changed} row(s) changed, "
               f"{len(result.events)} event(s)")
         for e in result.events:
-            print(f"  {e['rule']}: {e['from_state']} -> {e['to_state']} ({e['event']})")
+            print(_safe(f"  {e['rule']}: {e['from_state']} -> {e['to_state']} ({e['event']})"))
         service.deliver()
     finally:
         service.close()
@@ -451,14 +479,17 @@ def cmd_silence(args) -> int:
     config = _config(args)
     db = _open(args, config)
     if args.action == "add":
-        names = {r.name for r in config.rules}
+        from monitor.digest import DATA_STALE
+
+        names = {r.name for r in config.rules} | {DATA_STALE}  # the built-in alert too
         matcher = silences.ALL if args.rule == "all" else args.rule
         if matcher != silences.ALL and matcher not in names:
             raise UsageError(f"unknown rule {args.rule!r} (rules: {', '.join(sorted(names))})")
         if not args.reason.strip():
             raise UsageError("--reason must not be empty")
         sid = silences.add(db, matcher, args.until, args.reason.strip())
-        print(f"silence {sid}: {args.rule} muted until {args.until} ({args.reason.strip()})")
+        print(_safe(f"silence {sid}: {args.rule} muted until {args.until} "
+                    f"({args.reason.strip()})"))
     elif args.action == "list":
         _print_rows(silences.list_all(db, include_expired=args.all),
                     ["id", "matcher", "until", "reason", "created_at", "expired_at"], args.json)
@@ -489,12 +520,12 @@ def cmd_replay(args) -> int:
                                              "to_state")} for e in result.events], indent=2))
         return 0
     fired = sum(e["event"] == "firing" for e in result.events)
-    print(f"replay {result.days[0]} .. {result.days[-1]}: {len(result.days)} trading days, "
-          f"{len(trial.rules)} rules, {fired} firings; nothing was sent. Scratch database: "
-          f"{args.scratch}")
+    print(_safe(f"replay {result.days[0]} .. {result.days[-1]}: {len(result.days)} trading days, "
+                f"{len(trial.rules)} rules, {fired} firings; nothing was sent. Scratch database: "
+                f"{args.scratch}"))
     print("Alert timeline (pending -> firing -> resolved):")
     for line in timeline(result.events):
-        print(f"  {line}")
+        print(_safe(f"  {line}"))
     return 0
 
 
@@ -521,7 +552,8 @@ def cmd_backtest(args) -> int:
                                     on_point=lambda done, _total: next(bar, None))
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        print(json.dumps(points, indent=2, default=str) if args.json else backtest.sweep_table(points))
+        print(json.dumps(points, indent=2, default=str) if args.json
+              else _safe(backtest.sweep_table(points), keep="\n"))
         return 0
     sim = backtest.simulate_full(trial, evidence.values)
     rows = backtest.score_simulation(sim, evidence.episodes, evidence.close,
@@ -546,7 +578,7 @@ def cmd_backtest(args) -> int:
         print(f"backtest {evidence.start} .. {evidence.end}: labels = micro-cap drawdowns of at least "
               f"{trial.episodes.drawdown_min_depth:.0%}; chance baselines: {args.draws} draws, "
               f"seed {args.seed}")
-        print(backtest.table(rows, draws=args.draws))
+        print(_safe(backtest.table(rows, draws=args.draws), keep="\n"))
         print(f"digests: {per_year:.1f} a year (the daemon's own decision: a new or resolved "
               f"warning; weekly summary {'on' if trial.notify.weekly_summary else 'off'})")
         if forecast_score is not None:
@@ -597,7 +629,7 @@ def cmd_calibrate(args) -> int:
                                   penalty=args.penalty, draws=args.draws, seed=args.seed)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    print(text)
+    print(_safe(text, keep="\n\t"))
     return 0
 
 
@@ -665,15 +697,87 @@ def cmd_notify(args) -> int:
         answer = notifier.send_test()
     except DeliveryError as exc:
         kind = "permanent" if exc.permanent else "temporary"
-        print(f"regime-monitor: error: {notifier.destination} answered: {exc} ({kind})",
+        print(_safe(f"regime-monitor: error: {notifier.destination} answered: {exc} ({kind})"),
               file=sys.stderr)
         return 1
     if answer.get("ts"):
-        print(f"ok: {notifier.destination} accepted the test message: channel {answer['channel']}, "
-              f"ts {answer['ts']}")
+        print(_safe(f"ok: {notifier.destination} accepted the test message: channel "
+                    f"{answer['channel']}, ts {answer['ts']}"))
     else:
-        print(f"ok: {notifier.destination} accepted the test message: "
-              f"{answer.get('answer', 'ok')}")
+        print(_safe(f"ok: {notifier.destination} accepted the test message: "
+                    f"{answer.get('answer', 'ok')}"))
+    return 0
+
+
+def cmd_backup(args) -> int:
+    from storage.db import backup, open_readonly
+
+    config = _config(args)
+    path = _db_path(args, config)
+    _refuse_the_database("backup", args.dest, args, config)
+    db = open_readonly(path)
+    try:
+        size = backup(db, args.dest)
+    finally:
+        db.close()
+    print(_safe(f"backup of {path} written to {args.dest} ({size} bytes, quick_check ok)"))
+    return 0
+
+
+STATUS_HORIZON_DAYS = 31  # `status` lists the assumed-open days this far ahead
+
+
+def cmd_status(args) -> int:
+    from zoneinfo import ZoneInfo
+
+    from monitor.calendar import ASSUMED_OPEN_RULE, coverage_warning_due
+    from monitor.digest import DATA_STALE
+    from storage import alerts, runs
+    from storage.db import open_readonly
+
+    config = _config(args)
+    path = _db_path(args, config)
+    as_of = args.as_of or dt.datetime.now(ZoneInfo(config.schedule.timezone)).date()
+    db = open_readonly(path)
+    try:
+        stored = alerts.get_all(db) if "alerts" in db.table_names() else {}
+        recent = [r for r in (runs.recent(db, 50) if "runs" in db.table_names() else [])
+                  if r["job"] == "cycle"]
+        last_ok = runs.last_success(db, "cycle", statuses=runs.EVALUATED) if recent else None
+    finally:
+        db.close()
+    print(_safe(f"database: {path}"))
+    if recent:
+        last = recent[0]
+        error = f": {last['error']}" if last["error"] else ""
+        print(_safe(f"last cycle: {last['as_of']} {last['status']} (finished {last['finished']})"
+                    f"{error}"))
+        if last["status"] not in runs.EVALUATED:
+            print(f"last successful cycle: {last_ok or 'none'}")
+    else:
+        print("last cycle: none yet")
+    rows = []
+    for name in [*(r.name for r in config.rules), DATA_STALE]:
+        a = stored.get(name)
+        rows.append({"rule": name, "state": a["state"] if a else "not evaluated yet",
+                     "since": a["since"] if a else None,
+                     "last_evaluated": a["last_evaluated"] if a else None})
+    for name in sorted(set(stored) - {r["rule"] for r in rows}):  # rules no longer configured
+        a = stored[name]
+        rows.append({"rule": name, "state": f"{a['state']} (not in the config)",
+                     "since": a["since"], "last_evaluated": a["last_evaluated"]})
+    print(_table(rows, ["rule", "state", "since", "last_evaluated"]))
+    cal = _calendar(config)
+    end = cal.coverage_end
+    print(f"calendar: XSHG holidays known to {end} (judged on {as_of})")
+    if coverage_warning_due(end, as_of):
+        start = max(as_of, end + dt.timedelta(days=1))
+        horizon = start + dt.timedelta(days=STATUS_HORIZON_DAYS)
+        days = cal.assumed_open(start, horizon)
+        print(f"  after {end} {ASSUMED_OPEN_RULE}; declare the exchange's holidays in [calendar] "
+              "extra_closed")
+        print(f"  assumed open {start} .. {horizon}: "
+              + (", ".join(d.isoformat() for d in days) or "none"))
     return 0
 
 
@@ -703,6 +807,8 @@ COMMANDS = {
     "config": cmd_config,
     "notify": cmd_notify,
     "demo": cmd_demo,
+    "backup": cmd_backup,
+    "status": cmd_status,
 }
 
 if __name__ == "__main__":

@@ -1,8 +1,12 @@
 """One daily cycle: fetch, compute signals, evaluate rules, advance alerts, queue the digest.
 
-Every write of a cycle happens in ONE transaction: a cycle that fails halfway leaves the database
-as it was (a ``failed`` row is then added to ``runs`` with the reason). Running the same day twice
-with the same data changes no row and queues nothing the second time.
+The fetch (network: minutes with AKShare) runs first, outside any transaction; then every read
+that decides a write and every write of the cycle happen in ONE ``BEGIN IMMEDIATE`` transaction.
+A writer that comes in during the fetch (``silence add``, ``import-csv``) therefore cannot fail the
+cycle, and the cycle never acts on state read before the lock. A cycle that fails halfway leaves the
+database as it was (a ``failed`` row is then added to ``runs`` with the reason, retried while the
+database is locked). Running the same day twice with the same data changes no row and queues
+nothing the second time.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import pandas as pd
 from sqlite_utils import Database
 
 from monitor import digest, lifecycle, rules
-from monitor.calendar import TradingCalendar
+from monitor.calendar import TradingCalendar, coverage_note
 from monitor.compute import SignalValue, compute_day
 from monitor.config import COMPOSITE, Config, RuleConfig
 from monitor.context import evaluate_context
@@ -31,6 +35,7 @@ from storage import (
     signal_values,
     silences,
 )
+from storage.db import immediate
 from storage.util import dumps, utc_now
 
 JOB = "cycle"
@@ -88,21 +93,71 @@ def run_cycle(db: Database, config: Config, as_of: dt.date, source: Source,
     if not calendar.is_trading_day(as_of):
         raise CycleError(f"{as_of} is not an XSHG trading day")
     day = as_of.isoformat()
-    current = alerts.get_all(db)
+    _check_forward(alerts.get_all(db), day)  # before fetching anything for a day refused anyway
+    started = utc_now()
+    try:
+        fetched = fetch_day(db, source, as_of)  # network: outside any transaction
+        with immediate(db):  # the write lock first: the reads below decide the writes
+            current = alerts.get_all(db)
+            _check_forward(current, day)
+            return _run(db, config, as_of, fetched, calendar, current, started, precomputed,
+                        episodes)
+    except CycleError:
+        raise
+    except Exception as exc:
+        try:
+            runs.record_failure(db, JOB, day, started, utc_now(),
+                                f"{type(exc).__name__}: {exc}".splitlines()[0])
+        except Exception as unrecorded:  # the caller must see the cycle's own failure
+            exc.add_note(f"its failed row could not be recorded: {unrecorded}")
+        raise
+
+
+def _check_forward(current: dict[str, dict], day: str) -> None:
+    """Raise CycleError when ``day`` lies before the last day the alerts were evaluated."""
     latest = max((a["last_evaluated"] for a in current.values()), default=None)
     if latest is not None and day < latest:
         raise CycleError(f"{day} is before the last evaluated day {latest}: cycles run forward "
                          "in time (use `regime-monitor replay` for history)")
-    started = utc_now()
-    try:
-        with db.atomic():
-            return _run(db, config, as_of, source, calendar, current, started, precomputed,
-                        episodes)
-    except Exception as exc:
-        with db.atomic():
-            runs.record(db, JOB, day, started, utc_now(), "failed",
-                        error=f"{type(exc).__name__}: {exc}".splitlines()[0])
-        raise
+
+
+@dataclass
+class FetchedDay:
+    """What the source delivered for a day, before anything is written."""
+
+    rows: list  # observation rows (``storage.observations.ObservationRow``)
+    failures: dict[str, str]  # series or function -> reason
+    checks_calendar: bool = False  # no index value for the day means the exchange was closed
+    cross_section: bool = False  # the source has a market-cap cross-section (AKShare)
+    panel_fetched: bool = False  # the cross-section was asked for (not on a day that looked closed)
+    panel: pd.DataFrame | None = None  # the day's cross-section, when the source had one
+
+
+def fetch_day(db: Database, source: Source, as_of: dt.date) -> FetchedDay:
+    """Fetch ``as_of``'s data from ``source`` (the network part of the cycle; reads the run log
+    and the stored index days, writes nothing); return it as a ``FetchedDay``.
+
+    The rows are fetched again from the last fully successful cycle on (after a degraded day).
+    The cross-section is not asked for on a day that looks closed (no index value for the day).
+    """
+    since = runs.last_success(db, JOB, before=as_of)  # fetch again after a degraded day
+    rows = list(source.fetch(as_of, since))
+    out = FetchedDay(rows, dict(getattr(source, "failures", {}) or {}),
+                     checks_calendar=bool(getattr(source, "cross_checks_calendar", False)),
+                     cross_section=hasattr(source, "fetch_cross_section"))
+    if not out.cross_section:
+        return out
+    day = as_of.isoformat()
+    looks_closed = (out.checks_calendar
+                    and not any(r[0].startswith("index.") and r[0] != MICROCAP and r[1] == day
+                                for r in rows)
+                    and _published_nothing(db, as_of, out.failures))
+    if not looks_closed:
+        out.panel = source.fetch_cross_section(as_of)
+        out.panel_fetched = True
+        out.failures.update({k: v for k, v in (getattr(source, "failures", {}) or {}).items()
+                             if k == "stock_panel"})
+    return out
 
 
 def starting_state(row: dict | None, day: str) -> lifecycle.AlertState:
@@ -115,22 +170,24 @@ def starting_state(row: dict | None, day: str) -> lifecycle.AlertState:
     return lifecycle.AlertState.from_json(row["state_json"])
 
 
-def _run(db: Database, config: Config, as_of: dt.date, source: Source,
+def _run(db: Database, config: Config, as_of: dt.date, data: FetchedDay,
          calendar: TradingCalendar, current: dict[str, dict], started: str,
          precomputed: dict[str, SignalValue] | None, episodes: str) -> CycleResult:
     day = as_of.isoformat()
     before = db.conn.total_changes
-    since = runs.last_success(db, JOB, before=as_of)  # fetch again after a degraded day
-    fetched = observations.upsert(db, source.fetch(as_of, since))
-    failures = dict(getattr(source, "failures", {}) or {})
-    if getattr(source, "cross_checks_calendar", False) and _published_nothing(db, as_of, failures):
+    fetched = observations.upsert(db, data.rows)
+    failures = dict(data.failures)
+    if data.checks_calendar and _published_nothing(db, as_of, failures):
         # Every index fetch succeeded and none has the day: the exchange was closed (a holiday the
         # calendar does not know), not a trading day with missing data. Nothing is evaluated.
         runs.record(db, JOB, day, started, utc_now(), runs.CLOSED,
                     error=f"no index data published for {day}: treated as a closed day")
         return CycleResult(as_of, runs.CLOSED, db.conn.total_changes - before, failures=failures)
-    if hasattr(source, "fetch_cross_section"):
-        fetched += continue_microcap_index(db, source, as_of, calendar, failures)
+    if data.cross_section:
+        if not data.panel_fetched:  # looked closed at the fetch; another writer stored the day since
+            failures.setdefault("stock_panel", "the cross-section was not fetched (the day had no "
+                                               "index data when the cycle fetched)")
+        fetched += continue_microcap_index(db, data.panel, as_of, calendar, failures)
 
     computed = (precomputed if precomputed is not None
                 else compute_day(db, calendar, as_of, config.signal_params()))
@@ -202,7 +259,8 @@ def _run(db: Database, config: Config, as_of: dt.date, source: Source,
         payload = digest.build(
             day, items, firing, pending, {"count": count, "names": names}, active=active,
             context=evaluate_context(config.context, values),
-            risk=_risk(db, config, computed, states), summary=summary)
+            risk=_risk(db, config, computed, states), summary=summary,
+            notes=[n for n in (coverage_note(calendar.coverage_end, as_of),) if n])
         outbox.enqueue(db, key, "digest", day, dumps(payload))
     else:
         outbox.withdraw(db, key)
@@ -385,9 +443,10 @@ def update_episodes(db: Database, config: Config, as_of: dt.date, calendar: Trad
 MICROCAP = "index.microcap.close"
 
 
-def continue_microcap_index(db: Database, source, as_of: dt.date, calendar: TradingCalendar,
-                            failures: dict[str, str]) -> int:
-    """Store the day's market-cap cross-section and continue ``index.microcap.close`` from it.
+def continue_microcap_index(db: Database, today: pd.DataFrame | None, as_of: dt.date,
+                            calendar: TradingCalendar, failures: dict[str, str]) -> int:
+    """Store the day's market-cap cross-section ``today`` (fetched before the transaction) and
+    continue ``index.microcap.close`` from it.
 
     The index return of ``as_of`` comes from the stored cross-section of the previous trading
     day and today's (``signals.microcap.daily_return``, the recipe of SIGNALS.md section 7); the
@@ -396,9 +455,6 @@ def continue_microcap_index(db: Database, source, as_of: dt.date, calendar: Trad
     """
     from monitor.sources.akshare_source import continue_microcap
 
-    today = source.fetch_cross_section(as_of)
-    failures.update({k: v for k, v in (getattr(source, "failures", {}) or {}).items()
-                     if k == "stock_panel"})
     if today is None or today.empty:
         return 0
     cols = ("date", "code", "close", "total_mv", "is_st", "available_at", "source")

@@ -7,36 +7,47 @@ Choices made on purpose:
   little late (machine busy, process restarted) still runs, and a backlog runs once;
 - the job itself runs every trading day that is due and not yet done (``catch_up``), so a late
   start, a missed evening or a restart never skips a day, and re-running one is a no-op;
-- one daemon per database, enforced with an exclusive lock file next to the database;
-- SIGTERM/SIGINT stop the scheduler from a helper thread and wait for a running cycle to finish.
+- one daemon per database, enforced with an exclusive lock file next to the real database file
+  (symbolic links resolved; the lock file itself is never followed through a link);
+- a database that fails ``PRAGMA quick_check`` stops the start with a one-line reason;
+- a cycle that fails on a lock held by another writer is retried within the evening;
+- delivery runs on its own executor: a hanging Slack request never delays a cycle;
+- SIGTERM/SIGINT stop the scheduler from a helper thread, wait for a running cycle to finish and
+  for a delivery in flight at most a few seconds (its claimed outbox row is retried after its
+  lease).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import fcntl
 import logging
 import os
 import signal
+import stat
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from apscheduler.executors.base import BaseExecutor, run_job
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 
-from monitor.calendar import TradingCalendar
+from monitor.calendar import TradingCalendar, coverage_warning_due
 from monitor.config import Config
 from monitor.cycle import CycleResult, run_cycle
 from monitor.delivery import RetryPolicy, deliver_due
 from monitor.notify import Notifier, make_notifier
 from monitor.sources import Source, make_source
 from storage import runs
-from storage.db import open_db
+from storage.db import is_locked, open_db, quick_check
 
 log = logging.getLogger("regime_monitor.daemon")
-COVERAGE_WARNING_DAYS = 60
+LOCK_RETRY_DELAYS = (30.0, 60.0, 120.0, 300.0, 600.0)  # seconds before each retry of a locked cycle
+DELIVERY_STOP_GRACE = 3.0  # seconds a stopping daemon waits for a delivery in flight
 
 
 class DaemonError(RuntimeError):
@@ -97,13 +108,28 @@ def days_to_run(last_success: dt.date | None, due: dt.date | None, calendar: Tra
     return days[-limit:] if limit > 0 else [due]
 
 
+def _sleep(seconds: float) -> bool:
+    """Sleep ``seconds``; return False (nothing asked to stop)."""
+    time.sleep(seconds)
+    return False
+
+
 class Service:
-    """The I/O edge that wires config, database, source, notifier and clock together."""
+    """The I/O edge that wires config, database, source, notifier and clock together.
+
+    ``retry_delays``: seconds to wait before each new attempt of a cycle that failed on a lock
+    held by another writer; ``wait(seconds)`` waits and returns True when the daemon is stopping
+    (then no further attempt or day is started).
+    """
 
     def __init__(self, config: Config, db_path: str | Path, *, source: Source | None = None,
                  notifier: Notifier | None = None,
-                 clock: Callable[[], dt.datetime] | None = None) -> None:
+                 clock: Callable[[], dt.datetime] | None = None,
+                 retry_delays: Sequence[float] = LOCK_RETRY_DELAYS,
+                 wait: Callable[[float], bool] = _sleep) -> None:
         self.config = config
+        self.retry_delays = tuple(retry_delays)
+        self.wait = wait
         self.db_path = str(db_path)
         self.calendar = TradingCalendar(config.calendar.extra_closed)
         self.trigger = make_trigger(config, self.calendar)
@@ -147,15 +173,36 @@ class Service:
         return run_cycle(self.db, self.config, as_of, self.source, self.calendar)
 
     def catch_up(self) -> list[CycleResult]:
-        """Run every due trading day not yet run successfully, oldest first; stop at a failure."""
+        """Run every due trading day not yet run successfully, oldest first; return their
+        results. A day that fails on a lock is retried (``retry_delays``); any other failure,
+        or a lock outlasting the retries, stops the catch-up (raised). Stops between days when
+        the daemon is stopping."""
         due = latest_due_day(self.trigger, self.calendar, self.clock())
         last = runs.last_success(self.db, "cycle", statuses=runs.EVALUATED)
         results = []
         for day in days_to_run(last, due, self.calendar, self.config.schedule.catch_up_max_days):
-            results.append(self.run_day(day))
+            if self.wait(0):  # stopping: the remaining days are caught up at the next start
+                break
+            results.append(self._run_day_retrying(day))
             log.info("cycle %s: %s (%d rows changed, %d events)", day, results[-1].status,
                      results[-1].changed, len(results[-1].events))
         return results
+
+    def _run_day_retrying(self, day: dt.date) -> CycleResult:
+        """Run ``day``'s cycle; after a failure on a lock (its ``failed`` row is in ``runs``), wait
+        each of ``retry_delays`` and try again. Return the result; raise the last failure."""
+        for attempt, delay in enumerate((*self.retry_delays, None), start=1):
+            try:
+                return self.run_day(day)
+            except Exception as exc:
+                if delay is None or not is_locked(exc):
+                    raise
+                log.warning("cycle %s failed on a lock held by another writer (%s): retry %d of "
+                            "%d in %g s", day, str(exc).splitlines()[0] if str(exc) else "locked",
+                            attempt, len(self.retry_delays), delay)
+                if self.wait(delay):
+                    raise
+        raise AssertionError("unreachable")
 
     def holdings(self, report_date: dt.date | None = None):
         """Run the quarterly fund-holdings job (``monitor.holdings.run_holdings_job``) for
@@ -177,26 +224,95 @@ class Service:
 
 
 def _acquire_lock(db_path: str):
-    lock_path = f"{db_path}.lock"
+    """Take the one-daemon-per-database lock: an exclusive ``flock`` on ``<real db>.lock``, the
+    database path with every symbolic link resolved (two paths to one file share one lock). The
+    lock file is opened with O_NOFOLLOW and must be a regular file: a link planted there is
+    refused, never followed. Return the open lock file (hold it while the daemon runs); raise
+    DaemonError with a one-line reason."""
+    real = os.path.realpath(db_path)
+    lock_path = f"{real}.lock"
     try:
         Path(lock_path).parent.mkdir(parents=True, exist_ok=True)
-        handle = open(lock_path, "a+")  # noqa: SIM115 - held for the daemon's lifetime
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except OSError as exc:
+        why = ("it is a symbolic link: remove it" if exc.errno == errno.ELOOP
+               else exc.strerror or str(exc))
         raise DaemonError(f"cannot open the lock file {lock_path} next to the database {db_path}: "
-                          f"{exc.strerror or exc}") from None
+                          f"{why}") from None
+    handle = os.fdopen(fd, "r+")  # noqa: SIM115 - held for the daemon's lifetime
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        handle.close()
+        raise DaemonError(f"the lock file {lock_path} next to the database {db_path} is not a "
+                          "regular file: remove it")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.seek(0)
-        pid = handle.read().strip() or "?"
+        pid = handle.read(32).strip() or "?"
         handle.close()
+        where = db_path if real == os.path.abspath(db_path) else f"{db_path} (file {real})"
         raise DaemonError(f"another regime-monitor daemon (pid {pid}) is already running on "
-                          f"{db_path}") from None
+                          f"{where}") from None
     handle.seek(0)
     handle.truncate()
     handle.write(str(os.getpid()))
     handle.flush()
     return handle
+
+
+def check_database(db_path: str | Path) -> None:
+    """Refuse a damaged database: raise DaemonError (one line naming the file and the first
+    problem ``PRAGMA quick_check`` reports) instead of failing every evening. A missing file (a
+    first start) or one that cannot be read right now is left to the first cycle to report."""
+    problem = quick_check(db_path)
+    if problem is not None:
+        raise DaemonError(f"database {db_path} is damaged (PRAGMA quick_check: {problem}): not "
+                          "starting; restore it from a backup (`regime-monitor backup`, README "
+                          "\"Backup and restore\")")
+
+
+class DetachedThreadExecutor(BaseExecutor):
+    """An APScheduler executor that runs each job in a daemon thread of its own (the outbox
+    delivery): a request that hangs delays neither the cycle's executor nor the process's exit.
+    ``shutdown(wait=True)`` waits at most ``grace_seconds`` for running jobs, then leaves them
+    (a delivery's claimed outbox row is attempted again after its lease)."""
+
+    def __init__(self, grace_seconds: float = DELIVERY_STOP_GRACE) -> None:
+        super().__init__()
+        self.grace_seconds = grace_seconds
+        self._threads: set[threading.Thread] = set()
+        self._threads_lock = threading.Lock()
+
+    def _do_submit_job(self, job, run_times) -> None:
+        def target() -> None:
+            try:
+                events = run_job(job, job._jobstore_alias, run_times, self._logger.name)
+            except BaseException as exc:
+                self._run_job_error(job.id, exc, exc.__traceback__)
+            else:
+                self._run_job_success(job.id, events)
+            finally:
+                with self._threads_lock:
+                    self._threads.discard(threading.current_thread())
+
+        thread = threading.Thread(target=target, name=f"job-{job.id}", daemon=True)
+        with self._threads_lock:
+            self._threads.add(thread)
+        thread.start()
+
+    def shutdown(self, wait: bool = True) -> None:
+        if not wait:
+            return
+        deadline = time.monotonic() + self.grace_seconds
+        with self._threads_lock:
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        left = [t.name for t in threads if t.is_alive()]
+        if left:
+            log.warning("stopping without waiting for %s (still running after %g s); an outbox "
+                        "row it claimed is attempted again after its lease", ", ".join(left),
+                        self.grace_seconds)
 
 
 def _scheduled(name: str, service_factory: Callable[[], Service]) -> Callable[[], None]:
@@ -246,9 +362,14 @@ def run_daemon(config: Config, db_path: str | Path, config_file: Path | None = N
 
     db_path = str(db_path)
     lock = _acquire_lock(db_path)
+    try:
+        check_database(db_path)
+    except DaemonError:
+        lock.close()
+        raise
     calendar = TradingCalendar(config.calendar.extra_closed)
     today = dt.date.today()
-    if (calendar.coverage_end - today).days <= COVERAGE_WARNING_DAYS:
+    if coverage_warning_due(calendar.coverage_end, today):
         log.warning("the XSHG holiday calendar ends on %s: declare later holidays in "
                     "[calendar] extra_closed (weekdays are assumed open after it)",
                     calendar.coverage_end)
@@ -256,23 +377,21 @@ def run_daemon(config: Config, db_path: str | Path, config_file: Path | None = N
     notifier = make_notifier(config)
 
     current = {"config": config, "source": source, "notifier": notifier}
+    stopping = threading.Event()
 
     def factory() -> Service:
         return Service(current["config"], db_path, source=current["source"],
-                       notifier=current["notifier"])
+                       notifier=current["notifier"], wait=stopping.wait)
 
+    # the cycle (and the holdings job) on one worker; delivery on its own, detached threads
     scheduler = BlockingScheduler(timezone=config.schedule.timezone,
-                                  executors={"default": ThreadPoolExecutor(1)})
+                                  executors={"default": ThreadPoolExecutor(1),
+                                             "delivery": DetachedThreadExecutor()})
     trigger = make_trigger(config, calendar)
     scheduler.add_job(_scheduled("catch_up", factory), trigger, id="cycle",
                       name="daily cycle", misfire_grace_time=config.schedule.misfire_grace_seconds,
                       coalesce=True, max_instances=1)
-    scheduler.add_job(_scheduled("deliver", factory), IntervalTrigger(minutes=1),
-                      id="deliver", name="outbox delivery", misfire_grace_time=60, coalesce=True,
-                      max_instances=1)
     _schedule_holdings(scheduler, config, _scheduled("holdings", factory))
-
-    stopping = threading.Event()
 
     def shutdown() -> None:
         try:
@@ -329,9 +448,13 @@ def run_daemon(config: Config, db_path: str | Path, config_file: Path | None = N
     signal.signal(signal.SIGINT, stop)
     log.info("regime-monitor daemon started on %s (pid %d); cycle: %s", db_path, os.getpid(),
              trigger)
-    # Start-up: catch up the trading days missed since the last successful run, then deliver.
+    # Start-up: catch up the trading days missed since the last successful run; delivery starts
+    # with the scheduler (first run at once), on its own executor.
     _scheduled("catch_up", factory)()
-    _scheduled("deliver", factory)()
+    scheduler.add_job(_scheduled("deliver", factory), IntervalTrigger(minutes=1),
+                      id="deliver", name="outbox delivery", executor="delivery",
+                      next_run_time=dt.datetime.now(ZoneInfo(config.schedule.timezone)),
+                      misfire_grace_time=60, coalesce=True, max_instances=1)
     try:
         if not stopping.is_set():
             scheduler.start()

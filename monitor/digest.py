@@ -68,7 +68,7 @@ def is_summary_day(day: dt.date, next_trading_day: dt.date, enabled: bool) -> bo
 
 def build(as_of: str, items: list[dict], firing: list[str], pending: list[str],
           composite: dict, *, active: list[dict] | None = None, context: list[dict] | None = None,
-          risk: dict | None = None, summary: bool = False) -> dict:
+          risk: dict | None = None, summary: bool = False, notes: list[str] | None = None) -> dict:
     """Return the digest payload for ``as_of`` (JSON data, no formatting).
 
     ``items`` are the notifications of the day (rule, severity, kind, since, explain,
@@ -76,7 +76,8 @@ def build(as_of: str, items: list[dict], firing: list[str], pending: list[str],
     cycle; ``composite`` the count and names of conditions holding today; ``active`` every firing
     alert as ``{rule, severity, since}`` (default: those among ``items``); ``context`` the regime
     context (:func:`monitor.context.evaluate_context`); ``risk`` the headline block
-    (:func:`risk_block`); ``summary`` marks the weekly summary.
+    (:func:`risk_block`); ``summary`` marks the weekly summary; ``notes`` are one-line remarks
+    about the monitor itself shown with every digest (e.g. the holiday calendar running out).
     """
     items = sorted(items, key=lambda i: (SEVERITY_ORDER[i["severity"]], i["kind"], i["rule"]))
     counts = {
@@ -93,7 +94,8 @@ def build(as_of: str, items: list[dict], firing: list[str], pending: list[str],
                                            a["rule"]))
     return {"as_of": as_of, "summary": bool(summary), "counts": counts, "items": items,
             "firing": sorted(firing), "pending": sorted(pending), "active": active,
-            "composite": composite, "context": list(context or []), "risk": risk}
+            "composite": composite, "context": list(context or []), "risk": risk,
+            "notes": list(notes or [])}
 
 
 def risk_block(value: float | None, context: str | Mapping | None, rules: list[dict]) -> dict:
@@ -297,6 +299,8 @@ def render_text(payload: dict) -> str:
         lines.append(still_firing_text(rest))
     elif payload.get("summary") and not payload.get("active"):
         lines.append("Nothing is firing.")
+    for note in payload.get("notes") or []:
+        lines.append(f"Note: {note}")
     for item in shown:
         lines.append("")
         since = f" since {item['since']}" if item.get("since") else ""

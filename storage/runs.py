@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
+from collections.abc import Callable, Iterable
 
 from sqlite_utils import Database
+
+from storage.db import immediate, is_locked
 
 COLUMNS = ("id", "job", "as_of", "started", "finished", "status", "error", "detail")
 
@@ -24,6 +28,31 @@ FETCH_FAILED = "fetch_failed"  # evaluated on the stored data; no series could b
 FAILED = "failed"  # an error: nothing was written
 CLOSED = "closed"  # the live source published no index data for the day: the market was closed
 EVALUATED = (OK, PARTIAL, FETCH_FAILED, CLOSED)
+
+
+FAILURE_RECORD_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0)  # seconds between attempts (plus busy timeouts)
+
+
+def record_failure(db: Database, job: str, as_of: str, started: str, finished: str, error: str,
+                   delays: Iterable[float] = FAILURE_RECORD_DELAYS,
+                   sleep: Callable[[float], object] = time.sleep) -> int:
+    """Insert a ``failed`` run row in its own IMMEDIATE transaction; return its id.
+
+    The failure being recorded may itself be a lock held by another writer: an attempt that
+    finds the database locked (after the connection's busy timeout) is retried after each of
+    ``delays`` (seconds), so the row lands once the other writer is done. Raises the last lock
+    error when every attempt found the database locked; any other error at once.
+    """
+    pauses = list(delays)
+    for attempt in range(len(pauses) + 1):
+        try:
+            with immediate(db):
+                return record(db, job, as_of, started, finished, FAILED, error=error)
+        except Exception as exc:
+            if not is_locked(exc) or attempt == len(pauses):
+                raise
+            sleep(pauses[attempt])
+    raise AssertionError("unreachable")
 
 
 def has_success(db: Database, job: str, as_of: str, statuses: tuple[str, ...] = (OK,)) -> bool:

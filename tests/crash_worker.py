@@ -102,8 +102,12 @@ def demo_source(config):
 
 
 def install_transaction_markers() -> None:
-    """Mark the outer transactions of ``db.atomic()`` (BEGIN and after COMMIT)."""
+    """Mark the outer transactions of ``db.atomic()`` and the cycle's ``immediate(db)`` (BEGIN
+    and after COMMIT)."""
+    import monitor.cycle
+
     original = sqlite_utils.Database.atomic
+    original_immediate = monitor.cycle.immediate
 
     @contextlib.contextmanager
     def atomic(self):
@@ -113,11 +117,18 @@ def install_transaction_markers() -> None:
         if outer:
             mark("C")
 
+    @contextlib.contextmanager
+    def immediate(db):
+        with original_immediate(db) as same:
+            yield same
+        mark("C")
+
     sqlite_utils.Database.atomic = atomic
+    monitor.cycle.immediate = immediate
 
 
 def trace(statement: str) -> None:
-    if statement == "BEGIN":
+    if statement in ("BEGIN", "BEGIN IMMEDIATE"):
         mark("B")
     elif statement == "COMMIT":
         mark("c")

@@ -1,11 +1,25 @@
-"""The console notifier: prints each digest (used when no Slack destination is configured)."""
+"""The console notifier: prints each digest (used when no Slack destination is configured).
+
+Everything printed to a terminal passes :func:`terminal_safe`: config text (rule names, explain),
+database content and remote answers must not drive the terminal with control sequences.
+"""
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import TextIO
 
 from monitor import digest
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1 control characters
+
+
+def terminal_safe(text: str, keep: str = "") -> str:
+    """Return ``text`` with every C0/C1 control character (and DEL) written as a visible escape
+    (ESC -> ``\\x1b``), except the characters in ``keep`` (e.g. ``"\\n"`` for multi-line text)."""
+    return _CONTROL.sub(lambda m: m.group() if m.group() in keep else f"\\x{ord(m.group()):02x}",
+                        text)
 
 
 class ConsoleNotifier:
@@ -17,5 +31,5 @@ class ConsoleNotifier:
     def send(self, payload: dict, dedup_key: str) -> None:
         out = self.stream or sys.stdout
         rule = "-" * 78
-        out.write(f"{rule}\n{digest.render_text(payload)}\n{rule}\n")
+        out.write(f"{rule}\n{terminal_safe(digest.render_text(payload), keep=chr(10))}\n{rule}\n")
         out.flush()
