@@ -301,25 +301,36 @@ def _risk_history(db: Database, calendar: TradingCalendar, sig: signals.Signal, 
 
 
 def _knowledge_states(db: Database, sig: signals.Signal, frame: pd.DataFrame, late: list[str],
-                      all_days: list[dt.date], days: list[dt.date], params: Mapping[str, Any]):
-    """Compute a signal with lagged inputs: one pass per set of visible lagged observations."""
-    marks = ",".join("?" * len(late))
-    changes = sorted({dt.date.fromisoformat(r[0]) for r in db.execute(
-        f"SELECT DISTINCT available_at FROM observations WHERE series IN ({marks}) AND "
-        "available_at > ? AND available_at <= ?", [*late, days[0].isoformat(), days[-1].isoformat()])})
+                      all_days: list[dt.date], days: list[dt.date], params: Mapping[str, Any]
+                      ) -> tuple[pd.Series, pd.Series | None]:
+    """Return (values, contexts) of a signal with late or revised inputs on ``days``, each as the
+    daily cycle of that day computes it (values in the signal's unit, NaN: not computable).
+
+    The days are cut where a value of a ``late`` input dated earlier becomes known (a late
+    publication or a revision: ``observations.change_days``); every other value appears on its
+    own date. Within a stretch, the data known at its last day, read up to any day of it, is what
+    was known on that day, so one causal pass per stretch gives every day of it: a daily series
+    revised once costs two passes, not one per day.
+    """
+    changes = observations.change_days(db, late, days[0], days[-1])
     bounds = [days[0], *changes]
     index = pd.DatetimeIndex(pd.to_datetime(days))
     vals = pd.Series(np.nan, index=index, dtype=float)
-    ctx = None
+    ctx: pd.Series | None = None
     for i, known in enumerate(bounds):
         upto = bounds[i + 1] if i + 1 < len(bounds) else None
-        visible = frame.copy()
-        visible[late] = observations.load_frame(db, late, all_days, known)[late].to_numpy()
-        v, c = sig.compute(visible, params)
         mask = (index >= pd.Timestamp(known)) & ((index < pd.Timestamp(upto)) if upto else True)
+        if not mask.any():
+            continue  # no trading day before the next change
+        last = days[int(np.flatnonzero(mask)[-1])]  # the stretch's last day: its knowledge
+        visible = frame.copy()
+        visible[late] = observations.load_frame(db, late, all_days, last)[late].to_numpy()
+        v, c = sig.compute(visible, params)
         vals[mask] = v.reindex(index)[mask].to_numpy()
-        if c is not None and ctx is None:
-            ctx = c
+        if c is not None:
+            if ctx is None:
+                ctx = pd.Series(None, index=index, dtype=object)
+            ctx[mask] = c.reindex(index)[mask].to_numpy()
     return vals, ctx
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,22 @@ ON CONFLICT (series, date) DO UPDATE SET
 WHERE observations.value IS NOT excluded.value
 """
 REVISIONS = "observation_revisions"
+
+
+BULK_CACHE_KIB = 128 * 1024  # page cache during a large write (an import), KiB
+
+
+@contextmanager
+def large_write(db: Database, cache_kib: int = BULK_CACHE_KIB) -> Iterator[None]:
+    """Within the block, the connection's page cache is ``cache_kib`` KiB (then restored): a
+    write of millions of rows in one transaction keeps the pages it revisits (one per series and
+    per day in the indexes) in memory instead of spilling them to the WAL again and again."""
+    before = db.execute("PRAGMA cache_size").fetchone()[0]
+    db.execute(f"PRAGMA cache_size = -{int(cache_kib)}")
+    try:
+        yield
+    finally:
+        db.execute(f"PRAGMA cache_size = {int(before)}")
 
 
 def has_revisions(db: Database) -> bool:
@@ -56,18 +73,24 @@ def _last_revision(db: Database) -> int:
 
 
 def change_days(db: Database, series: Sequence[str], after: dt.date, through: dt.date) -> list[dt.date]:
-    """Return the days in (after, through] on which a value of ``series`` becomes visible or is
-    replaced by a revision (``available_at`` of current and earlier values), sorted."""
+    """Return the days in (after, through] on which a value of ``series`` dated earlier becomes
+    visible: a late value (published after its date) or a revision replacing a known value
+    (``available_at > date``, current and earlier values), sorted, as dates.
+
+    Between two consecutive such days, what is known about the days up to any day ``t`` is what
+    is known at the end of that stretch, since every other value appears on its own date: a
+    causal computation over the stretch's last knowledge gives each day's point-in-time value.
+    """
     if not series:
         return []
     marks = ",".join("?" * len(series))
     lo, hi = after.isoformat(), through.isoformat()
     sql = (f"SELECT DISTINCT available_at FROM observations WHERE series IN ({marks}) "
-           "AND available_at > ? AND available_at <= ?")
+           "AND available_at > date AND available_at > ? AND available_at <= ?")
     args: list = [*series, lo, hi]
     if has_revisions(db):
         sql += (f" UNION SELECT available_at FROM {REVISIONS} WHERE series IN ({marks}) "
-                "AND available_at > ? AND available_at <= ?")
+                "AND available_at > date AND available_at > ? AND available_at <= ?")
         args += [*series, lo, hi]
     return sorted(dt.date.fromisoformat(r[0]) for r in db.execute(sql, args))
 
