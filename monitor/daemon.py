@@ -451,7 +451,15 @@ def run_daemon(config: Config, db_path: str | Path, config_file: Path | None = N
     # Start-up: catch up the trading days missed since the last successful run; delivery starts
     # with the scheduler (first run at once), on its own executor.
     _scheduled("catch_up", factory)()
-    scheduler.add_job(_scheduled("deliver", factory), IntervalTrigger(minutes=1),
+    deliver, first_done = _scheduled("deliver", factory), threading.Event()
+
+    def delivery_job() -> None:
+        deliver()
+        if not first_done.is_set():
+            first_done.set()
+            log.info("start-up delivery run finished")
+
+    scheduler.add_job(delivery_job, IntervalTrigger(minutes=1),
                       id="deliver", name="outbox delivery", executor="delivery",
                       next_run_time=dt.datetime.now(ZoneInfo(config.schedule.timezone)),
                       misfire_grace_time=60, coalesce=True, max_instances=1)
