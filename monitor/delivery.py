@@ -168,8 +168,10 @@ def deliver_due(db: Database, notifier: Notifier, now: dt.datetime | None = None
         chart = None
         try:
             chart = _chart(db, payload) if getattr(notifier, "uploads_charts", False) else None
-            answer = (notifier.send(payload, key, chart=True) if chart is not None
-                      else notifier.send(payload, key))
+            answer = _posted_before(db, notifier, row)
+            if answer is None:
+                answer = (notifier.send(payload, key, chart=True) if chart is not None
+                          else notifier.send(payload, key))
         except DeliveryError as exc:
             attempts = row["attempts"] + 1
             if exc.permanent:
@@ -216,6 +218,36 @@ def deliver_due(db: Database, notifier: Notifier, now: dt.datetime | None = None
                     db, row["id"], destination, sent_payload, note, channel, ts, False)
     _finish_charts(db, notifier, now, owed)
     return sent
+
+
+def _posted_before(db: Database, notifier: Notifier, row: dict) -> dict | None:
+    """For a row attempted before (a timeout, a dropped connection or an ended process may have
+    left Slack holding the message without our knowing), return Slack's answer for that earlier
+    post when the channel's history has a digest with the row's dedup key, else None (post it).
+
+    Only notifiers that can read their history (``find_posted``: a bot token) are asked. When the
+    history cannot be read (no ``channels:history`` scope, no channel ID known yet, an error),
+    the row is posted again, and a warning says that a duplicate is possible.
+    """
+    if row["attempts"] == 0 or not hasattr(notifier, "find_posted"):
+        return None
+    key = row["dedup_key"]
+    channel = notifier.channel_id(outbox.last_posted_channel(db, notifier.destination))
+    if channel is None:
+        log.warning("outbox %s: retrying; no channel ID known yet to check whether the earlier "
+                    "attempt reached Slack, so a duplicate is possible", key)
+        return None
+    oldest = dt.datetime.fromisoformat(row["created_at"]).timestamp() - 60
+    try:
+        found = notifier.find_posted(key, channel, oldest)
+    except DeliveryError as exc:
+        log.warning("outbox %s: retrying; could not check whether the earlier attempt reached "
+                    "Slack (%s), so a duplicate is possible", key, exc)
+        return None
+    if found:
+        log.info("outbox %s: the earlier attempt had reached Slack (ts %s): recorded, not posted "
+                 "again", key, found.get("ts"))
+    return found
 
 
 def _upload_chart(notifier: Notifier, chart: Callable[[], tuple[bytes, str]], payload: dict,

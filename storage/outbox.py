@@ -84,6 +84,14 @@ def due(db: Database, now: str) -> list[dict]:
     return [dict(zip(COLUMNS, r, strict=True)) for r in cur]
 
 
+def last_posted_channel(db: Database, destination: str) -> str | None:
+    """Return the channel ID Slack answered for the latest message accepted at ``destination``
+    (None when there is none)."""
+    row = db.execute("SELECT posted_channel FROM outbox WHERE destination = ? AND posted_channel "
+                     "IS NOT NULL ORDER BY sent_at DESC LIMIT 1", [destination]).fetchone()
+    return row[0] if row else None
+
+
 def claim(db: Database, row_id: int, next_attempt_at: str, lease_until: str, now: str) -> bool:
     """Claim a due row for one delivery attempt; return False when another deliverer has it.
 

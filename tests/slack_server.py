@@ -62,6 +62,8 @@ class SlackServer:
         self._lock = threading.Lock()
         self._n = 0
         self._hooks: dict[str, list] = defaultdict(list)
+        self.messages: list[dict] = []  # the posts answered ok (ts, text, metadata), oldest first
+        self.history = False  # True: conversations.history answers (the channels:history scope)
         self._closing = threading.Event()
         self.bytes_sent = 0  # answer bytes written to clients (padding and trickles included)
         server = self
@@ -185,9 +187,20 @@ class SlackServer:
             return Reply(200, {"ok": False, "error": "invalid_auth"})
         if method == "chat.postMessage":
             body = req.body if isinstance(req.body, dict) else {}
-            return Reply(200, {"ok": True, "channel": CHANNEL_ID, "ts": f"{1700000000 + n}.000100",
+            message = {"ts": f"{1700000000 + n}.000100", "text": body.get("text"),
+                       "metadata": body.get("metadata")}
+            with self._lock:
+                self.messages.append(message)
+            return Reply(200, {"ok": True, "channel": CHANNEL_ID, "ts": message["ts"],
                                "message": {"text": body.get("text"),
                                            "metadata": body.get("metadata")}})
+        if method == "conversations.history":
+            if not self.history:
+                return Reply(200, {"ok": False, "error": "missing_scope"})
+            with self._lock:
+                newest_first = list(reversed(self.messages))
+            return Reply(200, {"ok": True, "messages": newest_first, "has_more": False,
+                               "response_metadata": {"next_cursor": ""}})
         if method == "files.getUploadURLExternal":
             return Reply(200, {"ok": True, "upload_url": f"{self.base}/upload/F{n:06d}",
                                "file_id": f"F{n:06d}"})

@@ -384,3 +384,39 @@ def test_a_pending_chart_is_uploaded_later_into_the_thread_without_posting_again
     assert r["sent_at"] and r["chart_due"] == 0 and r["last_error"] is None
     assert deliver_due(db, notifier, lease + dt.timedelta(hours=1), POLICY) == 0
     assert len(server.calls("files.completeUploadExternal")) == 1
+
+
+# -- item 8: an unanswered post is looked up before it is posted again ---------------------------
+
+@pytest.mark.parametrize("history", [True, False])
+def test_a_retry_after_an_unanswered_post_looks_for_it_in_the_channel_first(
+        server, monkeypatch, db, now, history, caplog):
+    """Slack stores the post but its answer never arrives (trickled past the deadline). With the
+    ``channels:history`` scope the retry finds the digest by its dedup key and records it: one
+    post. Without the scope it posts again, and the warning says a duplicate is possible."""
+    notifier = bot(server, monkeypatch, chart=False, timeout_seconds=2, channel=CHANNEL_ID)
+    server.history = history
+    server.script("chat.postMessage", Reply(200, {"ok": True, "channel": CHANNEL_ID,
+                                                  "ts": "1700000001.000100"}, trickle=1.0))
+
+    def stored_although_unanswered(req) -> None:
+        if len(server.calls("chat.postMessage")) == 1:
+            server.messages.append({"ts": "1700000001.000100", "text": req.body.get("text"),
+                                    "metadata": req.body.get("metadata")})
+
+    server.on("chat.postMessage", stored_although_unanswered)
+    caplog.set_level(logging.INFO, logger="regime_monitor")
+    assert deliver_due(db, notifier, now, POLICY) == 0
+    assert "timed out" in row(db)["last_error"]
+    assert deliver_due(db, notifier, now + dt.timedelta(seconds=31), POLICY) == 1
+    r = row(db)
+    assert r["sent_at"] is not None
+    posts = server.calls("chat.postMessage")
+    assert len(server.calls("conversations.history")) == 1
+    if history:
+        assert len(posts) == 1 and r["posted_ts"] == "1700000001.000100"
+        assert "the earlier attempt had reached Slack" in caplog.text
+    else:
+        assert len(posts) == 2 and r["posted_ts"] != "1700000001.000100"
+        assert "a duplicate is possible" in caplog.text
+    assert TOKEN not in caplog.text

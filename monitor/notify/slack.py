@@ -24,6 +24,7 @@ import base64
 import http.client
 import logging
 import math
+import re
 import socket
 import threading
 import time
@@ -263,6 +264,10 @@ def connection_error(exc: BaseException, what: str = "slack") -> DeliveryError:
     return DeliveryError(f"{what}: connection error: {name}")
 
 
+_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")  # a Slack conversation ID, e.g. C0123ABCD
+HISTORY_PAGES = 5  # pages of 200 messages searched for an earlier attempt's digest
+
+
 class SlackNotifier:
     """Posts digests to a channel with a bot token, or to an incoming webhook."""
 
@@ -275,6 +280,7 @@ class SlackNotifier:
             raise ValueError("a bot token needs a channel (notify.slack.channel)")
         self.channel = channel
         self.inhibit = inhibit
+        self._seen_channel: str | None = None
         self._secrets = [s for s in (token, webhook_url) if s]
         if token:
             self.destination = f"slack:{channel}"
@@ -316,6 +322,49 @@ class SlackNotifier:
             result["chart"] = self.upload_chart(chart, payload["as_of"], result)
         return result
 
+    def channel_id(self, known: str | None = None) -> str | None:
+        """Return the channel's Slack ID for reading its history: ``notify.slack.channel`` when it
+        is an ID, else ``known`` (the channel Slack answered for an earlier post), else the one
+        this notifier's own posts were answered with; None when there is none yet."""
+        if self.channel and _CHANNEL_ID.match(self.channel):
+            return self.channel
+        return known or self._seen_channel
+
+    def find_posted(self, dedup_key: str, channel: str, oldest: float) -> dict | None:
+        """Return ``{"ok", "channel", "ts", "found"}`` of the digest this app already posted with
+        ``dedup_key`` in its metadata, searching ``channel``'s history since ``oldest`` (Unix
+        seconds), or None when Slack has no such message. Only with a bot token (None for a
+        webhook). Raises DeliveryError when the history cannot be read (e.g. the app lacks the
+        ``channels:history`` scope): the caller then cannot rule out a duplicate."""
+        if self._client is None:
+            return None
+        cursor = None
+        for _ in range(HISTORY_PAGES):
+            data = {"channel": channel, "oldest": f"{oldest:.6f}", "limit": 200,
+                    "include_all_metadata": "true"}
+            if cursor:
+                data["cursor"] = cursor
+            try:
+                resp = self._client.api_call("conversations.history", http_verb="POST", data=data)
+            except SlackApiError as exc:
+                raise self._fail(api_error(exc, "slack history")) from None
+            except TransportError as exc:
+                raise self._fail(DeliveryError(f"slack history: {exc.reason}")) from None
+            except (OSError, http.client.HTTPException) as exc:
+                raise self._fail(connection_error(exc, "slack history")) from None
+            except SlackClientError as exc:
+                raise self._fail(DeliveryError(f"slack history: client error: "
+                                               f"{type(exc).__name__}")) from None
+            for message in resp.get("messages") or []:
+                meta = message.get("metadata") or {}
+                if (meta.get("event_type") == EVENT_TYPE
+                        and (meta.get("event_payload") or {}).get("dedup_key") == dedup_key):
+                    return {"ok": True, "channel": channel, "ts": message.get("ts"), "found": True}
+            cursor = (resp.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return None
+        return None
+
     def send_test(self) -> dict:
         """Post a short test message; return what Slack answered."""
         stamp = time.strftime("%Y-%m-%d %H:%M:%S %Z")
@@ -332,6 +381,7 @@ class SlackNotifier:
                 resp = self._client.chat_postMessage(channel=self.channel, text=text, blocks=blocks,
                                                      metadata=metadata, unfurl_links=False,
                                                      unfurl_media=False)
+                self._seen_channel = resp.get("channel") or self._seen_channel
                 return {"ok": True, "channel": resp.get("channel"), "ts": resp.get("ts")}
             resp = self._webhook.send(text=text, blocks=blocks, metadata=metadata,
                                       unfurl_links=False, unfurl_media=False)
