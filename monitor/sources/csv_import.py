@@ -10,8 +10,6 @@ so a bad file leaves the database unchanged. Errors are one line naming file, li
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +22,7 @@ from sqlite_utils import Database
 from monitor import holdings
 from monitor import series as canonical
 from storage import observations, runs
+from storage.staging import Staging
 from storage.util import dumps, utc_now
 
 LONG_COLUMNS = ("date", "series", "value")
@@ -115,7 +114,9 @@ def _line(i: int) -> int:
     return int(i) + 2  # header is line 1
 
 
-def _dates(path: Path, frame: pd.DataFrame, column: str, today: dt.date) -> pd.Series:
+def _stamps(path: Path, frame: pd.DataFrame, column: str, today: dt.date) -> pd.Series:
+    """Return ``frame[column]`` parsed as YYYY-MM-DD days (Timestamps at midnight); a value that
+    is no such day, or is after ``today``, is a CsvImportError naming its line."""
     parsed = pd.to_datetime(frame[column], format="%Y-%m-%d", errors="coerce")
     bad = parsed.isna()
     if bad.any():
@@ -127,7 +128,17 @@ def _dates(path: Path, frame: pd.DataFrame, column: str, today: dt.date) -> pd.S
         i = future.idxmax()
         raise CsvImportError(f"{_name(path)}: line {_line(i)}, column {column}: "
                              f"{shown(frame.at[i, column])} is in the future")
-    return parsed.dt.date
+    return parsed
+
+
+def _dates(path: Path, frame: pd.DataFrame, column: str, today: dt.date) -> pd.Series:
+    """``_stamps`` as ``datetime.date`` values."""
+    return _stamps(path, frame, column, today).dt.date
+
+
+def _iso(stamps: pd.Series) -> list[str]:
+    """Return the days of ``stamps`` as ISO strings (YYYY-MM-DD)."""
+    return stamps.to_numpy().astype("datetime64[D]").astype(str).tolist()
 
 
 def _numbers(path: Path, frame: pd.DataFrame, column: str, allow_empty: bool = False) -> pd.Series:
@@ -158,78 +169,16 @@ def _header(path: Path, frame: pd.DataFrame) -> str:
         f"{','.join(HOLDINGS_COLUMNS)}[,fund_type]")
 
 
-class _Work:
-    """A scratch SQLite file in a private temporary directory: a file's validated rows wait
-    there between the validation pass and the write, so memory does not grow with the file."""
-
-    def __init__(self) -> None:
-        self._dir = tempfile.TemporaryDirectory(prefix="regime-monitor-import-")
-        self.conn = sqlite3.connect(Path(self._dir.name) / "work.db", isolation_level=None)
-        for pragma in ("journal_mode = OFF", "synchronous = OFF", "cache_size = -16000"):
-            self.conn.execute(f"PRAGMA {pragma}")
-        self.tables = 0
-
-    def table(self, columns: str, key: str) -> str:
-        self.tables += 1
-        name = f"t{self.tables}"
-        self.conn.execute(f"CREATE TABLE {name} ({columns}, line INTEGER NOT NULL, "
-                          f"PRIMARY KEY ({key}))")
-        return name
-
-    def insert(self, path: Path, table: str, rows: list[tuple], key: Callable[[tuple], tuple],
-               what: Callable[[tuple], str]) -> None:
-        """Insert ``rows`` (their line number last); a key already stored (a duplicate in the
-        file) is a CsvImportError naming the duplicate's first line."""
-        width = len(rows[0]) if rows else 0
-        marks = ",".join("?" * width)
-        try:
-            self.conn.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
-            return
-        except sqlite3.IntegrityError:
-            pass
-        keys = [r[1] for r in self.conn.execute(f"PRAGMA table_info({table})") if r[5]]
-        where = " AND ".join(f"{k} = ?" for k in keys)
-        first = None
-        for row in rows:
-            self.conn.execute(f"INSERT OR IGNORE INTO {table} VALUES ({marks})", row)
-            found = self.conn.execute(f"SELECT line FROM {table} WHERE {where}", key(row)).fetchone()
-            if found and found[0] != row[-1] and (first is None or found[0] < first[0]):
-                first = (found[0], row)
-        assert first is not None
-        raise CsvImportError(f"{_name(path)}: line {first[0]}: {what(first[1])}")
-
-    def median(self, table: str, column: str, where: str, args: list) -> float | None:
-        """Return the median of ``column`` over the rows matching ``where`` (None: no row)."""
-        n = self.conn.execute(f"SELECT COUNT({column}) FROM {table} WHERE {where}", args).fetchone()[0]
-        if not n:
-            return None
-        sql = (f"SELECT {column} FROM {table} WHERE {where} AND {column} IS NOT NULL "
-               f"ORDER BY {column} LIMIT ? OFFSET ?")
-        mid = [r[0] for r in self.conn.execute(sql, [*args, 2 - n % 2, (n - 1) // 2])]
-        return float(sum(mid) / len(mid))
-
-    def rows(self, sql: str, args: list, size: int) -> Iterator[list[tuple]]:
-        cur = self.conn.execute(sql, args)
-        while batch := cur.fetchmany(size):
-            yield batch
-
-    def close(self) -> None:
-        self.conn.close()
-        self._dir.cleanup()
-
-
-def parse_long(path: Path, chunks: Iterator[pd.DataFrame], today: dt.date, work: _Work) -> str:
+def parse_long(path: Path, chunks: Iterator[pd.DataFrame], today: dt.date, work: Staging) -> str:
     """Validate a long-format file chunk by chunk into a table of ``work``; return its name.
 
     The table holds (series, date, value, available_at, explicit, line): values in canonical
     units, ISO days, ``explicit`` 1 where the file gave the row's available_at.
     """
-    table = work.table("series TEXT, date TEXT, value REAL, available_at TEXT, explicit INTEGER",
-                       "series, date")
+    table = work.table(("series", "date", "value", "available_at", "explicit"), ("series", "date"))
     kinds: dict[str, canonical.SeriesKind] = {}
-    lag = dt.timedelta(days=FUNDS_LAG_DAYS)
     for frame in chunks:
-        dates = _dates(path, frame, "date", today)
+        dates = _stamps(path, frame, "date", today)
         values = _numbers(path, frame, "value")
         names = frame["series"].str.strip()
         for name in names.unique():
@@ -241,34 +190,37 @@ def parse_long(path: Path, chunks: Iterator[pd.DataFrame], today: dt.date, work:
                                          f"{shown_repr(name)} is not a canonical series name "
                                          "(see README: bring your own data)")
                 kinds[name] = kind
-        for name, vals in values.groupby(names):
-            kind = kinds[name]
-            outside = (vals < kind.low) | (vals > kind.high)
-            if outside.any():
-                i = outside.idxmax()
-                raise CsvImportError(
-                    f"{_name(path)}: line {_line(i)}, series {name}: value {vals[i]:g} is outside "
-                    f"the plausible range {kind.low:g}..{kind.high:g} {kind.unit}"
-                    f"{canonical.unit_hint(kind, float(vals.median()))}")
+        low = names.map({n: k.low for n, k in kinds.items()})
+        high = names.map({n: k.high for n, k in kinds.items()})
+        outside = (values < low) | (values > high)
+        if outside.any():
+            i = outside.idxmax()
+            name, kind = names[i], kinds[names[i]]
+            raise CsvImportError(
+                f"{_name(path)}: line {_line(i)}, series {name}: value {values[i]:g} is outside "
+                f"the plausible range {kind.low:g}..{kind.high:g} {kind.unit}"
+                f"{canonical.unit_hint(kind, float(values[names == name].median()))}")
         if "available_at" in frame.columns:
             given = frame["available_at"].str.strip() != ""
-            available = _dates(path, frame.assign(available_at=frame["available_at"].where(
+            available = _stamps(path, frame.assign(available_at=frame["available_at"].where(
                 given, frame["date"])), "available_at", today + dt.timedelta(days=3660))
-            early = pd.Series([a < d for a, d in zip(available, dates, strict=True)], index=frame.index)
+            early = available < dates
             if early.any():
                 i = early.idxmax()
                 raise CsvImportError(f"{_name(path)}: line {_line(i)}, column available_at: "
-                                     f"{available[i]} is before the date {dates[i]}")
-            explicit = given.astype(int)
+                                     f"{available[i].date()} is before the date {dates[i].date()}")
+            explicit = given.to_numpy(dtype=int)
         else:
-            available = pd.Series([d + lag if kinds[n].lagged else d
-                                   for n, d in zip(names, dates, strict=True)], index=frame.index)
-            explicit = pd.Series(0, index=frame.index)
-        rows = [(n, d.isoformat(), float(v), a.isoformat(), int(e), _line(i))
-                for i, n, d, v, a, e in zip(frame.index, names, dates, values, available, explicit,
-                                            strict=True)]
-        work.insert(path, table, rows, key=lambda r: r[:2],
-                    what=lambda r: f"duplicate date {r[1]} for series {r[0]}")
+            lagged = names.map({n: k.lagged for n, k in kinds.items()}).to_numpy(dtype=bool)
+            available = dates + pd.to_timedelta(np.where(lagged, FUNDS_LAG_DAYS, 0), unit="D")
+            explicit = np.zeros(len(frame), dtype=int)
+        rows = list(zip(names.tolist(), _iso(dates), values.tolist(), _iso(available),
+                        explicit.tolist(), (frame.index.to_numpy() + 2).tolist(), strict=True))
+        work.append(table, rows)
+    dup = work.first_duplicate(table)
+    if dup:
+        (name, day), line = dup
+        raise CsvImportError(f"{_name(path)}: line {line}: duplicate date {day} for series {name}")
     for name, kind in sorted(kinds.items()):
         if kind.unit == "percent":
             median = work.median(table, "value", "series = ?", [name])
@@ -278,13 +230,12 @@ def parse_long(path: Path, chunks: Iterator[pd.DataFrame], today: dt.date, work:
     return table
 
 
-def parse_panel(path: Path, chunks: Iterator[pd.DataFrame], today: dt.date, work: _Work) -> str:
+def parse_panel(path: Path, chunks: Iterator[pd.DataFrame], today: dt.date, work: Staging) -> str:
     """Validate a stock-panel file chunk by chunk into a table of ``work``; return its name.
 
     The table holds (date, code, close, total_mv, is_st, line): ISO days, yuan, 0/1.
     """
-    table = work.table("date TEXT, code TEXT, close REAL, total_mv REAL, is_st INTEGER",
-                       "date, code")
+    table = work.table(("date", "code", "close", "total_mv", "is_st"), ("date", "code"))
     for frame in chunks:
         dates = _dates(path, frame, "date", today)
         codes = frame["code"].str.strip()
@@ -303,9 +254,12 @@ def parse_panel(path: Path, chunks: Iterator[pd.DataFrame], today: dt.date, work
                  None if np.isnan(mv) else float(mv), int(st), _line(i))
                 for i, d, c, cl, mv, st in zip(frame.index, dates, codes, close, total_mv, is_st,
                                                strict=True)]
-        work.insert(path, table, rows, key=lambda r: r[:2],
-                    what=lambda r: f"duplicate date {r[0]} for code {r[1]}")
-    median = work.median(table, "total_mv", "1", [])
+        work.append(table, rows)
+    dup = work.first_duplicate(table)
+    if dup:
+        (day, code), line = dup
+        raise CsvImportError(f"{_name(path)}: line {line}: duplicate date {day} for code {code}")
+    median = work.median(table, "total_mv")
     if median is not None and median < 1e7:
         raise CsvImportError(f"{_name(path)}: column total_mv: median {median:g} is too small "
                              "for yuan; convert 1e8 yuan (亿元) to yuan")
@@ -336,7 +290,7 @@ def parse_holdings(path: Path, frame: pd.DataFrame, today: dt.date) -> pd.DataFr
     return out
 
 
-def _validate(path: Path, raw: BinaryIO, today: dt.date, work: _Work, chunk_rows: int
+def _validate(path: Path, raw: BinaryIO, today: dt.date, work: Staging, chunk_rows: int
               ) -> tuple[str, object]:
     """Read and validate one file; return (kind, a table of ``work`` or the holdings frame)."""
     chunks = _chunks(path, raw, chunk_rows)
@@ -379,7 +333,7 @@ def import_files(db: Database, paths: list[Path], today: dt.date | None = None,
     Raises CsvImportError (nothing written) when any file is invalid or unreadable.
     """
     today = today or dt.date.today()
-    work = _Work()
+    work = Staging()
     try:
         parsed: list[tuple[Path, str, object]] = []
         for path in paths:
@@ -402,21 +356,23 @@ _PANEL_UPSERT = (
 
 
 def _write(db: Database, parsed: list[tuple[Path, str, object]], today: dt.date, coverage: str,
-           work: _Work, chunk_rows: int) -> dict[str, int]:
+           work: Staging, chunk_rows: int) -> dict[str, int]:
     """Write the validated files in one transaction; return rows changed per file."""
     started = utc_now()
     changed: dict[str, int] = {}
-    with db.atomic():
+    with observations.large_write(db), db.atomic():
         for path, kind, rows in parsed:
             label = f"csv:{printable(path.name)}"
             if kind == "long":
                 n = 0
-                for explicit in (0, 1):  # a revision is known from the import day, unless told
-                    for batch in work.rows(f"SELECT series, date, value, available_at FROM {rows} "
-                                           "WHERE explicit = ? ORDER BY series, date", [explicit],
-                                           chunk_rows):
-                        n += observations.upsert(db, [(*r, label) for r in batch],
-                                                 revised_from=None if explicit else today.isoformat())
+                for batch in work.rows(rows, ("series", "date", "value", "available_at", "explicit"),
+                                       chunk_rows):
+                    # a revision is known from the import day, unless the file says when
+                    for explicit in (0, 1):
+                        part = [(s, d, v, a, label) for s, d, v, a, e in batch if e == explicit]
+                        if part:
+                            n += observations.upsert(
+                                db, part, revised_from=None if explicit else today.isoformat())
                 changed[str(path)] = n
             elif kind == "holdings":
                 try:
@@ -425,8 +381,8 @@ def _write(db: Database, parsed: list[tuple[Path, str, object]], today: dt.date,
                     raise CsvImportError(f"{_name(path)}: {shown(exc, 300)}") from None
             else:
                 before = db.conn.total_changes
-                for batch in work.rows(f"SELECT date, code, close, total_mv, is_st, date FROM {rows} "
-                                       "ORDER BY date, code", [], chunk_rows):
+                for batch in work.rows(rows, ("date", "code", "close", "total_mv", "is_st", "date"),
+                                       chunk_rows):
                     db.conn.executemany(_PANEL_UPSERT, [(*r, label) for r in batch])
                 changed[str(path)] = db.conn.total_changes - before
         if any(changed.values()):
