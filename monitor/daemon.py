@@ -157,7 +157,8 @@ class Service:
         folder = self.config.source.drop_folder
         if not folder:
             return {}
-        outcome = import_drop_folder(self.db, Path(folder), self.config.source.drop_folder_coverage)
+        outcome = import_drop_folder(self.db, Path(folder), self.config.source.drop_folder_coverage,
+                                     settle_seconds=self.config.source.drop_folder_settle_seconds)
         for name, what in outcome.items():
             log.info("drop folder %s: %s", name, what)
         return outcome

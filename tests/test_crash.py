@@ -959,7 +959,7 @@ _daemon.deliver_due = _shifted_deliver_due
 """ + SEAMED_DAEMON
 assert SHIFT_ENV in DAEMON_SCRIPT
 STARTED = "regime_monitor.daemon: regime-monitor daemon started on "
-SCHEDULER_STARTED = "apscheduler.scheduler: Scheduler started"  # after start-up catch-up, delivery
+SCHEDULER_STARTED = "regime_monitor.daemon: start-up delivery run finished"  # caught up, delivered
 CYCLE_LOGGED = "regime_monitor.daemon: cycle "  # after each cycle of a catch-up
 
 
