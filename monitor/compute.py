@@ -7,6 +7,7 @@ the expanding running maximum of the drawdown signals, one series each).
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import json
 import math
@@ -219,12 +220,13 @@ def history(db: Database, calendar: TradingCalendar, start: dt.date, end: dt.dat
     - Signals whose inputs are available on their own date are computed in one vectorised pass:
       signal functions are causal and their windows sufficient (tested), so each day's value
       equals the daily cycle's.
-    - Signals with a publication lag on an input (quarterly fund data) are computed once per
-      "knowledge state": between two consecutive ``available_at`` days of their lagged inputs the
-      visible data is fixed, so one pass per state gives each day's value.
+    - Signals with a late or revised input (quarterly fund data, a value revised by an import)
+      are computed once per run of days between the days on which such a value dated earlier
+      becomes known (``_stretches``), each run as known on its last day.
     - The regime probability follows the daily cycle's fitting schedule (``_regime_fit``): fits
       are made (and cached in ``regime_fits``) on the same days with the same data, and each day
-      is filtered under the fit of its day.
+      is filtered under the fit of its day (per run of days as above when an input is late or
+      revised).
     """
     wanted = {n for n in (names or list(signals.REGISTRY))}
     full_plan = _plan(observations.series_names(db), params)
@@ -244,10 +246,15 @@ def history(db: Database, calendar: TradingCalendar, start: dt.date, end: dt.dat
     full: dict[str, pd.Series] = {}  # feature values over all days (risk model fits)
     for sig, inputs, _, p in plan:
         sub = _columns(sig, frame, inputs)
-        if sig.state == "regime_fit":
-            values[sig.name] = _regime_history(db, sub, days, p)
-            continue
         late = sorted(lagged.intersection(inputs))
+        if sig.state == "regime_fit":
+            if not late:
+                values[sig.name] = _regime_history(db, sub, days, p)
+            else:  # fits and filter read each run of days as known on its last day
+                values[sig.name] = pd.concat([
+                    _regime_history(db, _as_known(db, sub, late, all_days, run[-1]), run, p)
+                    for run in _stretches(db, late, days)])
+            continue
         if not late:
             vals, ctx = sig.compute(sub, p)
         else:
@@ -300,37 +307,51 @@ def _risk_history(db: Database, calendar: TradingCalendar, sig: signals.Signal, 
     return out, ctx
 
 
+def _stretches(db: Database, late: list[str], days: list[dt.date]) -> list[list[dt.date]]:
+    """Return ``days`` cut into runs of consecutive days between the days on which a value of a
+    ``late`` series dated earlier becomes known (a late publication or a revision:
+    ``observations.change_days``). Every other value appears on its own date, so the data known
+    on a run's last day, read up to any day of the run, is exactly what was known on that day."""
+    changes = observations.change_days(db, late, days[0], days[-1])
+    runs: list[tuple[int, list[dt.date]]] = []
+    for day in days:
+        k = bisect.bisect_right(changes, day)
+        if runs and runs[-1][0] == k:
+            runs[-1][1].append(day)
+        else:
+            runs.append((k, [day]))
+    return [run for _, run in runs]
+
+
+def _as_known(db: Database, frame: pd.DataFrame, late: list[str], all_days: list[dt.date],
+              day: dt.date) -> pd.DataFrame:
+    """Return ``frame`` (read as known at the end of the period) with its ``late`` columns as
+    known on ``day``."""
+    visible = frame.copy()
+    visible[late] = observations.load_frame(db, late, all_days, day)[late].to_numpy()
+    return visible
+
+
 def _knowledge_states(db: Database, sig: signals.Signal, frame: pd.DataFrame, late: list[str],
                       all_days: list[dt.date], days: list[dt.date], params: Mapping[str, Any]
                       ) -> tuple[pd.Series, pd.Series | None]:
     """Return (values, contexts) of a signal with late or revised inputs on ``days``, each as the
     daily cycle of that day computes it (values in the signal's unit, NaN: not computable).
 
-    The days are cut where a value of a ``late`` input dated earlier becomes known (a late
-    publication or a revision: ``observations.change_days``); every other value appears on its
-    own date. Within a stretch, the data known at its last day, read up to any day of it, is what
-    was known on that day, so one causal pass per stretch gives every day of it: a daily series
-    revised once costs two passes, not one per day.
+    One causal pass per run of ``_stretches`` over the data known on the run's last day: a daily
+    series revised once costs two passes, not one per day.
     """
-    changes = observations.change_days(db, late, days[0], days[-1])
-    bounds = [days[0], *changes]
     index = pd.DatetimeIndex(pd.to_datetime(days))
     vals = pd.Series(np.nan, index=index, dtype=float)
     ctx: pd.Series | None = None
-    for i, known in enumerate(bounds):
-        upto = bounds[i + 1] if i + 1 < len(bounds) else None
-        mask = (index >= pd.Timestamp(known)) & ((index < pd.Timestamp(upto)) if upto else True)
-        if not mask.any():
-            continue  # no trading day before the next change
-        last = days[int(np.flatnonzero(mask)[-1])]  # the stretch's last day: its knowledge
-        visible = frame.copy()
-        visible[late] = observations.load_frame(db, late, all_days, last)[late].to_numpy()
-        v, c = sig.compute(visible, params)
-        vals[mask] = v.reindex(index)[mask].to_numpy()
+    for run in _stretches(db, late, days):
+        stamps = pd.DatetimeIndex(pd.to_datetime(run))
+        v, c = sig.compute(_as_known(db, frame, late, all_days, run[-1]), params)
+        vals[stamps] = v.reindex(stamps).to_numpy()
         if c is not None:
             if ctx is None:
                 ctx = pd.Series(None, index=index, dtype=object)
-            ctx[mask] = c.reindex(index)[mask].to_numpy()
+            ctx[stamps] = c.reindex(stamps).to_numpy()
     return vals, ctx
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from monitor import cli
 from monitor.calendar import TradingCalendar
-from monitor.compute import compute_day
+from monitor.compute import compute_day, history
 from monitor.ingest import import_drop_folder
 from monitor.sources.csv_import import CsvImportError, import_files
 from monitor.sources.demo_source import DemoSource
@@ -288,6 +288,29 @@ def test_replay_before_and_after_a_revision(tmp_path, classic_config):
     for when in (day, cal.days(day, imported)[-2], imported, later):
         live = compute_day(db, cal, when, params)
         for name, got in after.loc[pd.Timestamp(when)].items():
+            want = live[name].value
+            assert (got == pytest.approx(want, rel=1e-12)) if want is not None else got != got, (
+                when, name, got, want)
+
+
+def test_a_revised_microcap_close_reaches_the_regime_model_only_from_the_import_day(
+        tmp_path, classic_config):
+    """The regime model's fits and filter in replay/backtest read a revised input as the daily
+    cycle did on each day: the old value before the import day."""
+    end = dt.date(2019, 11, 29)
+    db = open_db(tmp_path / "src.db")
+    observations.upsert(db, DemoSource(classic_config.source.demo_seed).fetch(end, None))
+    day, imported = dt.date(2019, 10, 9), dt.date(2019, 11, 1)
+    old = db.execute("SELECT value FROM observations WHERE series = 'index.microcap.close' AND "
+                     "date = ?", [day.isoformat()]).fetchone()[0]
+    rev = tmp_path / "rev.csv"
+    rev.write_text(f"date,series,value\n{day},index.microcap.close,{old * 0.95}\n")
+    import_files(db, [rev], today=imported)
+    cal, params = TradingCalendar(), classic_config.signal_params()
+    values = history(db, cal, dt.date(2019, 6, 3), end, params)[0]
+    for when in cal.days(day, imported)[:3] + [imported]:
+        live = compute_day(db, cal, when, params)
+        for name, got in values.loc[pd.Timestamp(when)].items():
             want = live[name].value
             assert (got == pytest.approx(want, rel=1e-12)) if want is not None else got != got, (
                 when, name, got, want)
