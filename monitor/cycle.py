@@ -260,7 +260,8 @@ def _run(db: Database, config: Config, as_of: dt.date, data: FetchedDay,
             day, items, firing, pending, {"count": count, "names": names}, active=active,
             context=evaluate_context(config.context, values),
             risk=_risk(db, config, computed, states), summary=summary,
-            notes=[n for n in (coverage_note(calendar.coverage_end, as_of),) if n])
+            notes=[n for n in (coverage_note(calendar.coverage_end, as_of),) if n]
+            + failure_notes(db, day))
         outbox.enqueue(db, key, "digest", day, dumps(payload))
     else:
         outbox.withdraw(db, key)
@@ -274,6 +275,23 @@ def _run(db: Database, config: Config, as_of: dt.date, data: FetchedDay,
                     "notifications": len(items), "digest": int(payload is not None)})
     runs.record(db, JOB, day, started, utc_now(), status, error=error, detail=detail)
     return CycleResult(as_of, status, changed, events, payload, values, failures)
+
+
+JOB_LABELS = {JOB: "The daily cycle", "drop_folder": "A drop-folder file", "holdings":
+              "The fund-holdings job", "backfill": "A backfill month", "import": "An import"}
+MAX_FAILURE_NOTES = 5
+
+
+def failure_notes(db: Database, day: str) -> list[str]:
+    """Return one line per failure recorded in ``runs`` since the previous digest was queued (a
+    failed cycle, a rejected drop-folder file, a failed holdings run), at most
+    ``MAX_FAILURE_NOTES`` and a count of the rest: nothing fails silently."""
+    rows, total = runs.failures_since(db, outbox.last_digest_queued(db, day), MAX_FAILURE_NOTES)
+    notes = [f"{JOB_LABELS.get(r['job'], r['job'])} failed ({r['as_of']}): "
+             f"{(r['error'] or 'no reason recorded')[:200]}" for r in rows]
+    if total > len(rows):
+        notes.append(f"... and {total - len(rows)} more failures: see `regime-monitor status`.")
+    return notes
 
 
 def _risk(db: Database, config: Config, computed: dict[str, SignalValue],

@@ -44,6 +44,7 @@ from monitor.notify import Notifier, make_notifier
 from monitor.sources import Source, make_source
 from storage import runs
 from storage.db import is_locked, open_db, quick_check
+from storage.util import utc_now
 
 log = logging.getLogger("regime_monitor.daemon")
 LOCK_RETRY_DELAYS = (30.0, 60.0, 120.0, 300.0, 600.0)  # seconds before each retry of a locked cycle
@@ -159,8 +160,12 @@ class Service:
             return {}
         outcome = import_drop_folder(self.db, Path(folder), self.config.source.drop_folder_coverage,
                                      settle_seconds=self.config.source.drop_folder_settle_seconds)
+        now = utc_now()
         for name, what in outcome.items():
             log.info("drop folder %s: %s", name, what)
+            if what.startswith("rejected"):  # said in the next digest (monitor.cycle.failure_notes)
+                runs.record_failure(self.db, "drop_folder", self.clock().date().isoformat(), now,
+                                    now, f"{name} {what}"[:500])
         return outcome
 
     def run_day(self, as_of: dt.date | None = None) -> CycleResult:

@@ -71,6 +71,14 @@ def enqueue(db: Database, dedup_key: str, kind: str, as_of: str, payload: str) -
     return db.conn.total_changes - before
 
 
+def last_digest_queued(db: Database, before_as_of: str) -> str | None:
+    """Return when (ISO UTC) the latest digest of a day before ``before_as_of`` was queued, or
+    None when there is none."""
+    row = db.execute("SELECT MAX(created_at) FROM outbox WHERE kind = 'digest' AND as_of < ?",
+                     [before_as_of]).fetchone()
+    return row[0] if row else None
+
+
 def withdraw(db: Database, dedup_key: str) -> int:
     """Delete an unsent row (its day no longer notifies anything); return rows changed."""
     cur = db.execute("DELETE FROM outbox WHERE dedup_key = ? AND sent_at IS NULL", [dedup_key])

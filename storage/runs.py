@@ -74,6 +74,17 @@ def last_success(db: Database, job: str = "cycle", before: dt.date | None = None
     return dt.date.fromisoformat(row[0]) if row and row[0] else None
 
 
+def failures_since(db: Database, after: str | None, limit: int = 5) -> tuple[list[dict], int]:
+    """Return the first ``limit`` ``failed`` runs of any job started after ``after`` (an ISO UTC
+    timestamp; None: all), oldest first, and how many there are in all."""
+    bound = after or ""
+    total = db.execute("SELECT COUNT(*) FROM runs WHERE status = ? AND started > ?",
+                       [FAILED, bound]).fetchone()[0]
+    cur = db.execute(f"SELECT {', '.join(COLUMNS)} FROM runs WHERE status = ? AND started > ? "
+                     "ORDER BY id LIMIT ?", [FAILED, bound, limit])
+    return [dict(zip(COLUMNS, r, strict=True)) for r in cur], int(total)
+
+
 def recent(db: Database, limit: int = 20) -> list[dict]:
     """Return the latest runs, newest first."""
     cur = db.execute(f"SELECT {', '.join(COLUMNS)} FROM runs ORDER BY id DESC LIMIT ?", [limit])

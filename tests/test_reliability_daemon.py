@@ -29,6 +29,7 @@ from monitor.calendar import TradingCalendar
 from monitor.config import load_config
 from monitor.cycle import run_cycle, summary_day
 from monitor.daemon import DaemonError, Service
+from monitor.notify.blocks import render
 from monitor.notify.console import ConsoleNotifier
 from storage import outbox, silences
 from storage.db import open_db
@@ -438,6 +439,65 @@ def test_the_calendar_coverage_note_rides_in_each_digest_from_60_days_before_its
     stream = io.StringIO()
     ConsoleNotifier(stream).send(payload, "k")
     assert note in stream.getvalue()
+    blocks, text = render(payload, "k")
+    assert note in text and note.replace("&", "&amp;") in json.dumps(blocks, ensure_ascii=False)
+
+
+class FailsOn:
+    """The demo source, failing its fetch once on ``day`` (a vendor outage)."""
+
+    def __init__(self, inner, day: dt.date) -> None:
+        self.inner, self.day, self.failed = inner, day, False
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def fetch(self, as_of, since):
+        if as_of == self.day and not self.failed:
+            self.failed = True
+            raise RuntimeError("vendor feed down")
+        return self.inner.fetch(as_of, since)
+
+
+def test_a_failed_cycle_and_a_rejected_drop_file_are_said_in_the_next_digest(tmp_path):
+    """Nothing fails silently: the failures recorded in ``runs`` since the previous digest ride
+    in the next one (console and Slack), once."""
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    config = demo_config(CLASSIC_CONFIG)
+    config = config.model_copy(update={
+        "notify": config.notify.model_copy(update={"weekly_summary": True}),
+        "source": config.source.model_copy(update={"drop_folder": str(drop),
+                                                   "drop_folder_settle_seconds": 0.0})})
+    path = tmp_path / "history.db"
+    clock = {"now": sh(2018, 1, 2)}
+    service = Service(config, path, notifier=RecordingNotifier(), clock=lambda: clock["now"])
+    service.source = FailsOn(service.source, D(2018, 1, 3))
+    try:
+        payloads = {}
+        for day in (D(2018, 1, 2), D(2018, 1, 3), D(2018, 1, 4), D(2018, 1, 5), D(2018, 1, 8),
+                    D(2018, 1, 9), D(2018, 1, 10), D(2018, 1, 11), D(2018, 1, 12)):
+            clock["now"] = sh(day.year, day.month, day.day)
+            if day == D(2018, 1, 4):
+                (drop / "feed.csv").write_text("date,series,value\n2018-01-03,nonsense,1\n",
+                                               encoding="utf-8")
+            try:
+                result = service.run_day(day)
+            except RuntimeError:
+                result = service.run_day(day)  # the evening's retry
+            payloads[day] = result.digest
+    finally:
+        service.close()
+    first = payloads[D(2018, 1, 5)]  # the week's summary: the first digest after the failures
+    assert first is not None
+    cycle_note = "The daily cycle failed (2018-01-03): RuntimeError: vendor feed down"
+    assert cycle_note in first["notes"]
+    (drop_note,) = [n for n in first["notes"] if n.startswith("A drop-folder file failed")]
+    assert "feed.csv" in drop_note and "nonsense" in drop_note
+    blocks, text = render(first, "k")
+    assert cycle_note in text and cycle_note in json.dumps(blocks)
+    assert payloads[D(2018, 1, 12)] is not None
+    assert [n for n in payloads[D(2018, 1, 12)]["notes"] if "failed" in n] == []  # said once
 
 
 def test_status_prints_rules_last_run_and_the_calendar_coverage(tmp_path, capsys):

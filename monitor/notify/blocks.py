@@ -174,6 +174,9 @@ def render(payload: dict, dedup_key: str | None = None, chart: str | None = None
         blocks.append(_section(":white_check_mark: Nothing is firing."))
     if source_folded:
         blocks.append(_context(fold_line(folded)))
+    notes = payload.get("notes") or []  # payloads queued before notes existed have none
+    if notes:
+        blocks.append(_context(*(":warning: " + escape(n) for n in notes)))
 
     budget = MAX_BLOCKS - len(blocks) - 1 - (1 if folded and not source_folded else 0)
     rendered: list[list[dict]] = [_alert_blocks(i) for i in shown]
