@@ -2,19 +2,23 @@
 
 Run:  .venv/bin/python benchmarks/run.py [--only GROUP ...] [--repeat N]
 
-GROUP is one of microcap, cycle, replay, query (default: all, in that order). Each group prints its
-baseline (what every ratio in it is measured against), a table - figure, measured value, absolute
-target, ratio to the baseline, target on that ratio, PASS/FAIL - and footnotes. The command exits
-non-zero if any row fails. The groups live in:
+GROUP is one of microcap, cycle, replay, query, import (default: all but import, in that order;
+import takes many minutes and about 10 GB of temporary disk, so it runs only when named). Each
+group prints its baseline (what every ratio in it is measured against), a table - figure, measured
+value, absolute target, ratio to the baseline, target on that ratio, PASS/FAIL - and footnotes.
+The command exits non-zero if any row fails. The groups live in:
 
 * bench_microcap.py: the micro-cap index reconstructed from the real stock panel, against the
   per-day pandas loop;
 * bench_cycle.py: one daily cycle at 2, 5 and 10 years of stored history, against 2 years; the
   regime model's fit and filter, against a cold fit;
 * bench_replay.py: the replay of the real data over 1, 5, 10 and 11 years, against 1 year; the
-  10-year signal-history query from SQLite, against a naive pandas read of the whole table.
+  10-year signal-history query from SQLite, against a naive pandas read of the whole table;
+* bench_import.py: `import-csv` of a 100 MB and a 1 GB long-format CSV in a child process (wall
+  time, rows/s, peak RSS), against the pre-fix import (commit 5606ec9) on the 100 MB file.
 
-Every group also measures the peak memory (tracemalloc) of each of its configurations.
+Every group also measures the peak memory (tracemalloc; import: the child's peak RSS) of each of
+its configurations.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import print_report  # noqa: E402
 
-GROUPS = ("microcap", "cycle", "replay", "query")
+GROUPS = ("microcap", "cycle", "replay", "query", "import")
+DEFAULT = GROUPS[:-1]  # import (minutes, a 1 GB file) only with --only import
 
 
 def main() -> int:
@@ -38,7 +43,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=7,
                     help="timed runs of the vectorised reconstruction and of the in-process cycle")
     args = ap.parse_args()
-    wanted = set(args.only or GROUPS)
+    wanted = set(args.only or DEFAULT)
     start = time.perf_counter()
     groups = []
     if "microcap" in wanted:
@@ -53,6 +58,10 @@ def main() -> int:
         import bench_replay
 
         groups += bench_replay.main(tuple(g for g in ("replay", "query") if g in wanted))
+    if "import" in wanted:
+        import bench_import
+
+        groups += bench_import.main()
     ok = print_report(groups)
     print(f"benchmark run took {time.perf_counter() - start:.0f} s")
     return 0 if ok else 1
