@@ -175,7 +175,7 @@ def _run(db: Database, config: Config, as_of: dt.date, data: FetchedDay,
          precomputed: dict[str, SignalValue] | None, episodes: str) -> CycleResult:
     day = as_of.isoformat()
     before = db.conn.total_changes
-    fetched = observations.upsert(db, data.rows)
+    fetched = observations.upsert(db, data.rows, revised_from=day)  # a revised value: from today
     failures = dict(data.failures)
     if data.checks_calendar and _published_nothing(db, as_of, failures):
         # Every index fetch succeeded and none has the day: the exchange was closed (a holiday the

@@ -529,3 +529,46 @@ def test_status_prints_rules_last_run_and_the_calendar_coverage(tmp_path, capsys
     code, out, err = run_cli(capsys, "--db", str(tmp_path / "missing.db"), "status")
     assert code == 1 and "missing.db" in err
     assert not (tmp_path / "missing.db").exists()
+
+
+class Revising:
+    """The demo source; on ``day`` its fetch also revises the micro-cap close of ``revised``."""
+
+    def __init__(self, inner, day: dt.date, revised: dt.date) -> None:
+        self.inner, self.day, self.revised = inner, day, revised
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def fetch(self, as_of, since):
+        rows = list(self.inner.fetch(as_of, since))
+        if as_of == self.day:
+            old = next(r for r in self.inner.fetch(self.revised, None)
+                       if r[0] == "index.microcap.close" and r[1] == self.revised.isoformat())
+            rows.append((old[0], old[1], old[2] * 1.1, old[3], old[4]))
+        return rows
+
+
+def test_a_value_revised_by_the_daily_fetch_is_known_only_from_that_day(tmp_path):
+    """Issue 12 item 10 for the daily fetch: the vendor revises a past close; days before the
+    cycle that fetched the revision keep seeing the old value."""
+    from storage import observations
+
+    path = tmp_path / "history.db"
+    config = demo_config()
+    service = Service(config, path, notifier=RecordingNotifier(), clock=lambda: sh(2018, 1, 2))
+    service.source = Revising(service.source, D(2018, 1, 8), D(2018, 1, 3))
+    try:
+        for day in (D(2018, 1, 2), D(2018, 1, 3), D(2018, 1, 4), D(2018, 1, 5), D(2018, 1, 8)):
+            assert service.run_day(day).status == "ok"
+        days = [D(2018, 1, 3)]
+        series = ["index.microcap.close"]
+        before = observations.load_frame(service.db, series, days, D(2018, 1, 5))[series[0]].iloc[0]
+        after = observations.load_frame(service.db, series, days, D(2018, 1, 8))[series[0]].iloc[0]
+        (available,) = service.db.execute(
+            "SELECT available_at FROM observations WHERE series = ? AND date = '2018-01-03'",
+            series).fetchone()
+    finally:
+        service.close()
+    assert after == pytest.approx(before * 1.1)
+    assert available == "2018-01-08"
