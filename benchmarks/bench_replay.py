@@ -40,8 +40,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from common import MB, Group, Row, peak_bytes, print_report  # noqa: E402
 
+from monitor.analysis.replay import replay  # noqa: E402
 from monitor.config import SourceConfig, load_config  # noqa: E402
-from monitor.replay import replay  # noqa: E402
 from monitor.sources.csv_import import import_files  # noqa: E402
 from storage import signal_values  # noqa: E402
 from storage.db import open_db  # noqa: E402

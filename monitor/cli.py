@@ -41,7 +41,7 @@ def _positive_int(text: str) -> int:
 
 
 def _draws(text: str) -> int:
-    from monitor.backtest import MAX_DRAWS
+    from monitor.analysis.backtest import MAX_DRAWS
 
     value = _positive_int(text)
     if value > MAX_DRAWS:
@@ -70,7 +70,7 @@ def _penalty(text: str) -> float:
 
 
 def _baseline_options(parser: argparse.ArgumentParser) -> None:
-    from monitor.backtest import DRAWS, SEED
+    from monitor.analysis.backtest import DRAWS, SEED
 
     parser.add_argument("--draws", type=_draws, default=DRAWS,
                         help=f"random draws of each chance baseline (default {DRAWS})")
@@ -264,9 +264,9 @@ def _calendar(config: Config):
 
 def _safe(text: object, keep: str = "") -> str:
     """Return ``text`` fit for the terminal: control characters (C0, DEL, C1) escaped, except
-    those in ``keep`` (``monitor.notify.console.terminal_safe``). Every untrusted text printed -
+    those in ``keep`` (``monitor.delivery.console.terminal_safe``). Every untrusted text printed -
     config text, rule explanations, database content, remote answers - goes through it."""
-    from monitor.notify.console import terminal_safe
+    from monitor.delivery.console import terminal_safe
 
     return terminal_safe(str(text), keep)
 
@@ -321,7 +321,7 @@ def cmd_config(args) -> int:
     print(_safe(f"storage: {Path(args.db or config.storage.path).resolve()}"))
     import os
 
-    from monitor.notify import TOKEN_ENV, WEBHOOK_ENV
+    from monitor.delivery import TOKEN_ENV, WEBHOOK_ENV
 
     slack = config.notify.slack
     if slack.channel and os.environ.get(TOKEN_ENV):
@@ -371,9 +371,9 @@ def cmd_run(args) -> int:
 
 
 def cmd_backfill(args) -> int:
-    from monitor.ingest import backfill, month_chunks
-    from monitor.replay import progress
+    from monitor.analysis.replay import progress
     from monitor.sources import make_source
+    from monitor.sources.ingest import backfill, month_chunks
 
     config = _config(args)
     if config.source.kind == "csv":
@@ -396,7 +396,7 @@ def cmd_backfill(args) -> int:
 
 def cmd_holdings(args) -> int:
     from monitor.daemon import Service
-    from monitor.holdings import quarter_end
+    from monitor.sources.holdings import quarter_end
 
     config = _config(args)
     if config.source.kind != "akshare":
@@ -479,7 +479,7 @@ def cmd_silence(args) -> int:
     config = _config(args)
     db = _open(args, config)
     if args.action == "add":
-        from monitor.digest import DATA_STALE
+        from monitor.delivery.digest import DATA_STALE
 
         names = {r.name for r in config.rules} | {DATA_STALE}  # the built-in alert too
         matcher = silences.ALL if args.rule == "all" else args.rule
@@ -505,8 +505,8 @@ def _trial_config(args) -> Config:
 
 
 def cmd_replay(args) -> int:
+    from monitor.analysis.replay import replay
     from monitor.demo import timeline
-    from monitor.replay import replay
 
     if args.end < args.start:
         raise UsageError(f"--end {args.end} is before --start {args.start}")
@@ -530,9 +530,9 @@ def cmd_replay(args) -> int:
 
 
 def cmd_backtest(args) -> int:
-    from monitor import backtest
-    from monitor.evaluation import gather
-    from monitor.replay import progress
+    from monitor.analysis import backtest
+    from monitor.analysis.evidence import gather
+    from monitor.analysis.replay import progress
 
     config = _config(args)
     trial = _trial_config(args)
@@ -582,7 +582,7 @@ def cmd_backtest(args) -> int:
         print(f"digests: {per_year:.1f} a year (the daemon's own decision: a new or resolved "
               f"warning; weekly summary {'on' if trial.notify.weekly_summary else 'off'})")
         if forecast_score is not None:
-            from monitor import forecast
+            from monitor.analysis import forecast
 
             print(forecast.forecast_table(forecast_score))
         if args.record:
@@ -593,7 +593,7 @@ def cmd_backtest(args) -> int:
 
 def _forecast_score(config: Config, evidence):
     """The walk-forward score of ``risk.drawdown_prob`` over the evidence, or None without values."""
-    from monitor import forecast
+    from monitor.analysis import forecast
     from signals import risk
 
     if risk.SIGNAL not in evidence.values.columns or evidence.values[risk.SIGNAL].isna().all():
@@ -605,7 +605,7 @@ def _forecast_score(config: Config, evidence):
 
 def _record_scorecards(args, config: Config, rows, evidence) -> None:
     """Store each row's score as the rule's scorecard (the only write ``backtest`` makes)."""
-    from monitor import backtest
+    from monitor.analysis import backtest
     from storage import scorecards
     from storage.util import utc_now
 
@@ -618,8 +618,8 @@ def _record_scorecards(args, config: Config, rows, evidence) -> None:
 
 
 def cmd_calibrate(args) -> int:
-    from monitor import backtest
-    from monitor.evaluation import gather
+    from monitor.analysis import backtest
+    from monitor.analysis.evidence import gather
 
     config = _config(args)
     trial = _trial_config(args)
@@ -634,9 +634,9 @@ def cmd_calibrate(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from monitor import backtest
-    from monitor.evaluation import gather
-    from monitor.report import build_report, write_report
+    from monitor.analysis import backtest
+    from monitor.analysis.evidence import gather
+    from monitor.analysis.report import build_report, write_report
 
     config = _config(args)
     _refuse_the_database("--out", args.out, args, config)
@@ -686,7 +686,7 @@ def cmd_outbox(args) -> int:
 
 
 def cmd_notify(args) -> int:
-    from monitor.notify import DeliveryError, make_notifier, slack_destination
+    from monitor.delivery import DeliveryError, make_notifier, slack_destination
 
     config = _config(args)
     if slack_destination(config) is None:
@@ -731,7 +731,7 @@ def cmd_status(args) -> int:
     from zoneinfo import ZoneInfo
 
     from monitor.calendar import ASSUMED_OPEN_RULE, coverage_warning_due
-    from monitor.digest import DATA_STALE
+    from monitor.delivery.digest import DATA_STALE
     from storage import alerts, runs
     from storage.db import open_readonly
 

@@ -22,6 +22,7 @@ from sqlite_utils import Database
 import signals
 from monitor.calendar import TradingCalendar
 from signals.common import refit_due
+from signals.series import MICROCAP_CLOSE
 from storage import observations, regime_fits
 
 
@@ -96,7 +97,7 @@ def _risk_day(db: Database, calendar: TradingCalendar, as_of: dt.date,
     return SignalValue(value, None if value is None else context.iloc[0])
 
 
-MICROCAP = "index.microcap.close"
+MICROCAP = MICROCAP_CLOSE
 RISK_DECIMALS = 9
 """risk.drawdown_prob is rounded to this many decimals, so the daily cycle and a replay (whose
 feature windows start on different days and may differ in the last bit) store the same value."""

@@ -23,8 +23,8 @@ from pydantic import (
 )
 
 import signals
-from monitor import expr
-from monitor.series import kind_of as series_kind
+from monitor.alerting import expr
+from signals.series import kind_of as series_kind
 
 DEFAULT_CONFIG = Path("config/monitor.toml")
 CONFIG_ENV = "REGIME_MONITOR_CONFIG"

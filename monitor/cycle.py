@@ -18,13 +18,15 @@ from dataclasses import dataclass, field
 import pandas as pd
 from sqlite_utils import Database
 
-from monitor import digest, lifecycle, rules
+from monitor.alerting import lifecycle, rules
+from monitor.alerting.context import evaluate_context
 from monitor.calendar import TradingCalendar, coverage_note
 from monitor.compute import SignalValue, compute_day
 from monitor.config import COMPOSITE, Config, RuleConfig
-from monitor.context import evaluate_context
+from monitor.delivery import digest
 from monitor.sources import Source
 from signals.episodes import drawdown_episodes, rotation_episodes
+from signals.series import MICROCAP_CLOSE
 from storage import (
     alerts,
     episodes,
@@ -402,7 +404,7 @@ def update_episodes(db: Database, config: Config, as_of: dt.date, calendar: Trad
     Episodes before the latest stored one are final, so only the recent history is re-read and
     the cost does not grow with the length of the history.
     """
-    series = "index.microcap.close"
+    series = MICROCAP_CLOSE
     first = observations.first_date(db, [series])
     if first is None:
         return 0
@@ -458,9 +460,7 @@ def update_episodes(db: Database, config: Config, as_of: dt.date, calendar: Trad
     return changed
 
 
-MICROCAP = "index.microcap.close"
-
-
+MICROCAP = MICROCAP_CLOSE
 def continue_microcap_index(db: Database, today: pd.DataFrame | None, as_of: dt.date,
                             calendar: TradingCalendar, failures: dict[str, str]) -> int:
     """Store the day's market-cap cross-section ``today`` (fetched before the transaction) and

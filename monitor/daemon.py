@@ -39,8 +39,8 @@ from apscheduler.triggers.cron import CronTrigger
 from monitor.calendar import TradingCalendar, coverage_warning_due
 from monitor.config import Config
 from monitor.cycle import CycleResult, run_cycle
-from monitor.delivery import RetryPolicy, deliver_due
-from monitor.notify import Notifier, make_notifier
+from monitor.delivery import Notifier, make_notifier
+from monitor.delivery.deliver import RetryPolicy, deliver_due
 from monitor.sources import Source, make_source
 from storage import runs
 from storage.db import is_locked, open_db, quick_check
@@ -153,7 +153,7 @@ class Service:
 
     def import_drop_folder(self) -> dict[str, str]:
         """Import the files waiting in ``[source] drop_folder`` (if configured)."""
-        from monitor.ingest import import_drop_folder
+        from monitor.sources.ingest import import_drop_folder
 
         folder = self.config.source.drop_folder
         if not folder:
@@ -211,11 +211,11 @@ class Service:
         raise AssertionError("unreachable")
 
     def holdings(self, report_date: dt.date | None = None):
-        """Run the quarterly fund-holdings job (``monitor.holdings.run_holdings_job``) for
+        """Run the quarterly fund-holdings job (``monitor.sources.holdings.run_holdings_job``) for
         ``report_date`` (default: the latest published quarter, if not done yet); return its
         ``HoldingsOutcome``, or None when the source has no holdings (demo, CSV) or the job is
         off in ``[source.akshare]``."""
-        from monitor.holdings import run_holdings_job
+        from monitor.sources.holdings import run_holdings_job
 
         settings = self.config.source.akshare
         if not hasattr(self.source, "holdings_of") or (report_date is None and not settings.holdings_job):
@@ -419,7 +419,7 @@ def run_daemon(config: Config, db_path: str | Path, config_file: Path | None = N
 
     def reload() -> None:
         from monitor.config import ConfigError, load_config
-        from monitor.notify import redact
+        from monitor.delivery import redact
 
         try:
             new = load_config(config_file)

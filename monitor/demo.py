@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from monitor.config import Config, SourceConfig
-from monitor.notify.console import ConsoleNotifier
+from monitor.delivery.console import ConsoleNotifier
 from storage import alerts
 
 

@@ -6,9 +6,10 @@ import pandas as pd
 
 from signals.common import drawdown
 from signals.registry import family, register
+from signals.series import MICROCAP_CLOSE
 
 FAMILY = family("drawdown")
-MICROCAP = "index.microcap.close"
+MICROCAP = MICROCAP_CLOSE
 CSI300 = "index.csi300.close"
 
 

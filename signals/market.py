@@ -6,12 +6,11 @@ import pandas as pd
 
 from signals.common import period_return, rolling_mean
 from signals.registry import family, register
+from signals.series import ALL_A_AMOUNT, ALL_A_CLOSE
 
 FAMILY = family("market", return_days=20, short_days=20, long_days=120)
-CLOSE = "index.all_a.close"
-AMOUNT = "index.all_a.amount"
-
-
+CLOSE = ALL_A_CLOSE
+AMOUNT = ALL_A_AMOUNT
 @register("market.amount_ratio_20_120", family=FAMILY, inputs=(AMOUNT,),
           window=lambda p: p["long_days"], unit="ratio", params=("short_days", "long_days"))
 def amount_ratio_20_120(frame: pd.DataFrame, short_days: int, long_days: int) -> pd.Series:

@@ -44,10 +44,11 @@ import pandas as pd
 from signals import common
 from signals.common import simple_returns
 from signals.registry import family, register
+from signals.series import ALL_A_CLOSE, MICROCAP_CLOSE
 
 SIGNAL = "regime.stress_prob"
-MICROCAP = "index.microcap.close"
-ALL_A = "index.all_a.close"
+MICROCAP = MICROCAP_CLOSE
+ALL_A = ALL_A_CLOSE
 SCALE = 100.0  # returns are fitted in percent
 PARAM_NAMES = ("p[0->0]", "p[1->0]", "const[0]", "const[1]", "sigma2[0]", "sigma2[1]")
 # A state whose variance is below this share of the sample variance is a degenerate optimum (a state

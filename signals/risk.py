@@ -38,9 +38,10 @@ import pandas as pd
 
 from signals.common import refit_due
 from signals.registry import family, register
+from signals.series import MICROCAP_CLOSE
 
 SIGNAL = "risk.drawdown_prob"
-MICROCAP = "index.microcap.close"
+MICROCAP = MICROCAP_CLOSE
 MIN_CLASS = 5
 """Fewest positive (and negative) labels a fit needs."""
 NEWTON_MAXITER = 100

@@ -6,10 +6,11 @@ import pandas as pd
 
 from signals.common import period_return
 from signals.registry import family, register
+from signals.series import ALL_A_CLOSE, MICROCAP_CLOSE
 
 FAMILY = family("rotation", theme_days=20, microcap_days=10, largecap_days=20, themes=[])
-ALL_A = "index.all_a.close"
-MICROCAP = "index.microcap.close"
+ALL_A = ALL_A_CLOSE
+MICROCAP = MICROCAP_CLOSE
 CSI300 = "index.csi300.close"
 THEMES = "theme.*.close"
 

@@ -10,10 +10,11 @@ import pandas as pd
 
 from signals.common import pct_rank, rolling_max, rolling_mean
 from signals.registry import family, register
+from signals.series import ALL_A_AMOUNT
 
 FAMILY = family("turnover", mean_days=20, pctile_days=250, high_days=60)
 CSI2000 = "index.csi2000.amount"
-ALL_A = "index.all_a.amount"
+ALL_A = ALL_A_AMOUNT
 CSI300 = "index.csi300.amount"
 
 

@@ -10,9 +10,10 @@ import pandas as pd
 
 from signals.common import annualised_vol, rolling_median
 from signals.registry import family, register
+from signals.series import MICROCAP_CLOSE
 
 FAMILY = family("volatility", vol_days=20, median_days=120, periods_per_year=252)
-MICROCAP = "index.microcap.close"
+MICROCAP = MICROCAP_CLOSE
 CSI300 = "index.csi300.close"
 
 

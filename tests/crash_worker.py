@@ -47,12 +47,12 @@ matplotlib.use("Agg")
 
 import sqlite_utils  # noqa: E402
 
-import monitor.notify.chart  # noqa: E402,F401  (imported before the fork, not in each life)
-import monitor.notify.slack  # noqa: E402,F401
+import monitor.delivery.chart  # noqa: E402,F401  (imported before the fork, not in each life)
+import monitor.delivery.slack  # noqa: E402,F401
 from monitor.config import load_config  # noqa: E402
 from monitor.daemon import Service  # noqa: E402
-from monitor.delivery import RetryPolicy, deliver_due  # noqa: E402
-from monitor.notify import make_notifier  # noqa: E402
+from monitor.delivery import make_notifier  # noqa: E402
+from monitor.delivery.deliver import RetryPolicy, deliver_due  # noqa: E402
 from monitor.sources import make_source  # noqa: E402
 from storage import outbox  # noqa: E402
 from storage.db import open_db  # noqa: E402

@@ -290,7 +290,7 @@ ALL_FIRING = {
 def firing_values(config) -> dict[str, float]:
     """ALL_FIRING, completed so that every rule of ``config`` fires (a rule added later gets,
     for each comparison with a number, a value beyond its threshold)."""
-    from monitor import rules
+    from monitor.alerting import rules
 
     values = dict(ALL_FIRING)
     for rule in config.rules:
@@ -307,7 +307,8 @@ def firing_values(config) -> dict[str, float]:
 def all_firing_payload(config, kind: str = "firing", as_of: str = AS_OF,
                        values: dict | None = None) -> dict:
     """The digest of a day on which every rule of ``config`` fires (real rule evaluation)."""
-    from monitor import digest, rules
+    from monitor.alerting import rules
+    from monitor.delivery import digest
 
     values = values or firing_values(config)
     items = []

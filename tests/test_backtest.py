@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monitor import backtest as bt
-from monitor import expr, lifecycle, rules
+from monitor.alerting import expr, lifecycle, rules
+from monitor.analysis import backtest as bt
 from monitor.config import Config
 from signals.episodes import DrawdownEpisode, drawdown_episodes
 from tests.conftest import CLASSIC_CONFIG, RecordingNotifier, config_from
@@ -1195,8 +1195,8 @@ def test_baselines_equal_the_literal_draws(scenario, seed):
 
 
 def test_digest_days_follow_the_daemons_decision():
-    """Table: which simulated days send a digest (monitor.digest.should_send decides)."""
-    from monitor.backtest import Simulation, digest_days, digests_per_year
+    """Table: which simulated days send a digest (monitor.delivery.digest.should_send decides)."""
+    from monitor.analysis.backtest import Simulation, digest_days, digests_per_year
 
     def ev(day, rule, severity, event):
         return {"rule": rule, "date": day, "event": event, "severity": severity,

@@ -64,8 +64,8 @@ import pytest
 from monitor.calendar import TradingCalendar
 from monitor.config import load_config
 from monitor.daemon import Service
-from monitor.delivery import CLAIM_SECONDS
-from monitor.notify import TOKEN_ENV, WEBHOOK_ENV
+from monitor.delivery import TOKEN_ENV, WEBHOOK_ENV
+from monitor.delivery.deliver import CLAIM_SECONDS
 from storage.db import open_db
 from tests.conftest import CLASSIC_CONFIG, ROOT, RecordingNotifier
 from tests.procs import (

@@ -44,8 +44,8 @@ from monitor import daemon
 from monitor.calendar import TradingCalendar
 from monitor.config import load_config
 from monitor.daemon import Service
-from monitor.delivery import CLAIM_SECONDS, RetryPolicy, deliver_due
-from monitor.notify import TOKEN_ENV, WEBHOOK_ENV, make_notifier
+from monitor.delivery import TOKEN_ENV, WEBHOOK_ENV, make_notifier
+from monitor.delivery.deliver import CLAIM_SECONDS, RetryPolicy, deliver_due
 from monitor.sources.demo_source import DemoSource
 from storage import silences
 from storage.db import open_db
@@ -436,7 +436,8 @@ def test_lock_contention_during_mark_sent_posts_each_digest_once(base, queued, l
     TALLY["duplicates without a crash"] += duplicates
     with capsys.disabled():
         print(f"\nfault 2: {trials} deliveries with the write lock held by another connection when "
-              f"Slack answered (one for 10.5 s, past the 10 s busy timeout); duplicates without a crash: {duplicates}")
+              f"Slack answered (one for 10.5 s, past the 10 s busy timeout); duplicates without a "
+              f"crash: {duplicates}")
     assert duplicates == 0
 
 

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from monitor import cli, digest
+from monitor import cli
 from monitor.config import load_config
 from monitor.cycle import CycleError, digest_key, run_cycle
 from monitor.daemon import Service
+from monitor.delivery import digest
 from storage import alerts as alert_store
 from storage.db import open_db
 from tests.conftest import CLASSIC_CONFIG, RecordingNotifier, table_snapshot

@@ -9,13 +9,13 @@ import json
 
 import pytest
 
-from monitor import digest
+from monitor.alerting.context import evaluate_context
 from monitor.calendar import TradingCalendar
 from monitor.compute import SignalValue
 from monitor.config import ConfigError, parse_config
-from monitor.context import evaluate_context
 from monitor.cycle import digest_key, run_cycle
-from monitor.notify.blocks import limit_problems, render
+from monitor.delivery import digest
+from monitor.delivery.blocks import limit_problems, render
 from storage import alerts, scorecards
 from storage.db import open_db
 

@@ -1,4 +1,4 @@
-"""Tests for monitor.expr, the safe alert-rule expression language."""
+"""Tests for monitor.alerting.expr, the safe alert-rule expression language."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monitor.expr import (
+from monitor.alerting.expr import (
     MAX_DEPTH,
     MAX_LENGTH,
     And,

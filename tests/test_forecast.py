@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor import forecast
+from monitor.analysis import forecast
 
 N = math.nan
 

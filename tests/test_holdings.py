@@ -14,14 +14,14 @@ from hypothesis import strategies as st
 
 from monitor.config import Config
 from monitor.daemon import Service, holdings_trigger
-from monitor.holdings import (
+from monitor.sources.csv_import import import_files
+from monitor.sources.holdings import (
     due_report,
     next_report,
     previous_report,
     quarter_end,
     run_holdings_job,
 )
-from monitor.sources.csv_import import import_files
 from storage.db import open_db
 from tests.conftest import ROOT
 from tests.test_akshare_source import FakeAk, source

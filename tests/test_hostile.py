@@ -23,7 +23,8 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 import signals
-from monitor import cli, expr
+from monitor import cli
+from monitor.alerting import expr
 from monitor.config import (
     COMPOSITE,
     Config,

@@ -9,8 +9,8 @@ import pytest
 
 from monitor import cli
 from monitor.calendar import TradingCalendar
-from monitor.ingest import backfill, import_drop_folder
 from monitor.sources.demo_source import DemoSource
+from monitor.sources.ingest import backfill, import_drop_folder
 from storage.db import open_db
 from tests.conftest import DEFAULT_CONFIG
 

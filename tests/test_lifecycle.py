@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from monitor.lifecycle import (
+from monitor.alerting.lifecycle import (
     FIRING,
     INACTIVE,
     NO_DATA,

@@ -38,7 +38,7 @@ import pytest
 from monitor.calendar import TradingCalendar
 from monitor.config import load_config
 from monitor.daemon import Service, latest_due_day, make_trigger
-from monitor.notify import TOKEN_ENV, WEBHOOK_ENV
+from monitor.delivery import TOKEN_ENV, WEBHOOK_ENV
 from tests.conftest import DEFAULT_CONFIG, ROOT, RecordingNotifier
 from tests.procs import (
     OBEY_MODES,

@@ -13,9 +13,11 @@ import tomllib
 import pandas as pd
 import pytest
 
-from monitor import backtest, cli, expr
+from monitor import cli
+from monitor.alerting import expr
+from monitor.analysis import backtest
+from monitor.analysis.evidence import gather
 from monitor.config import Config, load_config
-from monitor.evaluation import gather
 from monitor.sources.csv_import import import_files
 from storage.db import open_db
 from tests import realdata
@@ -116,7 +118,7 @@ PERIODS = {"design": (dt.date(2016, 1, 1), dt.date(2023, 12, 31)),
 def test_default_headline_and_forecast_walk_forward(real_db, capsys):
     """The README's table, recomputed: the headline warning is quiet (goals on false alarms, days in
     alert and digests met) and NOT shown to beat chance; the forecast has no Brier skill."""
-    from monitor import forecast
+    from monitor.analysis import forecast
     from monitor.cli import _forecast_score
 
     config = load_config(DEFAULT_CONFIG)

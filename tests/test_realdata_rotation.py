@@ -7,7 +7,7 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from monitor import rules
+from monitor.alerting import rules
 from monitor.calendar import TradingCalendar
 from monitor.compute import compute_history
 from monitor.config import load_config

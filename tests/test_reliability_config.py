@@ -18,9 +18,9 @@ from monitor import cli
 from monitor.calendar import TradingCalendar
 from monitor.config import ConfigError, parse_config
 from monitor.cycle import run_cycle
-from monitor.delivery import deliver_due
-from monitor.notify import StoredOnlyNotifier, make_notifier
-from monitor.notify.console import ConsoleNotifier
+from monitor.delivery import StoredOnlyNotifier, make_notifier
+from monitor.delivery.console import ConsoleNotifier
+from monitor.delivery.deliver import deliver_due
 from monitor.sources.demo_source import DemoSource
 from storage import outbox
 from storage.db import open_db

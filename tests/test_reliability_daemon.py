@@ -24,13 +24,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from monitor import cli, daemon, digest
+from monitor import cli, daemon
 from monitor.calendar import TradingCalendar
 from monitor.config import load_config
 from monitor.cycle import run_cycle, summary_day
 from monitor.daemon import DaemonError, Service
-from monitor.notify.blocks import render
-from monitor.notify.console import ConsoleNotifier
+from monitor.delivery import digest
+from monitor.delivery.blocks import render
+from monitor.delivery.console import ConsoleNotifier
 from storage import outbox, silences
 from storage.db import open_db
 from tests.conftest import CLASSIC_CONFIG, DEFAULT_CONFIG, ROOT, RecordingNotifier

@@ -19,9 +19,9 @@ import pytest
 from monitor import cli
 from monitor.calendar import TradingCalendar
 from monitor.compute import compute_day, history
-from monitor.ingest import import_drop_folder
 from monitor.sources.csv_import import CsvImportError, import_files
 from monitor.sources.demo_source import DemoSource
+from monitor.sources.ingest import import_drop_folder
 from storage import observations
 from storage.db import open_db
 from tests.conftest import CLASSIC_CONFIG, DEFAULT_CONFIG, table_snapshot
@@ -253,7 +253,7 @@ def test_a_revision_takes_the_import_day_and_is_kept_apart(tmp_path):
 
 def test_replay_before_and_after_a_revision(tmp_path, classic_config):
     """A replay over the revision: every day before the import is exactly as before it."""
-    from monitor.replay import replay
+    from monitor.analysis.replay import replay
 
     start, end = dt.date(2018, 1, 2), dt.date(2018, 4, 27)
     db = open_db(tmp_path / "src.db")

@@ -22,9 +22,9 @@ import tracemalloc
 import pytest
 
 from monitor.config import SlackConfig, load_config
-from monitor.delivery import CLAIM_SECONDS, RetryPolicy, deliver_due
-from monitor.notify import TOKEN_ENV, WEBHOOK_ENV, DeliveryError, make_notifier
-from monitor.notify.slack import SlackNotifier
+from monitor.delivery import TOKEN_ENV, WEBHOOK_ENV, DeliveryError, make_notifier
+from monitor.delivery.deliver import CLAIM_SECONDS, RetryPolicy, deliver_due
+from monitor.delivery.slack import SlackNotifier
 from storage import outbox
 from storage.db import open_db
 from storage.util import dumps

@@ -8,10 +8,10 @@ import io
 import pandas as pd
 import pytest
 
+from monitor.analysis.replay import progress, replay
 from monitor.calendar import TradingCalendar
 from monitor.compute import compute_day, history
 from monitor.daemon import Service
-from monitor.replay import progress, replay
 from monitor.sources.demo_source import DemoSource
 from storage import observations
 from storage.db import open_db

@@ -21,9 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from monitor.config import Config, RuleConfig, load_config
-from monitor.daemon import Service
-from monitor.report import (
+from monitor.analysis.report import (
     MAX_CHARTS,
     backtest_kind,
     build_report,
@@ -33,6 +31,8 @@ from monitor.report import (
     warning_marks,
     write_report,
 )
+from monitor.config import Config, RuleConfig, load_config
+from monitor.daemon import Service
 from storage.db import open_db
 from tests.conftest import DEFAULT_CONFIG, RecordingNotifier, config_from
 
@@ -117,7 +117,7 @@ def report_config() -> Config:
 FIRST = dt.date(2018, 1, 2)
 LAST = dt.date(2019, 4, 30)  # ~320 trading days: a drawdown fires and resolves, a rotation spell
 CHROMIUM = Path("/usr/bin/chromium")
-# rows as monitor.backtest.to_records gives them; the first has no `kind` (inferred: a state
+# rows as monitor.analysis.backtest.to_records gives them; the first has no `kind` (inferred: a state
 # alert), the info row comes before the union rows (the table groups them by kind)
 HEADLINE_ROW = {"rule": "drawdown_risk", "kind": "warning", "days": 322, "episodes": 1, "caught": 1,
                 "chance_mean": 0.21, "p_value": 0.01, "false_alarms_per_year": 0.0,
@@ -460,7 +460,7 @@ def test_warning_marks_and_roles():
 
 
 def test_roles_are_the_backtest_kinds():
-    from monitor import backtest
+    from monitor.analysis import backtest
 
     rules = [*load_config(DEFAULT_CONFIG).rules, *report_config().rules,
              _rule("h", "risk.drawdown_prob >= 0.6"), _rule("hi", "risk.drawdown_prob >= 0.6", "info")]

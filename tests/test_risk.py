@@ -15,9 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import signals
+from monitor.analysis.replay import replay
 from monitor.calendar import TradingCalendar
 from monitor.compute import compute_day, history
-from monitor.replay import replay
 from monitor.sources.demo_source import DemoSource
 from signals import risk
 from storage import observations

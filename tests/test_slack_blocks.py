@@ -9,10 +9,9 @@ import math
 import pandas as pd
 import pytest
 
-from monitor import digest
 from monitor.config import load_config
-from monitor.notify import blocks, chart
-from monitor.notify.blocks import MAX_BLOCKS, limit_problems, render
+from monitor.delivery import blocks, chart, digest
+from monitor.delivery.blocks import MAX_BLOCKS, limit_problems, render
 from storage.db import open_db
 from tests.conftest import CLASSIC_CONFIG, DEFAULT_CONFIG
 from tests.slack_server import AS_OF, all_firing_payload, fill_history
@@ -224,7 +223,7 @@ def test_closest_episode_ties_go_to_the_most_recent_and_nothing_usable_gives_non
 
 
 def test_closest_episode_from_a_database():
-    from monitor.delivery import closest_for, signal_scales
+    from monitor.delivery.deliver import closest_for, signal_scales
 
     db = open_db(":memory:")
     fill_history(db)

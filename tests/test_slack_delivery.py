@@ -25,10 +25,10 @@ import pytest
 
 from monitor import cli
 from monitor.config import SlackConfig, load_config
-from monitor.delivery import CLAIM_SECONDS, RetryPolicy, deliver_due
-from monitor.notify import TOKEN_ENV, WEBHOOK_ENV, DeliveryError, make_notifier
-from monitor.notify.blocks import limit_problems
-from monitor.notify.slack import SlackNotifier
+from monitor.delivery import TOKEN_ENV, WEBHOOK_ENV, DeliveryError, make_notifier
+from monitor.delivery.blocks import limit_problems
+from monitor.delivery.deliver import CLAIM_SECONDS, RetryPolicy, deliver_due
+from monitor.delivery.slack import SlackNotifier
 from storage import outbox
 from storage.db import open_db
 from storage.util import dumps
@@ -354,9 +354,9 @@ def test_chart_is_not_uploaded_when_switched_off(server, monkeypatch, db, now):
 
 CRASH_SCRIPT = """
 import sys, time
-from monitor import delivery
+from monitor.delivery import deliver as delivery
 from monitor.config import load_config
-from monitor.notify import make_notifier
+from monitor.delivery import make_notifier
 from storage import outbox
 from storage.db import open_db
 

@@ -25,7 +25,7 @@ a day in 2024); EastMoney's 成交额 and 总市值 are in yuan; fund_portfolio_
 "持仓市值（万元）" (or "（万元人民币）") header to 持仓市值, so the column exists only when the page says
 万元. After the conversion a unit is *established* only when the series' median lies in a plausible
 range for it (index amounts 1e9..1e13 yuan a day, theme amounts 1e7..1e13, yields with a median of
-at least 0.2 percent, closes inside the canonical bounds of ``monitor.series``); otherwise the
+at least 0.2 percent, closes inside the canonical bounds of ``signals.series``); otherwise the
 series is refused with an error naming it. EastMoney caps some whole-market amounts at exactly
 1e12 yuan (000985, 2014-12 .. 2015-04): such amounts are dropped, the closes kept.
 
@@ -62,8 +62,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
-from monitor import series as canonical
-from monitor.holdings import quarter_end
+from monitor.sources.holdings import quarter_end
+from signals import series as canonical
 from storage.observations import ObservationRow
 
 log = logging.getLogger("regime_monitor.akshare")
@@ -634,7 +634,7 @@ class AkshareSource:
         Columns ``HOLDINGS_COLUMNS``: report_date (Timestamp), fund_code, fund_name, stock_code,
         holding_value (yuan), fund_type (``fund_name_em`` 基金类型). Funds: ``active_funds()``, or
         only ``funds`` when given. One ``fund_portfolio_hold_em`` call per fund (thousands: the
-        daemon's quarterly job, ``monitor.holdings.run_holdings_job``, does this resumably). SH/SZ
+        daemon's quarterly job, ``monitor.sources.holdings.run_holdings_job``, does this resumably). SH/SZ
         A-share holdings only; ``top``: the largest N per fund (10: the quarterly reports'
         coverage, so that every fund has the same; None: all). Failed funds are left out and
         counted in ``failures['fund_holdings']``.

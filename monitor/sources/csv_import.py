@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 from sqlite_utils import Database
 
-from monitor import holdings
-from monitor import series as canonical
+from monitor.sources import holdings
+from signals import series as canonical
 from storage import observations, runs
 from storage.staging import Staging
 from storage.util import dumps, utc_now
@@ -48,9 +48,9 @@ def printable(text: str) -> str:
 
 
 def shown(text: object, limit: int = EXCERPT_CHARS) -> str:
-    """Return ``text`` as it may appear in an error: secrets redacted (``monitor.notify.redact``),
+    """Return ``text`` as it may appear in an error: secrets redacted (``monitor.delivery.redact``),
     control characters escaped, cut to ``limit`` characters (an excerpt, never a whole file)."""
-    from monitor.notify import redact
+    from monitor.delivery import redact
 
     out = printable(redact(str(text)))
     return out if len(out) <= limit else out[: limit - 3] + "..."

@@ -1,8 +1,15 @@
-"""Notifiers render a digest payload and deliver it; the outbox decides when.
+"""Delivery: from a cycle's digest items to a message a PM reads.
 
-A notifier has a ``destination`` (for the outbox and logs) and ``send(payload, dedup_key)``, which
-delivers one digest or raises :class:`DeliveryError`. A notifier that can attach a chart says so
-with ``uploads_charts = True``; delivery then passes the PNG as ``send(..., chart=png)``.
+The stage, in order: ``digest`` builds the payload (what changed, the headline, the counts);
+``deliver`` sends the due outbox rows (claims, retries, exactly-once records); the notifiers
+render and send one digest each: ``slack`` (Block Kit from ``blocks``, a chart from ``chart``) and
+``console``.
+
+This module holds what every notifier shares: the ``Notifier`` protocol, ``DeliveryError``,
+``redact`` and ``make_notifier``. A notifier has a ``destination`` (for the outbox and logs) and
+``send(payload, dedup_key)``, which delivers one digest or raises :class:`DeliveryError`. A
+notifier that can attach a chart says so with ``uploads_charts = True``; delivery then calls
+``send(..., chart=True)`` and, once the accepted post is recorded, ``upload_chart(...)``.
 
 Secrets (the bot token, the webhook URL) come from the environment only. Every text that leaves a
 notifier in an error goes through :func:`redact` first.
@@ -81,7 +88,7 @@ def make_notifier(config: Config, stream: TextIO | None = None) -> Notifier:
     slack = config.notify.slack
     kind = slack_destination(config)
     if kind is not None:
-        from monitor.notify.slack import SlackNotifier
+        from monitor.delivery.slack import SlackNotifier
 
         return SlackNotifier(
             channel=slack.channel if kind == "bot" else None,
@@ -94,7 +101,7 @@ def make_notifier(config: Config, stream: TextIO | None = None) -> Notifier:
                     TOKEN_ENV)
     if not config.notify.console:
         return StoredOnlyNotifier()
-    from monitor.notify.console import ConsoleNotifier
+    from monitor.delivery.console import ConsoleNotifier
 
     return ConsoleNotifier(stream)
 

@@ -16,7 +16,7 @@ lower-severity alerts of the same digest are folded into one line under it.
 
 from __future__ import annotations
 
-from monitor import digest
+from monitor.delivery import digest
 
 MAX_BLOCKS = 50
 MAX_HEADER_TEXT = 150

@@ -37,8 +37,8 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.file_upload_v2_result import FileUploadV2Result
 from slack_sdk.webhook import WebhookResponse
 
-from monitor.notify import DeliveryError, redact
-from monitor.notify.blocks import render
+from monitor.delivery import DeliveryError, redact
+from monitor.delivery.blocks import render
 
 EVENT_TYPE = "regime_monitor_digest"
 TEST_EVENT_TYPE = "regime_monitor_test"

@@ -30,9 +30,11 @@ import pandas as pd
 from sqlite_utils import Database
 
 import signals
-from monitor import backtest, digest
+from monitor.alerting.rules import describe
+from monitor.analysis import backtest
 from monitor.config import Config, RuleConfig
-from monitor.rules import describe
+from monitor.delivery import digest
+from signals.series import MICROCAP_CLOSE
 from storage import episodes as episode_store
 
 __all__ = ["build_report", "write_report", "warning_marks", "rule_role", "trust_sentence",
@@ -40,7 +42,7 @@ __all__ = ["build_report", "write_report", "warning_marks", "rule_role", "trust_
            "STATE_SIGNAL"]
 
 DEFAULT_TITLE = "regime-monitor report"
-CLOSE = "index.microcap.close"
+CLOSE = MICROCAP_CLOSE
 MAX_CHARTS = 15  # all images of the page, the overview and episode charts included
 DPI = 90
 WIDTH_IN = 12.0
@@ -88,7 +90,7 @@ class RulePanels:
 
 def thresholds(rule: RuleConfig) -> dict[str, list[Threshold]]:
     """Return each signal ``rule`` reads, with the thresholds of its ``when`` (and ``clear_when``)
-    comparisons, as given by :func:`monitor.rules.describe`. Signals read only as another
+    comparisons, as given by :func:`monitor.alerting.rules.describe`. Signals read only as another
     signal's threshold are listed too (with no comparison of their own)."""
     out: dict[str, list[Threshold]] = {}
     for kind, ex in (("when", rule.when_expr), ("clear", rule.clear_expr)):
@@ -176,7 +178,7 @@ def _overlaps(ep: Mapping, first: str, last: str) -> bool:
 
 def rule_role(rule: RuleConfig) -> str:
     """Return what the report makes of a rule's firings: the backtest's kind
-    (:func:`monitor.backtest.rule_kind`: ``"state"`` for a rule whose ``when`` reads
+    (:func:`monitor.analysis.backtest.rule_kind`: ``"state"`` for a rule whose ``when`` reads
     :data:`STATE_SIGNAL`, which says a drawdown is under way rather than warning of one, else
     ``"info"`` or ``"warning"`` by severity), with the warnings whose ``when`` reads
     :data:`HEADLINE_SIGNAL` as ``"headline"``."""
@@ -617,7 +619,7 @@ def _percent(v: float) -> str:
 
 
 def trust_sentence(row: Mapping[str, Any]) -> str:
-    """Return one plain sentence on a backtest row (a dict of :func:`monitor.backtest.to_records`;
+    """Return one plain sentence on a backtest row (a dict of :func:`monitor.analysis.backtest.to_records`;
     a missing or non-numeric value reads "–"), e.g. "caught 3 of 12 drawdowns ≥3 trading days
     before half depth; chance 2.9 (p = 0.47); 0.6 false alarms a year; in alert 14% of days — not
     shown to beat chance". The verdict: "not shown to beat chance" when ``p_value`` > 0.05,
@@ -783,7 +785,7 @@ def build_report(db: Database, config: Config, *, backtest_rows: list[dict] | No
     "any warning" row of ``backtest_rows``. Then every signal read by a configured rule is
     plotted over the period against the thresholds of that rule's comparisons, with the days the
     rule's alert was firing shaded (one chart per rule; rules share charts when there are more
-    than ``MAX_CHARTS - 2``). ``backtest_rows`` (flat dicts, as :func:`monitor.backtest.to_records`
+    than ``MAX_CHARTS - 2``). ``backtest_rows`` (flat dicts, as :func:`monitor.analysis.backtest.to_records`
     gives; any keys, missing values shown as "–") is shown as a table grouped by kind
     (:func:`backtest_kind`), its columns in the order of the keys (``kind`` aside).
     """

@@ -16,10 +16,11 @@ import pandas as pd
 from sqlite_utils import Database
 
 import signals
-from monitor import digest
+from monitor.delivery import digest
+from signals.series import MICROCAP_CLOSE
 from storage import signal_values
 
-CLOSE = "index.microcap.close"
+CLOSE = MICROCAP_CLOSE
 DRAWDOWN = "microcap.drawdown"
 DAYS = 250
 MAX_SIGNAL_PANELS = 6

@@ -10,7 +10,7 @@ import re
 import sys
 from typing import TextIO
 
-from monitor import digest
+from monitor.delivery import digest
 
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1 control characters
 

@@ -39,9 +39,8 @@ from dataclasses import dataclass
 
 from sqlite_utils import Database
 
-from monitor import digest
 from monitor.config import COMPOSITE, NotifyConfig
-from monitor.notify import DeliveryError, Notifier, redact
+from monitor.delivery import DeliveryError, Notifier, digest, redact
 from storage import episodes, outbox
 from storage.util import dumps
 
@@ -303,7 +302,7 @@ def _chart(db: Database, payload: dict) -> Callable[[], tuple[bytes, str]] | Non
     """Return a function that renders the digest's chart as ``(png, alt_text)``, or None when
     there is nothing to plot. The data is read now; the (slower) rendering happens only once
     the message itself has been accepted. A chart never blocks a digest."""
-    from monitor.notify import chart
+    from monitor.delivery import chart
 
     try:
         data = chart.load(db, payload)

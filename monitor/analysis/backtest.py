@@ -15,7 +15,7 @@ Simulation (:func:`simulate`, :func:`simulate_full`)
     rule's ``clear_when`` or, without one, ``not when``, unknown when ``when`` is unknown;
     ``Timing(for_days, clear_days, repeat_every_days)``). Silences are ignored (they mute
     notifications but never change states or events). Conditions are evaluated for all rows at
-    once with numpy under the same Kleene three-valued logic as ``monitor.expr`` (a missing
+    once with numpy under the same Kleene three-valued logic as ``monitor.alerting.expr`` (a missing
     column, None or NaN is unknown; ``False and unknown`` is False, ``True or unknown`` True).
 
 Scoring (:func:`score`, :func:`score_simulation`); L = ``lookback_days`` (20), H =
@@ -88,8 +88,9 @@ import pandas as pd
 from pydantic import ValidationError
 
 import signals
-from monitor import digest, expr, lifecycle
+from monitor.alerting import expr, lifecycle
 from monitor.config import Config, RuleConfig
+from monitor.delivery import digest
 from signals.episodes import DrawdownEpisode, drawdown_episodes
 
 __all__ = [
@@ -1372,7 +1373,7 @@ def _overlap(rule: RuleConfig, signal: str, op: str, new: float) -> list[str]:
 
 def digest_days(sim: Simulation, summary_days: Iterable[str] = ()) -> list[str]:
     """Return the days (ISO) on which the daily cycle would send a digest over the simulation:
-    the notified events of each day (silences ignored) judged by ``monitor.digest.should_send``,
+    the notified events of each day (silences ignored) judged by ``monitor.delivery.digest.should_send``,
     the daemon's own decision, plus the weekly ``summary_days`` when the summary is on."""
     by_day: dict[str, list[dict]] = {}
     for e in sim.events:

@@ -53,3 +53,13 @@ def unit_hint(kind: SeriesKind, median: float) -> str:
     if kind.unit == "percent" and abs(median) < 0.2:
         return "; it looks like a fraction: yields are stored in percent"
     return ""
+
+
+# The canonical names of the index series every part of the project reads (one home: sources
+# write them, signals read them, the report and the chart plot them).
+MICROCAP_CLOSE = "index.microcap.close"
+ALL_A_CLOSE = "index.all_a.close"
+ALL_A_AMOUNT = "index.all_a.amount"
+CSI300_CLOSE = "index.csi300.close"
+CSI300_AMOUNT = "index.csi300.amount"
+CSI2000_AMOUNT = "index.csi2000.amount"

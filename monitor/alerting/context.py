@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from monitor.alerting.rules import describe
 from monitor.config import ContextConfig
-from monitor.rules import describe
 
 
 def evaluate_context(entries: Iterable[ContextConfig],
                      values: Mapping[str, float | None]) -> list[dict]:
     """Return each entry evaluated on ``values`` (signal -> value, None = missing), in config
     order: ``{name, label, label_off, holds, comparisons}``; ``holds`` is True, False or None
-    (cannot be evaluated), ``comparisons`` as :func:`monitor.rules.describe` gives them."""
+    (cannot be evaluated), ``comparisons`` as :func:`monitor.alerting.rules.describe` gives them."""
     return [{"name": e.name, "label": e.label, "label_off": e.label_off,
              "holds": e.when_expr.evaluate(values),
              "comparisons": describe(e.when_expr, values)} for e in entries]

@@ -15,17 +15,16 @@ from pathlib import Path
 import pandas as pd
 from sqlite_utils import Database
 
+from monitor.analysis.replay import scratch_copy
 from monitor.calendar import TradingCalendar
 from monitor.compute import history
 from monitor.config import Config
 from monitor.cycle import CycleError
-from monitor.replay import scratch_copy
 from signals.episodes import DrawdownEpisode, drawdown_episodes
+from signals.series import MICROCAP_CLOSE
 from storage import observations
 
-MICROCAP = "index.microcap.close"
-
-
+MICROCAP = MICROCAP_CLOSE
 @dataclass
 class Evidence:
     """What a backtest scores: signal values per day, drawdown labels, and the micro-cap close."""

@@ -75,7 +75,7 @@ def build(as_of: str, items: list[dict], firing: list[str], pending: list[str],
     comparisons, values, context); ``firing``/``pending`` the rules in those states after the
     cycle; ``composite`` the count and names of conditions holding today; ``active`` every firing
     alert as ``{rule, severity, since}`` (default: those among ``items``); ``context`` the regime
-    context (:func:`monitor.context.evaluate_context`); ``risk`` the headline block
+    context (:func:`monitor.alerting.context.evaluate_context`); ``risk`` the headline block
     (:func:`risk_block`); ``summary`` marks the weekly summary; ``notes`` are one-line remarks
     about the monitor itself shown with every digest (e.g. the holiday calendar running out).
     """

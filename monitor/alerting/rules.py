@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from monitor import expr
+from monitor.alerting import expr
 from monitor.config import RuleConfig
 
 
