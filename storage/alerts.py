@@ -70,3 +70,11 @@ def events(db: Database, since: str | None = None, rule: str | None = None) -> l
         sql += " WHERE " + " AND ".join(where)
     cur = db.execute(sql + " ORDER BY date, id", params)
     return [dict(zip(EVENT_COLUMNS, r, strict=True)) for r in cur]
+
+
+def events_through(db: Database, last: str) -> list[dict]:
+    """Return every event dated ``last`` (an ISO day) or earlier, oldest first (by date, then id),
+    as dicts of :data:`EVENT_COLUMNS`."""
+    cur = db.execute(f"SELECT {', '.join(EVENT_COLUMNS)} FROM alert_events WHERE date <= ? "
+                     "ORDER BY date, id", [last])
+    return [dict(zip(EVENT_COLUMNS, r, strict=True)) for r in cur]

@@ -179,3 +179,12 @@ def backup(db: Database, dest: str | Path) -> int:
             raise StorageError(f"cannot write the backup {target}: {exc}") from exc
         raise
     return target.stat().st_size
+
+
+def file_of(db: Database) -> str:
+    """Return the path of the file behind ``db``'s main database, or ``":memory:"`` for an
+    in-memory (or temporary) database."""
+    for row in db.execute("PRAGMA database_list").fetchall():
+        if row[1] == "main":
+            return row[2] or ":memory:"
+    return ":memory:"

@@ -156,3 +156,20 @@ def lagged_series(db: Database, series: Sequence[str]) -> list[str]:
     cur = db.execute(f"SELECT DISTINCT series FROM observations WHERE series IN ({marks}) "
                      "AND available_at > date", list(series))
     return sorted(r[0] for r in cur)
+
+
+def date_range(db: Database, series: str) -> tuple[str | None, str | None]:
+    """Return the first and last day (ISO) with an observation of ``series``, or
+    ``(None, None)``."""
+    lo, hi = db.execute("SELECT MIN(date), MAX(date) FROM observations WHERE series = ?",
+                        [series]).fetchone()
+    return lo, hi
+
+
+def values_between(db: Database, series: str, first: str, last: str) -> list[tuple[str, float | None]]:
+    """Return the stored observations of ``series`` from ``first`` to ``last`` (ISO days, both
+    included) as ``(date, value)`` pairs, oldest first; value in the series' own unit (None when
+    stored as null)."""
+    cur = db.execute("SELECT date, value FROM observations WHERE series = ? AND date >= ? "
+                     "AND date <= ? ORDER BY date", [series, first, last])
+    return [(r[0], r[1]) for r in cur]

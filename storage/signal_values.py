@@ -51,3 +51,31 @@ def latest(db: Database) -> list[dict]:
         "(SELECT MAX(date) FROM signal_values t WHERE t.signal = s.signal) ORDER BY signal"
     )
     return [dict(zip(("signal", "date", "value", "context"), r, strict=True)) for r in cur]
+
+
+def date_range(db: Database) -> tuple[str | None, str | None]:
+    """Return the first and last day (ISO) with any stored signal row, or ``(None, None)``."""
+    lo, hi = db.execute("SELECT MIN(date), MAX(date) FROM signal_values").fetchone()
+    return lo, hi
+
+
+def days_between(db: Database, first: str, last: str) -> list[str]:
+    """Return the days (ISO, oldest first) with any stored signal row from ``first`` to ``last``
+    (ISO days, both included)."""
+    cur = db.execute("SELECT DISTINCT date FROM signal_values WHERE date >= ? AND date <= ? "
+                     "ORDER BY date", [first, last])
+    return [r[0] for r in cur]
+
+
+def values_between(db: Database, names: Iterable[str], first: str,
+                   last: str) -> list[tuple[str, str, float]]:
+    """Return the non-null stored values of the signals ``names`` from ``first`` to ``last`` (ISO
+    days, both included) as ``(signal, date, value)`` tuples, in no particular order; value in the
+    signal's own unit."""
+    names = list(names)
+    if not names:
+        return []
+    marks = ",".join("?" * len(names))
+    cur = db.execute(f"SELECT signal, date, value FROM signal_values WHERE signal IN ({marks}) "
+                     "AND date >= ? AND date <= ? AND value IS NOT NULL", [*names, first, last])
+    return [(r[0], r[1], r[2]) for r in cur]
