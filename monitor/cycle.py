@@ -471,40 +471,29 @@ def continue_microcap_index(db: Database, today: pd.DataFrame | None, as_of: dt.
     close is the previous close times (1 + return). Listed-day counts are carried in
     ``panel_listed_days``. Returns the rows written; a missing input is recorded in ``failures``.
     """
-    from monitor.sources.akshare_source import continue_microcap
+    from signals.microcap import continue_microcap
+    from storage import stock_panel
 
     if today is None or today.empty:
         return 0
-    cols = ("date", "code", "close", "total_mv", "is_st", "available_at", "source")
-    before = db.conn.total_changes
-    db.conn.executemany(
-        "INSERT INTO stock_panel (date, code, close, total_mv, is_st, available_at, source) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (date, code) DO UPDATE SET close = excluded.close, "
-        "total_mv = excluded.total_mv, is_st = excluded.is_st WHERE stock_panel.close IS NOT "
-        "excluded.close OR stock_panel.total_mv IS NOT excluded.total_mv OR stock_panel.is_st IS NOT "
-        "excluded.is_st", [tuple(r) for r in today[list(cols)].itertuples(index=False)])
+    changed = stock_panel.upsert(
+        db, [tuple(r) for r in today[list(stock_panel.COLUMNS)].itertuples(index=False)])
     prev_day = calendar.previous(as_of).isoformat()
-    prev = pd.DataFrame(db.execute("SELECT code, close, total_mv, is_st FROM stock_panel WHERE date = ?",
-                                   [prev_day]).fetchall(), columns=["code", "close", "total_mv", "is_st"])
-    prev_close = db.execute("SELECT value FROM observations WHERE series = ? AND date = ? AND "
-                            "available_at <= ?", [MICROCAP, prev_day, as_of.isoformat()]).fetchone()
+    prev = stock_panel.on_day(db, prev_day)
+    prev_close = observations.current_value(db, MICROCAP, prev_day, as_of.isoformat())
     if prev.empty or prev_close is None:
         failures["index.microcap"] = (f"cannot continue the micro-cap index: no stored cross-section "
                                       f"or close for {prev_day} (import the stock panel and "
                                       f"{MICROCAP} history, or backfill)")
-        return db.conn.total_changes - before
-    listed = dict(db.execute("SELECT code, days FROM panel_listed_days WHERE as_of = ?", [prev_day]))
+        return changed
+    listed = stock_panel.listed_days(db, prev_day)
     if not listed:  # first continuation: count each stock's stored panel days up to yesterday
-        listed = dict(db.execute("SELECT code, COUNT(*) FROM stock_panel WHERE date <= ? AND close IS "
-                                 "NOT NULL GROUP BY code", [prev_day]))
+        listed = stock_panel.traded_days_through(db, prev_day)
     ret, listed_today = continue_microcap(prev, today[["code", "close", "total_mv", "is_st"]],
                                           pd.Series(listed, dtype=float))
-    db.conn.executemany("INSERT INTO panel_listed_days (code, as_of, days) VALUES (?, ?, ?) ON CONFLICT "
-                        "(code, as_of) DO UPDATE SET days = excluded.days WHERE panel_listed_days.days "
-                        "IS NOT excluded.days",
-                        [(c, as_of.isoformat(), int(d)) for c, d in listed_today.items()])
-    db.execute("DELETE FROM panel_listed_days WHERE as_of < ?", [prev_day])  # keep two days
+    # keep two days of counts
+    changed += stock_panel.store_listed_days(db, as_of.isoformat(), listed_today, keep_from=prev_day)
     if ret == ret:  # not NaN
-        observations.upsert(db, [(MICROCAP, as_of.isoformat(), float(prev_close[0]) * (1.0 + ret),
-                                  as_of.isoformat(), "reconstructed:stock_panel")])
-    return db.conn.total_changes - before
+        changed += observations.upsert(db, [(MICROCAP, as_of.isoformat(), prev_close * (1.0 + ret),
+                                             as_of.isoformat(), "reconstructed:stock_panel")])
+    return changed

@@ -390,6 +390,28 @@ def daily_return(close_prev: pd.Series, close_today: pd.Series, mv_prev: pd.Seri
                        listed_ok0, n)
 
 
+def continue_microcap(prev: pd.DataFrame, today: pd.DataFrame, listed_days_prev: pd.Series,
+                      n: int = 400, min_listed_days: int = 20) -> tuple[float, pd.Series]:
+    """Continue the micro-cap index by one day from two consecutive cross-sections.
+
+    ``prev`` / ``today``: frames with code, close, total_mv, is_st (the AKShare adapter's
+    ``cross_section_frame`` rows or the stored stock_panel); ``listed_days_prev``: listed-day
+    counts of the previous day by code. Returns (today's index return as a fraction, NaN when no
+    stock is eligible; today's listed-day counts, int trading days by code), with
+    ``daily_return`` / ``update_listed_days`` on the codes of both days in ascending order.
+    """
+    p, t = prev.set_index("code"), today.set_index("code")
+    codes = t.index.union(p.index)
+    close_today = t["close"].reindex(codes).astype(float)
+    listed_prev = listed_days_prev.reindex(codes).fillna(0)
+    ret = daily_return(p["close"].reindex(codes).astype(float), close_today,
+                       p["total_mv"].reindex(codes).astype(float),
+                       t["total_mv"].reindex(codes).astype(float),
+                       p["is_st"].reindex(codes).astype(float), listed_prev, n=n,
+                       min_listed_days=min_listed_days)
+    return ret, update_listed_days(listed_prev, close_today)
+
+
 def index_level(returns: pd.Series, base: float = 1000.0) -> pd.Series:
     """Return the index level (points) compounding daily returns (fraction) from ``base``.
 

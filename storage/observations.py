@@ -173,3 +173,12 @@ def values_between(db: Database, series: str, first: str, last: str) -> list[tup
     cur = db.execute("SELECT date, value FROM observations WHERE series = ? AND date >= ? "
                      "AND date <= ? ORDER BY date", [series, first, last])
     return [(r[0], r[1]) for r in cur]
+
+
+def current_value(db: Database, series: str, day: str, known_by: str) -> float | None:
+    """Return the current stored value of ``series`` on ``day`` (ISO) if it was available by
+    ``known_by`` (ISO), in the series' own unit; None when there is none (or it is stored as
+    null). Earlier, revised values (``observation_revisions``) are not read."""
+    row = db.execute("SELECT value FROM observations WHERE series = ? AND date = ? AND "
+                     "available_at <= ?", [series, day, known_by]).fetchone()
+    return None if row is None else row[0]

@@ -501,21 +501,6 @@ def test_the_cross_section_uses_its_own_timeout():
     assert len(src.fetch_cross_section(AS_OF)) == 10
 
 
-def test_continue_microcap_by_hand():
-    prev = pd.DataFrame({"code": ["000001", "000002", "000003", "000004"],
-                         "close": [10.0, 20.0, 5.0, 8.0], "total_mv": [1e9, 2e9, 3e9, 0.5e9],
-                         "is_st": [0, 0, 0, 1]})
-    today = pd.DataFrame({"code": ["000001", "000002", "000003", "000004", "000005"],
-                          "close": [11.0, 19.0, 5.5, 9.0, 30.0],
-                          "total_mv": [1.1e9, 1.9e9, 3.3e9, 0.6e9, 1e8],
-                          "is_st": [0, 0, 0, 1, 0]})
-    listed = pd.Series({"000001": 30, "000002": 30, "000003": 30, "000004": 30})
-    ret, listed_today = aks.continue_microcap(prev, today, listed, n=2, min_listed_days=20)
-    # members: the 2 smallest eligible at t-1 (000004 is ST, 000005 not listed yet): 000001, 000002
-    assert ret == pytest.approx((0.10 + -0.05) / 2)
-    assert listed_today.to_dict() == {"000001": 31, "000002": 31, "000003": 31, "000004": 31, "000005": 1}
-
-
 # --- fund holdings --------------------------------------------------------------------------------
 
 def test_holdings_of_the_active_funds_in_yuan_with_types():

@@ -396,3 +396,20 @@ def test_real_panel_no_look_ahead_and_loop_agreement(real):
     vec = mc.reconstruct(close.iloc[window], mv.iloc[window], is_st.iloc[window], min_listed_days=0)
     np.testing.assert_allclose(vec.to_numpy(), loop.to_numpy(), rtol=1e-12, atol=1e-15)
     assert vec.iloc[1:].notna().all()
+
+
+# --- one day's continuation from two cross-sections (was in test_akshare_source.py) -----------
+
+def test_continue_microcap_by_hand():
+    prev = pd.DataFrame({"code": ["000001", "000002", "000003", "000004"],
+                         "close": [10.0, 20.0, 5.0, 8.0], "total_mv": [1e9, 2e9, 3e9, 0.5e9],
+                         "is_st": [0, 0, 0, 1]})
+    today = pd.DataFrame({"code": ["000001", "000002", "000003", "000004", "000005"],
+                          "close": [11.0, 19.0, 5.5, 9.0, 30.0],
+                          "total_mv": [1.1e9, 1.9e9, 3.3e9, 0.6e9, 1e8],
+                          "is_st": [0, 0, 0, 1, 0]})
+    listed = pd.Series({"000001": 30, "000002": 30, "000003": 30, "000004": 30})
+    ret, listed_today = mc.continue_microcap(prev, today, listed, n=2, min_listed_days=20)
+    # members: the 2 smallest eligible at t-1 (000004 is ST, 000005 not listed yet): 000001, 000002
+    assert ret == pytest.approx((0.10 + -0.05) / 2)
+    assert listed_today.to_dict() == {"000001": 31, "000002": 31, "000003": 31, "000004": 31, "000005": 1}

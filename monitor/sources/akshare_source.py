@@ -29,7 +29,8 @@ at least 0.2 percent, closes inside the canonical bounds of ``signals.series``);
 series is refused with an error naming it. EastMoney caps some whole-market amounts at exactly
 1e12 yuan (000985, 2014-12 .. 2015-04): such amounts are dropped, the closes kept.
 
-Calls are made one at a time with ``delay_seconds`` between them (the upstream sites ban aggressive
+The polite-call machinery lives in ``monitor.sources.polite`` (``PoliteCaller``): calls are made
+one at a time with ``delay_seconds`` between them (the upstream sites ban aggressive
 clients). Each call runs in a daemon worker thread and is abandoned after ``timeout_seconds``
 (``cross_section_timeout_seconds`` for the ~55 pages of the spot list): AKShare calls ``requests``
 without a timeout except in ``stock_zh_a_hist`` (which also gets ``timeout=``), and a
@@ -51,7 +52,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-import threading
 import time
 import unicodedata
 from collections.abc import Callable, Iterable
@@ -63,6 +63,14 @@ import numpy as np
 import pandas as pd
 
 from monitor.sources.holdings import quarter_end
+from monitor.sources.polite import (  # noqa: F401  (the error types, re-exported)
+    CallFailed,
+    CallTimeout,
+    PoliteCaller,
+    Skipped,
+    SourceError,
+    describe,
+)
 from signals import series as canonical
 from storage.observations import ObservationRow
 
@@ -95,16 +103,7 @@ class AkshareUnavailable(RuntimeError):
     """akshare is not installed (or does not import): the ``live`` extra is missing."""
 
 
-class SourceError(Exception):
-    """One series or data set could not be fetched; the message is one line."""
 
-
-class CallFailed(SourceError):
-    """An AKShare call failed after its retries (or timed out)."""
-
-
-class Skipped(SourceError):
-    """A call not attempted because the previous calls all failed."""
 
 
 class SchemaError(SourceError):
@@ -118,9 +117,6 @@ class UnitError(SourceError):
 class NoData(SourceError):
     """A call answered without any row for a period that has trading days."""
 
-
-class CallTimeout(Exception):
-    """A call did not answer within its timeout."""
 
 
 @dataclass(frozen=True)
@@ -138,40 +134,6 @@ class HistSpec:
 CSINDEX = HistSpec("stock_zh_index_hist_csindex", "日期", "收盘", "成交金额", 1e8, "1e8 yuan (亿元)")
 EM_INDEX = HistSpec("index_zh_a_hist", "日期", "收盘", "成交额", 1.0, "yuan")
 EM_STOCK = HistSpec("stock_zh_a_hist", "日期", "收盘", "成交额", 1.0, "yuan")
-
-
-def describe(exc: BaseException) -> str:
-    """Return a one-line description of ``exc`` (a requests error names the host, not the URL)."""
-    text = " ".join(str(exc).split())
-    host = re.search(r"host='([^']+)'", text)
-    if host:
-        cause = re.search(r"Caused by (\w+)", text)
-        text = f"cannot reach {host.group(1)}" + (f" ({cause.group(1)})" if cause else "")
-    if len(text) > 160:
-        text = text[:157] + "..."
-    name = type(exc).__name__
-    return f"{name}: {text}" if text else name
-
-
-def _with_deadline(fn: Callable[..., Any], kwargs: dict[str, Any], timeout: float, name: str) -> Any:
-    """Run ``fn(**kwargs)`` in a daemon thread; raise CallTimeout after ``timeout`` seconds."""
-    box: dict[str, Any] = {}
-    done = threading.Event()
-
-    def target() -> None:
-        try:
-            box["value"] = fn(**kwargs)
-        except BaseException as exc:  # handed to the caller, never printed here
-            box["error"] = exc
-        finally:
-            done.set()
-
-    threading.Thread(target=target, name=f"akshare-{name}", daemon=True).start()
-    if not done.wait(timeout):
-        raise CallTimeout(f"no answer within {timeout:g} s")
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
 
 
 def require(frame: Any, function: str, columns: Iterable[str]) -> pd.DataFrame:
@@ -333,30 +295,6 @@ def cross_section_frame(frame: Any, day: dt.date, min_stocks: int = 2000) -> pd.
     return part.reset_index(drop=True)[list(PANEL_COLUMNS)]
 
 
-def continue_microcap(prev: pd.DataFrame, today: pd.DataFrame, listed_days_prev: pd.Series,
-                      n: int = 400, min_listed_days: int = 20) -> tuple[float, pd.Series]:
-    """Continue the micro-cap index by one day from two consecutive cross-sections.
-
-    ``prev`` / ``today``: frames with code, close, total_mv, is_st (``cross_section_frame`` rows or
-    the stored stock_panel); ``listed_days_prev``: listed-day counts of the previous day by code.
-    Returns (today's index return as a fraction, NaN when no stock is eligible; today's listed-day
-    counts), with ``signals.microcap.daily_return`` / ``update_listed_days`` on the codes of both
-    days in ascending order.
-    """
-    from signals import microcap
-
-    p, t = prev.set_index("code"), today.set_index("code")
-    codes = t.index.union(p.index)
-    close_today = t["close"].reindex(codes).astype(float)
-    listed_prev = listed_days_prev.reindex(codes).fillna(0)
-    ret = microcap.daily_return(p["close"].reindex(codes).astype(float), close_today,
-                                p["total_mv"].reindex(codes).astype(float),
-                                t["total_mv"].reindex(codes).astype(float),
-                                p["is_st"].reindex(codes).astype(float), listed_prev, n=n,
-                                min_listed_days=min_listed_days)
-    return ret, microcap.update_listed_days(listed_prev, close_today)
-
-
 class AkshareSource:
     """Daily observations, the cross-section and the fund holdings from AKShare (module doc).
 
@@ -379,12 +317,10 @@ class AkshareSource:
         self.settings = settings
         self.calendar = calendar
         self._ak = ak
-        self._sleep = sleep
         self._clock = clock or (lambda: dt.datetime.now(SHANGHAI))
+        self.polite = PoliteCaller(settings, "akshare", "AKShare", sleep=sleep)
         self.failures: dict[str, str] = {}
         self.notes: list[str] = []
-        self._consecutive = 0
-        self._last_call: float | None = None
 
     # --- the calls ---------------------------------------------------------------------------
 
@@ -404,46 +340,16 @@ class AkshareSource:
             self._ak = akshare
         return self._ak
 
-    def _pause(self) -> None:
-        if self._last_call is not None:
-            wait = self.settings.delay_seconds - (time.monotonic() - self._last_call)
-            if wait > 0:
-                self._sleep(wait)
-
     def _call(self, function: str, deadline: float | None = None, **kwargs: Any) -> Any:
-        """Call ``ak.<function>(**kwargs)`` with the delay, retries and a ``deadline`` in seconds
-        (default ``timeout_seconds``) of the settings."""
-        limit = self.settings.max_consecutive_failures
-        if self._consecutive >= limit:
-            raise Skipped(f"akshare {function}: not attempted, the last {self._consecutive} AKShare "
-                          "calls failed (upstream unreachable?)")
+        """Return ``ak.<function>(**kwargs)``, called politely (``monitor.sources.polite``: the
+        delay, retries and a ``deadline`` in seconds, default ``timeout_seconds``); raises
+        SourceError."""
+        self.polite.check_open(function)
         fn = getattr(self.ak, function, None)
         if fn is None:
             raise CallFailed(f"akshare {function}: no such function in the installed akshare "
                              f"(pinned: {AKSHARE_VERSION})")
-        # after a failed call, the next ones get one attempt each until one succeeds: without network
-        # a fetch then fails within seconds instead of retrying every series (akshare's own
-        # request_with_retry already retries the EastMoney list endpoints three times)
-        attempts = 1 if self._consecutive else self.settings.retries + 1
-        deadline = deadline or self.settings.timeout_seconds
-        reason = ""
-        for attempt in range(attempts):
-            if attempt:
-                self._sleep(self.settings.backoff_seconds * 2 ** (attempt - 1))
-            self._pause()
-            try:
-                value = _with_deadline(fn, kwargs, deadline, function)
-            except Exception as exc:  # every failure of the call is retried, then reported
-                reason = describe(exc)
-                log.debug("akshare %s(%s) attempt %d: %s", function, kwargs, attempt + 1, reason)
-                continue
-            finally:
-                self._last_call = time.monotonic()
-            self._consecutive = 0
-            return value
-        self._consecutive += 1
-        plural = "s" if attempts > 1 else ""
-        raise CallFailed(f"akshare {function}: {reason} ({attempts} attempt{plural})")
+        return self.polite.call(function, fn, deadline, **kwargs)
 
     def _has_trading_days(self, start: dt.date, end: dt.date) -> bool:
         if self.calendar is None:
@@ -463,7 +369,7 @@ class AkshareSource:
         Series that fail are left out and named in ``self.failures``.
         """
         self.failures, self.notes = {}, []
-        self._consecutive = 0
+        self.polite.reset()
         start = self.settings.start_date if since is None else since + dt.timedelta(days=1)
         if start > as_of:
             return []
@@ -557,8 +463,7 @@ class AkshareSource:
 
     def _begin(self, key: str) -> None:
         self.failures.pop(key, None)
-        if self._last_call is not None and time.monotonic() - self._last_call > 600:
-            self._consecutive = 0  # an old run of failures says nothing about the upstream now
+        self.polite.forget_stale_failures()  # an old run of failures says nothing about the upstream now
 
     def fetch_cross_section(self, as_of: dt.date) -> pd.DataFrame:
         """Return the stock_panel rows (``PANEL_COLUMNS``) of trading day ``as_of``.

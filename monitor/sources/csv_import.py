@@ -21,7 +21,7 @@ from sqlite_utils import Database
 
 from monitor.sources import holdings
 from signals import series as canonical
-from storage import observations, runs
+from storage import observations, runs, stock_panel
 from storage.staging import Staging
 from storage.util import dumps, utc_now
 
@@ -346,15 +346,6 @@ def import_files(db: Database, paths: list[Path], today: dt.date | None = None,
         work.close()
 
 
-_PANEL_UPSERT = (
-    "INSERT INTO stock_panel (date, code, close, total_mv, is_st, available_at, "
-    "source) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (date, code) DO UPDATE SET "
-    "close = excluded.close, total_mv = excluded.total_mv, is_st = excluded.is_st, "
-    "source = excluded.source WHERE stock_panel.close IS NOT excluded.close OR "
-    "stock_panel.total_mv IS NOT excluded.total_mv OR "
-    "stock_panel.is_st IS NOT excluded.is_st")
-
-
 def _write(db: Database, parsed: list[tuple[Path, str, object]], today: dt.date, coverage: str,
            work: Staging, chunk_rows: int) -> dict[str, int]:
     """Write the validated files in one transaction; return rows changed per file."""
@@ -380,11 +371,11 @@ def _write(db: Database, parsed: list[tuple[Path, str, object]], today: dt.date,
                 except holdings.HoldingsError as exc:
                     raise CsvImportError(f"{_name(path)}: {shown(exc, 300)}") from None
             else:
-                before = db.conn.total_changes
+                n = 0
                 for batch in work.rows(rows, ("date", "code", "close", "total_mv", "is_st", "date"),
                                        chunk_rows):
-                    db.conn.executemany(_PANEL_UPSERT, [(*r, label) for r in batch])
-                changed[str(path)] = db.conn.total_changes - before
+                    n += stock_panel.upsert(db, [(*r, label) for r in batch])
+                changed[str(path)] = n
         if any(changed.values()):
             runs.record(db, "import", today.isoformat(), started, utc_now(), "ok",
                         detail=dumps({"files": {printable(k): v for k, v in changed.items()}}))

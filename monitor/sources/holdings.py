@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 from sqlite_utils import Database
 
+from monitor.sources.polite import Skipped, SourceError
 from signals import fund_allocation as fa
 from storage import holdings as stored
 from storage import observations, runs
@@ -205,7 +206,6 @@ def run_holdings_job(db: Database, source, today: dt.date, *, report_date: dt.da
     ``source`` needs ``active_funds()`` and ``holdings_of(fund_code, report_date, top)`` (the
     AKShare source).
     """
-    from monitor.sources.akshare_source import SourceError
 
     report = report_date or due_report(today)
     outcome = HoldingsOutcome(report, "done")
@@ -259,7 +259,6 @@ def _fetch_quarter(db: Database, source, funds: pd.DataFrame, quarter: dt.date, 
     """Fetch the ``funds`` not stored yet for ``quarter`` and store them ``batch`` at a time
     (counted in ``outcome``; the first failure's reason appended to ``reasons``). Return False
     when the source gave up on the upstream (``Skipped``)."""
-    from monitor.sources.akshare_source import Skipped, SourceError
 
     done = stored.fetched_funds(db, LIVE_COVERAGE, quarter.isoformat())
     pending: list[tuple] = []
