@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 from sqlite_utils import Database
 
-from monitor.alerting import lifecycle, rules
+from monitor.alerting import data_stale, lifecycle, rules
+from monitor.alerting.advance import advance, starting_state
 from monitor.alerting.context import evaluate_context
 from monitor.calendar import TradingCalendar, coverage_note
 from monitor.compute import SignalValue, compute_day
@@ -162,16 +163,6 @@ def fetch_day(db: Database, source: Source, as_of: dt.date) -> FetchedDay:
     return out
 
 
-def starting_state(row: dict | None, day: str) -> lifecycle.AlertState:
-    """Return the alert state a cycle for ``day`` starts from: the stored state, or - when ``day``
-    is being re-run - the state before it (so a re-run advances nothing twice)."""
-    if row is None:
-        return lifecycle.AlertState()
-    if row["last_evaluated"] == day:
-        return lifecycle.AlertState.from_json(row["prev_state_json"])
-    return lifecycle.AlertState.from_json(row["state_json"])
-
-
 def _run(db: Database, config: Config, as_of: dt.date, data: FetchedDay,
          calendar: TradingCalendar, current: dict[str, dict], started: str,
          precomputed: dict[str, SignalValue] | None, episodes: str) -> CycleResult:
@@ -206,28 +197,14 @@ def _run(db: Database, config: Config, as_of: dt.date, data: FetchedDay,
     states: dict[str, lifecycle.AlertState] = {}
     for rule, ev in zip(config.rules, evaluations, strict=True):
         prev = starting_state(current.get(rule.name), day)
-        timing = lifecycle.Timing(rule.for_days, rule.clear_days, rule.repeat_every_days)
-        result = lifecycle.step(prev, ev.when, ev.clear, day, timing)
-        new = result.state
         # the headline signal's context (the model's base rate and contributions) tops the digest
         context = {n: computed[n].context for n in sorted(rule.names)
                    if n in computed and computed[n].context and n != digest.HEADLINE_SIGNAL}
-        if result.event:
-            silenced_by = silences.matching(active_silences, rule.name) if result.notify else None
-            notified = bool(result.notify) and silenced_by is None
-            events.append({
-                "rule": rule.name, "date": day, "event": result.event,
-                "from_state": prev.state, "to_state": new.state, "severity": rule.severity,
-                "signal_values": dumps({"values": ev.values, "comparisons": ev.comparisons}),
-                "silenced_by": silenced_by, "notified": int(notified),
-            })
-            if notified:
-                items.append({
-                    "rule": rule.name, "severity": rule.severity, "kind": result.notify,
-                    "since": new.since if result.notify != "resolved" else prev.since,
-                    "explain": rule.explain, "comparisons": ev.comparisons,
-                    "values": ev.values, "context": context,
-                })
+        new, event, item = advance(rule, ev, prev, day, silences=active_silences, context=context)
+        if event:
+            events.append(event)
+        if item:
+            items.append(item)
         states[rule.name] = new
         if new.state == lifecycle.FIRING:
             firing.append(rule.name)
@@ -247,7 +224,8 @@ def _run(db: Database, config: Config, as_of: dt.date, data: FetchedDay,
         items.append(stale_item)
     if stale_state.state == lifecycle.FIRING:
         firing.append(DATA_STALE)
-        active.append({"rule": DATA_STALE, "severity": "warning", "since": stale_state.since})
+        active.append({"rule": DATA_STALE, "severity": data_stale.RULE.severity,
+                       "since": stale_state.since})
     alerts.replace_events(db, day, events)
     if episodes != "skip":
         update_episodes(db, config, as_of, calendar, full=episodes == "full")
@@ -312,87 +290,33 @@ def _published_nothing(db: Database, as_of: dt.date, failures: dict[str, str]) -
     """True when no index series failed to fetch and none has a value dated ``as_of``."""
     if any(name.startswith("index.") for name in failures):
         return False
-    row = db.execute("SELECT 1 FROM observations WHERE series LIKE 'index.%' AND series != ? AND "
-                     "date = ? LIMIT 1", [MICROCAP, as_of.isoformat()]).fetchone()
-    return row is None
+    return not observations.index_published(db, as_of.isoformat(), exclude=MICROCAP)
 
 
-DATA_STALE = digest.DATA_STALE
-STALE_EXPLAIN = ("Required input series have not been updated for several trading days: the "
-                 "indicators that read them cannot see today's market, so their alerts are blind.")
-
-
-def required_series(db: Database, config: Config) -> list[str]:
-    """Return the daily input series that must be fresh: ``[data_quality] required``, or by
-    default the daily (not quarterly) inputs of the signals the rules read."""
-    import signals
-
-    if config.data_quality.required:
-        return sorted(config.data_quality.required)
-    params = config.signal_params()
-    names = {n for rule in config.rules for n in rule.names}
-    available = observations.series_names(db)
-    out = set()
-    for name in names:
-        sig = signals.REGISTRY[name]
-        out.update(s for s in sig.resolve_inputs(available, params[sig.family])
-                   if not s.startswith("funds.") and not s.startswith("theme."))
-    return sorted(out)
-
-
-def staleness(db: Database, series: list[str], as_of: dt.date, calendar: TradingCalendar,
-              horizon: int) -> dict[str, int | None]:
-    """Return each series' age in trading days on ``as_of`` (0 = has today's value), looking back
-    at most ``horizon`` trading days (None = nothing within them), point-in-time."""
-    lo = calendar.window_start(as_of, horizon + 1).isoformat()
-    out: dict[str, int | None] = {}
-    for name in series:
-        row = db.execute("SELECT MAX(date) FROM observations WHERE series = ? AND date >= ? AND "
-                         "date <= ? AND available_at <= ?",
-                         [name, lo, as_of.isoformat(), as_of.isoformat()]).fetchone()
-        latest = row[0] if row else None
-        out[name] = (None if latest is None
-                     else calendar.count_between(dt.date.fromisoformat(latest), as_of))
-    return out
+DATA_STALE = data_stale.DATA_STALE
 
 
 def _data_stale(db: Database, config: Config, as_of: dt.date, calendar: TradingCalendar,
-                current: dict[str, dict], active_silences: list[dict]):
-    """Advance the built-in ``data_stale`` alert; return (event, digest item, new state)."""
+                current: dict[str, dict], active_silences: list[dict]
+                ) -> tuple[dict | None, dict | None, lifecycle.AlertState]:
+    """Advance the built-in ``data_stale`` alert (``monitor.alerting.data_stale``) and store its
+    state; return (event or None, digest item or None, new state)."""
     limit = config.data_quality.stale_after_days
     if limit <= 0:
         return None, None, lifecycle.AlertState()
     day = as_of.isoformat()
-    ages = staleness(db, required_series(db, config), as_of, calendar, limit + 5)
-    stale = {k: v for k, v in ages.items() if v is None or v > limit}
+    required = data_stale.required_series(config, observations.series_names(db))
+    first = calendar.window_start(as_of, data_stale.lookback_days(config) + 1).isoformat()
+    ages = data_stale.ages(observations.latest_dates(db, required, first, day), as_of, calendar)
+    ev = data_stale.evaluate(ages, limit)
     prev = starting_state(current.get(DATA_STALE), day)
-    holds = bool(stale)
-    result = lifecycle.step(prev, holds, not holds, day, lifecycle.Timing(1, 1, 5))
-    shown = stale or ages
-    comparisons = [{"signal": name, "value": age, "op": "<=", "threshold": limit,
-                    "threshold_signal": None, "holds": age is not None and age <= limit}
-                   for name, age in sorted(shown.items())][:20]
-    values = {f"age_days.{k}": v for k, v in sorted(shown.items())}
+    new, event, item = advance(data_stale.RULE, ev, prev, day, silences=active_silences)
     alerts.save(db, {
-        "rule": DATA_STALE, "severity": "warning", "state": result.state.state,
-        "state_json": result.state.to_json(), "prev_state_json": prev.to_json(),
-        "last_evaluated": day, "since": result.state.since, "last_values": dumps(values),
+        "rule": DATA_STALE, "severity": data_stale.RULE.severity, "state": new.state,
+        "state_json": new.to_json(), "prev_state_json": prev.to_json(),
+        "last_evaluated": day, "since": new.since, "last_values": dumps(ev.values),
     })
-    if not result.event:
-        return None, None, result.state
-    silenced_by = silences.matching(active_silences, DATA_STALE) if result.notify else None
-    notified = bool(result.notify) and silenced_by is None
-    event = {"rule": DATA_STALE, "date": day, "event": result.event, "from_state": prev.state,
-             "to_state": result.state.state, "severity": "warning",
-             "signal_values": dumps({"values": values, "comparisons": comparisons}),
-             "silenced_by": silenced_by, "notified": int(notified)}
-    item = None
-    if notified:
-        item = {"rule": DATA_STALE, "severity": "warning", "kind": result.notify,
-                "since": result.state.since if result.notify != "resolved" else prev.since,
-                "explain": STALE_EXPLAIN, "comparisons": comparisons, "values": values,
-                "context": {}}
-    return event, item, result.state
+    return event, item, new
 
 
 def update_episodes(db: Database, config: Config, as_of: dt.date, calendar: TradingCalendar,
@@ -435,10 +359,8 @@ def update_episodes(db: Database, config: Config, as_of: dt.date, calendar: Trad
     else:
         lo = first
     lo = max(lo, first)
-    rows = db.execute(
-        "SELECT signal, date, value, context FROM signal_values WHERE date >= ? AND date <= ? "
-        "AND signal IN (?, ?)", [lo.isoformat(), as_of.isoformat(), COMPOSITE,
-                                 "rotation.hot_theme_excess"]).fetchall()
+    rows = signal_values.rows_between(db, [COMPOSITE, "rotation.hot_theme_excess"],
+                                      lo.isoformat(), as_of.isoformat())
     holds = {d: rule in json.loads(c or "[]") for sig, d, _, c in rows if sig == COMPOSITE}
     excess = {d: v for sig, d, v, _ in rows if sig == "rotation.hot_theme_excess"}
     theme = {d: json.loads(c) for sig, d, _, c in rows if sig == "rotation.hot_theme_excess" and c}

@@ -182,3 +182,22 @@ def current_value(db: Database, series: str, day: str, known_by: str) -> float |
     row = db.execute("SELECT value FROM observations WHERE series = ? AND date = ? AND "
                      "available_at <= ?", [series, day, known_by]).fetchone()
     return None if row is None else row[0]
+
+
+def index_published(db: Database, day: str, exclude: str) -> bool:
+    """Return whether any ``index.*`` series other than ``exclude`` has an observation dated
+    ``day`` (ISO)."""
+    row = db.execute("SELECT 1 FROM observations WHERE series LIKE 'index.%' AND series != ? AND "
+                     "date = ? LIMIT 1", [exclude, day]).fetchone()
+    return row is not None
+
+
+def latest_dates(db: Database, series: Sequence[str], first: str, as_of: str) -> dict[str, str | None]:
+    """Return, per series of ``series``, its latest observation day (ISO) in [``first``, ``as_of``]
+    that was available by ``as_of`` (point-in-time), or None when it has none."""
+    out: dict[str, str | None] = {}
+    for name in series:
+        row = db.execute("SELECT MAX(date) FROM observations WHERE series = ? AND date >= ? AND "
+                         "date <= ? AND available_at <= ?", [name, first, as_of, as_of]).fetchone()
+        out[name] = row[0] if row else None
+    return out

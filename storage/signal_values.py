@@ -79,3 +79,17 @@ def values_between(db: Database, names: Iterable[str], first: str,
     cur = db.execute(f"SELECT signal, date, value FROM signal_values WHERE signal IN ({marks}) "
                      "AND date >= ? AND date <= ? AND value IS NOT NULL", [*names, first, last])
     return [(r[0], r[1], r[2]) for r in cur]
+
+
+def rows_between(db: Database, names: Iterable[str], first: str,
+                 last: str) -> list[SignalRow]:
+    """Return the stored rows of the signals ``names`` from ``first`` to ``last`` (ISO days, both
+    included) as ``(signal, date, value, context JSON)`` tuples, null values too, in no particular
+    order; value in the signal's own unit."""
+    names = list(names)
+    if not names:
+        return []
+    marks = ",".join("?" * len(names))
+    cur = db.execute(f"SELECT signal, date, value, context FROM signal_values WHERE date >= ? AND "
+                     f"date <= ? AND signal IN ({marks})", [first, last, *names])
+    return [(r[0], r[1], r[2], r[3]) for r in cur]

@@ -26,7 +26,9 @@ Grammar (keywords are lowercase)::
   (``a < b < c``) are rejected.
 
 ``parse`` returns an immutable tree (frozen dataclasses) that evaluates with
-three-valued (Kleene) logic: a comparison involving a missing name, ``None`` or
+three-valued (Kleene) logic, on one day's values (``Expr.evaluate``) or on every row of a
+table at once (:func:`evaluate_columns`, :func:`evaluate_frame`: vectorised, equal row by
+row): a comparison involving a missing name, ``None`` or
 NaN is unknown (``None``), ``False and None`` is ``False``, ``True or None`` is
 ``True``, and otherwise unknown propagates.
 
@@ -42,13 +44,18 @@ import math
 import numbers
 import operator
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
+
+import numpy as np
+import pandas as pd
 
 __all__ = [
     "MAX_DEPTH",
     "MAX_LENGTH",
+    "FLIPPED",
+    "OPERATORS",
     "And",
     "Comparison",
     "Expr",
@@ -59,6 +66,10 @@ __all__ = [
     "Operand",
     "Or",
     "comparisons",
+    "evaluate_columns",
+    "evaluate_frame",
+    "frame_columns",
+    "oriented",
     "parse",
 ]
 
@@ -69,7 +80,7 @@ MAX_DEPTH: Final = 50
 """Deepest accepted nesting of ``(`` and ``not``."""
 
 _EXCERPT_WIDTH: Final = 80
-_OPERATORS: Final[dict[str, Callable[[float, float], bool]]] = {
+OPERATORS: Final[dict[str, Callable[[Any, Any], Any]]] = {
     "<": operator.lt,
     "<=": operator.le,
     ">": operator.gt,
@@ -77,6 +88,9 @@ _OPERATORS: Final[dict[str, Callable[[float, float], bool]]] = {
     "==": operator.eq,
     "!=": operator.ne,
 }
+"""The comparison operators: the one table, for scalars and (elementwise) numpy arrays alike."""
+FLIPPED: Final = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
+"""Each operator with its operands swapped (``1 < a`` is ``a > 1``)."""
 _KEYWORDS: Final = frozenset({"and", "or", "not"})
 _RESERVED: Final = frozenset({"true", "false", "none", "null", "nan", "inf", "infinity"})
 
@@ -276,7 +290,7 @@ class Comparison(Expr):
         for side in (self.left, self.right):
             if not isinstance(side, Name | Number):
                 raise TypeError(f"comparison operands must be Name or Number, got {side!r}")
-        if self.op not in _OPERATORS:
+        if self.op not in OPERATORS:
             raise ValueError(f"unknown comparison operator {self.op!r}")
         names = frozenset(s.name for s in (self.left, self.right) if isinstance(s, Name))
         object.__setattr__(self, "names", names)
@@ -286,7 +300,7 @@ class Comparison(Expr):
         right = self.right.resolve(values)
         if left is None or right is None:
             return None
-        return bool(_OPERATORS[self.op](left, right))
+        return bool(OPERATORS[self.op](left, right))
 
     def __str__(self) -> str:
         return f"{self.left} {self.op} {self.right}"
@@ -400,6 +414,77 @@ def comparisons(expr: Expr) -> list[Comparison]:
     return found
 
 
+def oriented(comp: Comparison) -> Comparison:
+    """``comp`` with the signal on the left: unchanged when its left side is a name, else its
+    sides swapped and its operator flipped (``0.1 < a.x`` -> ``a.x > 0.1``; two numbers are
+    swapped too). Messages, calibration and charts read a comparison this way."""
+    if isinstance(comp.left, Name):
+        return comp
+    return Comparison(comp.right, FLIPPED[comp.op], comp.left)
+
+
+# --------------------------------------------------------------------------- vectorised
+
+
+def _column(node: Operand, columns: Mapping[str, np.ndarray], n: int) -> np.ndarray:
+    if isinstance(node, Name):
+        col = columns.get(node.name)
+        return np.full(n, np.nan) if col is None else col
+    return np.full(n, node.value)
+
+
+def evaluate_columns(e: Expr, columns: Mapping[str, np.ndarray], n: int,
+                     memo: dict[Expr, tuple[np.ndarray, np.ndarray]] | None = None,
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """``e`` on each of ``n`` rows, as two boolean arrays (is True, is False); neither = unknown.
+
+    ``columns``: signal name -> float array of length ``n`` (NaN = missing; an absent name is
+    missing on every row). Kleene logic exactly as :meth:`Expr.evaluate` on each row. ``memo``
+    (optional) keeps results by node, so a condition and its negation are evaluated once.
+    """
+    if memo is not None and e in memo:
+        return memo[e]
+    if isinstance(e, Comparison):
+        left, right = _column(e.left, columns, n), _column(e.right, columns, n)
+        known = ~(np.isnan(left) | np.isnan(right))
+        with np.errstate(invalid="ignore"):
+            holds = np.asarray(OPERATORS[e.op](left, right), dtype=bool)
+        out = (holds & known, ~holds & known)
+    elif isinstance(e, Not):
+        t, f = evaluate_columns(e.operand, columns, n, memo)
+        out = (f, t)
+    elif isinstance(e, And | Or):
+        parts = [evaluate_columns(o, columns, n, memo) for o in e.operands]
+        ts = np.vstack([p[0] for p in parts])
+        fs = np.vstack([p[1] for p in parts])
+        if isinstance(e, And):
+            out = (ts.all(axis=0), fs.any(axis=0))
+        else:
+            out = (ts.any(axis=0), fs.all(axis=0))
+    else:
+        raise TypeError(f"expected an expression node, got {e!r}")
+    if memo is not None:
+        memo[e] = out
+    return out
+
+
+def frame_columns(values: pd.DataFrame, names: Iterable[str]) -> dict[str, np.ndarray]:
+    """Float arrays of the named columns present in ``values`` (None -> NaN)."""
+    return {n: values[n].to_numpy(dtype=float, na_value=np.nan)
+            for n in names if n in values.columns}
+
+
+def evaluate_frame(e: Expr, values: pd.DataFrame) -> pd.Series:
+    """``e`` on every row of ``values`` (index = days, columns = signals, NaN/None = missing):
+    a Series of True, False or None (unknown), equal row by row to ``e.evaluate``."""
+    n = len(values)
+    t, f = evaluate_columns(e, frame_columns(values, e.names), n)
+    out = np.full(n, None, dtype=object)
+    out[t] = True
+    out[f] = False
+    return pd.Series(out, index=values.index, dtype=object)
+
+
 # --------------------------------------------------------------------------- tokenizer
 
 
@@ -468,7 +553,7 @@ def _tokenize(text: str) -> Iterator[_Token]:
             i = end
         elif ch in "<>=!":
             pair = text[i : i + 2]
-            if pair in _OPERATORS:
+            if pair in OPERATORS:
                 yield _Token("op", pair, i)
                 i += 2
             elif ch in "<>":

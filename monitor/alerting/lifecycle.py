@@ -26,6 +26,12 @@ class Timing:
     clear_days: int = 1
     repeat_every_days: int = 0
 
+    @classmethod
+    def of(cls, rule) -> Timing:
+        """The timing of ``rule`` (anything with ``for_days``, ``clear_days`` and
+        ``repeat_every_days``, e.g. a ``RuleConfig``)."""
+        return cls(rule.for_days, rule.clear_days, rule.repeat_every_days)
+
 
 @dataclass(frozen=True)
 class AlertState:

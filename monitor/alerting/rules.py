@@ -22,42 +22,39 @@ class Evaluation:
     comparisons: list[dict]
 
 
-def _side(node, values: Mapping[str, float | None]) -> tuple[str | None, float | None]:
-    if isinstance(node, expr.Name):
-        return node.name, values.get(node.name)
-    return None, node.value
-
-
 def describe(e: expr.Expr, values: Mapping[str, float | None]) -> list[dict]:
-    """Return each comparison of ``e`` as {signal, value, op, threshold, holds} for messages.
+    """Return each comparison of ``e`` as {signal, value, op, threshold, threshold_signal, holds}
+    for messages, the signal on the left (``expr.oriented``).
 
-    ``threshold`` is the other side's number (or that signal's value when both sides are names).
+    ``threshold`` is the other side's number (or that signal's value when both sides are names,
+    then named by ``threshold_signal``); ``holds`` is True, False or None (unknown).
     """
     out = []
     for comp in expr.comparisons(e):
-        left_name, left = _side(comp.left, values)
-        right_name, right = _side(comp.right, values)
+        shown = expr.oriented(comp)
+        left, right = shown.left, shown.right
         out.append({
-            "signal": left_name or right_name,
-            "value": left if left_name else right,
-            "op": comp.op if left_name else _FLIP[comp.op],
-            "threshold": right if left_name else left,
-            "threshold_signal": right_name if left_name else None,
+            "signal": left.name if isinstance(left, expr.Name) else None,
+            "value": values.get(left.name) if isinstance(left, expr.Name) else left.value,
+            "op": shown.op,
+            "threshold": values.get(right.name) if isinstance(right, expr.Name) else right.value,
+            "threshold_signal": right.name if isinstance(right, expr.Name) else None,
             "holds": comp.evaluate(values),
         })
     return out
 
 
-_FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
+def clear_condition(when: expr.Expr, clear_when: expr.Expr | None) -> expr.Expr:
+    """Return the condition whose holding counts towards resolving a firing alert: the rule's
+    ``clear_when``, or without one ``not when`` (unknown when ``when`` is unknown). The one home
+    of the default clear rule: the cycle and the backtest both evaluate this expression."""
+    return clear_when if clear_when is not None else expr.Not(when)
 
 
 def evaluate(rule: RuleConfig, values: Mapping[str, float | None]) -> Evaluation:
     """Evaluate ``rule`` on ``values`` (signal name -> value, None = missing)."""
     when = rule.when_expr.evaluate(values)
-    if rule.clear_expr is not None:
-        clear = rule.clear_expr.evaluate(values)
-    else:
-        clear = None if when is None else not when
+    clear = clear_condition(rule.when_expr, rule.clear_expr).evaluate(values)
     read = {name: values.get(name) for name in sorted(rule.names)}
     return Evaluation(rule.name, when, clear, read, describe(rule.when_expr, values))
 
@@ -70,11 +67,5 @@ def composite(evaluations: list[Evaluation]) -> tuple[int, list[str]]:
 
 def condition_history(rule: RuleConfig, values: pd.DataFrame) -> pd.Series:
     """Return the rule's ``when`` on each row of ``values`` (index = days, columns = signals):
-    True, False, or None where it cannot be evaluated."""
-    cols = [c for c in values.columns if c in rule.names]
-    records = values[cols].to_dict("records")
-    out = []
-    for rec in records:
-        clean = {k: (None if v is None or v != v else float(v)) for k, v in rec.items()}
-        out.append(rule.when_expr.evaluate(clean))
-    return pd.Series(out, index=values.index, dtype=object)
+    True, False, or None where it cannot be evaluated (``expr.evaluate_frame``)."""
+    return expr.evaluate_frame(rule.when_expr, values)

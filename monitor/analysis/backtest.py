@@ -11,12 +11,13 @@ are in the unit of their signal (SIGNALS.md).
 
 Simulation (:func:`simulate`, :func:`simulate_full`)
     Each rule starts from ``AlertState()`` on the first row and is advanced one row at a time
-    with ``lifecycle.step`` exactly as ``monitor.cycle._run`` does (``when``; ``clear`` = the
-    rule's ``clear_when`` or, without one, ``not when``, unknown when ``when`` is unknown;
-    ``Timing(for_days, clear_days, repeat_every_days)``). Silences are ignored (they mute
-    notifications but never change states or events). Conditions are evaluated for all rows at
-    once with numpy under the same Kleene three-valued logic as ``monitor.alerting.expr`` (a missing
-    column, None or NaN is unknown; ``False and unknown`` is False, ``True or unknown`` True).
+    with ``monitor.alerting.advance.advance``, the function the daily cycle calls (``when``;
+    ``clear`` = ``rules.clear_condition``: the rule's ``clear_when`` or, without one, ``not
+    when``; ``Timing.of(rule)``). Silences are ignored (they mute notifications but never change
+    states or events). Conditions are evaluated for all rows at once by
+    ``monitor.alerting.expr.evaluate_columns`` (the same Kleene three-valued logic as
+    ``Expr.evaluate``: a missing column, None or NaN is unknown; ``False and unknown`` is False,
+    ``True or unknown`` True).
 
 Scoring (:func:`score`, :func:`score_simulation`); L = ``lookback_days`` (20), H =
 ``horizon_days`` (40), MIN_LEAD = ``min_lead_days`` (3); p, h, t = positions in the values index
@@ -89,6 +90,8 @@ from pydantic import ValidationError
 
 import signals
 from monitor.alerting import expr, lifecycle
+from monitor.alerting.advance import advance
+from monitor.alerting.rules import Evaluation, clear_condition
 from monitor.config import Config, RuleConfig
 from monitor.delivery import digest
 from signals.episodes import DrawdownEpisode, drawdown_episodes
@@ -191,54 +194,15 @@ def _to_date(d) -> dt.date:
 # --------------------------------------------------------------------------- conditions
 
 
-_NP_OPS = {"<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal,
-           "==": np.equal, "!=": np.not_equal}
-
-
-def _operand(node: expr.Operand, cols: Mapping[str, np.ndarray], n: int) -> np.ndarray:
-    if isinstance(node, expr.Name):
-        col = cols.get(node.name)
-        return np.full(n, np.nan) if col is None else col
-    return np.full(n, node.value)
-
-
-def _kleene(e: expr.Expr, cols: Mapping[str, np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
-    """``e`` on every row as two boolean masks (is True, is False); neither = unknown."""
-    if isinstance(e, expr.Comparison):
-        left, right = _operand(e.left, cols, n), _operand(e.right, cols, n)
-        known = ~(np.isnan(left) | np.isnan(right))
-        with np.errstate(invalid="ignore"):
-            holds = _NP_OPS[e.op](left, right)
-        return holds & known, ~holds & known
-    if isinstance(e, expr.Not):
-        t, f = _kleene(e.operand, cols, n)
-        return f, t
-    if isinstance(e, expr.And | expr.Or):
-        parts = [_kleene(o, cols, n) for o in e.operands]
-        ts = np.vstack([p[0] for p in parts])
-        fs = np.vstack([p[1] for p in parts])
-        if isinstance(e, expr.And):
-            return ts.all(axis=0), fs.any(axis=0)
-        return ts.any(axis=0), fs.all(axis=0)
-    raise TypeError(f"expected an expression node, got {e!r}")
-
-
 def _columns(values: pd.DataFrame, names: Iterable[str]) -> dict[str, np.ndarray]:
     """Float arrays of the named columns present in ``values`` (None -> NaN)."""
-    return {n: values[n].to_numpy(dtype=float, na_value=np.nan) for n in names if n in values.columns}
+    return expr.frame_columns(values, names)
 
 
 def condition(e: expr.Expr, values: pd.DataFrame) -> pd.Series:
-    """``e`` on every row of ``values`` (columns = signals, NaN = missing): True/False/None.
-
-    Vectorised; equal row by row to ``e.evaluate`` on that row's values (Kleene logic).
-    """
-    n = len(values)
-    t, f = _kleene(e, _columns(values, e.names), n)
-    out = np.full(n, None, dtype=object)
-    out[t] = True
-    out[f] = False
-    return pd.Series(out, index=values.index, dtype=object)
+    """``e`` on every row of ``values`` (columns = signals, NaN = missing): True/False/None
+    (``expr.evaluate_frame``: vectorised, equal row by row to ``e.evaluate``)."""
+    return expr.evaluate_frame(e, values)
 
 
 # --------------------------------------------------------------------------- simulation
@@ -257,45 +221,44 @@ class _RuleRun:
 _LOOKUP = (False, True, None)  # code 0, 1, -1
 
 
-def _codes(t: np.ndarray, f: np.ndarray) -> list:
-    return [_LOOKUP[c] for c in np.where(t, 1, np.where(f, 0, -1)).tolist()]
+def _codes(t: np.ndarray, f: np.ndarray) -> np.ndarray:
+    """Per row: 1 = True, 0 = False, -1 = unknown."""
+    return np.where(t, 1, np.where(f, 0, -1))
 
 
-def _run(when_expr: expr.Expr, clear_expr: expr.Expr | None, timing: lifecycle.Timing,
-         cols: Mapping[str, np.ndarray], days: Sequence[str]) -> _RuleRun:
+def _run(rule: RuleConfig, when_expr: expr.Expr, cols: Mapping[str, np.ndarray],
+         days: Sequence[str]) -> _RuleRun:
+    """``rule`` (its ``when`` replaced by ``when_expr``) over every row: the conditions evaluated
+    at once (``expr.evaluate_columns``), then ``advance`` one row at a time as the cycle does."""
     n = len(days)
-    wt, wf = _kleene(when_expr, cols, n)
-    if clear_expr is not None:
-        ct, cf = _kleene(clear_expr, cols, n)
-    else:  # the cycle's default: clear = not when, unknown when `when` is unknown
-        ct, cf = wf, wt
-    when, clear = _codes(wt, wf), _codes(ct, cf)
+    memo: dict = {}
+    wt, wf = expr.evaluate_columns(when_expr, cols, n, memo)
+    ct, cf = expr.evaluate_columns(clear_condition(when_expr, rule.clear_expr), cols, n, memo)
+    # One Evaluation per (when, clear) pair: the events do not carry values (no digest items).
+    evals = {(w, c): Evaluation(rule.name, _LOOKUP[w], _LOOKUP[c], {}, [])
+             for w in (0, 1, -1) for c in (0, 1, -1)}
+    pairs = zip(_codes(wt, wf).tolist(), _codes(ct, cf).tolist(), strict=True)
+    timing = lifecycle.Timing.of(rule)
     state = lifecycle.AlertState()
     events: list[tuple[int, str, str, str]] = []
     fired = np.zeros(n, dtype=bool)
     firing = np.zeros(n, dtype=bool)
     notified = np.zeros(n, dtype=bool)
-    step = lifecycle.step
-    for i in range(n):
-        result = step(state, when[i], clear[i], days[i], timing)
-        new = result.state
-        if result.event:
-            events.append((i, result.event, state.state, new.state))
-            if result.event == "firing":
+    for i, pair in enumerate(pairs):
+        new, event, _ = advance(rule, evals[pair], state, days[i], timing=timing)
+        if event:
+            events.append((i, event["event"], event["from_state"], event["to_state"]))
+            if event["event"] == "firing":
                 fired[i] = True
-            if result.event in NOTIFIED:
+            if event["event"] in NOTIFIED:
                 notified[i] = True
         firing[i] = new.state == lifecycle.FIRING
         state = new
     return _RuleRun(events, fired, firing, notified)
 
 
-def _timing(rule: RuleConfig) -> lifecycle.Timing:
-    return lifecycle.Timing(rule.for_days, rule.clear_days, rule.repeat_every_days)
-
-
 def _run_rule(rule: RuleConfig, cols: Mapping[str, np.ndarray], days: Sequence[str]) -> _RuleRun:
-    return _run(rule.when_expr, rule.clear_expr, _timing(rule), cols, days)
+    return _run(rule, rule.when_expr, cols, days)
 
 
 def _rule_key(rule: RuleConfig) -> tuple:
@@ -1087,7 +1050,6 @@ def sweep_table(points: Sequence[dict]) -> str:
 
 _UPPER = {">", ">="}
 _LOWER = {"<", "<="}
-_FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
 _GRID = {"upper": tuple(q / 100 for q in range(50, 100)), "lower": tuple(q / 100 for q in range(1, 51))}
 """Candidate quantiles of a threshold: 0.50..0.99 for '>=' / '>', 0.01..0.50 for '<=' / '<'."""
 
@@ -1127,11 +1089,10 @@ def _leaf(c: expr.Comparison) -> tuple[str, str, float] | str:
     names = [s for s in (c.left, c.right) if isinstance(s, expr.Name)]
     if len(names) != 1:
         return "compares two signals" if names else "compares two numbers"
-    op = c.op if isinstance(c.left, expr.Name) else _FLIP[c.op]
-    other = c.right if isinstance(c.left, expr.Name) else c.left
-    if op not in _UPPER | _LOWER:
+    shown = expr.oriented(c)
+    if shown.op not in _UPPER | _LOWER:
         return f"'{c.op}' has no threshold to calibrate"
-    return names[0].name, op, other.value  # type: ignore[union-attr]
+    return names[0].name, shown.op, shown.right.value  # type: ignore[union-attr]
 
 
 # A number in running text: not part of a word ("Q1") or of a longer number, optionally a percent.
@@ -1273,11 +1234,10 @@ def calibrate(config: Config, values: pd.DataFrame, close: pd.Series, until: dt.
         if rule.name not in wanted:
             continue
         kind = rule_kind(rule)
-        timing = _timing(rule)
 
-        def evaluate(e: expr.Expr, n_draws: int = 0, kind: str = kind, rule: RuleConfig = rule,
-                     timing: lifecycle.Timing = timing) -> ScoreRow:
-            run = _run(e, rule.clear_expr, timing, cols, days)
+        def evaluate(e: expr.Expr, n_draws: int = 0, kind: str = kind,
+                     rule: RuleConfig = rule) -> ScoreRow:
+            run = _run(rule, e, cols, days)
             return _score(rule.name, kind, run.fired, run.firing, run.notified, lab, n_draws, seed)
 
         def objective(row: ScoreRow) -> tuple[float, float]:
@@ -1356,12 +1316,11 @@ def _overlap(rule: RuleConfig, signal: str, op: str, new: float) -> list[str]:
         return []
     notes = []
     for c in expr.comparisons(rule.clear_expr):
-        if isinstance(c.left, expr.Name) and c.left.name == signal and isinstance(c.right, expr.Number):
-            cop, value = c.op, c.right.value
-        elif isinstance(c.right, expr.Name) and c.right.name == signal and isinstance(c.left, expr.Number):
-            cop, value = _FLIP[c.op], c.left.value
-        else:
+        shown = expr.oriented(c)
+        if not (isinstance(shown.left, expr.Name) and shown.left.name == signal
+                and isinstance(shown.right, expr.Number)):
             continue
+        cop, value = shown.op, shown.right.value
         if (op in _UPPER and cop in _LOWER and value > new) or (op in _LOWER and cop in _UPPER
                                                                and value < new):
             notes.append(f"note: clear_when's '{c}' now overlaps the new alert zone; review it")
