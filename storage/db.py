@@ -188,3 +188,30 @@ def file_of(db: Database) -> str:
         if row[1] == "main":
             return row[2] or ":memory:"
     return ":memory:"
+
+
+def fast_unsafe_writes(db: Database) -> None:
+    """Turn off fsync for ``db`` (``PRAGMA synchronous = OFF``): for scratch databases only,
+    where speed matters more than durability. Returns None."""
+    db.execute("PRAGMA synchronous = OFF")
+
+
+def copy_known(db: Database, source: Database, end: str) -> None:
+    """Copy into the (empty, migrated) ``db`` the observations and stock panel rows of ``source``
+    available by ``end`` (ISO day), and the earlier values of revised observations
+    (``observation_revisions``) known by then when both databases keep them; nothing else (no
+    alerts, events, fits or runs). One transaction; ``source`` must be a file. Returns None."""
+    from storage import observations
+
+    src = source.execute("PRAGMA database_list").fetchall()[0][2]
+    with db.atomic():
+        db.execute("ATTACH DATABASE ? AS src", [src])
+        db.execute("INSERT INTO observations SELECT * FROM src.observations WHERE available_at <= ?",
+                   [end])
+        db.execute("INSERT INTO stock_panel SELECT * FROM src.stock_panel WHERE available_at <= ?",
+                   [end])
+        if observations.has_revisions(db) and observations.has_revisions(source):
+            # the values known before a revision, for the days before it
+            db.execute(f"INSERT INTO {observations.REVISIONS} SELECT * FROM "
+                       f"src.{observations.REVISIONS} WHERE available_at <= ?", [end])
+    db.execute("DETACH DATABASE src")

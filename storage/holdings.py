@@ -75,3 +75,11 @@ def load(db: Database, coverage: str, report_dates: Iterable[str]) -> pd.DataFra
     frame["report_date"] = pd.to_datetime(frame["report_date"])
     frame["holding_value"] = frame["holding_value"].astype(float)
     return frame
+
+
+def first_source(db: Database, coverage: str, report_date: str) -> str | None:
+    """Return the smallest (alphabetically) source label of the fund reports stored for
+    ``report_date`` (ISO) under ``coverage``, or None when none is stored."""
+    row = db.execute("SELECT MIN(source) FROM fund_reports WHERE coverage = ? AND report_date = ?",
+                     [coverage, report_date]).fetchone()
+    return row[0] if row and row[0] else None

@@ -93,3 +93,23 @@ def rows_between(db: Database, names: Iterable[str], first: str,
     cur = db.execute(f"SELECT signal, date, value, context FROM signal_values WHERE date >= ? AND "
                      f"date <= ? AND signal IN ({marks})", [first, last, *names])
     return [(r[0], r[1], r[2], r[3]) for r in cur]
+
+
+def values_on_days(db: Database, days: Iterable[str]) -> dict[str, dict[str, float | None]]:
+    """Return day (ISO) -> (signal -> value in the signal's own unit, None when stored as null)
+    for the stored rows of ``days`` (ISO), in one read; days without rows are absent."""
+    days = sorted(set(days))
+    out: dict[str, dict[str, float | None]] = {}
+    marks = ",".join("?" * len(days))
+    for signal, day, value in db.execute(
+            f"SELECT signal, date, value FROM signal_values WHERE date IN ({marks})", days):
+        out.setdefault(day, {})[signal] = value
+    return out
+
+
+def moments_through(db: Database, as_of: str) -> list[tuple[str, int, float, float]]:
+    """Return, per signal with a non-null value up to ``as_of`` (ISO, included), (signal, number
+    of values, mean, mean of the squares), in the signal's own unit (squared for the last)."""
+    return [(r[0], r[1], r[2], r[3]) for r in db.execute(
+        "SELECT signal, COUNT(value), AVG(value), AVG(value * value) FROM signal_values "
+        "WHERE date <= ? AND value IS NOT NULL GROUP BY signal", [as_of])]

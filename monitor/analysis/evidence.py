@@ -39,11 +39,10 @@ class Evidence:
 
 def data_range(db: Database) -> tuple[dt.date, dt.date]:
     """Return the first and last day of micro-cap data in ``db``."""
-    row = db.execute("SELECT MIN(date), MAX(date) FROM observations WHERE series = ?",
-                     [MICROCAP]).fetchone()
-    if not row or not row[0]:
+    first, last = observations.date_range(db, MICROCAP)
+    if first is None or last is None:
         raise CycleError(f"no {MICROCAP} observations in the database: nothing to backtest")
-    return dt.date.fromisoformat(row[0]), dt.date.fromisoformat(row[1])
+    return dt.date.fromisoformat(first), dt.date.fromisoformat(last)
 
 
 def gather(source: Database, config: Config, start: dt.date | None, end: dt.date | None,

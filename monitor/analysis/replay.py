@@ -21,8 +21,8 @@ from monitor.calendar import TradingCalendar
 from monitor.compute import SignalValue, history
 from monitor.config import Config
 from monitor.cycle import CycleError, run_cycle
-from storage import alerts, observations
-from storage.db import open_db
+from storage import alerts
+from storage.db import copy_known, fast_unsafe_writes, open_db
 
 
 class NoFetch:
@@ -66,20 +66,8 @@ def scratch_copy(source: Database, path: Path, end: dt.date) -> Database:
     for suffix in ("", "-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     db = open_db(path)
-    db.execute("PRAGMA synchronous = OFF")  # a scratch database: speed over durability
-    src = source.execute("PRAGMA database_list").fetchall()[0][2]
-    with db.atomic():
-        db.execute("ATTACH DATABASE ? AS src", [src])
-        db.execute("INSERT INTO observations SELECT * FROM src.observations WHERE available_at <= ?",
-                   [end.isoformat()])
-        db.execute("INSERT INTO stock_panel SELECT * FROM src.stock_panel WHERE available_at <= ?",
-                   [end.isoformat()])
-        if observations.has_revisions(db) and source.execute(
-                "SELECT 1 FROM sqlite_master WHERE name = ?", [observations.REVISIONS]).fetchone():
-            # the values known before a revision, for the days before it
-            db.execute(f"INSERT INTO {observations.REVISIONS} SELECT * FROM "
-                       f"src.{observations.REVISIONS} WHERE available_at <= ?", [end.isoformat()])
-    db.execute("DETACH DATABASE src")
+    fast_unsafe_writes(db)  # a scratch database: speed over durability
+    copy_known(db, source, end.isoformat())
     return db
 
 

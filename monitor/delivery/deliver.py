@@ -41,7 +41,8 @@ from sqlite_utils import Database
 
 from monitor.config import COMPOSITE, NotifyConfig
 from monitor.delivery import DeliveryError, Notifier, digest, redact
-from storage import episodes, outbox
+from storage import episodes, outbox, signal_values
+from storage.db import file_of
 from storage.util import dumps
 
 log = logging.getLogger("regime_monitor.delivery")
@@ -89,10 +90,10 @@ def _db_key(db: Database) -> str:
     """Return what identifies ``db`` across connections: its file (or the connection, in
     memory)."""
     try:
-        name = db.execute("PRAGMA database_list").fetchone()[2]
+        name = file_of(db)
     except Exception:
-        name = ""
-    return name or f"memory:{id(db.conn)}"
+        name = ":memory:"
+    return name if name != ":memory:" else f"memory:{id(db.conn)}"
 
 
 def _record(db: Database, row_id: int, key: str,
@@ -335,28 +336,17 @@ def closest_for(db: Database, as_of: str) -> dict | None:
     eps = [e for e in episodes.list_episodes(db) if e["end"] and e["end"] < as_of]
     if not eps:
         return None
-    values_on = values_on_days(db, {as_of} | {digest.reference_date(e) for e in eps})
+    values_on = signal_values.values_on_days(db, {as_of} | {digest.reference_date(e) for e in eps})
     today = {k: v for k, v in values_on.get(as_of, {}).items() if k != COMPOSITE}
     if not today:
         return None
     return digest.closest_episode(today, eps, values_on, signal_scales(db, as_of), as_of)
 
 
-def values_on_days(db: Database, days: set[str]) -> dict[str, dict[str, float | None]]:
-    """Return day -> (signal -> value) for ``days``, in one read."""
-    out: dict[str, dict[str, float | None]] = {}
-    marks = ",".join("?" * len(days))
-    for signal, day, value in db.execute(
-            f"SELECT signal, date, value FROM signal_values WHERE date IN ({marks})", sorted(days)):
-        out.setdefault(day, {})[signal] = value
-    return out
-
-
 def signal_scales(db: Database, as_of: str) -> dict[str, float]:
-    """Return each signal's sample standard deviation over its stored history up to ``as_of``."""
-    rows = db.execute(
-        "SELECT signal, COUNT(value), AVG(value), AVG(value * value) FROM signal_values "
-        "WHERE date <= ? AND value IS NOT NULL GROUP BY signal", [as_of]).fetchall()
+    """Return each signal's sample standard deviation over its stored history up to ``as_of``
+    (in the signal's own unit; signals with fewer than 2 values or a constant one are absent)."""
+    rows = signal_values.moments_through(db, as_of)
     out = {}
     for signal, n, mean, mean_sq in rows:
         if n >= 2:

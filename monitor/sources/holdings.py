@@ -24,7 +24,7 @@ from sqlite_utils import Database
 from monitor.sources.polite import Skipped, SourceError
 from signals import fund_allocation as fa
 from storage import holdings as stored
-from storage import observations, runs
+from storage import observations, runs, stock_panel
 from storage.util import dumps, utc_now
 
 log = logging.getLogger("regime_monitor.holdings")
@@ -89,14 +89,12 @@ def due_report(today: dt.date) -> dt.date:
 def market_caps(db: Database, report: dt.date) -> pd.Series:
     """Return each stock's latest total market cap (yuan) on or before ``report`` from
     ``stock_panel``, at most ``CAP_CARRY_DAYS`` earlier (suspended stocks keep their last cap)."""
-    rows = db.execute(
-        "SELECT code, total_mv FROM stock_panel WHERE date <= ? AND date >= ? AND total_mv IS NOT NULL "
-        "ORDER BY date", [report.isoformat(), (report - dt.timedelta(days=CAP_CARRY_DAYS)).isoformat()]
-    ).fetchall()
-    if not rows:
+    caps = stock_panel.caps_between(
+        db, (report - dt.timedelta(days=CAP_CARRY_DAYS)).isoformat(), report.isoformat())
+    if not caps:
         raise HoldingsError(f"no stock_panel market caps within {CAP_CARRY_DAYS} days before report "
                             f"date {report}: import the stock panel first")
-    return pd.Series(dict(rows), dtype=float)  # ordered by date: the last cap per code wins
+    return pd.Series(caps, dtype=float)
 
 
 def allocation_observations(db: Database, report: dt.date, coverage: str, source: str,
@@ -160,9 +158,7 @@ def import_frame(db: Database, holdings: pd.DataFrame, coverage: str, source: st
 
 
 def _report_source(db: Database, coverage: str, report: dt.date) -> str:
-    row = db.execute("SELECT MIN(source) FROM fund_reports WHERE coverage = ? AND report_date = ?",
-                     [coverage, report.isoformat()]).fetchone()
-    return row[0] if row and row[0] else "stored"
+    return stored.first_source(db, coverage, report.isoformat()) or "stored"
 
 
 # --- the quarterly job -----------------------------------------------------------------------------
