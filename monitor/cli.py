@@ -1,259 +1,295 @@
-"""The ``regime-monitor`` command line. Library errors become one-line messages only here."""
+"""The ``regime-monitor`` command line: a thin click layer over the library. Library errors
+become one-line messages only here.
+
+Each command's options sit beside it. Heavy libraries (pandas, numpy, matplotlib, statsmodels,
+slack_sdk) are imported only inside the commands that use them, so ``regime-monitor --help``
+stays fast. :func:`main` returns the exit code: 0 ok, 1 a failure (one line on stderr), 2 a bad
+argument (one line on stderr, raised as ``SystemExit(2)`` as argparse did), 130 interrupted.
+"""
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import logging
 import os
 import sqlite3
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import wraps
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from monitor.config import Config, ConfigError, config_path, load_config, one_line
+import click
+
+if TYPE_CHECKING:  # monitor.config imports the signals, and they pandas: not for --help
+    from monitor.config import Config
 
 log = logging.getLogger("regime_monitor")
 
+PROG = "regime-monitor"
+STATUS_HORIZON_DAYS = 31  # `status` lists the assumed-open days this far ahead
+REPLAY_SCRATCH = Path("var/replay.db")  # `replay --scratch` default
+DEMO_DB = Path("var/demo.db")  # `demo`'s database when --db is not given
+
 
 class UsageError(ValueError):
-    """A bad argument; the message is one line."""
+    """A bad argument found by a command; the message is one line (exit 1)."""
 
 
-def _date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a YYYY-MM-DD date") from None
+# -- argument types ----------------------------------------------------------------------------
+
+class _Date(click.ParamType):
+    name = "YYYY-MM-DD"
+
+    def convert(self, value: Any, param, ctx) -> dt.date:
+        if isinstance(value, dt.date):
+            return value
+        try:
+            return dt.date.fromisoformat(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a YYYY-MM-DD date", param, ctx)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
-    if value > 2**63 - 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is too large")
-    return value
+class _PositiveInt(click.ParamType):
+    name = "N"
+
+    def convert(self, value: Any, param, ctx) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            number = int(value)
+        except ValueError:
+            self.fail(f"{value!r} is not an integer", param, ctx)
+        if number <= 0:
+            self.fail(f"{value!r} must be positive", param, ctx)
+        if number > 2**63 - 1:
+            self.fail(f"{value!r} is too large", param, ctx)
+        return number
 
 
-def _draws(text: str) -> int:
-    from monitor.analysis.backtest import MAX_DRAWS
+class _Draws(_PositiveInt):
+    def convert(self, value: Any, param, ctx) -> int:
+        from monitor.analysis.backtest import MAX_DRAWS
 
-    value = _positive_int(text)
-    if value > MAX_DRAWS:
-        raise argparse.ArgumentTypeError(f"{text!r} is more than {MAX_DRAWS} draws")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if not 0 <= value <= 2**63 - 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 2**63 - 1")
-    return value
+        number = super().convert(value, param, ctx)
+        if number > MAX_DRAWS:
+            self.fail(f"{value!r} is more than {MAX_DRAWS} draws", param, ctx)
+        return number
 
 
-def _penalty(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (value >= 0 and value != float("inf")):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
-    return value
+class _Seed(click.ParamType):
+    name = "N"
+
+    def convert(self, value: Any, param, ctx) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            self.fail(f"{value!r} is not an integer", param, ctx)
+        if not 0 <= number <= 2**63 - 1:
+            self.fail(f"{value!r} must be between 0 and 2**63 - 1", param, ctx)
+        return number
 
 
-def _baseline_options(parser: argparse.ArgumentParser) -> None:
-    from monitor.analysis.backtest import DRAWS, SEED
+class _Penalty(click.ParamType):
+    name = "X"
 
-    parser.add_argument("--draws", type=_draws, default=DRAWS,
-                        help=f"random draws of each chance baseline (default {DRAWS})")
-    parser.add_argument("--seed", type=_seed, default=SEED,
-                        help=f"seed of the chance baselines (default {SEED})")
+    def convert(self, value: Any, param, ctx) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not (number >= 0 and number != float("inf")):
+            self.fail(f"{value!r} must be a finite number >= 0", param, ctx)
+        return number
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2
-        self.exit(2, f"regime-monitor: error: {message}\n")
+DATE, POSITIVE_INT, DRAWS, SEED, PENALTY = _Date(), _PositiveInt(), _Draws(), _Seed(), _Penalty()
+FILE = click.Path(path_type=Path)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="regime-monitor",
-                description="Micro-cap regime monitor for China A-shares.")
-    p.add_argument("--config", help="config file (default: $REGIME_MONITOR_CONFIG or "
-                                    "config/monitor.toml)")
-    p.add_argument("--db", help="SQLite database (default: [storage] path of the config)")
-    p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+class _LibraryDefault(click.Option):
+    """An option whose default is a constant of a library module (a zero-argument callable,
+    imported only when the option is used or its help shown); ``--help`` prints the value."""
 
-    sub.add_parser("run", help="run the daemon: the daily cycle on every XSHG trading evening")
-    once = sub.add_parser("once", help="run one daily cycle now")
-    once.add_argument("--as-of", type=_date, help="trading day (default: the latest trading day "
-                                                   "whose scheduled time has passed)")
+    def get_default(self, ctx, call: bool = True):
+        return super().get_default(ctx, call=True)
 
-    bf = sub.add_parser("backfill", help="fetch history through the configured source, month by "
-                                         "month (resumable)")
-    bf.add_argument("--start", type=_date, required=True)
-    bf.add_argument("--end", type=_date, help="default: today")
 
-    hold = sub.add_parser("holdings", help="run the quarterly fund-holdings job now (AKShare source; "
-                                           "resumable)")
-    hold.add_argument("--report-date", type=_date,
-                      help="quarter end (default: the latest published quarter, if not done yet)")
+def _backtest_constant(name: str) -> Callable[[], int]:
+    def default() -> int:
+        from monitor.analysis import backtest
 
-    imp = sub.add_parser("import-csv", help="import CSV files (long format or stock panel)")
-    imp.add_argument("paths", nargs="+", type=Path)
-    imp.add_argument("--coverage", choices=["top10", "full"], default="top10",
-                     help="fund-holdings files: top-10 (quarterly) or full (semi-annual/annual) holdings")
+        return getattr(backtest, name)
 
-    sig = sub.add_parser("signals", help="show signal values (latest, or one signal's history)")
-    sig.add_argument("name", nargs="?")
-    sig.add_argument("--since", type=_date)
-    sig.add_argument("--json", action="store_true")
+    return default
 
-    al = sub.add_parser("alerts", help="show alerts: active ones, or the event history with --all")
-    al.add_argument("--all", action="store_true", help="every transition, oldest first")
-    al.add_argument("--json", action="store_true")
 
-    sil = sub.add_parser("silence", help="mute notifications of a rule until a date")
-    silsub = sil.add_subparsers(dest="action", required=True, parser_class=_Parser)
-    add = silsub.add_parser("add", help="add a silence")
-    add.add_argument("rule", help="rule name, or 'all'")
-    add.add_argument("--until", type=_date, required=True, help="last silenced day (inclusive)")
-    add.add_argument("--reason", required=True)
-    ls = silsub.add_parser("list", help="list silences in force (all with --all)")
-    ls.add_argument("--all", action="store_true")
-    ls.add_argument("--json", action="store_true")
-    exp = silsub.add_parser("expire", help="end a silence now")
-    exp.add_argument("id", type=_positive_int)
+def _baseline_options(command: Callable) -> Callable:
+    command = click.option("--seed", cls=_LibraryDefault, type=SEED, default=_backtest_constant("SEED"),
+                           show_default=True, help="seed of the chance baselines")(command)
+    return click.option("--draws", cls=_LibraryDefault, type=DRAWS, default=_backtest_constant("DRAWS"),
+                        show_default=True, help="random draws of each chance baseline")(command)
 
-    rp = sub.add_parser("replay", help="run the daily cycle over history into a scratch database")
-    rp.add_argument("--start", type=_date, required=True)
-    rp.add_argument("--end", type=_date, required=True)
-    rp.add_argument("--config", dest="trial_config",
-                    help="rules and signal parameters to try (default: the main config)")
-    rp.add_argument("--scratch", type=Path, default=Path("var/replay.db"),
-                    help="scratch database for the replay (default: var/replay.db, recreated)")
-    rp.add_argument("--json", action="store_true", help="print the alert events as JSON")
 
-    bt = sub.add_parser("backtest", help="score the rules against micro-cap drawdown episodes")
-    bt.add_argument("--start", type=_date)
-    bt.add_argument("--end", type=_date)
-    bt.add_argument("--config", dest="trial_config",
-                    help="rules and signal parameters to try (default: the main config)")
-    bt.add_argument("--sweep", action="append", default=[], metavar="RULE.PARAM=LO:HI:STEP",
-                    help="grid over a rule's threshold (PARAM = a signal in its `when`) or "
-                         "for_days/clear_days/repeat_every_days; repeatable")
-    _baseline_options(bt)
-    bt.add_argument("--json", action="store_true")
-    bt.add_argument("--record", action="store_true",
-                    help="store each rule's score as its scorecard, shown beside the headline "
-                         "warning in digests (the only write backtest makes)")
+# -- the group and main() ----------------------------------------------------------------------
 
-    cal = sub.add_parser("calibrate", help="propose thresholds aimed at the drawdown labels, from "
-                                           "data up to a date (TOML)")
-    cal.add_argument("--until", type=_date, required=True)
-    cal.add_argument("--penalty", type=_penalty, default=1.0,
-                     help="each threshold maximises caught - PENALTY x false alarms per year "
-                          "(default 1)")
-    _baseline_options(cal)
-    cal.add_argument("--config", dest="trial_config")
+@dataclass
+class Globals:
+    """The options given before the command."""
 
-    rep = sub.add_parser("report", help="one self-contained HTML page: signals, alerts, episodes, "
-                                        "backtest")
-    rep.add_argument("--out", type=Path, required=True)
-    rep.add_argument("--start", type=_date)
-    rep.add_argument("--end", type=_date)
-    rep.add_argument("--no-backtest", action="store_true", help="leave the backtest table out")
+    config: str | None
+    db: str | None
 
-    ep = sub.add_parser("episodes", help="micro-cap drawdown and rotation episodes")
-    ep.add_argument("--kind", choices=["drawdown", "rotation"])
-    ep.add_argument("--json", action="store_true")
+    def load(self) -> Config:
+        from monitor.config import load_config
 
-    ob = sub.add_parser("outbox", help="show queued, failed (and with --all sent) notifications")
-    ob.add_argument("--all", action="store_true")
-    ob.add_argument("--json", action="store_true")
+        return load_config(self.config)
 
-    nt = sub.add_parser("notify", help="the notification destination")
-    ntsub = nt.add_subparsers(dest="action", required=True, parser_class=_Parser)
-    ntsub.add_parser("test", help="send a test message to the configured Slack destination and "
-                                  "print what Slack answered")
+    def db_path(self, config: Config) -> str:
+        return self.db or config.storage.path
 
-    cfg = sub.add_parser("config", help="configuration")
-    cfgsub = cfg.add_subparsers(dest="action", required=True, parser_class=_Parser)
-    chk = cfgsub.add_parser("check", help="validate a config file and print what it resolves to")
-    chk.add_argument("path", nargs="?")
+    def open(self, config: Config):
+        from storage.db import open_db
 
-    bk = sub.add_parser("backup", help="copy the database to a new file, safely while the daemon "
-                                       "runs (SQLite online backup; owner-only; never overwrites)")
-    bk.add_argument("dest", type=Path, help="the new file (must not exist)")
+        return open_db(self.db_path(config))
 
-    st = sub.add_parser("status", help="each rule's state and since when, the last cycle, and the "
-                                       "holiday calendar's coverage (reads only)")
-    st.add_argument("--as-of", type=_date, help="the day to judge the calendar coverage from "
-                                                "(default: today in the schedule's time zone)")
+    def trial(self, trial_config: str | None) -> Config:
+        """The config a command tries (its own ``--config``), else the main one."""
+        from monitor.config import load_config
 
-    demo = sub.add_parser("demo", help="run the built-in offline scenario end to end")
-    demo.add_argument("--quiet-digests", action="store_true",
-                      help="print only the timeline, not every message")
-    demo.add_argument("--end", type=_date, help="stop after this day (default: the scenario's end)")
-    return p
+        return load_config(trial_config) if trial_config else self.load()
+
+
+class _Group(click.Group):
+    """Subcommands listed in the order they are declared; an unknown one is an invalid choice;
+    none is a one-line usage error (not the help page)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("no_args_is_help", False)
+        super().__init__(*args, **kwargs)
+
+    def list_commands(self, ctx) -> list[str]:
+        return list(self.commands)
+
+    def resolve_command(self, ctx, args):
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as exc:
+            if args and args[0] not in self.commands and str(exc).startswith("No such command"):
+                choices = ", ".join(repr(c) for c in self.commands)
+                raise click.UsageError(f"argument command: invalid choice: {args[0]!r} (choose "
+                                       f"from {choices})", ctx) from None
+            raise
+
+
+class _Root(_Group):
+    """The top-level group: every error is one line on stderr, whoever calls ``main``."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """Run the command line; return its exit code (0, 1 for a failure, 130 interrupted),
+        or exit with it when ``standalone_mode``. A bad argument prints one line and raises
+        ``SystemExit(2)`` either way."""
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            _error(_safe(_one_line(exc.format_message())))
+            raise SystemExit(2) from None
+        except click.ClickException as exc:
+            _error(_safe(_one_line(exc.format_message())))
+            code = exc.exit_code
+        except click.Abort:
+            code = 130
+        code = code if isinstance(code, int) else 0
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(PROG, cls=_Root, context_settings=_SETTINGS,
+             help="Micro-cap regime monitor for China A-shares.")
+@click.option("--config", metavar="PATH",
+              help="config file (default: $REGIME_MONITOR_CONFIG or config/monitor.toml)")
+@click.option("--db", metavar="PATH", help="SQLite database (default: [storage] path of the config)")
+@click.option("-v", "--verbose", is_flag=True, help="log debug messages")
+@click.pass_context
+def cli(ctx: click.Context, config: str | None, db: str | None, verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    ctx.obj = Globals(config, db)
+
+
+def _one_line(text: str) -> str:
+    """``monitor.config.one_line`` (imported when called: it loads the signals)."""
+    from monitor.config import one_line
+
+    return one_line(text)
+
+
+def _error(message: str) -> None:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+
+
+def _returns_code(command: Callable[..., int]) -> Callable[..., int]:
+    """Run a command body; library errors become one line on stderr and exit code 1."""
+
+    @wraps(command)
+    def run(*args, **kwargs) -> int:
+        from monitor.config import ConfigError, one_line
+        from monitor.cycle import CycleError
+        from monitor.daemon import DaemonError
+        from monitor.sources.csv_import import CsvImportError
+        from storage.db import StorageError
+
+        try:
+            return command(*args, **kwargs)
+        except (ConfigError, CycleError, CsvImportError, StorageError, DaemonError, UsageError) as exc:
+            _error(_safe(one_line(str(exc))))
+            return 1
+        except sqlite3.Error as exc:
+            where = click.get_current_context().find_object(Globals).db or "[storage] path of the config"
+            _error(f"database {_safe(one_line(f'{where}: {exc}'))}")
+            return 1
+        except KeyboardInterrupt:
+            return 130
+
+    return run
+
+
+def command(group: click.Group, name: str, help: str, **kwargs) -> Callable:
+    """Declare ``name`` in ``group``: its callback gets the :class:`Globals` first and returns
+    the exit code."""
+
+    def declare(body: Callable[..., int]) -> click.Command:
+        return group.command(name, help=help, short_help=help, **kwargs)(
+            click.pass_obj(_returns_code(body)))
+
+    return declare
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    from monitor.cycle import CycleError
-    from monitor.daemon import DaemonError
-    from monitor.sources.csv_import import CsvImportError
-    from storage.db import StorageError
-
-    try:
-        return COMMANDS[args.command](args)
-    except (ConfigError, CycleError, CsvImportError, StorageError, DaemonError, UsageError) as exc:
-        print(f"regime-monitor: error: {_safe(one_line(str(exc)))}", file=sys.stderr)
-        return 1
-    except sqlite3.Error as exc:
-        where = args.db or "[storage] path of the config"
-        print(f"regime-monitor: error: database {_safe(one_line(f'{where}: {exc}'))}",
-              file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    """Run the command line ``argv`` (default: ``sys.argv[1:]``); return the exit code. A bad
+    argument prints one line on stderr and raises ``SystemExit(2)`` (as argparse did)."""
+    return cli.main(sys.argv[1:] if argv is None else list(argv), prog_name=PROG,
+                    standalone_mode=False)
 
 
 # -- helpers -----------------------------------------------------------------------------------
 
-def _refuse_the_database(option: str, path: str | Path, args, config: Config) -> None:
+def _refuse_the_database(option: str, path: str | Path, g: Globals, config: Config) -> None:
     """Raise UsageError when ``path`` (an output that is replaced) is the history database."""
-    db = Path(_db_path(args, config))
+    db = Path(g.db_path(config))
     target = Path(path)
     same = target.resolve() == db.resolve() or (
         target.exists() and db.exists() and os.path.samefile(target, db))
     if same:
         raise UsageError(f"{option} {path} is the history database itself: choose another file "
                          "(it would be replaced)")
-
-
-def _config(args) -> Config:
-    return load_config(args.config)
-
-
-def _db_path(args, config: Config) -> str:
-    return args.db or config.storage.path
-
-
-def _open(args, config: Config):
-    from storage.db import open_db
-
-    return open_db(_db_path(args, config))
 
 
 def _calendar(config: Config):
@@ -272,14 +308,13 @@ def _safe(text: object, keep: str = "") -> str:
 
 
 def _table(rows: list[dict], columns: list[str]) -> str:
+    """Return ``rows`` as a plain-text table of ``columns`` (tabulate), or ``(none)``."""
+    from tabulate import tabulate
+
     if not rows:
         return "(none)"
     cells = [[_cell(r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    out = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
-    out += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
-            for row in cells]
-    return "\n".join(out)
+    return tabulate(cells, headers=columns, tablefmt="simple", disable_numparse=True)
 
 
 def _cell(v: Any) -> str:
@@ -305,24 +340,468 @@ def _print_rows(rows: list[dict], columns: list[str], as_json: bool) -> None:
         print(_table(rows, columns))
 
 
+@contextmanager
+def _progress(total: int, label: str) -> Iterator[Callable[..., None]]:
+    """Yield a callback to call once per step of ``total``: it advances a click progress bar on
+    stderr when stderr is a terminal (nothing is drawn otherwise)."""
+    hidden = not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty())
+    with click.progressbar(length=total, label=label, file=sys.stderr, hidden=hidden) as bar:
+        yield lambda *_: bar.update(1)
+
+
+JSON = click.option("--json", "as_json", is_flag=True, help="print JSON")
+
+
 # -- commands ----------------------------------------------------------------------------------
 
-def cmd_config(args) -> int:
-    path = config_path(args.path or args.config)
-    config = load_config(path)
+@command(cli, "run", "run the daemon: the daily cycle on every XSHG trading evening")
+def cmd_run(g: Globals) -> int:
+    from monitor.config import config_path
+    from monitor.daemon import run_daemon
+
+    config = g.load()
+    return run_daemon(config, g.db_path(config), config_file=config_path(g.config))
+
+
+@command(cli, "once", "run one daily cycle now")
+@click.option("--as-of", type=DATE, help="trading day (default: the latest trading day whose "
+                                         "scheduled time has passed)")
+def cmd_once(g: Globals, as_of: dt.date | None) -> int:
+    from monitor.daemon import Service, check_database
+
+    config = g.load()
+    check_database(g.db_path(config))
+    service = Service(config, g.db_path(config))
+    try:
+        result = service.run_day(as_of)
+        for name, reason in sorted(result.failures.items()):
+            _error(f"{_safe(name)}: {_safe(reason)}")
+        print(f"{result.as_of}: {result.status}, {result.changed} row(s) changed, "
+              f"{len(result.events)} event(s)")
+        for e in result.events:
+            print(_safe(f"  {e['rule']}: {e['from_state']} -> {e['to_state']} ({e['event']})"))
+        service.deliver()
+    finally:
+        service.close()
+    return 1 if result.status == "fetch_failed" else 0
+
+
+@command(cli, "backfill", "fetch history through the configured source, month by month (resumable)")
+@click.option("--start", type=DATE, required=True, help="first day")
+@click.option("--end", type=DATE, help="last day (default: today)")
+def cmd_backfill(g: Globals, start: dt.date, end: dt.date | None) -> int:
+    from monitor.sources import make_source
+    from monitor.sources.ingest import backfill, month_chunks
+
+    config = g.load()
+    if config.source.kind == "csv":
+        raise UsageError("the csv source has nothing to fetch: bring history with `import-csv` "
+                         "(or the drop folder)")
+    end = end or dt.date.today()
+    if end < start:
+        raise UsageError(f"--end {end} is before --start {start}")
     cal = _calendar(config)
-    print(_safe(f"config: {path} (valid)"))
+    db = g.open(config)
+    chunks = month_chunks(cal, start, end)
+    with _progress(len(chunks), "backfill") as step:
+        counts = backfill(db, make_source(config), cal, start, end, on_chunk=step)
+    print(f"backfill {start} .. {end}: {counts['done']} month(s) fetched "
+          f"({counts['observations']} rows written), {counts['skipped']} already done, "
+          f"{counts['failed']} failed (see `runs`; run the command again to retry them)")
+    return 0 if not counts["failed"] else 1
+
+
+@command(cli, "holdings", "run the quarterly fund-holdings job now (AKShare source; resumable)")
+@click.option("--report-date", type=DATE,
+              help="quarter end (default: the latest published quarter, if not done yet)")
+def cmd_holdings(g: Globals, report_date: dt.date | None) -> int:
+    from monitor.daemon import Service
+    from monitor.sources.holdings import quarter_end
+
+    config = g.load()
+    if config.source.kind != "akshare":
+        raise UsageError(f"the holdings job fetches through AKShare, but source.kind is "
+                         f"{config.source.kind!r}: bring holdings with `import-csv` instead")
+    if report_date is not None and not quarter_end(report_date):
+        raise UsageError(f"--report-date {report_date} is not a quarter end")
+    service = Service(config, g.db_path(config))
+    try:
+        outcome = service.holdings(report_date)
+    finally:
+        service.close()
+    if outcome is None:
+        raise UsageError("the holdings job is off: set source.akshare.holdings_job = true")
+    print(outcome.line())
+    return 0 if outcome.status in ("ok", "done") else 1
+
+
+@command(cli, "import-csv", "import CSV files (long format or stock panel)")
+@click.argument("paths", nargs=-1, required=True, type=FILE)
+@click.option("--coverage", type=click.Choice(["top10", "full"]), default="top10", show_default=True,
+              help="fund-holdings files: top-10 (quarterly) or full (semi-annual/annual) holdings")
+def cmd_import_csv(g: Globals, paths: tuple[Path, ...], coverage: str) -> int:
+    from monitor.sources.csv_import import import_files, printable
+
+    config = g.load()
+    db = g.open(config)
+    changed = import_files(db, list(paths), coverage=coverage)
+    for path, n in changed.items():
+        print(f"{printable(path)}: {n} row(s) written")
+    return 0
+
+
+@command(cli, "signals", "show signal values (latest, or one signal's history)")
+@click.argument("name", required=False)
+@click.option("--since", type=DATE, help="history from this day")
+@JSON
+def cmd_signals(g: Globals, name: str | None, since: dt.date | None, as_json: bool) -> int:
+    from storage import signal_values
+
+    config = g.load()
+    db = g.open(config)
+    if name or since:
+        rows = signal_values.history(db, name, since)
+        if name and not rows:
+            import signals
+
+            if name not in signals.REGISTRY and name != "composite.conditions_active":
+                raise UsageError(f"unknown signal {name!r}")
+    else:
+        rows = signal_values.latest(db)
+    _print_rows(rows, ["signal", "date", "value", "context"], as_json)
+    return 0
+
+
+@command(cli, "alerts", "show alerts: active ones, or the event history with --all")
+@click.option("--all", "show_all", is_flag=True, help="every transition, oldest first")
+@JSON
+def cmd_alerts(g: Globals, show_all: bool, as_json: bool) -> int:
+    from storage import alerts
+
+    config = g.load()
+    db = g.open(config)
+    if show_all:
+        rows = alerts.events(db)
+        for r in rows:
+            r["signal_values"] = json.loads(r["signal_values"])["values"]
+        cols = ["date", "rule", "severity", "event", "from_state", "to_state", "notified",
+                "silenced_by", "signal_values"]
+        if not as_json:
+            for r in rows:
+                r["signal_values"] = ", ".join(f"{k}={_cell(v)}"
+                                               for k, v in r["signal_values"].items())
+        _print_rows(rows, cols, as_json)
+        return 0
+    rows = [a for a in alerts.get_all(db).values() if a["state"] in ("pending", "firing",
+                                                                       "no_data")]
+    for r in rows:
+        r["last_values"] = json.loads(r["last_values"] or "{}")
+        if not as_json:
+            r["last_values"] = ", ".join(f"{k}={_cell(v)}" for k, v in r["last_values"].items())
+    rows.sort(key=lambda r: (r["state"] != "firing", r["rule"]))
+    _print_rows(rows, ["rule", "severity", "state", "since", "last_evaluated", "last_values"],
+                as_json)
+    return 0
+
+
+@cli.group("silence", cls=_Group, help="mute notifications of a rule until a date",
+           short_help="mute notifications of a rule until a date")
+def silence() -> None:
+    pass
+
+
+@command(silence, "add", "add a silence")
+@click.argument("rule")
+@click.option("--until", type=DATE, required=True, help="last silenced day (inclusive)")
+@click.option("--reason", required=True, help="why (shown with the silence)")
+def cmd_silence_add(g: Globals, rule: str, until: dt.date, reason: str) -> int:
+    """RULE: a rule name, or 'all'."""
+    from monitor.delivery.digest import DATA_STALE
+    from storage import silences
+
+    config = g.load()
+    db = g.open(config)
+    names = {r.name for r in config.rules} | {DATA_STALE}  # the built-in alert too
+    matcher = silences.ALL if rule == "all" else rule
+    if matcher != silences.ALL and matcher not in names:
+        raise UsageError(f"unknown rule {rule!r} (rules: {', '.join(sorted(names))})")
+    if not reason.strip():
+        raise UsageError("--reason must not be empty")
+    sid = silences.add(db, matcher, until, reason.strip())
+    print(_safe(f"silence {sid}: {rule} muted until {until} ({reason.strip()})"))
+    return 0
+
+
+@command(silence, "list", "list silences in force (all with --all)")
+@click.option("--all", "show_all", is_flag=True, help="expired silences too")
+@JSON
+def cmd_silence_list(g: Globals, show_all: bool, as_json: bool) -> int:
+    from storage import silences
+
+    config = g.load()
+    _print_rows(silences.list_all(g.open(config), include_expired=show_all),
+                ["id", "matcher", "until", "reason", "created_at", "expired_at"], as_json)
+    return 0
+
+
+@command(silence, "expire", "end a silence now")
+@click.argument("id", type=POSITIVE_INT)
+def cmd_silence_expire(g: Globals, id: int) -> int:
+    from storage import silences
+
+    config = g.load()
+    if not silences.expire(g.open(config), id):
+        raise UsageError(f"no active silence with id {id}")
+    print(f"silence {id} expired")
+    return 0
+
+
+@command(cli, "outbox", "show queued, failed (and with --all sent) notifications")
+@click.option("--all", "show_all", is_flag=True, help="sent notifications too")
+@JSON
+def cmd_outbox(g: Globals, show_all: bool, as_json: bool) -> int:
+    from storage import outbox
+
+    config = g.load()
+    rows = outbox.list_rows(g.open(config), include_sent=show_all)
+    for r in rows:
+        r.pop("payload")
+    _print_rows(rows, ["id", "dedup_key", "as_of", "attempts", "next_attempt_at", "sent_at",
+                       "failed_at", "last_error", "destination"], as_json)
+    return 0
+
+
+@command(cli, "episodes", "micro-cap drawdown and rotation episodes")
+@click.option("--kind", type=click.Choice(["drawdown", "rotation"]), help="only this kind")
+@JSON
+def cmd_episodes(g: Globals, kind: str | None, as_json: bool) -> int:
+    from storage import episodes
+
+    config = g.load()
+    rows = episodes.list_episodes(g.open(config), kind)
+    for r in rows:
+        detail = json.loads(r.pop("detail") or "{}")
+        r["theme"] = detail.get("theme")
+        r["theme_excess_peak"] = detail.get("theme_excess_peak")
+    _print_rows(rows, ["kind", "start", "peak", "trough", "end", "depth", "theme",
+                       "theme_excess_peak"], as_json)
+    return 0
+
+
+TRIAL_CONFIG_HELP = "rules and signal parameters to try (default: the main config)"
+
+
+@command(cli, "replay", "run the daily cycle over history into a scratch database")
+@click.option("--start", type=DATE, required=True, help="first day")
+@click.option("--end", type=DATE, required=True, help="last day")
+@click.option("--config", "trial_config", metavar="PATH", help=TRIAL_CONFIG_HELP)
+@click.option("--scratch", type=FILE, default=REPLAY_SCRATCH, show_default=True,
+              help="scratch database for the replay (recreated)")
+@click.option("--json", "as_json", is_flag=True, help="print the alert events as JSON")
+def cmd_replay(g: Globals, start: dt.date, end: dt.date, trial_config: str | None, scratch: Path,
+               as_json: bool) -> int:
+    from monitor.analysis.replay import replay
+    from monitor.demo import timeline
+
+    if end < start:
+        raise UsageError(f"--end {end} is before --start {start}")
+    config = g.load()
+    trial = g.trial(trial_config)
+    _refuse_the_database("--scratch", scratch, g, config)
+    source = g.open(config)
+    total = len(_calendar(trial).days(start, end))
+    with _progress(total, "replay") as step:
+        result = replay(source, trial, start, end, scratch, on_day=step, show_progress=False)
+    if as_json:
+        print(json.dumps([{k: e[k] for k in ("date", "rule", "severity", "event", "from_state",
+                                             "to_state")} for e in result.events], indent=2))
+        return 0
+    fired = sum(e["event"] == "firing" for e in result.events)
+    print(_safe(f"replay {result.days[0]} .. {result.days[-1]}: {len(result.days)} trading days, "
+                f"{len(trial.rules)} rules, {fired} firings; nothing was sent. Scratch database: "
+                f"{scratch}"))
+    print("Alert timeline (pending -> firing -> resolved):")
+    for line in timeline(result.events):
+        print(_safe(f"  {line}"))
+    return 0
+
+
+@command(cli, "backtest", "score the rules against micro-cap drawdown episodes")
+@click.option("--start", type=DATE, help="first day (default: the first day with values)")
+@click.option("--end", type=DATE, help="last day (default: the last day with values)")
+@click.option("--config", "trial_config", metavar="PATH", help=TRIAL_CONFIG_HELP)
+@click.option("--sweep", multiple=True, metavar="RULE.PARAM=LO:HI:STEP",
+              help="grid over a rule's threshold (PARAM = a signal in its `when`) or "
+                   "for_days/clear_days/repeat_every_days; repeatable")
+@_baseline_options
+@JSON
+@click.option("--record", is_flag=True,
+              help="store each rule's score as its scorecard, shown beside the headline warning in "
+                   "digests (the only write backtest makes)")
+def cmd_backtest(g: Globals, start: dt.date | None, end: dt.date | None, trial_config: str | None,
+                 sweep: tuple[str, ...], draws: int, seed: int, as_json: bool, record: bool) -> int:
+    from monitor.analysis import backtest
+    from monitor.analysis.evidence import gather
+
+    config = g.load()
+    trial = g.trial(trial_config)
+    try:
+        sweeps = [backtest.parse_sweep(text) for text in sweep]
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    evidence = gather(g.open(config), trial, start, end)
+    if sweeps:
+        total = 1
+        for sw in sweeps:
+            total *= len(sw.values)
+        try:
+            with _progress(total, "sweep") as step:
+                points = backtest.sweep(trial, evidence.values, evidence.episodes, evidence.close,
+                                        sweeps, draws=draws, seed=seed, on_point=step)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        print(json.dumps(points, indent=2, default=str) if as_json
+              else _safe(backtest.sweep_table(points), keep="\n"))
+        return 0
+    sim = backtest.simulate_full(trial, evidence.values)
+    rows = backtest.score_simulation(sim, evidence.episodes, evidence.close,
+                                     min_depth=trial.episodes.drawdown_min_depth, draws=draws,
+                                     seed=seed)
+    from monitor.cycle import summary_day
+
+    calendar = _calendar(trial)
+    summary = [d.isoformat() for d in calendar.days(evidence.start, evidence.end)
+               if summary_day(trial, calendar, d)]
+    per_year = backtest.digests_per_year(backtest.digest_days(sim, summary), evidence.values.index)
+    forecast_score = _forecast_score(trial, evidence)
+    if record:
+        _record_scorecards(g, config, rows, evidence)
+    if as_json:
+        print(json.dumps({"start": evidence.start.isoformat(), "end": evidence.end.isoformat(),
+                          "draws": draws, "seed": seed, "digests_per_year": per_year,
+                          "rows": json.loads(backtest.to_json(rows)),
+                          "forecast": None if forecast_score is None else forecast_score.to_dict()},
+                         indent=2, ensure_ascii=False))
+    else:
+        print(f"backtest {evidence.start} .. {evidence.end}: labels = micro-cap drawdowns of at least "
+              f"{trial.episodes.drawdown_min_depth:.0%}; chance baselines: {draws} draws, "
+              f"seed {seed}")
+        print(_safe(backtest.table(rows, draws=draws), keep="\n"))
+        print(f"digests: {per_year:.1f} a year (the daemon's own decision: a new or resolved "
+              f"warning; weekly summary {'on' if trial.notify.weekly_summary else 'off'})")
+        if forecast_score is not None:
+            from monitor.analysis import forecast
+
+            print(forecast.forecast_table(forecast_score))
+        if record:
+            print(f"recorded {len(rows)} scorecard(s) in {g.db_path(config)} (shown beside the "
+                  "headline warning in digests)")
+    return 0
+
+
+def _forecast_score(config: Config, evidence):
+    """The walk-forward score of ``risk.drawdown_prob`` over the evidence, or None without values."""
+    from monitor.analysis import forecast
+    from signals import risk
+
+    if risk.SIGNAL not in evidence.values.columns or evidence.values[risk.SIGNAL].isna().all():
+        return None
+    p = config.signal_params()["risk"]
+    return forecast.score_drawdown_forecast(evidence.values, evidence.contexts, evidence.close,
+                                            risk.SIGNAL, p["horizon_days"], p["drawdown"])
+
+
+def _record_scorecards(g: Globals, config: Config, rows, evidence) -> None:
+    """Store each row's score as the rule's scorecard (the only write ``backtest`` makes)."""
+    from monitor.analysis import backtest
+    from storage import scorecards
+    from storage.util import utc_now
+
+    db = g.open(config)
+    now = utc_now()
+    with db.atomic():
+        for row in backtest.to_records(rows):
+            scorecards.save(db, row["rule"], evidence.start, evidence.end, now,
+                            {**row, "min_lead_days": backtest.MIN_LEAD_DAYS})
+
+
+@command(cli, "calibrate", "propose thresholds aimed at the drawdown labels, from data up to a date "
+                           "(TOML)")
+@click.option("--until", type=DATE, required=True, help="last day of data used")
+@click.option("--penalty", type=PENALTY, default=1.0, show_default=True,
+              help="each threshold maximises caught - PENALTY x false alarms per year")
+@_baseline_options
+@click.option("--config", "trial_config", metavar="PATH", help=TRIAL_CONFIG_HELP)
+def cmd_calibrate(g: Globals, until: dt.date, penalty: float, draws: int, seed: int,
+                  trial_config: str | None) -> int:
+    from monitor.analysis import backtest
+    from monitor.analysis.evidence import gather
+
+    config = g.load()
+    trial = g.trial(trial_config)
+    evidence = gather(g.open(config), trial, None, until)
+    try:
+        text = backtest.calibrate(trial, evidence.values, evidence.close, until,
+                                  penalty=penalty, draws=draws, seed=seed)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    print(_safe(text, keep="\n\t"))
+    return 0
+
+
+@command(cli, "report", "one self-contained HTML page: signals, alerts, episodes, backtest")
+@click.option("--out", type=FILE, required=True, help="the HTML file to write")
+@click.option("--start", type=DATE, help="first day shown")
+@click.option("--end", type=DATE, help="last day shown")
+@click.option("--no-backtest", is_flag=True, help="leave the backtest table out")
+def cmd_report(g: Globals, out: Path, start: dt.date | None, end: dt.date | None,
+               no_backtest: bool) -> int:
+    from monitor.analysis import backtest
+    from monitor.analysis.evidence import gather
+    from monitor.analysis.report import build_report, write_report
+
+    config = g.load()
+    _refuse_the_database("--out", out, g, config)
+    if Path(out).is_dir():
+        raise UsageError(f"--out {out} is a folder: give the file name of the report")
+    db = g.open(config)
+    rows = None
+    if not no_backtest:
+        evidence = gather(db, config, start, end)
+        rows = backtest.to_records(backtest.score(config, evidence.values, evidence.episodes,
+                                                  evidence.close))
+    page = build_report(db, config, now=dt.datetime.now(dt.UTC), backtest_rows=rows, start=start,
+                        end=end)
+    try:
+        path = write_report(out, page)
+    except OSError as exc:
+        raise UsageError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
+    print(f"report written to {path}")
+    return 0
+
+
+@cli.group("config", cls=_Group, help="configuration", short_help="configuration")
+def config_group() -> None:
+    pass
+
+
+@command(config_group, "check", "validate a config file and print what it resolves to")
+@click.argument("path", required=False)
+def cmd_config_check(g: Globals, path: str | None) -> int:
+    from monitor.config import config_path, load_config
+    from monitor.delivery import TOKEN_ENV, WEBHOOK_ENV
+
+    file = config_path(path or g.config)
+    config = load_config(file)
+    cal = _calendar(config)
+    print(_safe(f"config: {file} (valid)"))
     s = config.schedule
     print(f"schedule: cron {s.cron!r} in {s.timezone}, XSHG trading days only; misfire grace "
           f"{s.misfire_grace_seconds} s; start-up catch-up up to {s.catch_up_max_days} trading days")
     print(f"calendar: XSHG, holidays known to {cal.coverage_end}; "
           f"{len(config.calendar.extra_closed)} extra closed day(s)")
     print(f"source: {config.source.kind}")
-    print(_safe(f"storage: {Path(args.db or config.storage.path).resolve()}"))
-    import os
-
-    from monitor.delivery import TOKEN_ENV, WEBHOOK_ENV
-
+    print(_safe(f"storage: {Path(g.db_path(config)).resolve()}"))
     slack = config.notify.slack
     if slack.channel and os.environ.get(TOKEN_ENV):
         dest = _safe(f"Slack channel {slack.channel} (bot token from ${TOKEN_ENV})")
@@ -343,352 +822,18 @@ def cmd_config(args) -> int:
     return 0
 
 
-def cmd_once(args) -> int:
-    from monitor.daemon import Service, check_database
-
-    config = _config(args)
-    check_database(_db_path(args, config))
-    service = Service(config, _db_path(args, config))
-    try:
-        result = service.run_day(args.as_of)
-        for name, reason in sorted(result.failures.items()):
-            print(f"regime-monitor: error: {_safe(name)}: {_safe(reason)}", file=sys.stderr)
-        print(f"{result.as_of}: {result.status}, {result.changed} row(s) changed, "
-              f"{len(result.events)} event(s)")
-        for e in result.events:
-            print(_safe(f"  {e['rule']}: {e['from_state']} -> {e['to_state']} ({e['event']})"))
-        service.deliver()
-    finally:
-        service.close()
-    return 1 if result.status == "fetch_failed" else 0
+@cli.group("notify", cls=_Group, help="the notification destination",
+           short_help="the notification destination")
+def notify_group() -> None:
+    pass
 
 
-def cmd_run(args) -> int:
-    from monitor.daemon import run_daemon
-
-    config = _config(args)
-    return run_daemon(config, _db_path(args, config), config_file=config_path(args.config))
-
-
-def cmd_backfill(args) -> int:
-    from monitor.analysis.replay import progress
-    from monitor.sources import make_source
-    from monitor.sources.ingest import backfill, month_chunks
-
-    config = _config(args)
-    if config.source.kind == "csv":
-        raise UsageError("the csv source has nothing to fetch: bring history with `import-csv` "
-                         "(or the drop folder)")
-    end = args.end or dt.date.today()
-    if end < args.start:
-        raise UsageError(f"--end {end} is before --start {args.start}")
-    cal = _calendar(config)
-    db = _open(args, config)
-    chunks = month_chunks(cal, args.start, end)
-    bar = iter(progress(range(len(chunks)), len(chunks), "backfill"))
-    counts = backfill(db, make_source(config), cal, args.start, end,
-                      on_chunk=lambda first, last, status: next(bar, None))
-    print(f"backfill {args.start} .. {end}: {counts['done']} month(s) fetched "
-          f"({counts['observations']} rows written), {counts['skipped']} already done, "
-          f"{counts['failed']} failed (see `runs`; run the command again to retry them)")
-    return 0 if not counts["failed"] else 1
-
-
-def cmd_holdings(args) -> int:
-    from monitor.daemon import Service
-    from monitor.sources.holdings import quarter_end
-
-    config = _config(args)
-    if config.source.kind != "akshare":
-        raise UsageError(f"the holdings job fetches through AKShare, but source.kind is "
-                         f"{config.source.kind!r}: bring holdings with `import-csv` instead")
-    if args.report_date is not None and not quarter_end(args.report_date):
-        raise UsageError(f"--report-date {args.report_date} is not a quarter end")
-    service = Service(config, _db_path(args, config))
-    try:
-        outcome = service.holdings(args.report_date)
-    finally:
-        service.close()
-    if outcome is None:
-        raise UsageError("the holdings job is off: set source.akshare.holdings_job = true")
-    print(outcome.line())
-    return 0 if outcome.status in ("ok", "done") else 1
-
-
-def cmd_import_csv(args) -> int:
-    from monitor.sources.csv_import import import_files, printable
-
-    config = _config(args)
-    db = _open(args, config)
-    changed = import_files(db, list(args.paths), coverage=args.coverage)
-    for path, n in changed.items():
-        print(f"{printable(path)}: {n} row(s) written")
-    return 0
-
-
-def cmd_signals(args) -> int:
-    from storage import signal_values
-
-    config = _config(args)
-    db = _open(args, config)
-    if args.name or args.since:
-        rows = signal_values.history(db, args.name, args.since)
-        if args.name and not rows:
-            import signals
-
-            if args.name not in signals.REGISTRY and args.name != "composite.conditions_active":
-                raise UsageError(f"unknown signal {args.name!r}")
-    else:
-        rows = signal_values.latest(db)
-    _print_rows(rows, ["signal", "date", "value", "context"], args.json)
-    return 0
-
-
-def cmd_alerts(args) -> int:
-    from storage import alerts
-
-    config = _config(args)
-    db = _open(args, config)
-    if args.all:
-        rows = alerts.events(db)
-        for r in rows:
-            r["signal_values"] = json.loads(r["signal_values"])["values"]
-        cols = ["date", "rule", "severity", "event", "from_state", "to_state", "notified",
-                "silenced_by", "signal_values"]
-        if not args.json:
-            for r in rows:
-                r["signal_values"] = ", ".join(f"{k}={_cell(v)}"
-                                               for k, v in r["signal_values"].items())
-        _print_rows(rows, cols, args.json)
-        return 0
-    rows = [a for a in alerts.get_all(db).values() if a["state"] in ("pending", "firing",
-                                                                       "no_data")]
-    for r in rows:
-        r["last_values"] = json.loads(r["last_values"] or "{}")
-        if not args.json:
-            r["last_values"] = ", ".join(f"{k}={_cell(v)}" for k, v in r["last_values"].items())
-    rows.sort(key=lambda r: (r["state"] != "firing", r["rule"]))
-    _print_rows(rows, ["rule", "severity", "state", "since", "last_evaluated", "last_values"],
-                args.json)
-    return 0
-
-
-def cmd_silence(args) -> int:
-    from storage import silences
-
-    config = _config(args)
-    db = _open(args, config)
-    if args.action == "add":
-        from monitor.delivery.digest import DATA_STALE
-
-        names = {r.name for r in config.rules} | {DATA_STALE}  # the built-in alert too
-        matcher = silences.ALL if args.rule == "all" else args.rule
-        if matcher != silences.ALL and matcher not in names:
-            raise UsageError(f"unknown rule {args.rule!r} (rules: {', '.join(sorted(names))})")
-        if not args.reason.strip():
-            raise UsageError("--reason must not be empty")
-        sid = silences.add(db, matcher, args.until, args.reason.strip())
-        print(_safe(f"silence {sid}: {args.rule} muted until {args.until} "
-                    f"({args.reason.strip()})"))
-    elif args.action == "list":
-        _print_rows(silences.list_all(db, include_expired=args.all),
-                    ["id", "matcher", "until", "reason", "created_at", "expired_at"], args.json)
-    else:
-        if not silences.expire(db, args.id):
-            raise UsageError(f"no active silence with id {args.id}")
-        print(f"silence {args.id} expired")
-    return 0
-
-
-def _trial_config(args) -> Config:
-    return load_config(args.trial_config) if args.trial_config else _config(args)
-
-
-def cmd_replay(args) -> int:
-    from monitor.analysis.replay import replay
-    from monitor.demo import timeline
-
-    if args.end < args.start:
-        raise UsageError(f"--end {args.end} is before --start {args.start}")
-    config = _config(args)
-    trial = _trial_config(args)
-    _refuse_the_database("--scratch", args.scratch, args, config)
-    source = _open(args, config)
-    result = replay(source, trial, args.start, args.end, args.scratch)
-    if args.json:
-        print(json.dumps([{k: e[k] for k in ("date", "rule", "severity", "event", "from_state",
-                                             "to_state")} for e in result.events], indent=2))
-        return 0
-    fired = sum(e["event"] == "firing" for e in result.events)
-    print(_safe(f"replay {result.days[0]} .. {result.days[-1]}: {len(result.days)} trading days, "
-                f"{len(trial.rules)} rules, {fired} firings; nothing was sent. Scratch database: "
-                f"{args.scratch}"))
-    print("Alert timeline (pending -> firing -> resolved):")
-    for line in timeline(result.events):
-        print(_safe(f"  {line}"))
-    return 0
-
-
-def cmd_backtest(args) -> int:
-    from monitor.analysis import backtest
-    from monitor.analysis.evidence import gather
-    from monitor.analysis.replay import progress
-
-    config = _config(args)
-    trial = _trial_config(args)
-    try:
-        sweeps = [backtest.parse_sweep(text) for text in args.sweep]
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    evidence = gather(_open(args, config), trial, args.start, args.end)
-    if sweeps:
-        total = 1
-        for sw in sweeps:
-            total *= len(sw.values)
-        bar = iter(progress(range(total), total, "sweep"))
-        try:
-            points = backtest.sweep(trial, evidence.values, evidence.episodes, evidence.close, sweeps,
-                                    draws=args.draws, seed=args.seed,
-                                    on_point=lambda done, _total: next(bar, None))
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        print(json.dumps(points, indent=2, default=str) if args.json
-              else _safe(backtest.sweep_table(points), keep="\n"))
-        return 0
-    sim = backtest.simulate_full(trial, evidence.values)
-    rows = backtest.score_simulation(sim, evidence.episodes, evidence.close,
-                                     min_depth=trial.episodes.drawdown_min_depth, draws=args.draws,
-                                     seed=args.seed)
-    from monitor.cycle import summary_day
-
-    calendar = _calendar(trial)
-    summary = [d.isoformat() for d in calendar.days(evidence.start, evidence.end)
-               if summary_day(trial, calendar, d)]
-    per_year = backtest.digests_per_year(backtest.digest_days(sim, summary), evidence.values.index)
-    forecast_score = _forecast_score(trial, evidence)
-    if args.record:
-        _record_scorecards(args, config, rows, evidence)
-    if args.json:
-        print(json.dumps({"start": evidence.start.isoformat(), "end": evidence.end.isoformat(),
-                          "draws": args.draws, "seed": args.seed, "digests_per_year": per_year,
-                          "rows": json.loads(backtest.to_json(rows)),
-                          "forecast": None if forecast_score is None else forecast_score.to_dict()},
-                         indent=2, ensure_ascii=False))
-    else:
-        print(f"backtest {evidence.start} .. {evidence.end}: labels = micro-cap drawdowns of at least "
-              f"{trial.episodes.drawdown_min_depth:.0%}; chance baselines: {args.draws} draws, "
-              f"seed {args.seed}")
-        print(_safe(backtest.table(rows, draws=args.draws), keep="\n"))
-        print(f"digests: {per_year:.1f} a year (the daemon's own decision: a new or resolved "
-              f"warning; weekly summary {'on' if trial.notify.weekly_summary else 'off'})")
-        if forecast_score is not None:
-            from monitor.analysis import forecast
-
-            print(forecast.forecast_table(forecast_score))
-        if args.record:
-            print(f"recorded {len(rows)} scorecard(s) in {_db_path(args, config)} (shown beside the "
-                  "headline warning in digests)")
-    return 0
-
-
-def _forecast_score(config: Config, evidence):
-    """The walk-forward score of ``risk.drawdown_prob`` over the evidence, or None without values."""
-    from monitor.analysis import forecast
-    from signals import risk
-
-    if risk.SIGNAL not in evidence.values.columns or evidence.values[risk.SIGNAL].isna().all():
-        return None
-    p = config.signal_params()["risk"]
-    return forecast.score_drawdown_forecast(evidence.values, evidence.contexts, evidence.close,
-                                            risk.SIGNAL, p["horizon_days"], p["drawdown"])
-
-
-def _record_scorecards(args, config: Config, rows, evidence) -> None:
-    """Store each row's score as the rule's scorecard (the only write ``backtest`` makes)."""
-    from monitor.analysis import backtest
-    from storage import scorecards
-    from storage.util import utc_now
-
-    db = _open(args, config)
-    now = utc_now()
-    with db.atomic():
-        for row in backtest.to_records(rows):
-            scorecards.save(db, row["rule"], evidence.start, evidence.end, now,
-                            {**row, "min_lead_days": backtest.MIN_LEAD_DAYS})
-
-
-def cmd_calibrate(args) -> int:
-    from monitor.analysis import backtest
-    from monitor.analysis.evidence import gather
-
-    config = _config(args)
-    trial = _trial_config(args)
-    evidence = gather(_open(args, config), trial, None, args.until)
-    try:
-        text = backtest.calibrate(trial, evidence.values, evidence.close, args.until,
-                                  penalty=args.penalty, draws=args.draws, seed=args.seed)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    print(_safe(text, keep="\n\t"))
-    return 0
-
-
-def cmd_report(args) -> int:
-    from monitor.analysis import backtest
-    from monitor.analysis.evidence import gather
-    from monitor.analysis.report import build_report, write_report
-
-    config = _config(args)
-    _refuse_the_database("--out", args.out, args, config)
-    if Path(args.out).is_dir():
-        raise UsageError(f"--out {args.out} is a folder: give the file name of the report")
-    db = _open(args, config)
-    rows = None
-    if not args.no_backtest:
-        evidence = gather(db, config, args.start, args.end)
-        rows = backtest.to_records(backtest.score(config, evidence.values, evidence.episodes,
-                                                  evidence.close))
-    page = build_report(db, config, backtest_rows=rows, start=args.start, end=args.end)
-    try:
-        path = write_report(args.out, page)
-    except OSError as exc:
-        raise UsageError(f"cannot write the report to {args.out}: {exc.strerror or exc}") from None
-    print(f"report written to {path}")
-    return 0
-
-
-def cmd_episodes(args) -> int:
-    from storage import episodes
-
-    config = _config(args)
-    db = _open(args, config)
-    rows = episodes.list_episodes(db, args.kind)
-    for r in rows:
-        detail = json.loads(r.pop("detail") or "{}")
-        r["theme"] = detail.get("theme")
-        r["theme_excess_peak"] = detail.get("theme_excess_peak")
-    _print_rows(rows, ["kind", "start", "peak", "trough", "end", "depth", "theme",
-                       "theme_excess_peak"], args.json)
-    return 0
-
-
-def cmd_outbox(args) -> int:
-    from storage import outbox
-
-    config = _config(args)
-    db = _open(args, config)
-    rows = outbox.list_rows(db, include_sent=args.all)
-    for r in rows:
-        r.pop("payload")
-    _print_rows(rows, ["id", "dedup_key", "as_of", "attempts", "next_attempt_at", "sent_at",
-                       "failed_at", "last_error", "destination"], args.json)
-    return 0
-
-
-def cmd_notify(args) -> int:
+@command(notify_group, "test", "send a test message to the configured Slack destination and print "
+                               "what Slack answered")
+def cmd_notify_test(g: Globals) -> int:
     from monitor.delivery import DeliveryError, make_notifier, slack_destination
 
-    config = _config(args)
+    config = g.load()
     if slack_destination(config) is None:
         raise UsageError("no Slack destination configured: set $SLACK_BOT_TOKEN and "
                          "notify.slack.channel, or $SLACK_WEBHOOK_URL")
@@ -697,7 +842,7 @@ def cmd_notify(args) -> int:
         answer = notifier.send_test()
     except DeliveryError as exc:
         kind = "permanent" if exc.permanent else "temporary"
-        print(_safe(f"regime-monitor: error: {notifier.destination} answered: {exc} ({kind})"),
+        print(_safe(f"{PROG}: error: {notifier.destination} answered: {exc} ({kind})"),
               file=sys.stderr)
         return 1
     if answer.get("ts"):
@@ -709,25 +854,40 @@ def cmd_notify(args) -> int:
     return 0
 
 
-def cmd_backup(args) -> int:
+@command(cli, "demo", "run the built-in offline scenario end to end")
+@click.option("--quiet-digests", is_flag=True, help="print only the timeline, not every message")
+@click.option("--end", type=DATE, help="stop after this day (default: the scenario's end)")
+def cmd_demo(g: Globals, quiet_digests: bool, end: dt.date | None) -> int:
+    from monitor.demo import run_demo
+
+    config = g.load()
+    return run_demo(config, Path(g.db or DEMO_DB), show_digests=not quiet_digests, end=end)
+
+
+@command(cli, "backup", "copy the database to a new file, safely while the daemon runs (SQLite online "
+                        "backup; owner-only; never overwrites)")
+@click.argument("dest", type=FILE)
+def cmd_backup(g: Globals, dest: Path) -> int:
+    """DEST: the new file (must not exist)."""
     from storage.db import backup, open_readonly
 
-    config = _config(args)
-    path = _db_path(args, config)
-    _refuse_the_database("backup", args.dest, args, config)
+    config = g.load()
+    path = g.db_path(config)
+    _refuse_the_database("backup", dest, g, config)
     db = open_readonly(path)
     try:
-        size = backup(db, args.dest)
+        size = backup(db, dest)
     finally:
         db.close()
-    print(_safe(f"backup of {path} written to {args.dest} ({size} bytes, quick_check ok)"))
+    print(_safe(f"backup of {path} written to {dest} ({size} bytes, quick_check ok)"))
     return 0
 
 
-STATUS_HORIZON_DAYS = 31  # `status` lists the assumed-open days this far ahead
-
-
-def cmd_status(args) -> int:
+@command(cli, "status", "each rule's state and since when, the last cycle, and the holiday calendar's "
+                        "coverage (reads only)")
+@click.option("--as-of", type=DATE, help="the day to judge the calendar coverage from (default: "
+                                         "today in the schedule's time zone)")
+def cmd_status(g: Globals, as_of: dt.date | None) -> int:
     from zoneinfo import ZoneInfo
 
     from monitor.calendar import ASSUMED_OPEN_RULE, coverage_warning_due
@@ -735,9 +895,9 @@ def cmd_status(args) -> int:
     from storage import alerts, runs
     from storage.db import open_readonly
 
-    config = _config(args)
-    path = _db_path(args, config)
-    as_of = args.as_of or dt.datetime.now(ZoneInfo(config.schedule.timezone)).date()
+    config = g.load()
+    path = g.db_path(config)
+    as_of = as_of or dt.datetime.now(ZoneInfo(config.schedule.timezone)).date()
     db = open_readonly(path)
     try:
         stored = alerts.get_all(db) if "alerts" in db.table_names() else {}
@@ -780,36 +940,6 @@ def cmd_status(args) -> int:
               + (", ".join(d.isoformat() for d in days) or "none"))
     return 0
 
-
-def cmd_demo(args) -> int:
-    from monitor.demo import run_demo
-
-    config = _config(args)
-    return run_demo(config, Path(args.db or "var/demo.db"), show_digests=not args.quiet_digests,
-                    end=args.end)
-
-
-COMMANDS = {
-    "run": cmd_run,
-    "once": cmd_once,
-    "import-csv": cmd_import_csv,
-    "backfill": cmd_backfill,
-    "holdings": cmd_holdings,
-    "signals": cmd_signals,
-    "alerts": cmd_alerts,
-    "silence": cmd_silence,
-    "outbox": cmd_outbox,
-    "episodes": cmd_episodes,
-    "replay": cmd_replay,
-    "backtest": cmd_backtest,
-    "calibrate": cmd_calibrate,
-    "report": cmd_report,
-    "config": cmd_config,
-    "notify": cmd_notify,
-    "demo": cmd_demo,
-    "backup": cmd_backup,
-    "status": cmd_status,
-}
 
 if __name__ == "__main__":
     sys.exit(main())
