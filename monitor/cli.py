@@ -436,7 +436,7 @@ def cmd_holdings(g: Globals, report_date: dt.date | None) -> int:
 
 
 @command(cli, "import-csv", "import CSV files (long format or stock panel)")
-@click.argument("paths", nargs=-1, required=True, type=FILE)
+@click.argument("paths", nargs=-1, required=True, type=FILE, metavar="PATH...")
 @click.option("--coverage", type=click.Choice(["top10", "full"]), default="top10", show_default=True,
               help="fund-holdings files: top-10 (quarterly) or full (semi-annual/annual) holdings")
 def cmd_import_csv(g: Globals, paths: tuple[Path, ...], coverage: str) -> int:
@@ -451,7 +451,7 @@ def cmd_import_csv(g: Globals, paths: tuple[Path, ...], coverage: str) -> int:
 
 
 @command(cli, "signals", "show signal values (latest, or one signal's history)")
-@click.argument("name", required=False)
+@click.argument("name", required=False, metavar="[NAME]")
 @click.option("--since", type=DATE, help="history from this day")
 @JSON
 def cmd_signals(g: Globals, name: str | None, since: dt.date | None, as_json: bool) -> int:
@@ -511,7 +511,7 @@ def silence() -> None:
 
 
 @command(silence, "add", "add a silence")
-@click.argument("rule")
+@click.argument("rule", metavar="RULE")
 @click.option("--until", type=DATE, required=True, help="last silenced day (inclusive)")
 @click.option("--reason", required=True, help="why (shown with the silence)")
 def cmd_silence_add(g: Globals, rule: str, until: dt.date, reason: str) -> int:
@@ -545,7 +545,7 @@ def cmd_silence_list(g: Globals, show_all: bool, as_json: bool) -> int:
 
 
 @command(silence, "expire", "end a silence now")
-@click.argument("id", type=POSITIVE_INT)
+@click.argument("id", type=POSITIVE_INT, metavar="ID")
 def cmd_silence_expire(g: Globals, id: int) -> int:
     from storage import silences
 
@@ -786,7 +786,7 @@ def config_group() -> None:
 
 
 @command(config_group, "check", "validate a config file and print what it resolves to")
-@click.argument("path", required=False)
+@click.argument("path", required=False, metavar="[PATH]")
 def cmd_config_check(g: Globals, path: str | None) -> int:
     from monitor.config import config_path, load_config
     from monitor.delivery import TOKEN_ENV, WEBHOOK_ENV
@@ -866,7 +866,7 @@ def cmd_demo(g: Globals, quiet_digests: bool, end: dt.date | None) -> int:
 
 @command(cli, "backup", "copy the database to a new file, safely while the daemon runs (SQLite online "
                         "backup; owner-only; never overwrites)")
-@click.argument("dest", type=FILE)
+@click.argument("dest", type=FILE, metavar="DEST")
 def cmd_backup(g: Globals, dest: Path) -> int:
     """DEST: the new file (must not exist)."""
     from storage.db import backup, open_readonly
