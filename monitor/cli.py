@@ -252,7 +252,8 @@ def _returns_code(command: Callable[..., int]) -> Callable[..., int]:
             _error(_safe(one_line(str(exc))))
             return 1
         except sqlite3.Error as exc:
-            where = click.get_current_context().find_object(Globals).db or "[storage] path of the config"
+            g = click.get_current_context().find_object(Globals)
+            where = (g.db if g else None) or "[storage] path of the config"
             _error(f"database {_safe(one_line(f'{where}: {exc}'))}")
             return 1
         except KeyboardInterrupt:
