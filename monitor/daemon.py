@@ -44,7 +44,6 @@ from monitor.delivery.deliver import RetryPolicy, deliver_due
 from monitor.sources import Source, make_source
 from storage import runs
 from storage.db import is_locked, open_db, quick_check
-from storage.util import utc_now
 
 log = logging.getLogger("regime_monitor.daemon")
 LOCK_RETRY_DELAYS = (30.0, 60.0, 120.0, 300.0, 600.0)  # seconds before each retry of a locked cycle
@@ -118,6 +117,11 @@ def _sleep(seconds: float) -> bool:
 class Service:
     """The I/O edge that wires config, database, source, notifier and clock together.
 
+    ``clock`` (an aware datetime, default: now in the schedule's timezone) decides which trading
+    days are due; ``wall_clock`` (an aware datetime, default: now in UTC) stamps the records
+    whose times are wall-clock UTC (outbox delivery, drop-folder runs, a file's settling). Tests
+    move ``clock`` through the calendar while ``wall_clock`` stays real.
+
     ``retry_delays``: seconds to wait before each new attempt of a cycle that failed on a lock
     held by another writer; ``wait(seconds)`` waits and returns True when the daemon is stopping
     (then no further attempt or day is started).
@@ -126,6 +130,7 @@ class Service:
     def __init__(self, config: Config, db_path: str | Path, *, source: Source | None = None,
                  notifier: Notifier | None = None,
                  clock: Callable[[], dt.datetime] | None = None,
+                 wall_clock: Callable[[], dt.datetime] | None = None,
                  retry_delays: Sequence[float] = LOCK_RETRY_DELAYS,
                  wait: Callable[[float], bool] = _sleep) -> None:
         self.config = config
@@ -138,7 +143,12 @@ class Service:
         self.notifier = notifier or make_notifier(config)
         tz = ZoneInfo(config.schedule.timezone)
         self.clock = clock or (lambda: dt.datetime.now(tz))
+        self.wall_clock = wall_clock or (lambda: dt.datetime.now(dt.UTC))
         self._db = None
+
+    def _wall_iso(self) -> str:
+        """Return the wall clock now as ISO UTC with seconds (the records' time stamps)."""
+        return self.wall_clock().astimezone(dt.UTC).isoformat(timespec="seconds")
 
     @property
     def db(self):
@@ -159,8 +169,9 @@ class Service:
         if not folder:
             return {}
         outcome = import_drop_folder(self.db, Path(folder), self.config.source.drop_folder_coverage,
-                                     settle_seconds=self.config.source.drop_folder_settle_seconds)
-        now = utc_now()
+                                     settle_seconds=self.config.source.drop_folder_settle_seconds,
+                                     now=self.wall_clock().timestamp(), clock=self._wall_iso)
+        now = self._wall_iso()
         for name, what in outcome.items():
             log.info("drop folder %s: %s", name, what)
             if what.startswith("rejected"):  # said in the next digest (monitor.cycle.failure_notes)
@@ -221,12 +232,14 @@ class Service:
         if not hasattr(self.source, "holdings_of") or (report_date is None and not settings.holdings_job):
             return None
         return run_holdings_job(self.db, self.source, self.clock().date(), report_date=report_date,
-                                max_missing_share=settings.holdings_max_missing_share)
+                                max_missing_share=settings.holdings_max_missing_share,
+                                clock=self._wall_iso)
 
     def deliver(self) -> int:
         """Deliver the due outbox rows (retry timing from ``[notify]``); return how many were
         sent. Due-ness is judged on the real clock: outbox times are wall-clock UTC."""
-        return deliver_due(self.db, self.notifier, policy=RetryPolicy.from_config(self.config.notify))
+        return deliver_due(self.db, self.notifier, self.wall_clock(),
+                           policy=RetryPolicy.from_config(self.config.notify))
 
 
 def _acquire_lock(db_path: str):

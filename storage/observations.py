@@ -49,16 +49,19 @@ def has_revisions(db: Database) -> bool:
                       [REVISIONS]).fetchone() is not None
 
 
-def upsert(db: Database, rows: Iterable[ObservationRow], revised_from: str | None = None) -> int:
+def upsert(db: Database, rows: Iterable[ObservationRow], revised_from: str | None = None, *,
+           now: str | None = None) -> int:
     """Insert new observations, update revised values; return the number of rows changed.
 
     A row whose value is unchanged is left alone (so re-imports change nothing). A revised value
     takes the row's ``available_at``, or ``revised_from`` (ISO day: when the revision became
     known, e.g. the import day) when that is later: a revision never reaches days before it was
     known. Where the schema keeps revisions (m007), the value it replaces is kept in
-    ``observation_revisions`` and point-in-time reads of earlier days still see it.
+    ``observation_revisions`` and point-in-time reads of earlier days still see it. ``now`` (ISO
+    UTC) is the rows' ``fetched_at``; None reads the wall clock (for callers that do not pass it
+    yet).
     """
-    now = utc_now()
+    now = now or utc_now()
     kept = _last_revision(db)
     before = db.conn.total_changes
     db.conn.executemany(_UPSERT, ((s, d, v, a, src, now, revised_from) for s, d, v, a, src in rows))

@@ -48,17 +48,20 @@ def _write_retrying(db: Database, sql: str, params: list, patience: float | None
         pause = min(_MAX_PAUSE, pause * 2)
 
 
-def enqueue(db: Database, dedup_key: str, kind: str, as_of: str, payload: str) -> int:
-    """Queue ``payload`` under ``dedup_key``; return rows changed.
+def enqueue(db: Database, dedup_key: str, kind: str, as_of: str, payload: str, *,
+            now: str | None = None) -> int:
+    """Queue ``payload`` under ``dedup_key`` at ``now`` (ISO UTC: its ``created_at`` and first
+    ``next_attempt_at``); return rows changed.
 
     An identical row changes nothing. An unsent row with another payload (the day was re-run
-    with revised data) is replaced; a row already sent is never sent again.
+    with revised data) is replaced; a row already sent is never sent again. ``now`` None reads
+    the wall clock (for callers that do not pass it yet; the cycle should).
     """
     row = db.execute("SELECT payload, sent_at FROM outbox WHERE dedup_key = ?",
                      [dedup_key]).fetchone()
     if row is not None and (row[0] == payload or row[1] is not None):
         return 0
-    now = utc_now()
+    now = now or utc_now()
     before = db.conn.total_changes
     if row is None:
         db.execute(
@@ -117,11 +120,12 @@ def claim(db: Database, row_id: int, next_attempt_at: str, lease_until: str, now
     return cur.rowcount == 1
 
 
-def mark_sent(db: Database, row_id: int, destination: str, payload: str | None = None,
+def mark_sent(db: Database, row_id: int, destination: str, now: str, payload: str | None = None,
               note: str | None = None, posted_channel: str | None = None,
               posted_ts: str | None = None, chart_due: bool = False,
               patience: float | None = None) -> None:
-    """Record that row ``row_id`` was delivered to ``destination`` (``payload``: the payload as
+    """Record that row ``row_id`` was delivered to ``destination`` at ``now`` (ISO UTC, its
+    ``sent_at``; ``payload``: the payload as
     sent, when delivery added to it; ``note``: e.g. a chart that could not be attached;
     ``posted_channel``/``posted_ts``: the message Slack accepted; ``chart_due``: its chart is
     still to be uploaded). One short transaction, retried while the database is locked for up
@@ -131,7 +135,7 @@ def mark_sent(db: Database, row_id: int, destination: str, payload: str | None =
         db, "UPDATE outbox SET sent_at = ?, destination = ?, last_error = ?, "
             "payload = COALESCE(?, payload), posted_channel = ?, posted_ts = ?, chart_due = ? "
             "WHERE id = ?",
-        [utc_now(), destination, note, payload, posted_channel, posted_ts, int(chart_due), row_id],
+        [now, destination, note, payload, posted_channel, posted_ts, int(chart_due), row_id],
         patience)
 
 
@@ -167,11 +171,12 @@ def mark_retry(db: Database, row_id: int, error: str, next_attempt_at: str) -> N
                     [error, next_attempt_at, row_id], None)
 
 
-def mark_failed(db: Database, row_id: int, error: str) -> None:
-    """Record a permanent failure of a (claimed) attempt: the row is not attempted again
-    (retried while the database is locked, as ``mark_sent``)."""
+def mark_failed(db: Database, row_id: int, error: str, now: str) -> None:
+    """Record a permanent failure of a (claimed) attempt at ``now`` (ISO UTC, its
+    ``failed_at``): the row is not attempted again (retried while the database is locked, as
+    ``mark_sent``). Returns None."""
     _write_retrying(db, "UPDATE outbox SET last_error = ?, failed_at = ? WHERE id = ?",
-                    [error, utc_now(), row_id], None)
+                    [error, now, row_id], None)
 
 
 def list_rows(db: Database, include_sent: bool = False) -> list[dict]:

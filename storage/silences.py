@@ -12,21 +12,23 @@ COLUMNS = ("id", "matcher", "until", "reason", "created_at", "expired_at")
 ALL = "*"
 
 
-def add(db: Database, matcher: str, until: dt.date, reason: str) -> int:
-    """Create a silence; return its id."""
+def add(db: Database, matcher: str, until: dt.date, reason: str, *, now: str | None = None) -> int:
+    """Create a silence at ``now`` (ISO UTC, its ``created_at``; None: the wall clock, for callers
+    that do not pass it yet); return its id."""
     with db.atomic():
         cur = db.execute(
             "INSERT INTO silences (matcher, until, reason, created_at) VALUES (?, ?, ?, ?)",
-            [matcher, until.isoformat(), reason, utc_now()],
+            [matcher, until.isoformat(), reason, now or utc_now()],
         )
         return int(cur.lastrowid)
 
 
-def expire(db: Database, silence_id: int) -> bool:
-    """Expire silence ``silence_id`` now; return False when no active silence has that id."""
+def expire(db: Database, silence_id: int, *, now: str | None = None) -> bool:
+    """Expire silence ``silence_id`` at ``now`` (ISO UTC; None: the wall clock, for callers that
+    do not pass it yet); return False when no active silence has that id."""
     with db.atomic():
         cur = db.execute("UPDATE silences SET expired_at = ? WHERE id = ? AND expired_at IS NULL",
-                         [utc_now(), silence_id])
+                         [now or utc_now(), silence_id])
         return cur.rowcount == 1
 
 

@@ -371,7 +371,7 @@ def test_a_pending_chart_is_uploaded_later_into_the_thread_without_posting_again
     r = row(db)
     lease = now + dt.timedelta(seconds=CLAIM_SECONDS)
     assert outbox.claim(db, r["id"], r["next_attempt_at"], lease.isoformat(), now.isoformat())
-    outbox.mark_sent(db, r["id"], notifier.destination, None, None, CHANNEL_ID,
+    outbox.mark_sent(db, r["id"], notifier.destination, now.isoformat(), None, None, CHANNEL_ID,
                      "1699999999.000100", True)
     assert deliver_due(db, notifier, now, POLICY) == 0  # the lease still runs: nothing
     assert not server.calls("files.getUploadURLExternal")

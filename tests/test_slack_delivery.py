@@ -158,7 +158,8 @@ def test_bot_delivers_blocks_metadata_and_chart_in_thread(server, monkeypatch, d
     assert upload.path == "/upload/F000002"
 
     r = row(db)
-    assert r["sent_at"] and r["destination"] == f"slack:{CHANNEL}" and r["attempts"] == 1
+    assert r["destination"] == f"slack:{CHANNEL}" and r["attempts"] == 1
+    assert r["sent_at"] == now.isoformat()  # the delivery's clock, passed in: no wall-clock read
     assert r["last_error"] is None and r["failed_at"] is None
     sent = json.loads(r["payload"])  # the payload as sent, closest episode included
     assert sent["items"][0]["closest_episode"]["kind"] == "drawdown"
@@ -217,7 +218,7 @@ def test_rate_limit_retry_after_really_waited(server, monkeypatch, db):
     start = time.monotonic()
     delivered = 0
     while not delivered and time.monotonic() - start < 10:
-        delivered = deliver_due(db, notifier, policy=POLICY)
+        delivered = deliver_due(db, notifier, dt.datetime.now(dt.UTC), policy=POLICY)
         time.sleep(0.1)
     assert delivered == 1
     first, second = server.calls("chat.postMessage")
@@ -318,7 +319,8 @@ def test_permanent_error_is_stored_logged_once_and_not_retried(server, monkeypat
     caplog.set_level(logging.INFO, logger="regime_monitor")
     assert deliver_due(db, notifier, now, POLICY) == 0
     r = row(db)
-    assert r["failed_at"] and r["sent_at"] is None and r["last_error"] == reason
+    assert r["failed_at"] == now.isoformat()  # the delivery's clock, passed in
+    assert r["sent_at"] is None and r["last_error"] == reason
     assert r["attempts"] == 1
     for later in (1, 60, 3600, 86400 * 7):  # no retry loop, however long we wait
         assert deliver_due(db, notifier, now + dt.timedelta(seconds=later), POLICY) == 0
@@ -353,7 +355,7 @@ def test_chart_is_not_uploaded_when_switched_off(server, monkeypatch, db, now):
 # -- 5. killed between Slack accepting the message and mark_sent -------------------------------
 
 CRASH_SCRIPT = """
-import sys, time
+import datetime, sys, time
 from monitor.delivery import deliver as delivery
 from monitor.config import load_config
 from monitor.delivery import make_notifier
@@ -365,7 +367,8 @@ def hang(*args, **kwargs):  # Slack has answered; the process dies before record
     time.sleep(120)
 
 outbox.mark_sent = hang
-delivery.deliver_due(open_db(sys.argv[2]), make_notifier(load_config(sys.argv[1])))
+delivery.deliver_due(open_db(sys.argv[2]), make_notifier(load_config(sys.argv[1])),
+                     datetime.datetime.now(datetime.UTC))
 """
 
 
@@ -441,7 +444,7 @@ def test_daemon_restart_delivers_queued_rows_on_first_run(server, tmp_path, clas
     # left by the previous process: one row delivered, one after a failed attempt, one untouched
     first = rows[keys[0]]
     outbox.claim(d, first["id"], first["next_attempt_at"], first["next_attempt_at"], "x")
-    outbox.mark_sent(d, first["id"], f"slack:{CHANNEL}")
+    outbox.mark_sent(d, first["id"], f"slack:{CHANNEL}", "2000-01-01T00:00:00+00:00")
     second = rows[keys[1]]
     outbox.claim(d, second["id"], second["next_attempt_at"], second["next_attempt_at"], "x")
     outbox.mark_retry(d, second["id"], "slack: HTTP 500", "2000-01-01T00:00:00+00:00")

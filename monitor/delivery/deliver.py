@@ -143,15 +143,16 @@ def _iso_after(t: dt.datetime, seconds: float) -> str:
     return _iso(t)
 
 
-def deliver_due(db: Database, notifier: Notifier, now: dt.datetime | None = None,
+def deliver_due(db: Database, notifier: Notifier, now: dt.datetime,
                 policy: RetryPolicy | None = None) -> int:
     """Send every due outbox row through ``notifier``; return how many were delivered.
 
-    ``now`` (default: the current time) decides which rows are due and when a failed one is
-    tried next. Also finishes the charts of rows sent by a process that ended before uploading
+    ``now`` (an aware datetime, the wall clock of the caller: outbox times are UTC) decides
+    which rows are due and when a failed one is tried next, and is the time recorded as sent or
+    failed. Also finishes the charts of rows sent by a process that ended before uploading
     them, and stores records an earlier run of this process could not.
     """
-    now = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+    now = now.astimezone(dt.UTC)
     policy = policy or RetryPolicy()
     owed = _flush_unrecorded(db)
     sent = 0
@@ -175,7 +176,7 @@ def deliver_due(db: Database, notifier: Notifier, now: dt.datetime | None = None
         except DeliveryError as exc:
             attempts = row["attempts"] + 1
             if exc.permanent:
-                outbox.mark_failed(db, row["id"], str(exc))
+                outbox.mark_failed(db, row["id"], str(exc), _iso(now))
                 log.error("outbox %s: permanent delivery failure, not retried: %s", key, exc)
             else:
                 wait = backoff_seconds(attempts, exc.retry_after, policy)
@@ -202,8 +203,8 @@ def deliver_due(db: Database, notifier: Notifier, now: dt.datetime | None = None
         chart_due = chart is not None
 
         recorded = _record(db, row["id"], key, _sent_write(db, row["id"], destination,
-                                                           sent_payload, None, channel, ts,
-                                                           chart_due))
+                                                           _iso(now), sent_payload, None,
+                                                           channel, ts, chart_due))
         sent += 1
         where = f" (ts {ts})" if ts else ""
         # a remote destination's answer is worth a line; the console's output speaks for itself
@@ -215,7 +216,7 @@ def deliver_due(db: Database, notifier: Notifier, now: dt.datetime | None = None
                 _record(db, row["id"], key, _chart_write(db, row["id"], note))
             else:  # the record still owed now carries the chart's outcome
                 _unrecorded[(_db_key(db), row["id"])] = _sent_write(
-                    db, row["id"], destination, sent_payload, note, channel, ts, False)
+                    db, row["id"], destination, _iso(now), sent_payload, note, channel, ts, False)
     _finish_charts(db, notifier, now, owed)
     return sent
 
@@ -285,13 +286,13 @@ def _finish_charts(db: Database, notifier: Notifier, now: dt.datetime, owed: set
         _record(db, row["id"], key, _chart_write(db, row["id"], note))
 
 
-def _sent_write(db: Database, row_id: int, destination: str, payload: str, note: str | None,
-                channel: str | None, ts: str | None, chart_due: bool
+def _sent_write(db: Database, row_id: int, destination: str, sent_at: str, payload: str,
+                note: str | None, channel: str | None, ts: str | None, chart_due: bool
                 ) -> Callable[[float | None], None]:
-    """Return the write that records an accepted message (``outbox.mark_sent``), taking the
-    lock patience in seconds (None: the default)."""
-    return lambda patience: outbox.mark_sent(db, row_id, destination, payload, note, channel, ts,
-                                             chart_due, patience)
+    """Return the write that records an accepted message (``outbox.mark_sent``, sent at
+    ``sent_at``, ISO UTC), taking the lock patience in seconds (None: the default)."""
+    return lambda patience: outbox.mark_sent(db, row_id, destination, sent_at, payload, note,
+                                             channel, ts, chart_due, patience)
 
 
 def _chart_write(db: Database, row_id: int, note: str | None) -> Callable[[float | None], None]:

@@ -319,7 +319,8 @@ def _validate(path: Path, raw: BinaryIO, today: dt.date, work: Staging, chunk_ro
 
 def import_files(db: Database, paths: list[Path], today: dt.date | None = None,
                  coverage: str = "top10", *, chunk_rows: int = CHUNK_ROWS,
-                 opener: Callable[[Path], BinaryIO] = open_file) -> dict[str, int]:
+                 opener: Callable[[Path], BinaryIO] = open_file,
+                 clock: Callable[[], str] = utc_now) -> dict[str, int]:
     """Validate every file, then write them all in one transaction; return rows changed per file
     (keyed by ``str(path)``).
 
@@ -341,15 +342,16 @@ def import_files(db: Database, paths: list[Path], today: dt.date | None = None,
                 kind, rows = _validate(Path(path), raw, today, work, chunk_rows)
             parsed.append((Path(path), kind, rows))
         parsed.sort(key=lambda p: p[1] == "holdings")  # the panel's caps first
-        return _write(db, parsed, today, coverage, work, chunk_rows)
+        return _write(db, parsed, today, coverage, work, chunk_rows, clock)
     finally:
         work.close()
 
 
 def _write(db: Database, parsed: list[tuple[Path, str, object]], today: dt.date, coverage: str,
-           work: Staging, chunk_rows: int) -> dict[str, int]:
-    """Write the validated files in one transaction; return rows changed per file."""
-    started = utc_now()
+           work: Staging, chunk_rows: int, clock: Callable[[], str]) -> dict[str, int]:
+    """Write the validated files in one transaction (``clock()``: ISO UTC now, for the run's
+    record and the rows' ``fetched_at``); return rows changed per file."""
+    started = clock()
     changed: dict[str, int] = {}
     with observations.large_write(db), db.atomic():
         for path, kind, rows in parsed:
@@ -363,7 +365,8 @@ def _write(db: Database, parsed: list[tuple[Path, str, object]], today: dt.date,
                         part = [(s, d, v, a, label) for s, d, v, a, e in batch if e == explicit]
                         if part:
                             n += observations.upsert(
-                                db, part, revised_from=None if explicit else today.isoformat())
+                                db, part, revised_from=None if explicit else today.isoformat(),
+                                now=started)
                 changed[str(path)] = n
             elif kind == "holdings":
                 try:
@@ -377,6 +380,6 @@ def _write(db: Database, parsed: list[tuple[Path, str, object]], today: dt.date,
                     n += stock_panel.upsert(db, [(*r, label) for r in batch])
                 changed[str(path)] = n
         if any(changed.values()):
-            runs.record(db, "import", today.isoformat(), started, utc_now(), "ok",
+            runs.record(db, "import", today.isoformat(), started, clock(), "ok",
                         detail=dumps({"files": {printable(k): v for k, v in changed.items()}}))
     return changed

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -186,7 +187,7 @@ class HoldingsOutcome:
 
 def run_holdings_job(db: Database, source, today: dt.date, *, report_date: dt.date | None = None,
                      max_missing_share: float = 0.01, top: int = 10, batch: int = 50,
-                     ) -> HoldingsOutcome:
+                     clock: Callable[[], str] = utc_now) -> HoldingsOutcome:
     """Fetch and store the top-10 holdings of the active funds for ``report_date`` (default: the
     latest published quarter, ``due_report``) and upsert its ``funds.*`` observations.
 
@@ -197,23 +198,23 @@ def run_holdings_job(db: Database, source, today: dt.date, *, report_date: dt.da
     written once at most ``max_missing_share`` of the active funds are missing for both quarters
     (status ``ok``); otherwise the run is ``partial`` and the next run fetches the rest. Values
     are available from max(quarter end + 30 days, ``today``): never before this system knew them.
-    A run is recorded in ``runs`` (job ``holdings``, ``as_of`` the quarter end).
+    A run is recorded in ``runs`` (job ``holdings``, ``as_of`` the quarter end), its start and
+    end stamped by ``clock()`` (ISO UTC now).
 
     ``source`` needs ``active_funds()`` and ``holdings_of(fund_code, report_date, top)`` (the
     AKShare source).
     """
-
     report = report_date or due_report(today)
     outcome = HoldingsOutcome(report, "done")
     if report_date is None and runs.has_success(db, JOB, report.isoformat()):
         return outcome
-    started = utc_now()
+    started = clock()
     coverage = LIVE_COVERAGE
     label = "akshare:fund_portfolio_hold_em"
     def finish(status: str, written: int) -> None:
         outcome.status = status
         with db.atomic():
-            runs.record(db, JOB, report.isoformat(), started, utc_now(), status, error=outcome.error,
+            runs.record(db, JOB, report.isoformat(), started, clock(), status, error=outcome.error,
                         detail=_detail(outcome, written))
 
     try:

@@ -68,12 +68,13 @@ def _open_no_follow(path: Path) -> BinaryIO:
 
 
 def import_drop_folder(db: Database, folder: Path, coverage: str = "top10",
-                       settle_seconds: float = SETTLE_SECONDS, now: float | None = None
-                       ) -> dict[str, str]:
+                       settle_seconds: float = SETTLE_SECONDS, now: float | None = None,
+                       clock: Callable[[], str] = utc_now) -> dict[str, str]:
     """Import the settled files of the drop folder; return {file name (escaped): outcome}.
 
     A file is imported once it has stopped changing: its mtime at least ``settle_seconds``
-    before ``now`` (seconds since the epoch; default: the clock); a younger file waits for a
+    before ``now`` (seconds since the epoch; default: the wall clock, for callers that do not
+    pass it; ``clock()``: ISO UTC now, for the import's records); a younger file waits for a
     later cycle and is not in the result. Good files are imported (each in one transaction) and
     moved to ``imported/``; a bad or unreadable file (wrong content, truncated or corrupt gzip,
     bad UTF-8, a symbolic link or non-regular entry, which is never read) is moved to
@@ -101,7 +102,7 @@ def import_drop_folder(db: Database, folder: Path, coverage: str = "top10",
     if not files:
         return outcome
     try:  # together first: a holdings file may need the panel that arrives with it
-        changed = import_files(db, files, coverage=coverage, opener=_open_no_follow)
+        changed = import_files(db, files, coverage=coverage, opener=_open_no_follow, clock=clock)
         for path in files:
             _move(path, folder / "imported")
             outcome[printable(path.name)] = f"imported ({changed[str(path)]} rows changed)"
@@ -110,7 +111,8 @@ def import_drop_folder(db: Database, folder: Path, coverage: str = "top10",
         pass
     for path in files:
         try:
-            changed = import_files(db, [path], coverage=coverage, opener=_open_no_follow)
+            changed = import_files(db, [path], coverage=coverage, opener=_open_no_follow,
+                                   clock=clock)
         except CsvImportError as exc:
             _reject(folder, path, str(exc), outcome)
             continue
@@ -160,12 +162,14 @@ def month_chunks(calendar: TradingCalendar, start: dt.date, end: dt.date) -> lis
 
 
 def backfill(db: Database, source: Source, calendar: TradingCalendar, start: dt.date, end: dt.date,
-             on_chunk: Callable[[dt.date, dt.date, str], None] | None = None) -> dict[str, int]:
+             on_chunk: Callable[[dt.date, dt.date, str], None] | None = None, *,
+             clock: Callable[[], str] = utc_now) -> dict[str, int]:
     """Fetch [start, end] through ``source`` month by month, each month in its own transaction.
 
     Resumable: a month already backfilled (an ``ok`` backfill run for it) is skipped, so an
     interrupted backfill continues where it stopped. Returns counts of months done, skipped and
     failed; failures are recorded in ``runs`` with their reasons and do not stop the others.
+    ``clock()`` (ISO UTC now) stamps the run records and the rows' ``fetched_at``.
     """
     counts = {"done": 0, "skipped": 0, "failed": 0, "observations": 0}
     for first, last in month_chunks(calendar, start, end):
@@ -175,14 +179,14 @@ def backfill(db: Database, source: Source, calendar: TradingCalendar, start: dt.
             if on_chunk:
                 on_chunk(first, last, "skipped")
             continue
-        started = utc_now()
+        started = clock()
         rows = source.fetch(last, calendar.previous(first))
         failures = dict(getattr(source, "failures", {}) or {})
         with db.atomic():
-            n = observations.upsert(db, rows)
+            n = observations.upsert(db, rows, now=started)
             status = runs.OK if not failures else (runs.PARTIAL if rows else runs.FAILED)
             error = "; ".join(f"{k}: {v}" for k, v in sorted(failures.items())) or None
-            runs.record(db, BACKFILL, key, started, utc_now(), status, error=error,
+            runs.record(db, BACKFILL, key, started, clock(), status, error=error,
                         detail=dumps({"observations": n}))
         counts["observations"] += n
         counts["done" if status == runs.OK else "failed"] += 1
