@@ -603,3 +603,40 @@ def test_the_fake_matches_the_installed_pinned_akshare():
         text = inspect.getsource(real)
         assert all(f'"{c}"' in text for c in columns), name
     assert '"持仓市值（万元）": "持仓市值"' in inspect.getsource(ak.fund_portfolio_hold_em)
+
+
+# --- the polite-call machinery on its own (monitor.sources.polite) ---------------------------------
+
+def test_polite_caller_pauses_retries_with_backoff_and_opens_the_circuit():
+    from monitor.sources.polite import CallFailed, PoliteCaller, Skipped
+
+    clock = [100.0]
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        clock[0] += seconds
+
+    caller = PoliteCaller(settings(delay_seconds=2.0, retries=2, backoff_seconds=3.0,
+                                   max_consecutive_failures=2),
+                          sleep=sleep, monotonic=lambda: clock[0])
+    assert caller.call("f", lambda x: x * 2, x=21) == 42 and waits == []  # the first call: no pause
+    assert caller.call("f", lambda: "again") == "again"
+    assert waits == [2.0]  # delay_seconds since the previous call
+
+    def boom() -> None:
+        raise ValueError("upstream said no")
+
+    waits.clear()
+    with pytest.raises(CallFailed, match=r"^akshare g: ValueError: upstream said no \(3 attempts\)$"):
+        caller.call("g", boom)
+    assert waits == [2.0, 3.0, 6.0]  # pause, then backoff 3 s, 6 s (each wait covers the delay)
+    assert caller.consecutive == 1
+    waits.clear()
+    with pytest.raises(CallFailed, match=r"\(1 attempt\)$"):  # after a failure: one attempt
+        caller.call("g", boom)
+    with pytest.raises(Skipped, match="not attempted, the last 2 AKShare calls failed"):
+        caller.call("g", lambda: "never called")
+    clock[0] += 601  # an old run of failures says nothing about the upstream now
+    caller.forget_stale_failures()
+    assert caller.call("g", lambda: "back") == "back" and caller.consecutive == 0

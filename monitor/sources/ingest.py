@@ -93,7 +93,7 @@ def import_drop_folder(db: Database, folder: Path, coverage: str = "top10",
             continue
         reason = _unfit(path, st)
         if reason is not None:
-            _reject(folder, path, f"{printable(str(path))}: {reason}", outcome)
+            _reject(folder, path, f"{printable(str(path))}: {reason}", outcome, clock)
         elif st.st_mtime_ns / 1e9 > now - settle_seconds:
             log.info("drop folder: %s changed %.1f s ago: waiting until it settles",
                      printable(path.name), max(0.0, now - st.st_mtime_ns / 1e9))
@@ -104,7 +104,7 @@ def import_drop_folder(db: Database, folder: Path, coverage: str = "top10",
     try:  # together first: a holdings file may need the panel that arrives with it
         changed = import_files(db, files, coverage=coverage, opener=_open_no_follow, clock=clock)
         for path in files:
-            _move(path, folder / "imported")
+            _move(path, folder / "imported", clock)
             outcome[printable(path.name)] = f"imported ({changed[str(path)]} rows changed)"
         return outcome
     except CsvImportError:
@@ -114,17 +114,18 @@ def import_drop_folder(db: Database, folder: Path, coverage: str = "top10",
             changed = import_files(db, [path], coverage=coverage, opener=_open_no_follow,
                                    clock=clock)
         except CsvImportError as exc:
-            _reject(folder, path, str(exc), outcome)
+            _reject(folder, path, str(exc), outcome, clock)
             continue
-        _move(path, folder / "imported")
+        _move(path, folder / "imported", clock)
         outcome[printable(path.name)] = f"imported ({changed[str(path)]} rows changed)"
     return outcome
 
 
-def _reject(folder: Path, path: Path, reason: str, outcome: dict[str, str]) -> None:
+def _reject(folder: Path, path: Path, reason: str, outcome: dict[str, str],
+            clock: Callable[[], str] = utc_now) -> None:
     """Move ``path`` to ``rejected/`` with its reason beside it (``<name>.error.txt``, 0600)."""
     reason = shown(reason, 500)
-    target = _move(path, folder / "rejected")
+    target = _move(path, folder / "rejected", clock)
     fd = os.open(target.with_name(target.name + ".error.txt"),
                  os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -133,15 +134,16 @@ def _reject(folder: Path, path: Path, reason: str, outcome: dict[str, str]) -> N
     log.error("drop folder: %s", reason)
 
 
-def _move(path: Path, into: Path) -> Path:
-    """Rename ``path`` (never following it) into the directory ``into``; return the new path.
+def _move(path: Path, into: Path, clock: Callable[[], str] = utc_now) -> Path:
+    """Rename ``path`` (never following it) into the directory ``into``, its name prefixed with
+    ``clock()`` (ISO UTC now) as YYYYMMDDTHHMMSS; return the new path.
 
     ``into`` is created owner-only; a regular file moved is made owner-only (0600).
     """
     if into.is_symlink():
         raise OSError(f"{printable(str(into))} is a symbolic link: not written to")
     into.mkdir(mode=0o700, parents=True, exist_ok=True)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+    stamp = dt.datetime.fromisoformat(clock()).astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S")
     target = into / f"{stamp}-{path.name}"
     n = 1
     while os.path.lexists(target) or os.path.lexists(f"{target}.error.txt"):
