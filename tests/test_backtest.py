@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from monitor.alerting import expr, lifecycle, rules
+from monitor.alerting.advance import advance
 from monitor.analysis import backtest as bt
 from monitor.config import Config
 from signals.episodes import DrawdownEpisode, drawdown_episodes
@@ -70,7 +71,7 @@ def day(i: int) -> str:
 
 
 def reference_simulation(config: Config, values: pd.DataFrame) -> tuple[list[dict], dict[str, list[bool]]]:
-    """The straightforward path: rules.evaluate on each day's dict, then lifecycle.step."""
+    """The cycle's path: rules.evaluate on each day's dict, then advance (as monitor.cycle)."""
     states = {r.name: lifecycle.AlertState() for r in config.rules}
     events, firing = [], {r.name: [] for r in config.rules}
     for ts, row in values.iterrows():
@@ -79,14 +80,12 @@ def reference_simulation(config: Config, values: pd.DataFrame) -> tuple[list[dic
         for rule in config.rules:
             ev = rules.evaluate(rule, today)
             prev = states[rule.name]
-            timing = lifecycle.Timing(rule.for_days, rule.clear_days, rule.repeat_every_days)
-            res = lifecycle.step(prev, ev.when, ev.clear, d, timing)
-            if res.event:
-                events.append({"rule": rule.name, "date": d, "event": res.event,
-                               "from_state": prev.state, "to_state": res.state.state,
-                               "severity": rule.severity})
-            states[rule.name] = res.state
-            firing[rule.name].append(res.state.state == lifecycle.FIRING)
+            new, event, _ = advance(rule, ev, prev, d)
+            if event:
+                events.append({k: event[k] for k in ("rule", "date", "event", "from_state",
+                                                     "to_state", "severity")})
+            states[rule.name] = new
+            firing[rule.name].append(new.state == lifecycle.FIRING)
     return events, firing
 
 
@@ -958,32 +957,6 @@ explain = "x"
 
 
 # --------------------------------------------------------------------------- properties
-
-_EXPRS = [expr.parse(t) for t in (
-    "a.x >= 0.2",
-    "a.x >= 0.2 and a.y < 0",
-    "a.x >= 0.2 or a.y < 0",
-    "not (a.x > 0.5 or a.y <= -0.1) and a.z != 0",
-    "0.1 < a.x and (a.y == 0 or not a.z >= 0.3) or a.x < a.z",
-)]
-_CELL = st.one_of(st.none(), st.sampled_from([0.0, -0.1, 0.2, 0.3, 0.5, 1.0]),
-                  st.floats(-1, 1, allow_nan=False))
-
-
-@settings(max_examples=150, deadline=None)
-@given(rows=st.lists(st.tuples(_CELL, _CELL, _CELL), min_size=1, max_size=30),
-       drop_z=st.booleans())
-def test_vectorised_conditions_match_expr_evaluate(rows, drop_z):
-    frame = pd.DataFrame([[np.nan if v is None else v for v in r] for r in rows],
-                         columns=["a.x", "a.y", "a.z"])
-    if drop_z:
-        frame = frame.drop(columns=["a.z"])
-    for e in _EXPRS:
-        got = bt.condition(e, frame).tolist()
-        want = [e.evaluate({k: (None if v != v else v) for k, v in rec.items()})
-                for rec in frame.to_dict("records")]
-        assert got == want, str(e)
-
 
 _RULES = config_from("""
 [[rules]]

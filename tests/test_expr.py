@@ -9,10 +9,13 @@ import re
 import sys
 from collections.abc import Mapping
 
+import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from monitor.alerting import expr
 from monitor.alerting.expr import (
     MAX_DEPTH,
     MAX_LENGTH,
@@ -850,3 +853,72 @@ def test_property_deep_nesting_is_expr_error(depth: int, pieces: list[str], clos
     message = str(info.value)
     _check_one_line(message)
     assert "nested too deeply" in message or "too long" in message
+
+
+# --------------------------------------------------------------------------- vectorised (one home:
+# the backtest and rules.condition_history use it; moved here from tests/test_backtest.py)
+
+_EXPRS = [expr.parse(t) for t in (
+    "a.x >= 0.2",
+    "a.x >= 0.2 and a.y < 0",
+    "a.x >= 0.2 or a.y < 0",
+    "not (a.x > 0.5 or a.y <= -0.1) and a.z != 0",
+    "0.1 < a.x and (a.y == 0 or not a.z >= 0.3) or a.x < a.z",
+)]
+_CELL = st.one_of(st.none(), st.sampled_from([0.0, -0.1, 0.2, 0.3, 0.5, 1.0]),
+                  st.floats(-1, 1, allow_nan=False))
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=st.lists(st.tuples(_CELL, _CELL, _CELL), min_size=1, max_size=30),
+       drop_z=st.booleans())
+def test_vectorised_evaluation_matches_expr_evaluate(rows, drop_z):
+    frame = pd.DataFrame([[np.nan if v is None else v for v in r] for r in rows],
+                         columns=["a.x", "a.y", "a.z"])
+    if drop_z:
+        frame = frame.drop(columns=["a.z"])
+    for e in _EXPRS:
+        got = expr.evaluate_frame(e, frame).tolist()
+        want = [e.evaluate({k: (None if v != v else v) for k, v in rec.items()})
+                for rec in frame.to_dict("records")]
+        assert got == want, str(e)
+
+
+def test_evaluate_columns_memo_evaluates_a_condition_and_its_negation_once():
+    e = parse("a.x >= 0.2")
+    cols = {"a.x": np.array([0.1, 0.3, np.nan])}
+    memo: dict = {}
+    t, f = expr.evaluate_columns(e, cols, 3, memo)
+    nt, nf = expr.evaluate_columns(Not(e), cols, 3, memo)
+    assert t.tolist() == [False, True, False] and f.tolist() == [True, False, False]
+    assert nt.tolist() == f.tolist() and nf.tolist() == t.tolist()
+    assert memo[e][0] is t  # the negation reused the condition's arrays
+
+
+def test_evaluate_frame_reads_none_and_absent_columns_as_unknown():
+    frame = pd.DataFrame({"a.x": [0.3, None, 0.1]}, index=["d1", "d2", "d3"])
+    got = expr.evaluate_frame(parse("a.x >= 0.2 or b.y > 0"), frame)
+    assert got.tolist() == [True, None, None] and list(got.index) == ["d1", "d2", "d3"]
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("a.x >= 0.2", "a.x >= 0.2"),
+    ("0.2 <= a.x", "a.x >= 0.2"),
+    ("1 < a.x", "a.x > 1"),
+    ("-3 == a.x", "a.x == -3"),
+    ("a.x < b.y", "a.x < b.y"),
+    ("1 < 2", "2 > 1"),
+])
+def test_oriented_puts_the_signal_on_the_left(text, shown):
+    comp = parse(text)
+    assert isinstance(comp, Comparison)
+    assert str(expr.oriented(comp)) == shown
+    values = {"a.x": 0.5, "b.y": 1.0}
+    assert expr.oriented(comp).evaluate(values) == comp.evaluate(values)
+
+
+def test_one_operator_table_and_its_flips():
+    assert set(expr.OPERATORS) == set(expr.FLIPPED) == {"<", "<=", ">", ">=", "==", "!="}
+    for op, flipped in expr.FLIPPED.items():
+        for a, b in ((1.0, 2.0), (2.0, 1.0), (1.0, 1.0)):
+            assert expr.OPERATORS[op](a, b) == expr.OPERATORS[flipped](b, a)

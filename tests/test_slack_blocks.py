@@ -134,6 +134,49 @@ def test_no_inhibition_without_a_firing_critical_alert(payload):
     assert "folded under" not in all_text(bs)
 
 
+def _text_sections(text: str) -> list[str]:
+    """The rules that get their own section in the plain-text digest."""
+    return [ln.split("] ", 1)[1].split(":", 1)[0] for ln in text.splitlines()
+            if ln.startswith("[") and "] " in ln]
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_slack_fallback_and_console_show_the_same_inhibited_content(payload, enabled):
+    """Inhibition is one stage (monitor.delivery.inhibit): the blocks, their plain-text fallback
+    and the console show the same alerts in sections and the same folded ones."""
+    import io
+
+    from monitor.delivery.console import ConsoleNotifier
+    from monitor.delivery.inhibit import inhibit
+
+    stage = inhibit(payload, enabled)
+    bs, fallback = render(payload, KEY, inhibit=enabled)
+    stream = io.StringIO()
+    ConsoleNotifier(stream, inhibit=enabled).send(payload, KEY)
+    console = stream.getvalue()
+    in_blocks = [r for r in (i["rule"] for i in payload["items"])
+                 if any(f"· {r} ·" in s for s in sections(bs))]
+    assert in_blocks == [i["rule"] for i in stage.shown]
+    assert _text_sections(console) == _text_sections(fallback) == in_blocks
+    if enabled:
+        assert stage.source["rule"] == "microcap_drawdown" and len(stage.folded) == 9
+        for item in stage.folded:
+            label = f"{item['rule']} ({item['severity']}, NEW)"
+            assert label in console and label in fallback
+        assert console.count("folded under the critical alert") == 1
+    else:
+        assert stage.source is None and not stage.folded and len(in_blocks) == 10
+        assert "folded under" not in console + fallback
+
+
+def test_the_text_fold_line_sits_under_the_critical_alert(payload):
+    lines = digest.render_text(payload).splitlines()
+    head = next(n for n, ln in enumerate(lines) if ln.startswith("[CRITICAL] microcap_drawdown"))
+    block = lines[head:]
+    fold = next(n for n, ln in enumerate(block) if "folded under the critical alert" in ln)
+    assert all(ln.startswith("  ") for ln in block[1:fold + 1])  # inside the critical's block
+
+
 # -- 3. too much for one message ---------------------------------------------------------------
 
 def test_many_long_alerts_are_folded_into_a_summary_line(payload):

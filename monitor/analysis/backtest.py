@@ -110,7 +110,6 @@ __all__ = [
     "Sweep",
     "apply",
     "calibrate",
-    "condition",
     "parse_sweep",
     "replace_threshold",
     "restate_explain",
@@ -189,20 +188,6 @@ def _isos(index: Iterable) -> list[str]:
 
 def _to_date(d) -> dt.date:
     return pd.Timestamp(d).date()
-
-
-# --------------------------------------------------------------------------- conditions
-
-
-def _columns(values: pd.DataFrame, names: Iterable[str]) -> dict[str, np.ndarray]:
-    """Float arrays of the named columns present in ``values`` (None -> NaN)."""
-    return expr.frame_columns(values, names)
-
-
-def condition(e: expr.Expr, values: pd.DataFrame) -> pd.Series:
-    """``e`` on every row of ``values`` (columns = signals, NaN = missing): True/False/None
-    (``expr.evaluate_frame``: vectorised, equal row by row to ``e.evaluate``)."""
-    return expr.evaluate_frame(e, values)
 
 
 # --------------------------------------------------------------------------- simulation
@@ -321,7 +306,7 @@ def simulate_full(config: Config, values: pd.DataFrame) -> Simulation:
     """
     days = _isos(values.index)
     names = set().union(*(r.names for r in config.rules)) if config.rules else set()
-    cols = _columns(values, names)
+    cols = expr.frame_columns(values, names)
     runs = [_run_rule(rule, cols, days) for rule in config.rules]
     return _simulation(config, values.index, runs)
 
@@ -990,7 +975,7 @@ def sweep(config: Config, values: pd.DataFrame, episodes: Iterable[DrawdownEpiso
                   end, min_lead_days)
     days = list(lab.days)
     names = set().union(*(r.names for r in config.rules)) if config.rules else set()
-    cols = _columns(values, names)
+    cols = expr.frame_columns(values, names)
     swept = [r.name for r in config.rules if any(s.rule == r.name for s in sweeps)]
     cache: dict[tuple, _RuleRun] = {}
     out = []
@@ -1003,7 +988,7 @@ def sweep(config: Config, values: pd.DataFrame, episodes: Iterable[DrawdownEpiso
             if key not in cache:
                 extra = rule.names - cols.keys()
                 if extra:  # a swept rule cannot read new signals, but keep this exact
-                    cols.update(_columns(values, extra))
+                    cols.update(expr.frame_columns(values, extra))
                 cache[key] = _run_rule(rule, cols, days)
             run = cache[key]
             arrays[rule.name] = (run.fired, run.firing, run.notified)
@@ -1216,7 +1201,7 @@ def calibrate(config: Config, values: pd.DataFrame, close: pd.Series, until: dt.
     wanted = [r.name for r in config.rules] if rules is None else list(rules)
     for name in wanted:
         config.rule(name)  # KeyError for an unknown rule
-    cols = _columns(sample, set().union(*(r.names for r in config.rules)) if config.rules else ())
+    cols = expr.frame_columns(sample, set().union(*(r.names for r in config.rules)) if config.rules else ())
     out = [f"# regime-monitor calibrate: thresholds from data up to {until.isoformat()} only "
            f"({len(days)} trading days, {days[0]} to {days[-1]}); labels: {len(lab.episodes)} "
            f"micro-cap drawdown(s) of at least {depth:.0%}, {lab.counted.size} scored (trough by "

@@ -10,13 +10,17 @@ followed by a context block (the closest historical episode, the silence command
 blocks (alerts that do not fit are folded into one summary line), section text at most 3000
 characters, header text at most 150, context elements at most 10, fallback text at most 40000.
 
-Inhibition (``notify.inhibit``, as in Alertmanager): when a critical alert is firing, the
-lower-severity alerts of the same digest are folded into one line under it.
+Inhibition (``notify.inhibit``, as in Alertmanager) is its own stage,
+:func:`monitor.delivery.inhibit.inhibit`: when a critical alert is firing, the lower-severity
+alerts of the same digest are folded into one line under it (the fallback text and the console
+show the same).
 """
 
 from __future__ import annotations
 
 from monitor.delivery import digest
+from monitor.delivery.inhibit import FOLD_INTRO, label
+from monitor.delivery.inhibit import inhibit as inhibition
 
 MAX_BLOCKS = 50
 MAX_HEADER_TEXT = 150
@@ -27,7 +31,6 @@ MAX_FALLBACK_TEXT = 40000
 
 SEVERITY_ICON = {"critical": ":rotating_light:", "warning": ":warning:", "info": ":information_source:"}
 RESOLVED_ICON = ":white_check_mark:"
-ACTIVE = ("firing", "repeat")
 
 # one more block when alerts do not fit: the "…and N more" line
 _OVERFLOW_BLOCKS = 1
@@ -54,10 +57,6 @@ def _section(text: str) -> dict:
 def _context(*texts: str) -> dict:
     return {"type": "context",
             "elements": [_mrkdwn(t, MAX_CONTEXT_TEXT) for t in texts[:MAX_CONTEXT_ELEMENTS]]}
-
-
-def _label(item: dict) -> str:
-    return f"{item['rule']} ({item['severity']}, {digest.KIND_LABEL[item['kind']]})"
 
 
 def alert_section(item: dict) -> str:
@@ -107,23 +106,10 @@ def _alert_blocks(item: dict) -> list[dict]:
     return blocks
 
 
-def inhibition(items: list[dict], enabled: bool = True) -> tuple[dict | None, list[dict]]:
-    """Return the inhibiting alert (the first firing critical one) and the alerts it folds (every
-    lower-severity one), or ``(None, [])`` when nothing is inhibited."""
-    if not enabled:
-        return None, []
-    source = next((i for i in items if i["severity"] == "critical" and i["kind"] in ACTIVE), None)
-    if source is None:
-        return None, []
-    folded = [i for i in items if i["severity"] != "critical"]
-    return (source, folded) if folded else (None, [])
-
-
 def fold_line(folded: list[dict]) -> str:
     """Return the one line that lists inhibited alerts."""
-    names = ", ".join(escape(_label(i)) for i in folded)
-    return (f":arrow_heading_up: Also in today's digest, folded under the critical alert "
-            f"(`notify.inhibit`): {names}")
+    names = ", ".join(escape(label(i)) for i in folded)
+    return f":arrow_heading_up: {FOLD_INTRO} (`notify.inhibit`): {names}"
 
 
 def top_section(payload: dict) -> str | None:
@@ -144,9 +130,9 @@ def render(payload: dict, dedup_key: str | None = None, chart: str | None = None
     webhook cannot upload: see ``regime-monitor report``) or None (no chart).
     """
     items = payload["items"]
-    source, folded = inhibition(items, inhibit)
-    candidates = [i for i in items if not any(i is f for f in folded)]
-    shown, reminders = digest.sectioned(candidates)
+    inhibited = inhibition(payload, inhibit)
+    source, folded = inhibited.source, inhibited.folded
+    shown, reminders = digest.sectioned(inhibited.shown)
     mentioned = {i["rule"] for i in items if not any(i is r for r in reminders)}
     rest = digest.still_firing(payload, mentioned)
     source_folded = source is not None and any(source is r for r in reminders)
@@ -194,7 +180,7 @@ def render(payload: dict, dedup_key: str | None = None, chart: str | None = None
     blocks.extend(body)
     if overflow:
         blocks.append(_section(f"…and {len(overflow)} more alert(s) in this digest: "
-                               + ", ".join(escape(_label(i)) for i in overflow)
+                               + ", ".join(escape(label(i)) for i in overflow)
                                + " (full text: `regime-monitor outbox --all --json`)"))
 
     footer = []
@@ -206,14 +192,14 @@ def render(payload: dict, dedup_key: str | None = None, chart: str | None = None
                       "see `regime-monitor report`")
     footer.append("regime-monitor" + (f" · id `{escape(dedup_key)}`" if dedup_key else ""))
     blocks.append(_context(*footer))
-    return blocks, fallback_text(payload, dedup_key)
+    return blocks, fallback_text(payload, dedup_key, inhibit)
 
 
-def fallback_text(payload: dict, dedup_key: str | None = None) -> str:
+def fallback_text(payload: dict, dedup_key: str | None = None, inhibit: bool = True) -> str:
     """Return the plain-text fallback (notifications, clients without Block Kit): the full text
-    digest, escaped like the blocks (Slack parses ``<!channel>``, ``<url|label>`` in it too),
-    cut to Slack's limit."""
-    text = digest.render_text(payload)
+    digest, inhibited like the blocks (``inhibit``), escaped like them (Slack parses
+    ``<!channel>``, ``<url|label>`` in it too), cut to Slack's limit."""
+    text = digest.render_text(payload, inhibit=inhibit)
     if dedup_key:
         text += f"\n\n(id {dedup_key})"
     text = escape(text)

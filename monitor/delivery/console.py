@@ -1,4 +1,5 @@
-"""The console notifier: prints each digest (used when no Slack destination is configured).
+"""The console notifier: prints each digest (used when no Slack destination is configured),
+with the same content as Slack's (inhibition included: ``monitor.delivery.inhibit``).
 
 Everything printed to a terminal passes :func:`terminal_safe`: config text (rule names, explain),
 database content and remote answers must not drive the terminal with control sequences.
@@ -23,13 +24,18 @@ def terminal_safe(text: str, keep: str = "") -> str:
 
 
 class ConsoleNotifier:
+    """Prints each digest as plain text (``digest.render_text``), inhibited like Slack's
+    (``inhibit``: ``notify.inhibit``; a firing critical alert folds the lower-severity ones)."""
+
     destination = "console"
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, inhibit: bool = True) -> None:
         self.stream = stream
+        self.inhibit = inhibit
 
     def send(self, payload: dict, dedup_key: str) -> None:
         out = self.stream or sys.stdout
         rule = "-" * 78
-        out.write(f"{rule}\n{terminal_safe(digest.render_text(payload), keep=chr(10))}\n{rule}\n")
+        text = digest.render_text(payload, inhibit=self.inhibit)
+        out.write(f"{rule}\n{terminal_safe(text, keep=chr(10))}\n{rule}\n")
         out.flush()

@@ -283,9 +283,14 @@ def item_context(item: Mapping) -> list[tuple[str, str]]:
             if s != HEADLINE_SIGNAL]
 
 
-def render_text(payload: dict) -> str:
+def render_text(payload: dict, inhibit: bool = True) -> str:
     """Return the digest as plain text (console output and Slack fallback): title, headline
-    block, regime context, then the alerts; reminders beyond a few fold into one line."""
+    block, regime context, then the alerts; reminders beyond a few fold into one line, and with
+    ``inhibit`` (``notify.inhibit``) the alerts a firing critical one inhibits fold into one line
+    under it (``monitor.delivery.inhibit``), as in the Slack blocks."""
+    from monitor.delivery.inhibit import fold_text
+    from monitor.delivery.inhibit import inhibit as inhibition
+
     lines = [headline(payload), *top_lines(payload)]
     regime = regime_line(payload.get("context"))
     if regime:
@@ -293,12 +298,16 @@ def render_text(payload: dict) -> str:
     comp = payload.get("composite") or {}
     if comp.get("names"):
         lines.append(f"Conditions active today ({comp['count']}): {', '.join(comp['names'])}")
-    shown, _ = sectioned(payload["items"])
-    rest = still_firing(payload, (i["rule"] for i in shown))
+    inhibited = inhibition(payload, inhibit)
+    source, folded = inhibited.source, inhibited.folded
+    shown, reminders = sectioned(inhibited.shown)
+    rest = still_firing(payload, [i["rule"] for i in [*shown, *folded]])
     if rest:
         lines.append(still_firing_text(rest))
     elif payload.get("summary") and not payload.get("active"):
         lines.append("Nothing is firing.")
+    if source is not None and any(source is r for r in reminders):
+        lines.append(fold_text(folded))  # the inhibiting reminder is in the Still firing line
     for note in payload.get("notes") or []:
         lines.append(f"Note: {note}")
     for item in shown:
@@ -315,6 +324,8 @@ def render_text(payload: dict) -> str:
             lines.append(f"  Closest past episode: {episode_text(item['closest_episode'])}")
         if item["kind"] != "resolved":
             lines.append(f"  Silence: {silence_command(item['rule'])}")
+        if item is source:
+            lines.append(f"  {fold_text(folded)}")
     return "\n".join(lines)
 
 
