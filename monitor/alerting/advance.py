@@ -79,7 +79,8 @@ def advance(rule: AlertRule, evaluation: Evaluation, previous: AlertState, day: 
     new = result.state
     if not result.event:
         return Advanced(new, None, None)
-    silenced_by = matching(list(silences), rule.name) if result.notify and silences else None
+    silenced_by = (matching([dict(s) for s in silences], rule.name)
+                   if result.notify and silences else None)
     notified = bool(result.notify) and silenced_by is None
     event = {
         "rule": rule.name, "date": day, "event": result.event,

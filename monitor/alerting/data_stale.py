@@ -87,5 +87,5 @@ def evaluate(age: Mapping[str, int | None], limit: int) -> Evaluation:
     comparisons = [{"signal": name, "value": a, "op": "<=", "threshold": limit,
                     "threshold_signal": None, "holds": a is not None and a <= limit}
                    for name, a in sorted(shown.items())][:MAX_SHOWN]
-    values = {f"age_days.{k}": v for k, v in sorted(shown.items())}
+    values: dict[str, float | None] = {f"age_days.{k}": v for k, v in sorted(shown.items())}
     return Evaluation(DATA_STALE, holds, not holds, values, comparisons)
