@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -57,6 +60,63 @@ class RecordingNotifier:
 @pytest.fixture
 def notifier() -> RecordingNotifier:
     return RecordingNotifier()
+
+
+DemoHistory = Callable[[Config, dt.date, dt.date], Path]
+
+
+@pytest.fixture(scope="session")
+def demo_observations(tmp_path_factory) -> Path:
+    """A database holding the whole demo scenario's observations (every row with the day it became
+    available, as the daily fetches store them), and nothing else. Built once per session (once
+    per xdist worker); read only: tests that write get a copy (:func:`copy_db`)."""
+    from monitor.sources.demo import DEMO_END
+    from monitor.sources.demo_source import DemoSource
+    from storage import observations
+    from storage.db import open_db
+
+    path = tmp_path_factory.mktemp("demo-observations") / "observations.db"
+    seed = load_config(DEFAULT_CONFIG).source.demo_seed
+    db = open_db(path)
+    with db.atomic():
+        observations.upsert(db, DemoSource(seed).fetch(DEMO_END, None))
+    db.close()
+    return path
+
+
+@pytest.fixture(scope="session")
+def demo_history(demo_observations, tmp_path_factory) -> DemoHistory:
+    """``demo_history(config, start, end)``: the path of a database holding the demo scenario run
+    through the daily cycle for every trading day in [start, end] under ``config``, as the daemon
+    would, built by replay (``monitor.analysis.replay``: the signals of the whole period in one
+    vectorised pass, then the daemon's own ``run_cycle`` for each day; replay equals the live run,
+    ``tests/test_replay.py``). Nothing is delivered: digests stay in the outbox, unsent. Built once
+    per session for each (config, start, end); read only: tests that write get a copy
+    (:func:`copy_db`). Tests of the live day-by-day path itself build their own."""
+    from monitor.analysis.replay import replay
+    from storage.db import open_db
+
+    built: dict[tuple[str, dt.date, dt.date], Path] = {}
+
+    def get(config: Config, start: dt.date, end: dt.date) -> Path:
+        key = (config.model_dump_json(), start, end)
+        if key not in built:
+            path = tmp_path_factory.mktemp("demo-history") / "demo.db"
+            source = open_db(demo_observations)
+            result = replay(source, config, start, end, path, show_progress=False)
+            result.db.close()
+            source.close()
+            built[key] = path
+        return built[key]
+
+    return get
+
+
+def copy_db(path: Path, dest: Path) -> Path:
+    """Copy the SQLite database at ``path`` (a closed one: its -wal folded in) to ``dest``; return
+    ``dest``."""
+    shutil.copy(path, dest)
+    return dest
 
 
 def config_from(text: str) -> Config:

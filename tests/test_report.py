@@ -32,9 +32,8 @@ from monitor.analysis.report import (
     write_report,
 )
 from monitor.config import Config, RuleConfig, load_config
-from monitor.daemon import Service
 from storage.db import open_db
-from tests.conftest import DEFAULT_CONFIG, RecordingNotifier, config_from
+from tests.conftest import DEFAULT_CONFIG, config_from
 
 # a headline rule (silent in this demo: the risk model needs more history), a state alert, four
 # warnings (hot_theme_rotation also makes the rotation episodes) and an info rule
@@ -143,13 +142,10 @@ SECTIONS = ["overview", "rules", "signals", "alerts", "episodes", "backtest"]
 
 
 @pytest.fixture(scope="module")
-def demo_db(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("report") / "demo.db"
-    service = Service(report_config(), path, notifier=RecordingNotifier())
-    for day in service.calendar.days(FIRST, LAST):
-        service.run_day(day)
-    service.close()
-    return path
+def demo_db(demo_history) -> Path:
+    """The demo run through the daily cycle FIRST..LAST under :func:`report_config` (built by
+    replay, which equals the live run: tests/test_replay.py); read only."""
+    return demo_history(report_config(), FIRST, LAST)
 
 
 @pytest.fixture(scope="module")
