@@ -22,7 +22,7 @@ from monitor.alerting.advance import advance
 from monitor.analysis import backtest as bt
 from monitor.config import Config
 from signals.episodes import DrawdownEpisode, drawdown_episodes
-from tests.conftest import CLASSIC_CONFIG, RecordingNotifier, config_from
+from tests.conftest import CLASSIC_CONFIG, config_from
 
 # --------------------------------------------------------------------------- helpers
 
@@ -173,11 +173,11 @@ CYCLE_LAST = dt.date(2018, 5, 15)  # 87 trading days of the demo scenario
 
 
 @pytest.fixture(scope="module")
-def cycle_db(tmp_path_factory):
-    """The demo scenario run day by day by the daemon's cycle, with thresholds loosened so that
-    every kind of event happens."""
+def cycle_db(demo_history):
+    """The demo scenario run day by day by the daemon's cycle (``run_cycle``, through replay:
+    conftest's ``demo_history``), with thresholds loosened so that every kind of event happens."""
     from monitor.config import load_config
-    from monitor.daemon import Service
+    from storage.db import open_db
 
     config = bt.apply(load_config(CLASSIC_CONFIG), {
         "microcap_drawdown.microcap.drawdown": -0.05, "microcap_drawdown.for_days": 2,
@@ -186,14 +186,11 @@ def cycle_db(tmp_path_factory):
         "turnover_exodus.turnover.csi2000_share_drop_60d": -0.008, "turnover_exodus.for_days": 1,
         "credit_low_base.credit.spread_pctile_10y": 0.18, "credit_low_base.for_days": 2,
     })
-    path = tmp_path_factory.mktemp("backtest") / "cycle.db"
-    service = Service(config, path, notifier=RecordingNotifier())
-    for d in service.calendar.days(CYCLE_FIRST, CYCLE_LAST):
-        service.run_day(d)
-    rows = service.db.execute("SELECT signal, date, value FROM signal_values").fetchall()
-    events = service.db.execute("SELECT rule, date, event, from_state, to_state, severity "
-                                "FROM alert_events ORDER BY date, id").fetchall()
-    service.close()
+    db = open_db(demo_history(config, CYCLE_FIRST, CYCLE_LAST))
+    rows = db.execute("SELECT signal, date, value FROM signal_values").fetchall()
+    events = db.execute("SELECT rule, date, event, from_state, to_state, severity "
+                        "FROM alert_events ORDER BY date, id").fetchall()
+    db.close()
     frame = pd.DataFrame(rows, columns=["signal", "date", "value"]).pivot(
         index="date", columns="signal", values="value")
     return config, frame, events
