@@ -116,6 +116,7 @@ def report_config() -> Config:
 FIRST = dt.date(2018, 1, 2)
 LAST = dt.date(2019, 4, 30)  # ~320 trading days: a drawdown fires and resolves, a rotation spell
 CHROMIUM = Path("/usr/bin/chromium")
+NOW = dt.datetime(2026, 12, 3, 20, 5, tzinfo=dt.UTC)  # when the report says it was generated
 # rows as monitor.analysis.backtest.to_records gives them; the first has no `kind` (inferred: a state
 # alert), the info row comes before the union rows (the table groups them by kind)
 HEADLINE_ROW = {"rule": "drawdown_risk", "kind": "warning", "days": 322, "episodes": 1, "caught": 1,
@@ -154,7 +155,7 @@ def built(demo_db) -> tuple[str, float]:
     started = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        page = build_report(db, report_config(), backtest_rows=BACKTEST)
+        page = build_report(db, report_config(), now=NOW, backtest_rows=BACKTEST)
     seconds = time.perf_counter() - started
     db.close()
     assert not [str(w.message) for w in caught], "warnings leaked from building the report"
@@ -329,7 +330,7 @@ def test_overview_marks_the_headline_rule(demo_db):
              "chance_mean": 0.2, "p_value": 0.01, "false_alarms_per_year": 0.0,
              "share_in_alert": 0.14},
             {"rule": "any warning", "kind": "union", "episodes": 2}]
-    page = build_report(db, config, backtest_rows=rows)
+    page = build_report(db, config, now=NOW, backtest_rows=rows)
     db.close()
     first, last = FIRST.isoformat(), LAST.isoformat()
 
@@ -366,10 +367,10 @@ def test_trust_box_without_backtest_or_headline(demo_db):
     no_headline = config.model_copy(update={"rules": [r for r in config.rules
                                                       if rule_role(r) != "headline"]})
     kwargs = {"start": dt.date(2019, 1, 2), "end": LAST}
-    pages = {"none": build_report(db, config, **kwargs),
-             "empty": build_report(db, config, backtest_rows=[], **kwargs),
-             "no row": build_report(db, config, backtest_rows=BACKTEST[:4], **kwargs),
-             "no headline": build_report(db, no_headline, backtest_rows=BACKTEST, **kwargs)}
+    pages = {"none": build_report(db, config, now=NOW, **kwargs),
+             "empty": build_report(db, config, now=NOW, backtest_rows=[], **kwargs),
+             "no row": build_report(db, config, now=NOW, backtest_rows=BACKTEST[:4], **kwargs),
+             "no headline": build_report(db, no_headline, now=NOW, backtest_rows=BACKTEST, **kwargs)}
     db.close()
     text = {k: _text(_sections(v)["overview"]) for k, v in pages.items()}
     assert "No backtest results were given for this report" in text["none"]
@@ -499,7 +500,7 @@ def test_text_from_config_and_rows_is_escaped(demo_db):
         'explain = "<script>alert(1)</script> & \\"quoted\\" Micro-cap volatility is at least')
     config = config_from(text)
     db = open_db(demo_db)
-    page = build_report(db, config, title="Risk <b>review</b>",
+    page = build_report(db, config, now=NOW, title="Risk <b>review</b>",
                         backtest_rows=[{"rule": "<img src=x onerror=alert(2)>", "caught": 1}],
                         start=dt.date(2019, 1, 2), end=LAST)
     db.close()
@@ -510,9 +511,66 @@ def test_text_from_config_and_rows_is_escaped(demo_db):
     assert "2019-01-02 to 2019-04-30" in page
 
 
+def test_hostile_explain_and_theme_are_escaped(demo_db, tmp_path):
+    """A rule's explain and a rotation episode's theme name holding markup and "&" are shown as
+    text: the templates escape every value (no script element, no raw "&")."""
+    import shutil as _shutil
+    import sqlite3
+
+    copy = tmp_path / "hostile.db"
+    _shutil.copy(demo_db, copy)
+    con = sqlite3.connect(copy)
+    with con:
+        changed = con.execute("UPDATE episodes SET detail = json_set(detail, '$.theme', ?) "
+                              "WHERE kind = 'rotation'", ["<script>alert('t')</script> R&D"]).rowcount
+    con.close()
+    assert changed >= 1
+    text = report_config_text().replace(
+        'explain = "Micro-cap volatility is at least',
+        'explain = "<script>alert(3)</script> A&B Micro-cap volatility is at least')
+    db = open_db(copy)
+    page = build_report(db, config_from(text), now=NOW)
+    db.close()
+    assert "<script" not in page.lower()
+    assert "&lt;script&gt;alert(3)&lt;/script&gt; A&amp;B Micro-cap volatility" in page
+    assert "<td>&lt;script&gt;alert(&#x27;t&#x27;)&lt;/script&gt; R&amp;D</td>" in page
+    assert " A&B " not in page and " R&D<" not in page
+
+
+def test_generated_time_is_the_given_clock(tmp_path):
+    db = open_db(tmp_path / "empty.db")
+    shanghai = dt.timezone(dt.timedelta(hours=8))
+    page = build_report(db, load_config(DEFAULT_CONFIG), now=dt.datetime(2026, 1, 5, 9, 30, tzinfo=shanghai))
+    db.close()
+    assert "Generated 2026-01-05 01:30 UTC from the database" in page
+
+
+def test_templates_ship_with_the_package():
+    """The templates are package data: found through importlib.resources (as in an installed
+    wheel), every one matched by pyproject's package-data globs, loaded with autoescaping."""
+    import fnmatch
+    import importlib.resources
+    import tomllib
+
+    from monitor.analysis import report
+
+    folder = importlib.resources.files("monitor.analysis").joinpath("templates")
+    names = sorted(f.name for f in folder.iterdir() if f.is_file())
+    assert {"report.html", "overview.html", "sections.html", "macros.html", "style.css.html"} <= set(names)
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
+    globs = pyproject["tool"]["setuptools"]["package-data"]["monitor.analysis"]
+    for name in names:
+        assert any(fnmatch.fnmatch(f"templates/{name}", g) for g in globs), name
+    env = report._environment()
+    for name in names:
+        assert env.get_template(name) is not None
+        assert "|safe" not in folder.joinpath(name).read_text(encoding="utf-8").replace(" ", "")
+    assert env.autoescape("report.html") is True
+
+
 def test_empty_database_gives_a_page_without_charts(tmp_path):
     db = open_db(tmp_path / "empty.db")
-    page = build_report(db, load_config(DEFAULT_CONFIG))
+    page = build_report(db, load_config(DEFAULT_CONFIG), now=NOW)
     assert "holds no signal values" in page and "<img" not in page
     assert "</html>" in page
 

@@ -3,16 +3,19 @@
 every rule's signals against their thresholds, the alert timeline, the drawdown and rotation
 episodes, and (optionally) the backtest table.
 
-``build_report`` reads the database and returns the page as a string; ``write_report`` writes it.
-The page needs nothing from the network: the charts are PNGs rendered with matplotlib's Agg canvas
-(no pyplot global state) and embedded as ``data:`` URIs, the CSS is inline, there is no script.
-Every piece of text that comes from the config or the database is HTML-escaped.
+``build_report`` reads the database (through ``storage``) and returns the page as a string;
+``write_report`` writes it. The page is rendered by the jinja2 templates of
+``monitor/analysis/templates/`` with autoescaping, so every piece of text that comes from the config
+or the database is HTML-escaped; markup comes only from the templates. The page needs nothing from
+the network: the charts are PNGs rendered with matplotlib's Agg canvas (no pyplot global state) and
+embedded as ``data:`` URIs, the CSS is inline, there is no script.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import html
 import io
 import json
@@ -25,8 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import numpy as np
 import pandas as pd
+from markupsafe import Markup
 from sqlite_utils import Database
 
 import signals
@@ -35,7 +40,11 @@ from monitor.analysis import backtest
 from monitor.config import Config, RuleConfig
 from monitor.delivery import digest
 from signals.series import MICROCAP_CLOSE
+from storage import alerts as alert_store
+from storage import db as db_store
 from storage import episodes as episode_store
+from storage import observations as observation_store
+from storage import signal_values as signal_store
 
 __all__ = ["build_report", "write_report", "warning_marks", "rule_role", "trust_sentence",
            "backtest_kind", "WarningMarks", "DEFAULT_TITLE", "MAX_CHARTS", "HEADLINE_SIGNAL",
@@ -106,18 +115,10 @@ def thresholds(rule: RuleConfig) -> dict[str, list[Threshold]]:
     return out
 
 
-def _db_file(db: Database) -> str:
-    for row in db.execute("PRAGMA database_list").fetchall():
-        if row[1] == "main":
-            return row[2] or ":memory:"
-    return ":memory:"
-
-
 def _period(db: Database, start: dt.date | None, end: dt.date | None) -> tuple[str | None, str | None]:
-    lo, hi = db.execute("SELECT MIN(date), MAX(date) FROM signal_values").fetchone()
+    lo, hi = signal_store.date_range(db)
     if lo is None:
-        lo, hi = db.execute("SELECT MIN(date), MAX(date) FROM observations WHERE series = ?",
-                            [CLOSE]).fetchone()
+        lo, hi = observation_store.date_range(db, CLOSE)
     first = start.isoformat() if start else lo
     last = end.isoformat() if end else hi
     return first, last
@@ -125,31 +126,18 @@ def _period(db: Database, start: dt.date | None, end: dt.date | None) -> tuple[s
 
 def _signal_frame(db: Database, names: Sequence[str], first: str, last: str) -> pd.DataFrame:
     """Return stored values (index = days with any stored signal in the period, columns = names)."""
-    days = [r[0] for r in db.execute(
-        "SELECT DISTINCT date FROM signal_values WHERE date >= ? AND date <= ? ORDER BY date",
-        [first, last])]
+    days = signal_store.days_between(db, first, last)
     index = pd.DatetimeIndex(pd.to_datetime(days), name="date")
     frame = pd.DataFrame(np.nan, index=index, columns=list(names), dtype=float)
     if not names or not days:
         return frame
-    marks = ",".join("?" * len(names))
-    rows = db.execute(f"SELECT signal, date, value FROM signal_values WHERE signal IN ({marks}) "
-                      "AND date >= ? AND date <= ? AND value IS NOT NULL",
-                      [*names, first, last]).fetchall()
+    rows = signal_store.values_between(db, names, first, last)
     if rows:
         long = pd.DataFrame(rows, columns=["signal", "date", "value"])
         wide = long.pivot(index="date", columns="signal", values="value")
         wide.index = pd.DatetimeIndex(pd.to_datetime(wide.index))
         frame.update(wide.reindex(index=index, columns=frame.columns))
     return frame
-
-
-def _events(db: Database, last: str) -> list[dict]:
-    cols = ("id", "rule", "date", "event", "from_state", "to_state", "severity", "signal_values",
-            "silenced_by", "notified")
-    cur = db.execute(f"SELECT {', '.join(cols)} FROM alert_events WHERE date <= ? ORDER BY date, id",
-                     [last])
-    return [dict(zip(cols, r, strict=True)) for r in cur]
 
 
 def firing_spans(events: Iterable[Mapping], first: str, last: str) -> list[tuple[str, str | None]]:
@@ -431,45 +419,34 @@ def _overview_chart(close: pd.Series, drawdowns: list[dict], marks: WarningMarks
 
 
 # -- HTML ---------------------------------------------------------------------------------------
-
-_CSS = """
-body{font-family:-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,"Liberation Sans",
-sans-serif;color:#1b2631;background:#fff;margin:0;line-height:1.4;font-size:14px}
-main{max-width:1120px;margin:0 auto;padding:16px 24px 48px}
-header{border-bottom:3px solid #1f4e79;margin-bottom:12px}
-h1{font-size:24px;margin:8px 0 4px;color:#1f4e79}
-h2{font-size:19px;margin:28px 0 8px;border-bottom:1px solid #d5d8dc;padding-bottom:3px;color:#1f4e79}
-h3{font-size:15px;margin:18px 0 4px}
-.meta{color:#566573;margin:2px 0}
-.counts{display:flex;flex-wrap:wrap;gap:8px;margin:10px 0 12px;padding:0;list-style:none}
-.counts li{background:#eaf2f8;border-radius:4px;padding:4px 10px}
-.counts b{font-size:16px}
-nav a{margin-right:14px;color:#1f4e79}
-table{border-collapse:collapse;margin:6px 0 10px;font-size:13px;width:100%}
-th,td{border:1px solid #d5d8dc;padding:3px 6px;text-align:left;vertical-align:top}
-th{background:#f2f4f4}
-td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-td.nowrap{white-space:nowrap}
-tr:nth-child(even) td{background:#fbfcfc}
-code{font-size:12px;background:#f4f6f7;padding:0 3px;border-radius:3px}
-.sev{display:inline-block;border-radius:3px;padding:0 6px;color:#fff;font-size:12px;font-weight:600}
-.sev-critical{background:#c0392b}.sev-warning{background:#e67e22}.sev-info{background:#2980b9}
-.ev-firing td,.ev-repeat td{background:#fdedec}.ev-resolved td{background:#eafaf1}
-.explain{color:#34495e;margin:2px 0 6px}
-figure{margin:6px 0 14px}
-figure img{width:100%;height:auto;border:1px solid #eaeded}
-figcaption{color:#566573;font-size:12px}
-.note{color:#566573;font-style:italic}
-.trust{background:#f4f6f7;border-left:4px solid #1f4e79;padding:6px 14px;margin:6px 0 14px}
-.trust h3{margin:4px 0}.trust ul{margin:4px 0;padding-left:20px}.trust li{margin:2px 0}
-tr.group th{background:#eaf2f8;color:#1f4e79}tr.headline td{font-weight:600}
-.wide{overflow-x:auto}table.backtest{font-size:12px}table.backtest thead th{vertical-align:bottom}
-details{margin:6px 0}summary{cursor:pointer;color:#1f4e79}
-"""
+#
+# The page is rendered by the jinja2 templates in templates/ (report.html, overview.html,
+# sections.html, macros.html, style.css.html) with autoescaping on: every value the templates
+# show is escaped; markup comes only from the templates. What follows builds their context: text
+# and numbers, formatted, and tables as Table/Row/Cell (a cell's kind picks its markup).
 
 
-def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
+def _escape(value: Any) -> Markup:
+    """Escape one value as the page always has (``html.escape``: quotes as ``&quot;`` and
+    ``&#x27;``); None is the empty string; markup made by a template macro is kept."""
+    if hasattr(value, "__html__"):
+        return Markup(value.__html__())
+    return Markup(html.escape("" if value is None else str(value), quote=True))
+
+
+@functools.cache
+def _environment() -> jinja2.Environment:
+    """The templates' environment: loaded from the package (templates/), autoescaped, every value
+    passed through :func:`_escape` (so None shows as nothing, as before)."""
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("monitor.analysis", "templates"),
+        autoescape=jinja2.select_autoescape(["html"]),
+        finalize=_escape,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
 
 
 def _fmt(value: Any) -> str:
@@ -495,44 +472,48 @@ def _is_num(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None,
-           headers: Mapping[str, str] | None = None, css: str = "",
-           row_class: Any = None) -> str:
-    """Return ``rows`` as an HTML table; columns default to the keys in order of appearance."""
-    if columns is None:
-        columns = list(dict.fromkeys(k for r in rows for k in r))
-    headers = headers or {}
-    out = [f'<table class="{_e(css)}">' if css else "<table>", "<thead><tr>"]
-    out += [f"<th>{_e(headers.get(c, c))}</th>" for c in columns]
-    out.append("</tr></thead><tbody>")
-    for r in rows:
-        cls = row_class(r) if row_class else None
-        out.append(f'<tr class="{_e(cls)}">' if cls else "<tr>")
-        for c in columns:
-            v = r.get(c)
-            if isinstance(v, _Raw):
-                out.append(f"<td>{v.html}</td>")
-            else:
-                klass = (' class="num"' if _is_num(v) else
-                         ' class="nowrap"' if isinstance(v, str) and _DAY.match(v) else "")
-                out.append(f"<td{klass}>{_e(_fmt(v))}</td>")
-        out.append("</tr>")
-    out.append("</tbody></table>")
-    return "".join(out)
-
-
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 @dataclass(frozen=True)
-class _Raw:
-    """Already-escaped HTML for a table cell."""
+class Cell:
+    """One table cell for the templates: ``text`` (escaped when shown) and how it is shown:
+    ``kind`` "text" (a ``<td>`` with CSS class ``cls``, if any), "sev" (a severity badge), "code"
+    or "link" (to ``#href``)."""
 
-    html: str
+    text: str
+    kind: str = "text"
+    cls: str | None = None
+    href: str | None = None
 
 
-def _sev(severity: str) -> _Raw:
-    return _Raw(f'<span class="sev sev-{_e(severity)}">{_e(severity)}</span>')
+@dataclass(frozen=True)
+class Row:
+    cells: list[Cell]
+    cls: str | None = None
+
+
+@dataclass(frozen=True)
+class Table:
+    headers: list[str]
+    rows: list[Row]
+
+
+def _cell(value: Any) -> Cell:
+    """A generic value as a cell: formatted by :func:`_fmt`, numbers right-aligned, days kept on
+    one line; a :class:`Cell` as it is."""
+    if isinstance(value, Cell):
+        return value
+    cls = "num" if _is_num(value) else "nowrap" if isinstance(value, str) and _DAY.match(value) else None
+    return Cell(_fmt(value), cls=cls)
+
+
+def _table(rows: Sequence[Mapping[str, Any]], row_class: Any = None) -> Table:
+    """Return ``rows`` as a :class:`Table`; the columns are the keys in order of appearance."""
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    return Table([str(c) for c in columns],
+                 [Row([_cell(r.get(c)) for c in columns], row_class(r) if row_class else None)
+                  for r in rows])
 
 
 def _pct(v: float | None) -> str | None:
@@ -553,16 +534,14 @@ def _trigger_text(raw: str | None) -> str:
         return ""
 
 
-def _event_table(events: list[dict]) -> str:
+def _event_table(events: list[dict]) -> Table:
     return _table([
-        {"date": e["date"], "rule": e["rule"], "severity": _sev(e["severity"]),
+        {"date": e["date"], "rule": e["rule"], "severity": Cell(e["severity"], kind="sev"),
          "event": e["event"], "from → to": f"{e['from_state']} → {e['to_state']}",
          "values": _trigger_text(e["signal_values"]) if e["event"] in ("firing", "repeat", "resolved")
          else "",
          "notified": "silenced" if e["silenced_by"] else ("yes" if e["notified"] else "no")}
         for e in events], row_class=lambda r: f"ev-{r['event']}")
-
-
 # -- backtest: the trust box and the table ------------------------------------------------------
 
 BACKTEST_HEADERS = {
@@ -660,47 +639,29 @@ def backtest_kind(row: Mapping[str, Any], roles: Mapping[str, str]) -> str:
     return "union" if name.startswith("any ") else "other"
 
 
-def _trust_box(rows: list[dict] | None, rules: Sequence[RuleConfig]) -> str:
+def _trust(rows: list[dict] | None, rules: Sequence[RuleConfig]) -> dict[str, Any]:
+    """The trust box's context: ``rows`` as given, the headline rules' names, and ``picked``:
+    ``(name, " (headline)" or "", sentence)`` for each headline rule and each union row."""
     headline = [r.name for r in rules if rule_role(r) == "headline"]
-    out = ['<div class="trust" id="trust"><h3>How far to trust the warnings</h3>']
-    if rows is None:
-        out.append('<p class="note">No backtest results were given for this report, so there is '
-                   "no measure of the warnings' skill here.</p></div>")
-        return "".join(out)
-    if not rows:
-        out.append('<p class="note">The backtest returned no rows.</p></div>')
-        return "".join(out)
-    by_name = {str(r.get("rule")): r for r in rows}
-    picked: list[tuple[str, Mapping | None]] = [(n, by_name.get(n)) for n in headline]
-    picked += [(str(r.get("rule")), r) for r in rows
-               if r.get("rule") == ANY_WARNING or r.get("kind") == "union"]
-    if picked:
-        out.append("<ul>")
-        for name, row in picked:
+    picked: list[tuple[str, str, str]] = []
+    if rows:
+        by_name = {str(r.get("rule")): r for r in rows}
+        chosen: list[tuple[str, Mapping | None]] = [(n, by_name.get(n)) for n in headline]
+        chosen += [(str(r.get("rule")), r) for r in rows
+                   if r.get("rule") == ANY_WARNING or r.get("kind") == "union"]
+        for name, row in chosen:
             tag = " (headline)" if name in headline else ""
             said = "not in the backtest rows" if row is None else trust_sentence(row)
-            out.append(f"<li><b>{_e(name)}</b>{tag}: {_e(said)}.</li>")
-        out.append("</ul>")
-    else:
-        out.append(f'<p class="note">The backtest rows hold no headline rule (one whose '
-                   f"<code>when</code> reads <code>{_e(HEADLINE_SIGNAL)}</code>) and no "
-                   f"“{_e(ANY_WARNING)}” row.</p>")
-    if not headline:
-        out.append(f'<p class="note">No rule of this config reads <code>{_e(HEADLINE_SIGNAL)}'
-                   "</code>: there is no headline warning.</p>")
-    out.append('<p class="meta">Chance: the drawdowns caught on average when the same alert spells '
-               "are placed on random days; p: how often chance caught at least as many. All rows: "
-               '<a href="#backtest">backtest</a>.</p></div>')
-    return "".join(out)
+            picked.append((name, tag, said))
+    return {"rows": rows, "headline": headline, "picked": picked}
 
 
-def _backtest_cell(key: str, value: Any) -> str:
+def _backtest_cell(key: str, value: Any) -> Cell:
     v = _num(value)
     if v is None:
         if _is_num(value):  # NaN or infinite
-            return "<td>–</td>"
-        klass = ' class="nowrap"' if isinstance(value, str) and _DAY.match(value) else ""
-        return f"<td{klass}>{_e(_fmt(value))}</td>"
+            return Cell("–")
+        return Cell(_fmt(value), cls="nowrap" if isinstance(value, str) and _DAY.match(value) else None)
     if key in FRACTION_KEYS or key.startswith("share_"):
         text = _percent(v)
     elif key in P_KEYS:
@@ -709,7 +670,7 @@ def _backtest_cell(key: str, value: Any) -> str:
         text = f"{v:.1f}"
     else:
         text = _fmt(value)
-    return f'<td class="num">{_e(text)}</td>'
+    return Cell(text, cls="num")
 
 
 FIRST_COLUMNS = ("rule", "episodes", "caught", "chance_mean", "p_value", "false_alarms_per_year",
@@ -718,7 +679,17 @@ LEAD_QUARTILES = ("lead_q25", "lead_median", "lead_q75")
 LEAD_HEADER = "lead to half depth, days (q25 / median / q75)"
 
 
-def _backtest_table(rows: list[dict], rules: Sequence[RuleConfig]) -> str:
+@dataclass(frozen=True)
+class BacktestTable:
+    """The backtest table for the templates: ``days`` (the trading days scored, formatted, when
+    every row has the same; else None), the column headers, and ``(title, rows)`` per group."""
+
+    days: str | None
+    headers: list[str]
+    groups: list[tuple[str, list[Row]]]
+
+
+def _backtest_table(rows: list[dict], rules: Sequence[RuleConfig]) -> BacktestTable:
     """The backtest rows grouped by kind (warnings, any warning, state alerts, info, others), with
     readable column names and percentages. Columns: those of :data:`FIRST_COLUMNS` present, then
     the others in the order of the rows' keys, except ``kind`` (the groups show it), ``days``
@@ -729,10 +700,10 @@ def _backtest_table(rows: list[dict], rules: Sequence[RuleConfig]) -> str:
     columns = [k for k in FIRST_COLUMNS if k in keys] + [
         k for k in keys if k != "kind" and k not in FIRST_COLUMNS]
     days = {r.get("days") for r in rows}
-    note = ""
+    note = None
     if "days" in columns and len(days) == 1:
         columns.remove("days")
-        note = f'<p class="meta">Scored over {_e(_fmt(days.pop()))} trading days.</p>'
+        note = _fmt(days.pop())
     if all(k in columns for k in LEAD_QUARTILES):
         at = columns.index(LEAD_QUARTILES[0])
         columns = [c for c in columns if c not in LEAD_QUARTILES]
@@ -742,30 +713,25 @@ def _backtest_table(rows: list[dict], rules: Sequence[RuleConfig]) -> str:
         groups.setdefault(backtest_kind(r, roles), []).append(r)
     titles = dict(KIND_GROUPS)
     order = [k for k, _ in KIND_GROUPS if k in groups] + [k for k in groups if k not in titles]
-    out = [note, '<div class="wide"><table class="backtest"><thead><tr>']
-    out += [f"<th>{_e(BACKTEST_HEADERS.get(c, c.replace('_', ' ')))}</th>" for c in columns]
-    out.append("</tr></thead><tbody>")
+    out: list[tuple[str, list[Row]]] = []
     for kind in order:
         title = titles.get(kind, kind.replace("_", " ").capitalize() if kind != "other" else "Other")
-        out.append(f'<tr class="group"><th colspan="{len(columns)}">{_e(title)}</th></tr>')
+        table_rows = []
         for r in groups[kind]:
-            head = roles.get(str(r.get("rule"))) == "headline"
-            out.append('<tr class="headline">' if head else "<tr>")
+            cells = []
             for c in columns:
                 if c == LEAD_HEADER:
                     leads = [_num(r.get(k)) for k in LEAD_QUARTILES]
                     text = ("–" if all(v is None for v in leads) else
                             " / ".join("–" if v is None else _fmt(v) for v in leads))
-                    out.append(f'<td class="num">{_e(text)}</td>')
+                    cells.append(Cell(text, cls="num"))
                 else:
-                    out.append(_backtest_cell(c, r.get(c)))
-            out.append("</tr>")
-    out.append("</tbody></table></div>")
-    return "".join(out)
-
-
-def _img(b64: str, alt: str) -> str:
-    return f'<img src="data:image/png;base64,{b64}" alt="{_e(alt)}">'
+                    cells.append(_backtest_cell(c, r.get(c)))
+            head = roles.get(str(r.get("rule"))) == "headline"
+            table_rows.append(Row(cells, "headline" if head else None))
+        out.append((title, table_rows))
+    headers = [BACKTEST_HEADERS.get(c, c.replace("_", " ")) for c in columns]
+    return BacktestTable(note, headers, out)
 
 
 def _chunks(items: list, parts: int) -> list[list]:
@@ -773,10 +739,11 @@ def _chunks(items: list, parts: int) -> list[list]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def build_report(db: Database, config: Config, *, backtest_rows: list[dict] | None = None,
-                 start: dt.date | None = None, end: dt.date | None = None,
-                 title: str = DEFAULT_TITLE) -> str:
-    """Return the report as one self-contained HTML page.
+def build_report(db: Database, config: Config, *, now: dt.datetime,
+                 backtest_rows: list[dict] | None = None, start: dt.date | None = None,
+                 end: dt.date | None = None, title: str = DEFAULT_TITLE) -> str:
+    """Return the report as one self-contained HTML page; ``now`` (an aware datetime, shown in
+    UTC to the minute) is when it was generated.
 
     The period is ``start``..``end`` (default: the first and last day with stored signal values).
     The page opens with the micro-cap index over the period, the stored drawdown episodes shaded
@@ -790,21 +757,21 @@ def build_report(db: Database, config: Config, *, backtest_rows: list[dict] | No
     (:func:`backtest_kind`), its columns in the order of the keys (``kind`` aside).
     """
     first, last = _period(db, start, end)
-    source = _db_file(db)
-    generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    parts: list[str] = []
-    nav = [("overview", "Overview"), ("rules", "Rules"), ("signals", "Signals"),
-           ("alerts", "Alert timeline"), ("episodes", "Episodes"), ("backtest", "Backtest")]
+    page: dict[str, Any] = {
+        "title": title, "source": db_store.file_of(db),
+        "generated": now.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "period": f"{first} to {last}" if first and last else "no data",
+        "close_series": CLOSE, "headline_signal": HEADLINE_SIGNAL, "any_warning": ANY_WARNING,
+        "first": first, "last": last}
+    template = _environment().get_template("report.html")
 
     if first is None or last is None or first > last:
-        body = ('<p class="note">The database holds no signal values or micro-cap closes for this '
-                "period: run the daily cycle (or <code>regime-monitor demo</code>) first.</p>")
-        return _page(title, first, last, source, generated, 0, [], body, nav=[])
+        return template.render(page, empty=True, days=0, counts=[], nav=[])
 
     rules = list(config.rules)
     names = sorted({n for r in rules for n in r.names})
     frame = _signal_frame(db, names, first, last)
-    all_events = _events(db, last)
+    all_events = alert_store.events_through(db, last)
     by_rule: dict[str, list[dict]] = {}
     for e in all_events:
         by_rule.setdefault(e["rule"], []).append(e)
@@ -831,84 +798,59 @@ def build_report(db: Database, config: Config, *, backtest_rows: list[dict] | No
               ("drawdown episodes", len(drawdowns)), ("rotation episodes", len(rotations))]
     if backtest_rows is not None:
         counts.append(("backtest rows", len(backtest_rows)))
+    nav = [("overview", "Overview"), ("rules", "Rules"), ("signals", "Signals"),
+           ("alerts", "Alert timeline"), ("episodes", "Episodes"), ("backtest", "Backtest")]
 
-    close_rows = db.execute("SELECT date, value FROM observations WHERE series = ? AND date >= ? "
-                            "AND date <= ? ORDER BY date", [CLOSE, first, last]).fetchall()
+    close_rows = observation_store.values_between(db, CLOSE, first, last)
     close = pd.Series([r[1] for r in close_rows], index=_dates(r[0] for r in close_rows),
                       dtype=float).dropna()
     images = 0
 
     # overview: the index, its drawdowns and the warnings; how far to trust the warnings
     marks = warning_marks(rules, all_events, first, last)
-    parts.append(_overview(close, drawdowns, marks, config, first, last))
-    images += 1 if len(close) >= 2 else 0
-    parts.append(_trust_box(backtest_rows, rules))
-    parts.append("</section>")
+    overview = _overview(close, drawdowns, marks, config, first, last)
+    images += 1 if overview["chart"] else 0
 
-    # rules summary
-    parts.append('<section id="rules"><h2>Rules</h2>')
-    parts.append(_table([
-        {"rule": g.rule.name, "severity": _sev(g.rule.severity),
-         "when": _Raw(f"<code>{_e(g.rule.when)}</code>"),
+    rules_table = _table([
+        {"rule": g.rule.name, "severity": Cell(g.rule.severity, kind="sev"),
+         "when": Cell(g.rule.when, kind="code"),
          "for_days": g.rule.for_days,
-         "clear_when": _Raw(f"<code>{_e(g.rule.clear_when)}</code>") if g.rule.clear_when
-         else "not (when)",
+         "clear_when": Cell(g.rule.clear_when, kind="code") if g.rule.clear_when else "not (when)",
          "clear_days": g.rule.clear_days, "firings": g.firings, "days firing": g.days_firing,
-         "charts": _Raw(f'<a href="#rule-{_e(g.rule.name)}">signals</a>')}
-        for g in groups]))
-    parts.append("</section>")
+         "charts": Cell("signals", kind="link", href=f"rule-{g.rule.name}")}
+        for g in groups])
 
     # signal charts
-    parts.append('<section id="signals"><h2>Signals against thresholds</h2>')
-    parts.append('<p class="meta">Each panel is one signal read by the rule, over the period. '
-                 "Red dashed lines are the thresholds of the rule's <code>when</code>, grey dotted "
-                 "lines those of its <code>clear_when</code>; shaded days are the days the rule's "
-                 "alert was firing.</p>")
+    charts = []
     charted = [g for g in groups if g.signals]
     for chunk in _chunks(charted, MAX_CHARTS - images - 1):
-        for g in chunk:
-            parts.append(f'<h3 id="rule-{_e(g.rule.name)}">{_e(g.rule.name)} '
-                         f'{_sev(g.rule.severity).html}</h3>')
-            parts.append(f'<p class="explain">{_e(g.rule.explain)}</p>')
-            parts.append(f'<p class="meta">when <code>{_e(g.rule.when)}</code> for '
-                         f"{g.rule.for_days} day(s); fired {g.firings} time(s) in the period, "
-                         f"{g.days_firing} trading day(s) firing.</p>")
         alt = (f"{', '.join(g.rule.name for g in chunk)}: "
                f"{', '.join(s for g in chunk for s in g.signals)} from {first} to {last} "
                "against the rule thresholds, firing days shaded")
-        parts.append(f"<figure>{_img(_rule_chart(chunk, frame, first, last), alt)}</figure>")
+        charts.append({
+            "rules": [{"name": g.rule.name, "severity": g.rule.severity, "explain": g.rule.explain,
+                       "when": g.rule.when, "for_days": g.rule.for_days, "firings": g.firings,
+                       "days_firing": g.days_firing} for g in chunk],
+            "png": _rule_chart(chunk, frame, first, last), "alt": alt})
         images += 1
-    parts.append("</section>")
 
     # alert timeline
-    parts.append('<section id="alerts"><h2>Alert timeline</h2>')
-    if events:
-        changes = [e for e in events if e["event"] != "repeat"]
-        repeats = [e for e in events if e["event"] == "repeat"]
-        parts.append(f'<p class="meta">{len(events)} event(s) in alert_events from {_e(first)} to '
-                     f"{_e(last)}, oldest first: {len(changes)} state change(s) below, then "
-                     f"{len(repeats)} repeat notification(s) of alerts already firing.</p>")
-        if changes:
-            parts.append(_event_table(changes))
-        if repeats:
-            parts.append(f"<details><summary>{len(repeats)} repeat notification(s)</summary>"
-                         f"{_event_table(repeats)}</details>")
-    else:
-        parts.append('<p class="note">No alert transitions in this period.</p>')
-    parts.append("</section>")
+    changes = [e for e in events if e["event"] != "repeat"]
+    repeats = [e for e in events if e["event"] == "repeat"]
+    alerts = {"events": len(events), "changes": len(changes), "repeats": len(repeats),
+              "changes_table": _event_table(changes) if changes else None,
+              "repeats_table": _event_table(repeats) if repeats else None}
 
     # episodes
-    parts.append('<section id="episodes"><h2>Drawdown and rotation episodes</h2>')
+    episodes: dict[str, Any] = {
+        "chart": None, "alt": None, "rotation_rule": config.episodes.rotation_rule,
+        "min_depth": f"{config.episodes.drawdown_min_depth * 100:.0f}%",
+        "drawdowns": None, "rotations": None}
     if len(close) >= 2:
-        alt = (f"{CLOSE} from {first} to {last} with {len(drawdowns)} drawdown episode(s) and "
-               f"{len(rotations)} rotation episode(s) shaded")
-        parts.append(f"<figure>{_img(_episode_chart(close, drawdowns, rotations, first, last), alt)}"
-                     "</figure>")
+        episodes["alt"] = (f"{CLOSE} from {first} to {last} with {len(drawdowns)} drawdown "
+                           f"episode(s) and {len(rotations)} rotation episode(s) shaded")
+        episodes["chart"] = _episode_chart(close, drawdowns, rotations, first, last)
         images += 1
-    else:
-        parts.append(f'<p class="note">No {_e(CLOSE)} observations in this period.</p>')
-    parts.append(f"<h3>Drawdown episodes (micro-cap declines of at least "
-                 f"{config.episodes.drawdown_min_depth * 100:.0f}%)</h3>")
     if drawdowns:
         rows = []
         for e in drawdowns:
@@ -917,10 +859,7 @@ def build_report(db: Database, config: Config, *, backtest_rows: list[dict] | No
                          "trough": e["trough"], "recovery": e["end"] or "open",
                          "depth": _pct(e["depth"]), "peak close": detail.get("peak_close"),
                          "trough close": detail.get("trough_close")})
-        parts.append(_table(rows))
-    else:
-        parts.append('<p class="note">No drawdown episode in this period.</p>')
-    parts.append("<h3>Rotation episodes</h3>")
+        episodes["drawdowns"] = _table(rows)
     if rotations:
         rows = []
         for e in rotations:
@@ -929,43 +868,28 @@ def build_report(db: Database, config: Config, *, backtest_rows: list[dict] | No
                          "last day": detail.get("last_day"), "theme": detail.get("theme"),
                          "theme excess peak": _pct(detail.get("theme_excess_peak")),
                          "micro-cap drawdown": _pct(e["depth"])})
-        parts.append(_table(rows))
-    else:
-        rule = config.episodes.rotation_rule
-        why = "" if rule else " (no <code>episodes.rotation_rule</code> configured)"
-        parts.append(f'<p class="note">No rotation episode in this period{why}.</p>')
-    parts.append("</section>")
-
-    # backtest
-    parts.append('<section id="backtest"><h2>Backtest</h2>')
-    if backtest_rows:
-        parts.append('<p class="meta">Each rule (and the union rows) scored against the micro-cap '
-                     "drawdown episodes over the period, grouped by kind; headline rules in bold. "
-                     "Days in alert: share of the period's trading days the alert was firing.</p>")
-        parts.append(_backtest_table(backtest_rows, rules))
-    elif backtest_rows is not None:
-        parts.append('<p class="note">The backtest returned no rows.</p>')
-    else:
-        parts.append('<p class="note">No backtest results were given for this report.</p>')
-    parts.append("</section>")
+        episodes["rotations"] = _table(rows)
 
     assert images <= MAX_CHARTS
-    return _page(title, first, last, source, generated, len(frame.index), counts, "".join(parts),
-                 nav=nav)
+    return template.render(
+        page, empty=False, days=len(frame.index), counts=counts, nav=nav, overview=overview,
+        trust=_trust(backtest_rows, rules), rules_table=rules_table, charts=charts, alerts=alerts,
+        episodes=episodes, backtest_given=backtest_rows is not None,
+        backtest=_backtest_table(backtest_rows, rules) if backtest_rows else None)
 
 
 def _overview(close: pd.Series, drawdowns: list[dict], marks: WarningMarks, config: Config,
-              first: str, last: str) -> str:
-    """The report's first section up to the trust box (the caller closes the section)."""
+              first: str, last: str) -> dict[str, Any]:
+    """The overview's context: its chart (base64 PNG, None without two closes), the chart's alt
+    text and caption, and the lines under it as ``(bold, rest)`` pairs."""
     min_depth = f"{config.episodes.drawdown_min_depth * 100:.0f}%"
     headline = list(marks.headline)
-    out = [f'<section id="overview"><h2>Micro-cap index, drawdowns and warnings, {_e(first)} to '
-           f"{_e(last)}</h2>"]
+    out: dict[str, Any] = {"chart": None, "alt": None, "caption": None}
     if len(close) >= 2:
         n_head, n_other = len(marks.headline_days), len(marks.other_days)
-        alt = (f"{CLOSE} from {first} to {last} (log scale) with {len(drawdowns)} drawdown "
-               f"episode(s) shaded from peak to trough, {n_head} headline warning firing(s) and "
-               f"{n_other} other warning firing(s) marked")
+        out["alt"] = (f"{CLOSE} from {first} to {last} (log scale) with {len(drawdowns)} drawdown "
+                      f"episode(s) shaded from peak to trough, {n_head} headline warning firing(s) "
+                      f"and {n_other} other warning firing(s) marked")
         if headline:
             marked = (f"large red markers for the headline rule(s) {', '.join(headline)} (reading "
                       f"{HEADLINE_SIGNAL}; the band at the bottom lasts until resolved), small "
@@ -973,26 +897,23 @@ def _overview(close: pd.Series, drawdowns: list[dict], marks: WarningMarks, conf
         else:
             marked = (f"small orange dots for the warning and critical rules (no rule reads "
                       f"{HEADLINE_SIGNAL}, so no headline marker)")
-        caption = (f"Shaded: drawdown episodes of at least {min_depth}, peak to trough, labelled "
-                   f"with their depth. Marked: the days warnings fired — {marked}; state alerts "
-                   f"({STATE_SIGNAL}) and info rules are not marked.")
-        out.append(f"<figure>{_img(_overview_chart(close, drawdowns, marks, first, last), alt)}"
-                   f"<figcaption>{_e(caption)}</figcaption></figure>")
-    else:
-        out.append(f'<p class="note">No {_e(CLOSE)} observations in this period.</p>')
+        out["caption"] = (f"Shaded: drawdown episodes of at least {min_depth}, peak to trough, "
+                          f"labelled with their depth. Marked: the days warnings fired — {marked}; "
+                          f"state alerts ({STATE_SIGNAL}) and info rules are not marked.")
+        out["chart"] = _overview_chart(close, drawdowns, marks, first, last)
     eps = [f"{e['peak'] or e['start']} → {e['trough'] or '…'} ({_depth_text(e['depth'])}"
            f"{', not recovered' if e['end'] is None else ''})" for e in drawdowns]
-    lines = [f"<b>Drawdowns</b> ({len(eps)}, peak → trough): " + (_e("; ".join(eps)) if eps else "none")]
+    lines = [("Drawdowns", f" ({len(eps)}, peak → trough): " + ("; ".join(eps) if eps else "none"))]
     for rule in headline:
         days = marks.headline[rule]
         shown = ", ".join(days) if len(days) <= 12 else f"{', '.join(days[:12])}, …"
-        lines.append(f"<b>{_e(rule)}</b> (headline) fired {len(days)} time(s)"
-                     + (f": {_e(shown)}" if days else ""))
+        lines.append((rule, " (headline) fired " + f"{len(days)} time(s)"
+                      + (f": {shown}" if days else "")))
     if marks.other:
-        lines.append("<b>Other warnings</b> fired " + _e(", ".join(
+        lines.append(("Other warnings", " fired " + ", ".join(
             f"{r} {len(d)}×" for r, d in marks.other.items())))
-    out.append('<p class="meta" id="overview-list">' + ". ".join(lines) + ".</p>")
-    return "".join(out)
+    out["lines"] = lines
+    return out
 
 
 def _detail(ep: Mapping) -> dict:
@@ -1004,30 +925,6 @@ def _detail(ep: Mapping) -> dict:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
-
-
-def _page(title: str, first: str | None, last: str | None, source: str, generated: str,
-          days: int, counts: list[tuple[str, int]], body: str, nav: list[tuple[str, str]]) -> str:
-    period = f"{first} to {last}" if first and last else "no data"
-    head = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{_e(title)}</title>",
-        f"<style>{_CSS}</style></head><body><main>",
-        "<header>",
-        f"<h1>{_e(title)}</h1>",
-        f'<p class="meta">Period: <b>{_e(period)}</b> ({days} trading days with stored signals)</p>',
-        f'<p class="meta">Generated {_e(generated)} from the database <code>{_e(source)}</code></p>',
-    ]
-    if counts:
-        head.append('<ul class="counts">')
-        head += [f"<li><b>{n}</b> {_e(label)}</li>" for label, n in counts]
-        head.append("</ul>")
-    if nav:
-        head.append("<nav>" + "".join(f'<a href="#{_e(a)}">{_e(t)}</a>' for a, t in nav) + "</nav>")
-    head.append("</header>")
-    return "\n".join(head) + "\n" + body + "\n</main></body></html>\n"
 
 
 def write_report(path: str | Path, html_text: str) -> Path:
