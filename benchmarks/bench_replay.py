@@ -80,7 +80,7 @@ def start_of(years: int) -> dt.date:
 def run_replay(source, config, years: int, scratch: Path):
     """(wall seconds, days, events) of one replay of ``years`` ending END into ``scratch``."""
     t0 = time.perf_counter()
-    result = replay(source, config, start_of(years), END, scratch, show_progress=False)
+    result = replay(source, config, start_of(years), END, scratch)
     seconds = time.perf_counter() - t0
     result.db.close()
     return seconds, len(result.days), len(result.events)

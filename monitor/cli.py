@@ -612,7 +612,7 @@ def cmd_replay(g: Globals, start: dt.date, end: dt.date, trial_config: str | Non
     source = g.open(config)
     total = len(_calendar(trial).days(start, end))
     with _progress(total, "replay") as step:
-        result = replay(source, trial, start, end, scratch, on_day=step, show_progress=False)
+        result = replay(source, trial, start, end, scratch, on_day=step)
     if as_json:
         print(json.dumps([{k: e[k] for k in ("date", "rule", "severity", "event", "from_state",
                                              "to_state")} for e in result.events], indent=2))

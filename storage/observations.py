@@ -204,3 +204,13 @@ def latest_dates(db: Database, series: Sequence[str], first: str, as_of: str) ->
                          "date <= ? AND available_at <= ?", [name, first, as_of, as_of]).fetchone()
         out[name] = row[0] if row else None
     return out
+
+
+def last_known(db: Database, series: str, as_of: str, count: int) -> list[tuple[str, float | None]]:
+    """Return the last ``count`` observations of ``series`` dated on or before ``as_of`` (ISO) and
+    available by then, as ``(date, value)`` pairs, oldest first; value in the series' own unit
+    (None when stored as null). The current values: for a chart drawn on ``as_of``."""
+    rows = db.execute("SELECT date, value FROM observations WHERE series = ? AND date <= ? AND "
+                      "available_at <= ? ORDER BY date DESC LIMIT ?",
+                      [series, as_of, as_of, count]).fetchall()
+    return [(r[0], r[1]) for r in reversed(rows)]

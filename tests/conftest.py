@@ -103,7 +103,7 @@ def demo_history(demo_observations, tmp_path_factory) -> DemoHistory:
         if key not in built:
             path = tmp_path_factory.mktemp("demo-history") / "demo.db"
             source = open_db(demo_observations)
-            result = replay(source, config, start, end, path, show_progress=False)
+            result = replay(source, config, start, end, path)
             result.db.close()
             source.close()
             built[key] = path

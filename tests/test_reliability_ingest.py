@@ -259,7 +259,7 @@ def test_replay_before_and_after_a_revision(tmp_path, classic_config):
     db = open_db(tmp_path / "src.db")
     observations.upsert(db, DemoSource(classic_config.source.demo_seed).fetch(end, None))
     db.conn.commit()  # replay reads the source through another connection
-    before = replay(db, classic_config, start, end, tmp_path / "a.db", show_progress=False).values
+    before = replay(db, classic_config, start, end, tmp_path / "a.db").values
     cal = TradingCalendar()
     day, imported = dt.date(2018, 2, 1), dt.date(2018, 3, 1)
     old = db.execute("SELECT value FROM observations WHERE series = 'yield.credit.3y' AND date = ?",
@@ -269,7 +269,7 @@ def test_replay_before_and_after_a_revision(tmp_path, classic_config):
     rev = tmp_path / "rev.csv"
     rev.write_text(f"date,series,value\n{day},yield.credit.3y,{old + 1.5}\n")
     import_files(db, [rev], today=imported)
-    after = replay(db, classic_config, start, end, tmp_path / "b.db", show_progress=False).values
+    after = replay(db, classic_config, start, end, tmp_path / "b.db").values
     earlier = after.index < pd.Timestamp(imported)
     pd.testing.assert_frame_equal(after[earlier], before[earlier])
     # the day itself, replayed, still shows the spread as known then

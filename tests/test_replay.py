@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import io
 
 import pandas as pd
 import pytest
 
-from monitor.analysis.replay import progress, replay
+from monitor.analysis.replay import replay
 from monitor.calendar import TradingCalendar
 from monitor.compute import compute_day, history
 from monitor.daemon import Service
@@ -40,7 +39,7 @@ def live(tmp_path_factory):
 def test_replay_produces_the_live_alert_events(live, tmp_path):
     config, path = live
     source = open_db(path)
-    result = replay(source, config, START, END, tmp_path / "replay.db", show_progress=False)
+    result = replay(source, config, START, END, tmp_path / "replay.db")
     assert result.days[0] == START and result.days[-1] == END
     live_events = source.execute(EVENT).fetchall()
     assert [e[2] for e in live_events].count("firing") >= 2
@@ -85,8 +84,8 @@ def test_no_look_ahead_data_after_d_changes_nothing_up_to_d(tmp_path, default_co
         observations.upsert(short, [r for r in rows if r[3] <= d.isoformat()])
     with full.atomic():
         observations.upsert(full, rows)
-    a = replay(short, default_config, START, d, tmp_path / "a.db", show_progress=False)
-    b = replay(full, default_config, START, END, tmp_path / "b.db", show_progress=False)
+    a = replay(short, default_config, START, d, tmp_path / "a.db")
+    b = replay(full, default_config, START, END, tmp_path / "b.db")
     upto = [e for e in b.events if e["date"] <= d.isoformat()]
     strip = [{k: e[k] for k in ("rule", "date", "event", "to_state", "signal_values")} for e in upto]
     assert strip == [{k: e[k] for k in ("rule", "date", "event", "to_state", "signal_values")}
@@ -100,13 +99,3 @@ def test_no_look_ahead_data_after_d_changes_nothing_up_to_d(tmp_path, default_co
                                    else None for r in want]
 
 
-def test_progress_bar_only_on_a_terminal():
-    class Tty(io.StringIO):
-        def isatty(self):
-            return True
-
-    tty, pipe = Tty(), io.StringIO()
-    assert list(progress(range(5), 5, "replay", tty)) == [0, 1, 2, 3, 4]
-    assert "replay [" in tty.getvalue() and "5/5" in tty.getvalue()
-    list(progress(range(5), 5, "replay", pipe))
-    assert pipe.getvalue() == ""

@@ -222,8 +222,8 @@ def test_values_and_alerts_up_to_d_do_not_change_when_later_data_is_added(tmp_pa
     short = _db(tmp_path / "short.db", demo_rows, D)
     full = _db(tmp_path / "full.db", demo_rows)
     start = dt.date(2018, 11, 1)
-    a = replay(short, risk_config, start, D, tmp_path / "a.db", show_progress=False)
-    b = replay(full, risk_config, start, END, tmp_path / "b.db", show_progress=False)
+    a = replay(short, risk_config, start, D, tmp_path / "a.db")
+    b = replay(full, risk_config, start, END, tmp_path / "b.db")
     sql = "SELECT date, value, context FROM signal_values WHERE signal = ? AND date <= ? ORDER BY date"
     got = a.db.execute(sql, [risk.SIGNAL, D.isoformat()]).fetchall()
     want = b.db.execute(sql, [risk.SIGNAL, D.isoformat()]).fetchall()

@@ -758,16 +758,14 @@ def _legend(lookback: int, horizon: int, min_lead: int, draws: int) -> list[str]
     ]
 
 
-def _aligned(head: list[str], body: list[list[str]]) -> str:
-    widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
-    lines = []
-    for k, line in enumerate([head, *body]):
-        cells = [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths,
-                                                                                   strict=True))]
-        lines.append("  ".join(cells).rstrip())
-        if k == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+def _aligned(head: list[str], body: list[list[str]], first: str = "left") -> str:
+    """Return ``body`` under ``head`` as a plain text table (tabulate's "simple" format: the
+    first column aligned ``first``, the others right-aligned, a dashed line under the head)."""
+    from tabulate import tabulate
+
+    align = (first, *(["right"] * (len(head) - 1)))
+    text = tabulate(body, headers=head, tablefmt="simple", colalign=align, disable_numparse=True)
+    return "\n".join(line.rstrip() for line in text.splitlines())
 
 
 def to_records(rows: Sequence[ScoreRow]) -> list[dict]:
@@ -1024,10 +1022,7 @@ def sweep_table(points: Sequence[dict]) -> str:
                      "-" if m["p_value"] is None else _p(m["p_value"]),
                      f"{m['false_alarms_per_year']:.2f}", f"{100 * m['share_in_alert']:.1f}%"]
         body.append(line)
-    widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in [head, *body]]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return _aligned(head, body, first="right")
 
 
 # --------------------------------------------------------------------------- calibrate
@@ -1041,10 +1036,6 @@ _GRID = {"upper": tuple(q / 100 for q in range(50, 100)), "lower": tuple(q / 100
 
 def _round_sig(x: float, digits: int = 4) -> float:
     return float(f"{x:.{digits}g}")
-
-
-def _toml_str(s: str) -> str:
-    return json.dumps(s, ensure_ascii=False)  # a JSON string is a valid TOML basic string
 
 
 def _pct(x: float | None) -> str:
@@ -1273,8 +1264,7 @@ def calibrate(config: Config, values: pd.DataFrame, close: pd.Series, until: dt.
         explain, unstated = restate_explain(rule.explain, changes)
         out.append("")
         out.append("[[rules]]")
-        out.append(f"name = {_toml_str(rule.name)}")
-        out.append(f"severity = {_toml_str(rule.severity)}")
+        out.append(_toml_keys(name=rule.name, severity=rule.severity))
         if kind == "state":
             out.append(f"# a state rule (reads {STATE_SIGNAL}): it restates a drawdown under way; "
                        "scored here like a warning, review whether its threshold should move")
@@ -1283,16 +1273,21 @@ def calibrate(config: Config, values: pd.DataFrame, close: pd.Series, until: dt.
                    f"{objective(old_row)[0]:.2f}")
         out.append(f"# in sample, new: {_summary(new_row)}; objective "
                    f"{objective(new_row)[0]:.2f}")
-        out.append(f"when = {_toml_str(str(current))}")
-        out.append(f"for_days = {rule.for_days}")
-        if rule.clear_when is not None:
-            out.append(f"clear_when = {_toml_str(rule.clear_when)}")
-        out.append(f"clear_days = {rule.clear_days}")
-        out.append(f"repeat_every_days = {rule.repeat_every_days}")
+        timing = {"for_days": rule.for_days, "clear_when": rule.clear_when,
+                  "clear_days": rule.clear_days, "repeat_every_days": rule.repeat_every_days}
+        out.append(_toml_keys(when=str(current), **{k: v for k, v in timing.items() if v is not None}))
         for k in unstated:
             out.append(f"# review explain: it does not state the threshold ({where[k]})")
-        out.append(f"explain = {_toml_str(explain)}")
+        out.append(_toml_keys(explain=explain))
     return "\n".join(out) + "\n"
+
+
+def _toml_keys(**keys: object) -> str:
+    """Return ``key = value`` lines for ``keys`` (in order) written by tomli-w, no final newline:
+    the values are quoted and escaped by the TOML writer, never by hand."""
+    import tomli_w
+
+    return tomli_w.dumps(keys).rstrip("\n")
 
 
 def _overlap(rule: RuleConfig, signal: str, op: str, new: float) -> list[str]:

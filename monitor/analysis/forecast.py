@@ -133,10 +133,14 @@ def forecast_table(score: ForecastScore) -> str:
                "no better than the base rate known on each day")
     lines = [f"drawdown-risk forecast over {score.days} days ({score.events} with a drawdown ahead, "
              f"{100 * score.base_rate:.1f}%): Brier skill {score.brier_skill:+.3f} ({verdict}), "
-             f"AUC {score.auc:.3f} (0.5 = no discrimination)",
-             "  forecast bin   days   mean forecast   observed"]
-    for b in score.reliability:
-        mean = "-" if b.mean_forecast is None else f"{100 * b.mean_forecast:.1f}%"
-        obs = "-" if b.observed is None else f"{100 * b.observed:.1f}%"
-        lines.append(f"  {100 * b.lo:>3.0f}-{100 * b.hi:<3.0f}%     {b.days:>5}   {mean:>13}   {obs:>8}")
+             f"AUC {score.auc:.3f} (0.5 = no discrimination)"]
+    from tabulate import tabulate
+
+    body = [[f"{100 * b.lo:.0f}-{100 * b.hi:.0f}%", str(b.days),
+             "-" if b.mean_forecast is None else f"{100 * b.mean_forecast:.1f}%",
+             "-" if b.observed is None else f"{100 * b.observed:.1f}%"] for b in score.reliability]
+    text = tabulate(body, headers=["forecast bin", "days", "mean forecast", "observed"],
+                    tablefmt="plain", colalign=("left", "right", "right", "right"),
+                    disable_numparse=True)
+    lines += ["  " + line.rstrip() for line in text.splitlines()]
     return "\n".join(lines)

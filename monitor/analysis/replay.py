@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from monitor.calendar import TradingCalendar
 from monitor.compute import SignalValue, history
 from monitor.config import Config
 from monitor.cycle import CycleError, run_cycle
+from monitor.sources.base import Fetched
 from storage import alerts
 from storage.db import copy_known, fast_unsafe_writes, open_db
 
@@ -30,8 +30,8 @@ class NoFetch:
 
     name = "replay"
 
-    def fetch(self, as_of: dt.date, since: dt.date | None) -> list:
-        return []
+    def fetch(self, as_of: dt.date, since: dt.date | None) -> Fetched:
+        return Fetched()
 
 
 @dataclass
@@ -42,21 +42,6 @@ class ReplayResult:
     days: list[dt.date]
     events: list[dict]
     values: pd.DataFrame
-
-
-def progress(items: Iterable, total: int, label: str, stream=None) -> Iterable:
-    """Yield ``items``, drawing a progress bar on a terminal (nothing when not a terminal)."""
-    out = stream or sys.stderr
-    tty = hasattr(out, "isatty") and out.isatty()
-    width = 30
-    for i, item in enumerate(items, 1):
-        yield item
-        if tty and (i == total or i % max(1, total // 200) == 0):
-            done = int(width * i / max(total, 1))
-            out.write(f"\r{label} [{'#' * done}{'.' * (width - done)}] {i}/{total}")
-            if i == total:
-                out.write("\n")
-            out.flush()
 
 
 def scratch_copy(source: Database, path: Path, end: dt.date) -> Database:
@@ -72,9 +57,10 @@ def scratch_copy(source: Database, path: Path, end: dt.date) -> Database:
 
 
 def replay(source: Database, config: Config, start: dt.date, end: dt.date, scratch: Path,
-           on_day: Callable[[dt.date], None] | None = None, show_progress: bool = True) -> ReplayResult:
+           on_day: Callable[[dt.date], None] | None = None) -> ReplayResult:
     """Run the daily cycle for every trading day in [start, end] into the scratch database at
-    ``scratch``; nothing is delivered (digests stay in the scratch outbox). Returns the result."""
+    ``scratch``; nothing is delivered (digests stay in the scratch outbox). ``on_day`` is called
+    after each day (the CLI's progress bar). Returns the result."""
     calendar = TradingCalendar(config.calendar.extra_closed)
     days = calendar.days(start, end)
     if not days:
@@ -84,8 +70,7 @@ def replay(source: Database, config: Config, start: dt.date, end: dt.date, scrat
     columns = list(values.columns)
     matrix = values.to_numpy()
     ctx = {c: contexts[c].to_numpy() for c in contexts.columns}
-    for i, day in progress(list(enumerate(days)), len(days), "replay",
-                           None if show_progress else _Quiet()):
+    for i, day in enumerate(days):
         pre = {}
         for j, name in enumerate(columns):
             v = matrix[i, j]
@@ -98,8 +83,3 @@ def replay(source: Database, config: Config, start: dt.date, end: dt.date, scrat
         if on_day:
             on_day(day)
     return ReplayResult(db, days, alerts.events(db), values)
-
-
-class _Quiet:
-    def isatty(self) -> bool:
-        return False

@@ -103,7 +103,7 @@ def make_notifier(config: Config, stream: TextIO | None = None) -> Notifier:
         return StoredOnlyNotifier()
     from monitor.delivery.console import ConsoleNotifier
 
-    return ConsoleNotifier(stream)
+    return ConsoleNotifier(stream, inhibit=config.notify.inhibit)
 
 
 class StoredOnlyNotifier:

@@ -9,23 +9,21 @@ pyplot's global state, so it is safe in the daemon's worker threads.
 from __future__ import annotations
 
 import io
-import operator
 from dataclasses import dataclass, field
 
 import pandas as pd
 from sqlite_utils import Database
 
 import signals
+from monitor.alerting.expr import OPERATORS
 from monitor.delivery import digest
 from signals.series import MICROCAP_CLOSE
-from storage import signal_values
+from storage import observations, signal_values
 
 CLOSE = MICROCAP_CLOSE
 DRAWDOWN = "microcap.drawdown"
 DAYS = 250
 MAX_SIGNAL_PANELS = 6
-_OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
-        "==": operator.eq, "!=": operator.ne}
 
 
 @dataclass(frozen=True)
@@ -71,12 +69,9 @@ def load(db: Database, payload: dict, days: int = DAYS) -> ChartData | None:
     """Read the last ``days`` micro-cap closes known on the digest's day, the drawdown and the
     triggering signals over the same days; None when there is no micro-cap history."""
     as_of = payload["as_of"]
-    rows = db.execute(
-        "SELECT date, value FROM observations WHERE series = ? AND date <= ? AND available_at <= ? "
-        "ORDER BY date DESC LIMIT ?", [CLOSE, as_of, as_of, days]).fetchall()
+    rows = observations.last_known(db, CLOSE, as_of, days)
     if len(rows) < 2:
         return None
-    rows.reverse()
     index = pd.DatetimeIndex(pd.to_datetime([r[0] for r in rows]))
     close = pd.Series([r[1] for r in rows], index=index, dtype=float)
     first = index[0].date()
@@ -111,7 +106,7 @@ def _threshold(ax, panel: Panel, values: pd.Series, other: pd.Series | None) -> 
         ax.axhline(panel.threshold, color="#c0392b", lw=1, ls="--",
                    label=f"threshold {panel.op} {digest.format_value(panel.signal, panel.threshold)}")
         limit = pd.Series(panel.threshold, index=values.index, dtype=float)
-    holds = _OPS[panel.op](values, limit) & values.notna() & limit.notna()
+    holds = OPERATORS[panel.op](values, limit) & values.notna() & limit.notna()
     lo, hi = ax.get_ylim()
     ax.fill_between(values.index, lo, hi, where=holds.to_numpy(dtype=bool), color="#e67e22",
                     alpha=0.15, lw=0, label="condition holds")
