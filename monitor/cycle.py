@@ -25,7 +25,7 @@ from monitor.calendar import TradingCalendar, coverage_note
 from monitor.compute import SignalValue, compute_day
 from monitor.config import COMPOSITE, Config, RuleConfig
 from monitor.delivery import digest
-from monitor.sources import Source
+from monitor.sources import CalendarCheckingSource, CrossSectionSource, Source
 from signals.episodes import drawdown_episodes, rotation_episodes
 from signals.series import MICROCAP_CLOSE
 from storage import (
@@ -39,6 +39,7 @@ from storage import (
     silences,
 )
 from storage.db import immediate
+from storage.observations import ObservationRow
 from storage.util import dumps, utc_now
 
 JOB = "cycle"
@@ -128,7 +129,7 @@ def _check_forward(current: dict[str, dict], day: str) -> None:
 class FetchedDay:
     """What the source delivered for a day, before anything is written."""
 
-    rows: list  # observation rows (``storage.observations.ObservationRow``)
+    rows: list[ObservationRow]
     failures: dict[str, str]  # series or function -> reason
     checks_calendar: bool = False  # no index value for the day means the exchange was closed
     cross_section: bool = False  # the source has a market-cap cross-section (AKShare)
@@ -144,11 +145,13 @@ def fetch_day(db: Database, source: Source, as_of: dt.date) -> FetchedDay:
     The cross-section is not asked for on a day that looks closed (no index value for the day).
     """
     since = runs.last_success(db, JOB, before=as_of)  # fetch again after a degraded day
-    rows = list(source.fetch(as_of, since))
-    out = FetchedDay(rows, dict(getattr(source, "failures", {}) or {}),
-                     checks_calendar=bool(getattr(source, "cross_checks_calendar", False)),
-                     cross_section=hasattr(source, "fetch_cross_section"))
-    if not out.cross_section:
+    got = source.fetch(as_of, since)
+    rows = list(got.rows)
+    out = FetchedDay(rows, dict(got.failures),
+                     checks_calendar=(isinstance(source, CalendarCheckingSource)
+                                      and bool(source.cross_checks_calendar)),
+                     cross_section=isinstance(source, CrossSectionSource))
+    if not isinstance(source, CrossSectionSource):
         return out
     day = as_of.isoformat()
     looks_closed = (out.checks_calendar
@@ -156,10 +159,10 @@ def fetch_day(db: Database, source: Source, as_of: dt.date) -> FetchedDay:
                                 for r in rows)
                     and _published_nothing(db, as_of, out.failures))
     if not looks_closed:
-        out.panel = source.fetch_cross_section(as_of)
+        panel = source.fetch_cross_section(as_of)
+        out.panel = panel.frame
         out.panel_fetched = True
-        out.failures.update({k: v for k, v in (getattr(source, "failures", {}) or {}).items()
-                             if k == "stock_panel"})
+        out.failures.update(panel.failures)
     return out
 
 

@@ -41,7 +41,7 @@ from monitor.config import Config
 from monitor.cycle import CycleResult, run_cycle
 from monitor.delivery import Notifier, make_notifier
 from monitor.delivery.deliver import RetryPolicy, deliver_due
-from monitor.sources import Source, make_source
+from monitor.sources import HoldingsSource, Source, make_source
 from storage import runs
 from storage.db import is_locked, open_db, quick_check
 
@@ -229,7 +229,8 @@ class Service:
         from monitor.sources.holdings import run_holdings_job
 
         settings = self.config.source.akshare
-        if not hasattr(self.source, "holdings_of") or (report_date is None and not settings.holdings_job):
+        if (not isinstance(self.source, HoldingsSource)
+                or (report_date is None and not settings.holdings_job)):
             return None
         return run_holdings_job(self.db, self.source, self.clock().date(), report_date=report_date,
                                 max_missing_share=settings.holdings_max_missing_share,

@@ -44,6 +44,15 @@ def kind_of(series: str) -> SeriesKind | None:
     return None
 
 
+def canonical_kind(series: str) -> SeriesKind:
+    """Return the canonical kind of ``series``; raise ValueError when the name is not canonical
+    (for names the code builds itself, where a miss is a bug)."""
+    kind = kind_of(series)
+    if kind is None:
+        raise ValueError(f"{series!r} is not a canonical series name (signals.series.KINDS)")
+    return kind
+
+
 def unit_hint(kind: SeriesKind, median: float) -> str:
     """Return a hint about the probable wrong unit of a series whose median is ``median``."""
     if kind.unit == "yuan" and median < kind.low:

@@ -79,7 +79,7 @@ def demo_observations(tmp_path_factory) -> Path:
     seed = load_config(DEFAULT_CONFIG).source.demo_seed
     db = open_db(path)
     with db.atomic():
-        observations.upsert(db, DemoSource(seed).fetch(DEMO_END, None))
+        observations.upsert(db, DemoSource(seed).fetch(DEMO_END, None).rows)
     db.close()
     return path
 

@@ -19,6 +19,7 @@ from monitor.config import AkshareConfig, ConfigError, parse_config
 from monitor.sources import akshare_source as aks
 from monitor.sources import make_source
 from monitor.sources.akshare_source import AkshareSource, AkshareUnavailable
+from monitor.sources.base import Fetched
 from tests import akshare_frames as frames
 from tests.conftest import ROOT
 
@@ -109,8 +110,9 @@ def by_series(rows) -> dict[str, dict[str, float]]:
 def test_fetch_returns_every_series_in_canonical_units():
     ak = FakeAk()
     src = source(ak)
-    rows = src.fetch(AS_OF, SINCE)
-    assert src.failures == {} and src.notes == []
+    fetched = src.fetch(AS_OF, SINCE)
+    rows = fetched.rows
+    assert fetched.failures == src.failures == {} and src.notes == []
     got = by_series(rows)
     expected = {f"index.{n}.{f}" for n in aks.INDICES.values() for f in ("close", "amount")}
     expected |= {f"theme.{t}.{f}" for t in ("930713", "H30184", "600519") for f in ("close", "amount")}
@@ -146,16 +148,16 @@ def test_fetch_returns_every_series_in_canonical_units():
 
 
 def test_fetch_keeps_only_the_rows_after_since():
-    rows = source().fetch(AS_OF, dt.date(2024, 1, 3))
+    rows = source().fetch(AS_OF, dt.date(2024, 1, 3)).rows
     assert {r[1] for r in rows} == {"2024-01-04", "2024-01-05"}
     ak = FakeAk()
-    assert source(ak).fetch(AS_OF, AS_OF) == [] and ak.calls == []
+    assert source(ak).fetch(AS_OF, AS_OF) == Fetched([], {}) and ak.calls == []
 
 
 def test_first_fetch_starts_at_start_date_with_bond_windows_under_one_year():
     ak = FakeAk()
     src = source(ak, start_date=dt.date(2022, 6, 1))
-    rows = src.fetch(AS_OF, None)
+    rows = src.fetch(AS_OF, None).rows
     assert src.failures == {}
     windows = [(c["start_date"], c["end_date"]) for c in ak.called("bond_china_yield")]
     assert windows == [("20220601", "20230526"), ("20230527", "20240105")]
@@ -181,7 +183,7 @@ def test_a_renamed_column_names_function_and_column_and_the_others_proceed():
 
     ak.stock_zh_index_hist_csindex, ak.index_zh_a_hist = renamed, em_down
     src = source(ak, retries=0)
-    got = by_series(src.fetch(AS_OF, SINCE))
+    got = by_series(src.fetch(AS_OF, SINCE).rows)
     reason = src.failures.pop("index.csi500.*")
     assert src.failures == {}
     assert reason.startswith("akshare stock_zh_index_hist_csindex: column '成交金额' missing (got: 日期, "
@@ -199,7 +201,7 @@ def test_the_eastmoney_fallback_serves_an_index_when_csindex_breaks():
     ak.stock_zh_index_hist_csindex = lambda **kw: (real(**kw).drop(columns="收盘")
                                                    if kw["symbol"] == "000300" else real(**kw))
     src = source(ak)
-    got = by_series(src.fetch(AS_OF, SINCE))
+    got = by_series(src.fetch(AS_OF, SINCE).rows)
     assert src.failures == {}
     assert got["index.csi300.amount"]["2024-01-02"] == 184096097448.7  # EastMoney, in yuan
     assert got["index.csi300.close"]["2024-01-05"] == 3329.11
@@ -222,7 +224,7 @@ def test_a_renamed_bond_column_or_curve_fails_only_the_yields_it_touches():
     ak = FakeAk()
     ak.bond_china_yield = lambda **kw: frames.bond_china_yield(**kw).rename(columns={"3年": "3Y"})
     src = source(ak)
-    got = by_series(src.fetch(AS_OF, SINCE))
+    got = by_series(src.fetch(AS_OF, SINCE).rows)
     reason = ("akshare bond_china_yield: column '3年' missing (got: 曲线名称, 日期, 3月, 6月, 1年, 3Y, "
               "5年, 7年, 10年, 30年)")
     assert src.failures == {"yield.gov.*": reason, "yield.credit.*": reason}
@@ -236,7 +238,7 @@ def test_a_renamed_bond_column_or_curve_fails_only_the_yields_it_touches():
 
     ak.bond_china_yield = no_aaa
     src = source(ak)
-    got = by_series(src.fetch(AS_OF, SINCE))
+    got = by_series(src.fetch(AS_OF, SINCE).rows)
     assert list(src.failures) == ["yield.credit.*"]
     assert src.failures["yield.credit.*"] == (
         "akshare bond_china_yield: curve '中债中短期票据收益率曲线(AAA)' missing (got: "
@@ -266,7 +268,7 @@ def test_a_unit_that_cannot_be_established_refuses_the_series():
     ak.bond_china_yield = lambda **kw: frames.bond_china_yield(**kw).assign(
         **{"3年": lambda f: f["3年"] / 100})
     src = source(ak, retries=0)
-    got = by_series(src.fetch(AS_OF, SINCE))
+    got = by_series(src.fetch(AS_OF, SINCE).rows)
     assert src.failures["index.csi300.*"] == (
         "index.csi300.amount: cannot establish the unit of akshare stock_zh_index_hist_csindex '成交金额': "
         "median 1.739e+19 yuan after x1e+08 (1e8 yuan (亿元)) is outside 1e+09..1e+13; "
@@ -304,7 +306,7 @@ def test_a_timeout_is_retried_then_the_series_fails_while_the_others_proceed():
     ak.stock_zh_a_hist = hangs
     src = source(ak, timeout_seconds=0.2, retries=2, backoff_seconds=0.05)
     started = time.monotonic()
-    got = by_series(src.fetch(AS_OF, SINCE))
+    got = by_series(src.fetch(AS_OF, SINCE).rows)
     elapsed = time.monotonic() - started
     assert src.failures == {"theme.600519.*": "akshare stock_zh_a_hist: CallTimeout: no answer within 0.2 s "
                                               "(3 attempts)"}
@@ -327,7 +329,7 @@ def test_retries_back_off_and_a_later_success_counts():
     ak.bond_china_yield = flaky
     waits = []
     src = AkshareSource(settings(backoff_seconds=3.0), CAL, ak, sleep=waits.append)
-    got = by_series(src.fetch(AS_OF, SINCE))
+    got = by_series(src.fetch(AS_OF, SINCE).rows)
     assert src.failures == {} and "yield.gov.3y" in got
     assert waits == [3.0, 6.0]
 
@@ -356,7 +358,8 @@ def test_network_down_gives_one_line_per_series_quickly():
     ak = Down()
     src = source(ak, retries=2, backoff_seconds=0.01, delay_seconds=0.01)
     started = time.monotonic()
-    assert src.fetch(AS_OF, SINCE) == []
+    fetched = src.fetch(AS_OF, SINCE)
+    assert fetched.rows == [] and fetched.failures == src.failures
     assert time.monotonic() - started < 1.0
     # the first call is retried; after it the calls get one attempt each; after three failed calls
     # in a row the rest are not attempted
@@ -441,8 +444,9 @@ def spot_source(ak=None, clock="2024-01-05T20:00", **overrides) -> AkshareSource
 
 def test_cross_section_rows_are_stock_panel_rows_in_yuan():
     src = spot_source()
-    frame = src.fetch_cross_section(AS_OF)
-    assert src.failures == {}
+    got = src.fetch_cross_section(AS_OF)
+    frame = got.frame
+    assert src.failures == got.failures == {}
     assert list(frame.columns) == list(aks.PANEL_COLUMNS)
     assert "830799" not in set(frame["code"])  # Beijing SE
     panel = frame.set_index("code")
@@ -468,37 +472,40 @@ def test_cross_section_rows_are_stock_panel_rows_in_yuan():
 def test_the_spot_list_is_dated_by_the_session_it_shows(clock, as_of, ok):
     ak = FakeAk()
     src = spot_source(ak, clock=clock)
-    frame = src.fetch_cross_section(dt.date.fromisoformat(as_of))
-    assert (not frame.empty) == ok
+    got = src.fetch_cross_section(dt.date.fromisoformat(as_of))
+    frame = got.frame
+    assert (not frame.empty) == ok and (not got.failures) == ok
     assert bool(ak.called("stock_zh_a_spot_em")) == ok
     if not ok:
         assert src.failures["stock_panel"].startswith(
             f"akshare stock_zh_a_spot_em: no cross-section for {as_of}")
+        assert got.failures == {"stock_panel": src.failures["stock_panel"]}
 
 
 def test_cross_section_schema_unit_and_truncation_errors():
     ak = FakeAk()
     ak.stock_zh_a_spot_em = lambda: frames.spot().rename(columns={"总市值": "总市值(元)"})
     src = spot_source(ak)
-    assert src.fetch_cross_section(AS_OF).empty
+    assert src.fetch_cross_section(AS_OF).frame.empty
     assert src.failures["stock_panel"].startswith(
         "akshare stock_zh_a_spot_em: column '总市值' missing (got: 序号, 代码, 名称, 最新价,")
     ak.stock_zh_a_spot_em = lambda: frames.spot().assign(总市值=lambda f: f["总市值"] / 1e8)
-    assert src.fetch_cross_section(AS_OF).empty
+    assert src.fetch_cross_section(AS_OF).frame.empty
     assert src.failures["stock_panel"] == (
         "stock_panel.total_mv: cannot establish the unit of akshare stock_zh_a_spot_em '总市值': "
         "median 28.27 is not a market cap in yuan")
     src = AkshareSource(settings(), CAL, FakeAk(), clock=at("2024-01-05T20:00"))  # min 2000 stocks
-    assert src.fetch_cross_section(AS_OF).empty
+    assert src.fetch_cross_section(AS_OF).frame.empty
     assert src.failures["stock_panel"] == ("akshare stock_zh_a_spot_em: only 10 SH/SZ A-shares (expected at "
                                            "least 2000): a truncated list")
+    assert src.fetch_cross_section(AS_OF).failures == {"stock_panel": src.failures["stock_panel"]}
 
 
 def test_the_cross_section_uses_its_own_timeout():
     ak = FakeAk()
     ak.stock_zh_a_spot_em = lambda: time.sleep(0.5) or frames.spot()
     src = spot_source(ak, timeout_seconds=0.1, cross_section_timeout_seconds=2.0)
-    assert len(src.fetch_cross_section(AS_OF)) == 10
+    assert len(src.fetch_cross_section(AS_OF).frame) == 10
 
 
 # --- fund holdings --------------------------------------------------------------------------------

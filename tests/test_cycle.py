@@ -14,6 +14,7 @@ from monitor.config import load_config
 from monitor.cycle import CycleError, digest_key, run_cycle
 from monitor.daemon import Service
 from monitor.delivery import digest
+from monitor.sources.base import Fetched
 from storage import alerts as alert_store
 from storage.db import open_db
 from tests.conftest import CLASSIC_CONFIG, RecordingNotifier, table_snapshot
@@ -183,7 +184,7 @@ class _NoFetch:
     name = "none"
 
     def fetch(self, as_of, since):
-        return []
+        return Fetched()
 
 
 REMINDERS = (dt.date(2018, 4, 9), dt.date(2018, 4, 16))  # microcap_drawdown's 5-day reminders

@@ -7,6 +7,7 @@ import json
 
 from monitor.calendar import TradingCalendar
 from monitor.cycle import DATA_STALE, run_cycle
+from monitor.sources.base import Fetched
 from monitor.sources.demo_source import DemoSource
 from storage import alerts
 from storage.db import open_db
@@ -23,15 +24,13 @@ class GappySource:
     def __init__(self, seed: int, cutoff: dt.date, missing: set[str]):
         self.demo = DemoSource(seed)
         self.cutoff, self.missing = cutoff, missing
-        self.failures: dict[str, str] = {}
 
     def fetch(self, as_of, since):
-        rows = self.demo.fetch(as_of, since)
-        self.failures = {}
+        rows = self.demo.fetch(as_of, since).rows
         if as_of > self.cutoff:
             rows = [r for r in rows if r[0] not in self.missing]
-            self.failures = {s: "timed out after 2 attempts" for s in sorted(self.missing)}
-        return rows
+            return Fetched(rows, {s: "timed out after 2 attempts" for s in sorted(self.missing)})
+        return Fetched(rows)
 
 
 def test_stale_series_raise_data_stale_and_runs_record_the_reason(tmp_path, default_config):
@@ -69,10 +68,8 @@ def test_a_cycle_that_fetched_nothing_is_recorded_as_fetch_failed(tmp_path, defa
 
     class Down:
         name = "down"
-        failures = {"index.csi300": "connection refused", "yield.gov": "connection refused"}
-
         def fetch(self, as_of, since):
-            return []
+            return Fetched([], {"index.csi300": "connection refused", "yield.gov": "connection refused"})
 
     result = run_cycle(db, default_config, day, Down(), cal)
     assert result.status == "fetch_failed" and set(result.failures) == {"index.csi300", "yield.gov"}
@@ -96,7 +93,8 @@ def test_a_day_with_no_index_data_from_any_source_is_a_closed_day(tmp_path, defa
             self.closed = closed
 
         def fetch(self, as_of, since):
-            return [r for r in demo.fetch(as_of, since) if r[1] != self.closed.isoformat()]
+            return Fetched([r for r in demo.fetch(as_of, since).rows if r[1] != self.closed.isoformat()],
+                           dict(self.failures))
 
     day1, day2 = dt.date(2018, 1, 2), dt.date(2018, 1, 3)
     run_cycle(db, default_config, day1, Live(dt.date(1900, 1, 1)), cal)

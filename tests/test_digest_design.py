@@ -16,6 +16,7 @@ from monitor.config import ConfigError, parse_config
 from monitor.cycle import digest_key, run_cycle
 from monitor.delivery import digest
 from monitor.delivery.blocks import limit_problems, render
+from monitor.sources.base import Fetched
 from storage import alerts, scorecards
 from storage.db import open_db
 
@@ -423,7 +424,7 @@ class NoFetch:
     name = "none"
 
     def fetch(self, as_of, since):
-        return []
+        return Fetched()
 
 
 def run_week(tmp_path, weekly: bool):

@@ -9,6 +9,7 @@ import pytest
 
 from monitor import cli
 from monitor.calendar import TradingCalendar
+from monitor.sources.base import Fetched
 from monitor.sources.demo_source import DemoSource
 from monitor.sources.ingest import backfill, import_drop_folder
 from storage.db import open_db
@@ -55,14 +56,12 @@ class Flaky(DemoSource):
 
     def __init__(self, seed, fail_month):
         super().__init__(seed)
-        self.fail_month, self.failures = fail_month, {}
+        self.fail_month = fail_month
 
     def fetch(self, as_of, since):
         if (as_of.year, as_of.month) == self.fail_month:
-            self.failures = {"everything": "connection reset"}
             self.fail_month = None
-            return []
-        self.failures = {}
+            return Fetched([], {"everything": "connection reset"})
         return super().fetch(as_of, since)
 
 

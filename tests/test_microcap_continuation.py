@@ -9,6 +9,7 @@ import pytest
 
 from monitor.calendar import TradingCalendar
 from monitor.cycle import run_cycle
+from monitor.sources.base import Fetched, FetchedPanel
 from storage.db import open_db
 from tests.conftest import table_snapshot
 
@@ -23,13 +24,13 @@ class CrossSections:
     name = "akshare"
 
     def __init__(self, panels: dict[dt.date, pd.DataFrame]):
-        self.panels, self.failures = panels, {}
+        self.panels = panels
 
     def fetch(self, as_of, since):
-        return []
+        return Fetched()
 
     def fetch_cross_section(self, as_of):
-        return self.panels.get(as_of, pd.DataFrame())
+        return FetchedPanel(self.panels.get(as_of, pd.DataFrame()))
 
 
 def panel(day: dt.date, closes: list[float], caps: list[float]) -> pd.DataFrame:

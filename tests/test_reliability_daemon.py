@@ -32,6 +32,7 @@ from monitor.daemon import DaemonError, Service
 from monitor.delivery import digest
 from monitor.delivery.blocks import render
 from monitor.delivery.console import ConsoleNotifier
+from monitor.sources.base import Fetched
 from storage import outbox, silences
 from storage.db import open_db
 from tests.conftest import CLASSIC_CONFIG, DEFAULT_CONFIG, ROOT, RecordingNotifier
@@ -411,7 +412,7 @@ class NoFetch:
     name = "none"
 
     def fetch(self, as_of, since):
-        return []
+        return Fetched()
 
 
 def test_the_calendar_coverage_note_rides_in_each_digest_from_60_days_before_its_end(tmp_path):
@@ -542,12 +543,13 @@ class Revising:
         return getattr(self.inner, name)
 
     def fetch(self, as_of, since):
-        rows = list(self.inner.fetch(as_of, since))
+        got = self.inner.fetch(as_of, since)
+        rows = list(got.rows)
         if as_of == self.day:
-            old = next(r for r in self.inner.fetch(self.revised, None)
+            old = next(r for r in self.inner.fetch(self.revised, None).rows
                        if r[0] == "index.microcap.close" and r[1] == self.revised.isoformat())
             rows.append((old[0], old[1], old[2] * 1.1, old[3], old[4]))
-        return rows
+        return Fetched(rows, got.failures)
 
 
 def test_a_value_revised_by_the_daily_fetch_is_known_only_from_that_day(tmp_path):

@@ -257,7 +257,7 @@ def test_replay_before_and_after_a_revision(tmp_path, classic_config):
 
     start, end = dt.date(2018, 1, 2), dt.date(2018, 4, 27)
     db = open_db(tmp_path / "src.db")
-    observations.upsert(db, DemoSource(classic_config.source.demo_seed).fetch(end, None))
+    observations.upsert(db, DemoSource(classic_config.source.demo_seed).fetch(end, None).rows)
     db.conn.commit()  # replay reads the source through another connection
     before = replay(db, classic_config, start, end, tmp_path / "a.db").values
     cal = TradingCalendar()
@@ -299,7 +299,7 @@ def test_a_revised_microcap_close_reaches_the_regime_model_only_from_the_import_
     cycle did on each day: the old value before the import day."""
     end = dt.date(2019, 11, 29)
     db = open_db(tmp_path / "src.db")
-    observations.upsert(db, DemoSource(classic_config.source.demo_seed).fetch(end, None))
+    observations.upsert(db, DemoSource(classic_config.source.demo_seed).fetch(end, None).rows)
     day, imported = dt.date(2019, 10, 9), dt.date(2019, 11, 1)
     old = db.execute("SELECT value FROM observations WHERE series = 'index.microcap.close' AND "
                      "date = ?", [day.isoformat()]).fetchone()[0]

@@ -78,7 +78,7 @@ def test_history_equals_the_day_by_day_computation(live):
 def test_no_look_ahead_data_after_d_changes_nothing_up_to_d(tmp_path, default_config):
     """A replay's results for days up to D do not change when data after D is added."""
     d = dt.date(2018, 11, 30)
-    rows = DemoSource(default_config.source.demo_seed).fetch(END, None)
+    rows = DemoSource(default_config.source.demo_seed).fetch(END, None).rows
     short, full = open_db(tmp_path / "short.db"), open_db(tmp_path / "full.db")
     with short.atomic():
         observations.upsert(short, [r for r in rows if r[3] <= d.isoformat()])

@@ -185,7 +185,7 @@ def risk_config():
 
 @pytest.fixture(scope="module")
 def demo_rows(risk_config):
-    return DemoSource(risk_config.source.demo_seed).fetch(END, None)
+    return DemoSource(risk_config.source.demo_seed).fetch(END, None).rows
 
 
 def _db(path, rows, upto: dt.date | None = None):

@@ -1,34 +1,26 @@
 """Data sources: adapters that turn a provider's data into canonical observations.
 
-A source's ``fetch(as_of, since)`` returns the observation rows that became available after
-trading day ``since`` (None: everything) and no later than ``as_of``:
-``(series, date ISO, value in canonical unit, available_at ISO, source label)``.
+The interfaces are in ``monitor.sources.base`` (``Source``, whose ``fetch`` returns a
+``Fetched``: rows and failures; the optional abilities ``CalendarCheckingSource``,
+``CrossSectionSource`` and ``HoldingsSource``), one file per implementation:
+``akshare_source``, ``demo_source``, ``csv_source``. ``make_source`` picks the configured one.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Protocol
-
 from monitor.config import Config
-from storage.observations import ObservationRow
+from monitor.sources.base import (
+    CalendarCheckingSource,
+    CrossSectionSource,
+    Fetched,
+    FetchedPanel,
+    HoldingsSource,
+    Source,
+)
+from monitor.sources.csv_source import CsvSource
 
-
-class Source(Protocol):
-    name: str
-
-    def fetch(self, as_of: dt.date, since: dt.date | None) -> list[ObservationRow]:
-        """Return the rows that became available in (since, as_of]."""
-        ...
-
-
-class CsvSource:
-    """Data arrives through ``regime-monitor import-csv``; the cycle itself fetches nothing."""
-
-    name = "csv"
-
-    def fetch(self, as_of: dt.date, since: dt.date | None) -> list[ObservationRow]:
-        return []
+__all__ = ["CalendarCheckingSource", "CrossSectionSource", "CsvSource", "Fetched", "FetchedPanel",
+           "HoldingsSource", "Source", "make_source"]
 
 
 def make_source(config: Config) -> Source:

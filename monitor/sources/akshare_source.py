@@ -42,9 +42,11 @@ attempted (the upstream is unreachable), and after one failed call the next ones
 attempt until one succeeds: without network a fetch ends within about 15 seconds with the default
 settings (akshare's own ``request_with_retry`` retries the EastMoney list endpoints 3 times).
 
-One failing series never blocks the others: ``fetch`` returns the rows it got and records
-``failures`` {series group or data set: one-line reason} (reset at each ``fetch``); nothing is
-printed and no traceback escapes, except ``AkshareUnavailable`` when akshare is not installed.
+One failing series never blocks the others: ``fetch`` returns a ``Fetched`` with the rows it got
+and the ``failures`` {series group or data set: one-line reason} (``fetch_cross_section`` a
+``FetchedPanel``; the interfaces are in ``monitor.sources.base``); ``self.failures`` keeps the
+last calls' failures for inspection. Nothing is printed and no traceback escapes, except
+``AkshareUnavailable`` when akshare is not installed.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
+from monitor.sources.base import Fetched, FetchedPanel
 from monitor.sources.holdings import quarter_end
 from monitor.sources.polite import (  # noqa: F401  (the error types, re-exported)
     CallFailed,
@@ -193,8 +196,8 @@ def history_rows(prefix: str, frame: Any, spec: HistSpec, start: dt.date, end: d
     inside = (dates >= pd.Timestamp(start)) & (dates <= pd.Timestamp(end))
     dates, close, amount = dates[inside], close[inside], amount[inside]
     notes = []
-    close_kind = canonical.kind_of(f"{prefix}.close")
-    amount_kind = canonical.kind_of(f"{prefix}.amount")
+    close_kind = canonical.canonical_kind(f"{prefix}.close")
+    amount_kind = canonical.canonical_kind(f"{prefix}.amount")
     good = close[np.isfinite(close)]
     bad = good[(good < close_kind.low) | (good > close_kind.high)]
     if len(bad):
@@ -239,7 +242,7 @@ def yield_rows(frame: pd.DataFrame, curve: str, start: dt.date, end: dt.date) ->
     label = f"akshare:{function}"
     for tenor, column in TENORS.items():
         name = f"yield.{curve}.{tenor}"
-        kind = canonical.kind_of(name)
+        kind = canonical.canonical_kind(name)
         values = pd.to_numeric(part[column], errors="coerce").astype(float)[inside]
         finite = values[np.isfinite(values)]
         if finite.empty:
@@ -362,24 +365,24 @@ class AkshareSource:
 
     # --- daily observations ------------------------------------------------------------------
 
-    def fetch(self, as_of: dt.date, since: dt.date | None) -> list[ObservationRow]:
-        """Return the rows dated in (since, as_of] (from ``start_date`` when ``since`` is None).
+    def fetch(self, as_of: dt.date, since: dt.date | None) -> Fetched:
+        """Return the rows dated in (since, as_of] (from ``start_date`` when ``since`` is None)
+        and the failures of the series left out (also kept in ``self.failures``).
 
         Values are in canonical units with ``available_at`` = their date (published that evening).
-        Series that fail are left out and named in ``self.failures``.
         """
         self.failures, self.notes = {}, []
         self.polite.reset()
         start = self.settings.start_date if since is None else since + dt.timedelta(days=1)
         if start > as_of:
-            return []
+            return Fetched()
         rows: list[ObservationRow] = []
         for code, name in INDICES.items():
             rows += self._history(f"index.{name}", code, "index", start, as_of, INDEX_AMOUNT_RANGE)
         for theme, kind in self.settings.themes.items():
             rows += self._history(f"theme.{theme}", theme, kind, start, as_of, THEME_AMOUNT_RANGE)
         rows += self._yields(start, as_of)
-        return rows
+        return Fetched(rows, dict(self.failures))
 
     def _history(self, prefix: str, code: str, kind: str, start: dt.date, end: dt.date,
                  amount_range: tuple[float, float]) -> list[ObservationRow]:
@@ -465,8 +468,9 @@ class AkshareSource:
         self.failures.pop(key, None)
         self.polite.forget_stale_failures()  # an old run of failures says nothing about the upstream now
 
-    def fetch_cross_section(self, as_of: dt.date) -> pd.DataFrame:
-        """Return the stock_panel rows (``PANEL_COLUMNS``) of trading day ``as_of``.
+    def fetch_cross_section(self, as_of: dt.date) -> FetchedPanel:
+        """Return the stock_panel rows (``PANEL_COLUMNS``) of trading day ``as_of`` as a
+        ``FetchedPanel`` (frame, failures: ``stock_panel`` -> why it is empty).
 
         ``stock_zh_a_spot_em`` is a live snapshot without a date: it gives the close of the latest
         session only, after 15:30 Shanghai time (and before the next session's 09:15). For any other
@@ -481,13 +485,13 @@ class AkshareSource:
                     else f"it shows the latest session {session}")
             self.failures["stock_panel"] = (f"akshare stock_zh_a_spot_em: no cross-section for {as_of}: "
                                             f"the spot list has no date and {when}")
-            return empty
+            return FetchedPanel(empty, {"stock_panel": self.failures["stock_panel"]})
         try:
             frame = self._call("stock_zh_a_spot_em", deadline=self.settings.cross_section_timeout_seconds)
-            return cross_section_frame(frame, as_of, self.min_cross_section)
+            return FetchedPanel(cross_section_frame(frame, as_of, self.min_cross_section))
         except SourceError as exc:
             self.failures["stock_panel"] = str(exc)
-            return empty
+            return FetchedPanel(empty, {"stock_panel": str(exc)})
 
     # --- the fund holdings -------------------------------------------------------------------
 

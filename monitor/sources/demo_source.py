@@ -6,7 +6,7 @@ import datetime as dt
 
 import pandas as pd
 
-from storage.observations import ObservationRow
+from monitor.sources.base import Fetched
 
 
 class DemoSource:
@@ -29,10 +29,11 @@ class DemoSource:
             self._frame = f.sort_values(["available_at", "series", "date"]).reset_index(drop=True)
         return self._frame
 
-    def fetch(self, as_of: dt.date, since: dt.date | None) -> list[ObservationRow]:
+    def fetch(self, as_of: dt.date, since: dt.date | None) -> Fetched:
+        """Return the scenario's rows with ``available_at`` in (since, as_of]; never fails."""
         f = self.frame()
         hi = f["available_at"].searchsorted(as_of.isoformat(), side="right")
         lo = 0 if since is None else f["available_at"].searchsorted(since.isoformat(), side="right")
         part = f.iloc[lo:hi]
-        return list(zip(part["series"], part["date"], part["value"].astype(float),
-                        part["available_at"], ["demo"] * len(part), strict=True))
+        return Fetched(list(zip(part["series"], part["date"], part["value"].astype(float),
+                                part["available_at"], ["demo"] * len(part), strict=True)))

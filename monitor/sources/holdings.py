@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 from sqlite_utils import Database
 
+from monitor.sources.base import HoldingsSource
 from monitor.sources.polite import Skipped, SourceError
 from signals import fund_allocation as fa
 from storage import holdings as stored
@@ -185,9 +186,9 @@ class HoldingsOutcome:
         return text + (f"; {self.error}" if self.error else "")
 
 
-def run_holdings_job(db: Database, source, today: dt.date, *, report_date: dt.date | None = None,
-                     max_missing_share: float = 0.01, top: int = 10, batch: int = 50,
-                     clock: Callable[[], str] = utc_now) -> HoldingsOutcome:
+def run_holdings_job(db: Database, source: HoldingsSource, today: dt.date, *,
+                     report_date: dt.date | None = None, max_missing_share: float = 0.01,
+                     top: int = 10, batch: int = 50, clock: Callable[[], str] = utc_now) -> HoldingsOutcome:
     """Fetch and store the top-10 holdings of the active funds for ``report_date`` (default: the
     latest published quarter, ``due_report``) and upsert its ``funds.*`` observations.
 
@@ -201,8 +202,8 @@ def run_holdings_job(db: Database, source, today: dt.date, *, report_date: dt.da
     A run is recorded in ``runs`` (job ``holdings``, ``as_of`` the quarter end), its start and
     end stamped by ``clock()`` (ISO UTC now).
 
-    ``source`` needs ``active_funds()`` and ``holdings_of(fund_code, report_date, top)`` (the
-    AKShare source).
+    ``source`` is a ``monitor.sources.base.HoldingsSource`` (``active_funds()`` and
+    ``holdings_of(fund_code, report_date, top)``: the AKShare source).
     """
     report = report_date or due_report(today)
     outcome = HoldingsOutcome(report, "done")
@@ -251,8 +252,8 @@ def run_holdings_job(db: Database, source, today: dt.date, *, report_date: dt.da
     return outcome
 
 
-def _fetch_quarter(db: Database, source, funds: pd.DataFrame, quarter: dt.date, top: int, batch: int,
-                   label: str, outcome: HoldingsOutcome, reasons: list[str]) -> bool:
+def _fetch_quarter(db: Database, source: HoldingsSource, funds: pd.DataFrame, quarter: dt.date,
+                   top: int, batch: int, label: str, outcome: HoldingsOutcome, reasons: list[str]) -> bool:
     """Fetch the ``funds`` not stored yet for ``quarter`` and store them ``batch`` at a time
     (counted in ``outcome``; the first failure's reason appended to ``reasons``). Return False
     when the source gave up on the upstream (``Skipped``)."""

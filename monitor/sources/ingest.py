@@ -182,8 +182,8 @@ def backfill(db: Database, source: Source, calendar: TradingCalendar, start: dt.
                 on_chunk(first, last, "skipped")
             continue
         started = clock()
-        rows = source.fetch(last, calendar.previous(first))
-        failures = dict(getattr(source, "failures", {}) or {})
+        got = source.fetch(last, calendar.previous(first))
+        rows, failures = got.rows, got.failures
         with db.atomic():
             n = observations.upsert(db, rows, now=started)
             status = runs.OK if not failures else (runs.PARTIAL if rows else runs.FAILED)
