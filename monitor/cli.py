@@ -832,13 +832,15 @@ def notify_group() -> None:
 @command(notify_group, "test", "send a test message to the configured Slack destination and print "
                                "what Slack answered")
 def cmd_notify_test(g: Globals) -> int:
-    from monitor.delivery import DeliveryError, make_notifier, slack_destination
+    from monitor.delivery import DeliveryError, TestMessageSender, make_notifier, slack_destination
 
     config = g.load()
     if slack_destination(config) is None:
         raise UsageError("no Slack destination configured: set $SLACK_BOT_TOKEN and "
                          "notify.slack.channel, or $SLACK_WEBHOOK_URL")
     notifier = make_notifier(config)
+    if not isinstance(notifier, TestMessageSender):
+        raise UsageError(f"{notifier.destination} cannot send a test message")
     try:
         answer = notifier.send_test()
     except DeliveryError as exc:

@@ -7,9 +7,11 @@ render and send one digest each: ``slack`` (Block Kit from ``blocks``, a chart f
 
 This module holds what every notifier shares: the ``Notifier`` protocol, ``DeliveryError``,
 ``redact`` and ``make_notifier``. A notifier has a ``destination`` (for the outbox and logs) and
-``send(payload, dedup_key)``, which delivers one digest or raises :class:`DeliveryError`. A
-notifier that can attach a chart says so with ``uploads_charts = True``; delivery then calls
-``send(..., chart=True)`` and, once the accepted post is recorded, ``upload_chart(...)``.
+``send(payload, dedup_key)``, which delivers one digest or raises :class:`DeliveryError`. The
+optional abilities are declared protocols, checked with ``isinstance``: ``ChartUploader`` (with
+``uploads_charts = True`` delivery calls ``send(..., chart=True)`` and, once the accepted post is
+recorded, ``upload_chart(...)``), ``HistoryReader`` (``channel_id``, ``find_posted``: was a
+retried digest already posted?) and ``TestMessageSender`` (``send_test``: ``notify test``).
 
 Secrets (the bot token, the webhook URL) come from the environment only. Every text that leaves a
 notifier in an error goes through :func:`redact` first.
@@ -19,7 +21,8 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Protocol, TextIO
+from collections.abc import Callable
+from typing import Protocol, TextIO, runtime_checkable
 
 from monitor.config import Config
 
@@ -41,10 +44,69 @@ class DeliveryError(RuntimeError):
 
 
 class Notifier(Protocol):
+    """What every notifier does: deliver one digest to ``destination``."""
+
     destination: str
 
     def send(self, payload: dict, dedup_key: str) -> dict | None:
         """Deliver one digest or raise DeliveryError; optionally return what the server said."""
+        ...
+
+
+# The optional abilities, each its own protocol, checked with ``isinstance`` by delivery and the
+# CLI (``notify test``). The Slack notifier has all three.
+
+ChartRenderer = Callable[[], tuple[bytes, str]]  # renders (png bytes, alt text)
+
+
+@runtime_checkable
+class ChartUploader(Protocol):
+    """A notifier that can attach the digest's chart (when ``uploads_charts`` is true: a bot
+    token with ``notify.slack.chart``): delivery sends with ``chart=True`` and then uploads the
+    chart into the accepted message's thread."""
+
+    destination: str
+    uploads_charts: bool
+
+    def send(self, payload: dict, dedup_key: str,
+             chart: ChartRenderer | bool | None = None) -> dict | None:
+        """Deliver one digest (``chart=True``: a chart follows in its thread) or raise
+        DeliveryError; return what the server said."""
+        ...
+
+    def upload_chart(self, chart: ChartRenderer, as_of: str, posted: dict) -> str:
+        """Upload the rendered chart into the thread of ``posted`` (channel, ts); return
+        "uploaded" or why not; never raise."""
+        ...
+
+
+@runtime_checkable
+class HistoryReader(Protocol):
+    """A notifier that can read its destination's history, to tell whether an earlier attempt
+    of a retried digest already arrived (a bot token)."""
+
+    destination: str
+
+    def channel_id(self, known: str | None = None) -> str | None:
+        """Return the channel ID whose history to read (``known``: the one an earlier post was
+        answered with), or None when none is known yet."""
+        ...
+
+    def find_posted(self, dedup_key: str, channel: str, oldest: float) -> dict | None:
+        """Return the server's answer for the digest posted with ``dedup_key`` since ``oldest``
+        (Unix seconds), or None; raise DeliveryError when the history cannot be read."""
+        ...
+
+
+@runtime_checkable
+class TestMessageSender(Protocol):
+    """A notifier that can send a test message (``regime-monitor notify test``)."""
+
+    destination: str
+
+    def send_test(self) -> dict:
+        """Send a short test message; return what the server answered, or raise
+        DeliveryError."""
         ...
 
 

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from sqlite_utils import Database
 
 from monitor.config import COMPOSITE, NotifyConfig
-from monitor.delivery import DeliveryError, Notifier, digest, redact
+from monitor.delivery import ChartUploader, DeliveryError, HistoryReader, Notifier, digest, redact
 from storage import episodes, outbox, signal_values
 from storage.db import file_of
 from storage.util import dumps
@@ -168,10 +168,12 @@ def deliver_due(db: Database, notifier: Notifier, now: dt.datetime,
             payload = prepare(db, payload)
         chart = None
         try:
-            chart = _chart(db, payload) if getattr(notifier, "uploads_charts", False) else None
+            uploader = _chart_uploader(notifier)
+            chart = _chart(db, payload) if uploader is not None else None
             answer = _posted_before(db, notifier, row)
             if answer is None:
-                answer = (notifier.send(payload, key, chart=True) if chart is not None
+                answer = (uploader.send(payload, key, chart=True)
+                          if uploader is not None and chart is not None
                           else notifier.send(payload, key))
         except DeliveryError as exc:
             attempts = row["attempts"] + 1
@@ -210,8 +212,8 @@ def deliver_due(db: Database, notifier: Notifier, now: dt.datetime,
         # a remote destination's answer is worth a line; the console's output speaks for itself
         log.log(logging.INFO if answer else logging.DEBUG, "outbox %s: delivered to %s%s", key,
                 destination, where)
-        if chart_due:
-            note = _upload_chart(notifier, chart, payload, posted, key)
+        if chart_due and uploader is not None and chart is not None:
+            note = _upload_chart(uploader, chart, payload, posted, key)
             if recorded:
                 _record(db, row["id"], key, _chart_write(db, row["id"], note))
             else:  # the record still owed now carries the chart's outcome
@@ -219,6 +221,14 @@ def deliver_due(db: Database, notifier: Notifier, now: dt.datetime,
                     db, row["id"], destination, _iso(now), sent_payload, note, channel, ts, False)
     _finish_charts(db, notifier, now, owed)
     return sent
+
+
+def _chart_uploader(notifier: Notifier) -> ChartUploader | None:
+    """Return ``notifier`` when it uploads charts (a ``ChartUploader`` with ``uploads_charts``
+    true), else None."""
+    if isinstance(notifier, ChartUploader) and notifier.uploads_charts:
+        return notifier
+    return None
 
 
 def _posted_before(db: Database, notifier: Notifier, row: dict) -> dict | None:
@@ -230,7 +240,7 @@ def _posted_before(db: Database, notifier: Notifier, row: dict) -> dict | None:
     history cannot be read (no ``channels:history`` scope, no channel ID known yet, an error),
     the row is posted again, and a warning says that a duplicate is possible.
     """
-    if row["attempts"] == 0 or not hasattr(notifier, "find_posted"):
+    if row["attempts"] == 0 or not isinstance(notifier, HistoryReader):
         return None
     key = row["dedup_key"]
     channel = notifier.channel_id(outbox.last_posted_channel(db, notifier.destination))
@@ -251,7 +261,7 @@ def _posted_before(db: Database, notifier: Notifier, row: dict) -> dict | None:
     return found
 
 
-def _upload_chart(notifier: Notifier, chart: Callable[[], tuple[bytes, str]], payload: dict,
+def _upload_chart(notifier: ChartUploader, chart: Callable[[], tuple[bytes, str]], payload: dict,
                   posted: dict, key: str) -> str | None:
     """Upload the chart into the accepted message's thread; return the row's note (None when
     uploaded, else ``delivered; chart ...``). Never raises: the message was delivered."""
@@ -275,13 +285,14 @@ def _finish_charts(db: Database, notifier: Notifier, now: dt.datetime, owed: set
             continue
         key = row["dedup_key"]
         payload = json.loads(row["payload"])
-        chart = (_chart(db, payload) if getattr(notifier, "uploads_charts", False)
-                 and row["posted_ts"] else None)
-        if chart is None:
+        uploader = _chart_uploader(notifier)
+        chart = _chart(db, payload) if uploader is not None and row["posted_ts"] else None
+        note: str | None
+        if uploader is None or chart is None:
             note = "delivered; chart not uploaded (no chart, or the destination cannot upload)"
             log.warning("outbox %s: %s", key, note)
         else:
-            note = _upload_chart(notifier, chart, payload,
+            note = _upload_chart(uploader, chart, payload,
                                  {"channel": row["posted_channel"], "ts": row["posted_ts"]}, key)
         _record(db, row["id"], key, _chart_write(db, row["id"], note))
 
