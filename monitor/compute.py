@@ -64,7 +64,7 @@ def compute_day(db: Database, calendar: TradingCalendar, as_of: dt.date,
     if first is not None and first < start:
         start = first
     days = calendar.days(start, as_of)
-    starts = {c: calendar.window_start(as_of, need[c]) for c in cols if need[c] is not None}
+    starts = {c: calendar.window_start(as_of, w) for c in cols if (w := need[c]) is not None}
     frame = observations.load_frame(db, cols, days, as_of, starts)
     out: dict[str, SignalValue] = {}
     for sig, inputs, window, p in plan:
@@ -94,7 +94,7 @@ def _risk_day(db: Database, calendar: TradingCalendar, as_of: dt.date,
     frame = pd.DataFrame([row], index=pd.DatetimeIndex([pd.Timestamp(as_of)]), columns=features, dtype=float)
     values, context = sig.compute(frame, p, fit)
     value = _risk_value(values.iloc[0])
-    return SignalValue(value, None if value is None else context.iloc[0])
+    return SignalValue(value, None if value is None or context is None else context.iloc[0])
 
 
 MICROCAP = MICROCAP_CLOSE
@@ -176,7 +176,7 @@ def _regime_fit(db: Database, frame: pd.DataFrame, as_of: dt.date, params: Mappi
     excess = regime.microcap_excess_returns(frame)
     new = regime.current_fit(excess, as_of, last, params["min_obs"])
     if new is not None:
-        regime_fits.save(db, new.valid_from, new.fit_through, new.to_json())
+        regime_fits.save(db, new.first_day, new.fit_through, new.to_json())
     return new
 
 
@@ -304,7 +304,8 @@ def _risk_history(db: Database, calendar: TradingCalendar, sig: signals.Signal, 
         stamps = pd.DatetimeIndex(pd.to_datetime(group))
         vals, context = sig.compute(features.reindex(stamps), params, fit)
         out[stamps] = [_risk_value(v) if _risk_value(v) is not None else np.nan for v in vals.to_numpy()]
-        ctx[stamps] = context.to_numpy()
+        if context is not None:
+            ctx[stamps] = context.to_numpy()
     return out, ctx
 
 

@@ -29,6 +29,7 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -243,6 +244,15 @@ class Service:
                            policy=RetryPolicy.from_config(self.config.notify))
 
 
+@dataclass
+class _Current:
+    """What the next job's ``Service`` is built from (replaced together on a config reload)."""
+
+    config: Config
+    source: Source
+    notifier: Notifier
+
+
 def _acquire_lock(db_path: str):
     """Take the one-daemon-per-database lock: an exclusive ``flock`` on ``<real db>.lock``, the
     database path with every symbolic link resolved (two paths to one file share one lock). The
@@ -396,12 +406,12 @@ def run_daemon(config: Config, db_path: str | Path, config_file: Path | None = N
     source = make_source(config)
     notifier = make_notifier(config)
 
-    current = {"config": config, "source": source, "notifier": notifier}
+    current = _Current(config, source, notifier)
     stopping = threading.Event()
 
     def factory() -> Service:
-        return Service(current["config"], db_path, source=current["source"],
-                       notifier=current["notifier"], wait=stopping.wait)
+        return Service(current.config, db_path, source=current.source,
+                       notifier=current.notifier, wait=stopping.wait)
 
     # the cycle (and the holdings job) on one worker; delivery on its own, detached threads
     scheduler = BlockingScheduler(timezone=config.schedule.timezone,
@@ -448,7 +458,7 @@ def run_daemon(config: Config, db_path: str | Path, config_file: Path | None = N
             log.error("SIGHUP: config not reloaded, keeping the running one: %s: %s: %s",
                       config_file, type(exc).__name__, redact(reason))
             return
-        current.update(config=new, source=new_source, notifier=new_notifier)
+        current.config, current.source, current.notifier = new, new_source, new_notifier
         # also before the scheduler runs (a SIGHUP during the start-up catch-up): the jobs are
         # pending then, and APScheduler reschedules pending jobs too
         if not stopping.is_set():

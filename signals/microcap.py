@@ -49,6 +49,7 @@ only a few hundred candidates a day (see the comment above ``_panel_pass``); the
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 SHARE_CHANGE_TOL = 0.01  # implied shares moved by more than 1% between t-1 and t
@@ -223,7 +224,8 @@ def _fast_members(m: np.ndarray, loose: np.ndarray, key: np.ndarray, n: int,
     with np.errstate(invalid="ignore"):
         candidate = np.less_equal(m[:, :-1], bound[None, :])  # a NaN or +inf cap never is
     candidate &= loose[:, :days]
-    found = np.flatnonzero(candidate).astype(np.int32 if m.size < 2**31 else np.int64)
+    found: npt.NDArray[np.signedinteger] = np.flatnonzero(candidate).astype(
+        np.int32 if m.size < 2**31 else np.int64)
     day = found % days  # stock-major order
     per_day = np.bincount(day, minlength=days)
     plain = (per_day < n) & (bound < biggest)  # too few candidates under a real bound (a safety net)

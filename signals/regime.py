@@ -87,6 +87,12 @@ class RegimeFit:
             object.__setattr__(self, "valid_from", self.fit_through + datetime.timedelta(days=1))
 
     @property
+    def first_day(self) -> datetime.date:
+        """The first day the fit may be used: ``valid_from`` (the day after ``fit_through`` unless
+        given)."""
+        return self.valid_from or self.fit_through + datetime.timedelta(days=1)
+
+    @property
     def sigma2(self) -> tuple[float, float]:
         """Variances (percent squared) of the calm (0) and stress (1) states."""
         return self.params[4], self.params[5]

@@ -248,10 +248,10 @@ def drawdown_prob(frame: pd.DataFrame, features: list[str],
 
 
 def _context(fit: RiskFit, values: pd.Series, contrib: pd.Series) -> str:
-    items = [{"signal": name, "value": _sig(values[name]),
-              "z": _sig((values[name] - m) / s), "logodds": _sig(contrib[name])}
-             for name, m, s in zip(fit.features, fit.mean, fit.std, strict=True)]
-    items.sort(key=lambda d: -d["logodds"])
+    rows = [(name, _sig(values[name]), _sig((values[name] - m) / s), _sig(contrib[name]))
+            for name, m, s in zip(fit.features, fit.mean, fit.std, strict=True)]
+    rows.sort(key=lambda r: -r[3])  # the largest log-odds contribution first
+    items = [{"signal": name, "value": value, "z": z, "logodds": lo} for name, value, z, lo in rows]
     return json.dumps({"base_rate": _sig(fit.base_rate), "fit_through": fit.fit_through.isoformat(),
                        "n_obs": fit.n_obs, "contributions": items}, sort_keys=True)
 

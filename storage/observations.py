@@ -144,9 +144,9 @@ def load_frame(db: Database, series: Sequence[str], days: Sequence[dt.date], as_
             if not rows:
                 continue
             dates, vals = zip(*rows, strict=True)
-            dates = np.array(dates)
-            pos = np.searchsorted(iso, dates)
-            ok = (pos < len(iso)) & (iso[np.minimum(pos, len(iso) - 1)] == dates)
+            row_days = np.array(dates)
+            pos = np.searchsorted(iso, row_days)
+            ok = (pos < len(iso)) & (iso[np.minimum(pos, len(iso) - 1)] == row_days)
             values[pos[ok], j] = np.asarray(vals, dtype=float)[ok]
     return pd.DataFrame(values, index=index, columns=list(series))
 

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from sqlite_utils import Database
 
 from storage.db import immediate, is_locked
+from storage.util import inserted_id
 
 COLUMNS = ("id", "job", "as_of", "started", "finished", "status", "error", "detail")
 
@@ -19,7 +20,7 @@ def record(db: Database, job: str, as_of: str, started: str, finished: str, stat
     cur = db.execute(
         "INSERT INTO runs (job, as_of, started, finished, status, error, detail) "
         "VALUES (?, ?, ?, ?, ?, ?, ?)", [job, as_of, started, finished, status, error, detail])
-    return int(cur.lastrowid)
+    return inserted_id(cur)
 
 
 OK = "ok"  # everything fetched and evaluated

@@ -6,7 +6,7 @@ import datetime as dt
 
 from sqlite_utils import Database
 
-from storage.util import utc_now
+from storage.util import inserted_id, utc_now
 
 COLUMNS = ("id", "matcher", "until", "reason", "created_at", "expired_at")
 ALL = "*"
@@ -20,7 +20,7 @@ def add(db: Database, matcher: str, until: dt.date, reason: str, *, now: str | N
             "INSERT INTO silences (matcher, until, reason, created_at) VALUES (?, ?, ?, ?)",
             [matcher, until.isoformat(), reason, now or utc_now()],
         )
-        return int(cur.lastrowid)
+        return inserted_id(cur)
 
 
 def expire(db: Database, silence_id: int, *, now: str | None = None) -> bool:

@@ -13,6 +13,15 @@ def utc_now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
+def inserted_id(cursor: Any) -> int:
+    """Return the rowid of the row the INSERT on ``cursor`` (an sqlite3 cursor) just wrote; raise
+    RuntimeError when there is none (the statement inserted nothing)."""
+    rowid = cursor.lastrowid
+    if rowid is None:
+        raise RuntimeError("the INSERT wrote no row")
+    return int(rowid)
+
+
 def clean_float(value: Any) -> float | None:
     """Return ``value`` as a float, or None for None/NaN/inf (SQLite NULL)."""
     if value is None:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TypeGuard
 
 import signals
 from signals import risk
@@ -261,7 +262,7 @@ def still_firing(payload: Mapping, mentioned: Iterable[str]) -> list[dict]:
     return [a for a in active if a["rule"] not in skip]
 
 
-def still_firing_text(active: list[Mapping]) -> str:
+def still_firing_text(active: Sequence[Mapping]) -> str:
     """Return e.g. ``Still firing: a (since 2024-01-02), b (since 2024-01-09)``."""
     return "Still firing: " + ", ".join(
         a["rule"] + (f" (since {a['since']})" if a.get("since") else "") for a in active)
@@ -371,8 +372,8 @@ def closest_episode(today: Mapping[str, float | None], episodes: Iterable[Mappin
         if not ep.get("end") or ep["end"] >= as_of:
             continue
         then = values_on.get(reference_date(ep)) or {}
-        diffs = [((x - float(then[k])) / scale[k]) ** 2 for k, x in usable.items()
-                 if _finite(then.get(k))]
+        diffs = [((x - float(t)) / scale[k]) ** 2 for k, x in usable.items()
+                 if _finite(t := then.get(k))]
         if len(diffs) >= need:
             scored.append((math.sqrt(sum(diffs) / len(diffs)), len(diffs), ep))
     if not scored:
@@ -389,7 +390,8 @@ def closest_episode(today: Mapping[str, float | None], episodes: Iterable[Mappin
             "distance": round(dist, 3), "signals": n}
 
 
-def _finite(v) -> bool:
+def _finite(v: object) -> TypeGuard[float]:
+    """True when ``v`` is a finite number (not a bool)."""
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 

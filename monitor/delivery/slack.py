@@ -79,29 +79,32 @@ class TransportError(SlackClientError):
         self.permanent = permanent
 
 
-def _connection(url: urllib.parse.SplitResult, proxy: str | None, ssl_context,
+def _connection(url: urllib.parse.SplitResult, host: str, proxy: str | None, ssl_context,
                 timeout: float) -> tuple[http.client.HTTPConnection, str, dict[str, str]]:
-    """Return the connection for ``url`` (through ``proxy`` when set), the request target to
-    send, and the extra headers the proxy needs."""
+    """Return the connection for ``url`` (whose host is ``host``; through ``proxy`` when set),
+    the request target to send, and the extra headers the proxy needs. Raises TransportError
+    (permanent) for a proxy URL without a host."""
     https = url.scheme == "https"
     port = url.port or (443 if https else 80)
     target = urllib.parse.urlunsplit(("", "", url.path or "/", url.query, ""))
     extra: dict[str, str] = {}
     if not proxy:
         if https:
-            return http.client.HTTPSConnection(url.hostname, port, timeout=timeout,
+            return http.client.HTTPSConnection(host, port, timeout=timeout,
                                                context=ssl_context), target, extra
-        return http.client.HTTPConnection(url.hostname, port, timeout=timeout), target, extra
+        return http.client.HTTPConnection(host, port, timeout=timeout), target, extra
     p = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    if not p.hostname:
+        raise TransportError("invalid proxy URL (no host)", permanent=True)
     if p.username:
         cred = f"{urllib.parse.unquote(p.username)}:{urllib.parse.unquote(p.password or '')}"
         extra["Proxy-Authorization"] = "Basic " + base64.b64encode(cred.encode()).decode("ascii")
     proxy_port = p.port or (443 if p.scheme == "https" else 80)
     if https:  # CONNECT through the proxy, TLS with the Slack host inside the tunnel
-        conn = http.client.HTTPSConnection(p.hostname, proxy_port, timeout=timeout,
-                                           context=ssl_context)
-        conn.set_tunnel(url.hostname, port, headers=extra)
-        return conn, target, {}
+        tunnel = http.client.HTTPSConnection(p.hostname, proxy_port, timeout=timeout,
+                                             context=ssl_context)
+        tunnel.set_tunnel(host, port, headers=extra)
+        return tunnel, target, {}
     conn = http.client.HTTPConnection(p.hostname, proxy_port, timeout=timeout)
     return conn, urllib.parse.urlunsplit(url._replace(fragment="")), extra
 
@@ -119,10 +122,11 @@ def bounded_post(url: str, body: bytes | None, headers: dict, *, timeout: float,
     http.client.HTTPException, a passed deadline TransportError ("timed out").
     """
     parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    host = parts.hostname
+    if parts.scheme not in ("http", "https") or not host:
         raise TransportError("invalid URL (http or https only)", permanent=True)
     deadline = time.monotonic() + timeout
-    conn, target, extra = _connection(parts, proxy, ssl_context, timeout)
+    conn, target, extra = _connection(parts, host, proxy, ssl_context, timeout)
     expired = threading.Event()
 
     def watchdog() -> None:
@@ -176,10 +180,14 @@ def bounded_post(url: str, body: bytes | None, headers: dict, *, timeout: float,
 
 
 def _request_body(req: Request) -> bytes | None:
-    data = req.data
+    """Return the request's body as bytes (slack-sdk always passes bytes; a bytearray or
+    memoryview is copied); raise TransportError (permanent) for a streamed body."""
+    data: object = req.data
     if data is None or isinstance(data, bytes):
         return data
-    return bytes(data)
+    if isinstance(data, bytearray | memoryview):
+        return bytes(data)
+    raise TransportError(f"unsupported request body ({type(data).__name__})", permanent=True)
 
 
 class BoundedWebClient(WebClient):
@@ -290,7 +298,7 @@ class SlackNotifier:
                 logger=_sdk_log, retry_handlers=[])
             self._webhook: WebhookClient | None = None
             self.uploads_charts = chart
-        else:
+        elif webhook_url:
             self.destination = "slack:webhook"
             self._client = None
             self._webhook = BoundedWebhookClient(webhook_url, timeout=timeout, logger=_sdk_log,
@@ -377,13 +385,15 @@ class SlackNotifier:
     def _post(self, *, text: str, blocks: list[dict], metadata: dict) -> dict:
         what = "slack" if self._client is not None else "slack webhook"
         try:
-            if self._client is not None:
+            if self._client is not None and self.channel:  # a bot token always has its channel
                 resp = self._client.chat_postMessage(channel=self.channel, text=text, blocks=blocks,
                                                      metadata=metadata, unfurl_links=False,
                                                      unfurl_media=False)
                 self._seen_channel = resp.get("channel") or self._seen_channel
                 return {"ok": True, "channel": resp.get("channel"), "ts": resp.get("ts")}
-            resp = self._webhook.send(text=text, blocks=blocks, metadata=metadata,
+            if self._webhook is None:
+                raise DeliveryError(f"{what}: no destination", permanent=True)
+            hook = self._webhook.send(text=text, blocks=blocks, metadata=metadata,
                                       unfurl_links=False, unfurl_media=False)
         except SlackApiError as exc:
             raise self._fail(api_error(exc, what)) from None
@@ -394,9 +404,9 @@ class SlackNotifier:
         except SlackClientError as exc:
             raise self._fail(DeliveryError(f"{what}: client error: {type(exc).__name__}",
                                            permanent=True)) from None
-        return self._webhook_result(resp)
+        return self._webhook_result(hook)
 
-    def _webhook_result(self, resp) -> dict:
+    def _webhook_result(self, resp: WebhookResponse) -> dict:
         status = resp.status_code
         body = (resp.body or "").strip()
         word = body[:60] if body.replace("_", "").isalnum() else ""

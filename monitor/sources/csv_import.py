@@ -291,8 +291,9 @@ def parse_holdings(path: Path, frame: pd.DataFrame, today: dt.date) -> pd.DataFr
 
 
 def _validate(path: Path, raw: BinaryIO, today: dt.date, work: Staging, chunk_rows: int
-              ) -> tuple[str, object]:
-    """Read and validate one file; return (kind, a table of ``work`` or the holdings frame)."""
+              ) -> tuple[str, str | pd.DataFrame]:
+    """Read and validate one file; return (kind, the name of a table of ``work``, or the holdings
+    frame for kind ``holdings``)."""
     chunks = _chunks(path, raw, chunk_rows)
     header = next(chunks)
     kind = _header(path, header)
@@ -336,7 +337,7 @@ def import_files(db: Database, paths: list[Path], today: dt.date | None = None,
     today = today or dt.date.today()
     work = Staging()
     try:
-        parsed: list[tuple[Path, str, object]] = []
+        parsed: list[tuple[Path, str, str | pd.DataFrame]] = []
         for path in paths:
             with opener(path) as raw:
                 kind, rows = _validate(Path(path), raw, today, work, chunk_rows)
@@ -347,8 +348,8 @@ def import_files(db: Database, paths: list[Path], today: dt.date | None = None,
         work.close()
 
 
-def _write(db: Database, parsed: list[tuple[Path, str, object]], today: dt.date, coverage: str,
-           work: Staging, chunk_rows: int, clock: Callable[[], str]) -> dict[str, int]:
+def _write(db: Database, parsed: list[tuple[Path, str, str | pd.DataFrame]], today: dt.date,
+           coverage: str, work: Staging, chunk_rows: int, clock: Callable[[], str]) -> dict[str, int]:
     """Write the validated files in one transaction (``clock()``: ISO UTC now, for the run's
     record and the rows' ``fetched_at``); return rows changed per file."""
     started = clock()
@@ -356,7 +357,12 @@ def _write(db: Database, parsed: list[tuple[Path, str, object]], today: dt.date,
     with observations.large_write(db), db.atomic():
         for path, kind, rows in parsed:
             label = f"csv:{printable(path.name)}"
-            if kind == "long":
+            if isinstance(rows, pd.DataFrame):  # kind "holdings": the validated frame
+                try:
+                    changed[str(path)] = holdings.import_frame(db, rows, coverage, label)
+                except holdings.HoldingsError as exc:
+                    raise CsvImportError(f"{_name(path)}: {shown(exc, 300)}") from None
+            elif kind == "long":
                 n = 0
                 for batch in work.rows(rows, ("series", "date", "value", "available_at", "explicit"),
                                        chunk_rows):
@@ -368,11 +374,6 @@ def _write(db: Database, parsed: list[tuple[Path, str, object]], today: dt.date,
                                 db, part, revised_from=None if explicit else today.isoformat(),
                                 now=started)
                 changed[str(path)] = n
-            elif kind == "holdings":
-                try:
-                    changed[str(path)] = holdings.import_frame(db, rows, coverage, label)
-                except holdings.HoldingsError as exc:
-                    raise CsvImportError(f"{_name(path)}: {shown(exc, 300)}") from None
             else:
                 n = 0
                 for batch in work.rows(rows, ("date", "code", "close", "total_mv", "is_st", "date"),
