@@ -571,13 +571,13 @@ def _score(name: str, kind: str, fired: np.ndarray, firing: np.ndarray, notified
             already_firing=bool(already[0, j])))
     warned = [d for d in details if d.warning is not None]
     caught = sum(d.caught for d in details)
-    q25, med, q75 = _quartiles([d.lead_half for d in warned])
+    q25, med, q75 = _quartiles([d.lead_half for d in warned if d.lead_half is not None])
 
     pos = np.flatnonzero(fired[lab.a:lab.b + 1]) + lab.a
-    f = pos[:, None]  # firings x episodes
+    at = pos[:, None]  # firings x episodes
     halves = lab.half[lab.half_ok]
-    hit = ((f <= halves) & (halves <= f + lab.horizon)).any(axis=1)
-    inside = ((lab.peak <= f) & (f <= lab.trough)).any(axis=1)
+    hit = ((at <= halves) & (halves <= at + lab.horizon)).any(axis=1)
+    inside = ((lab.peak <= at) & (at <= lab.trough)).any(axis=1)
     late = ~hit & inside
     rest = ~hit & ~inside
     judged = pos + lab.horizon <= lab.n - 1
@@ -586,15 +586,14 @@ def _score(name: str, kind: str, fired: np.ndarray, firing: np.ndarray, notified
     scored = n_hit + n_late + n_false
     days_in = lab.b - lab.a + 1
     years = days_in / TRADING_DAYS_PER_YEAR
-    if draws:
-        chance, p, shift, shift_p = _baselines(name, fired, firing, lab, caught, draws, seed)
-    else:
-        chance = p = shift = shift_p = None
+    baselines: tuple[float, float, float, float] | tuple[None, None, None, None] = (
+        _baselines(name, fired, firing, lab, caught, draws, seed) if draws else (None, None, None, None))
+    chance, p, shift, shift_p = baselines
     return ScoreRow(
         rule=name, kind=kind, days=days_in, episodes=len(details), caught=caught,
         warned=len(warned), recall=caught / len(details) if details else None,
         lead_q25=q25, lead_median=med, lead_q75=q75,
-        median_lead_trough=_quartiles([d.lead_trough for d in warned])[1],
+        median_lead_trough=_quartiles([d.lead_trough for d in warned if d.lead_trough is not None])[1],
         firings=int(pos.size), hits=n_hit, late=n_late, false_alarms=n_false,
         unjudged=n_unjudged, precision=n_hit / scored if scored else None,
         false_alarms_per_year=n_false / years,
@@ -620,8 +619,9 @@ def _score_all(arrays: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
             raise KeyError(f"no rule named {name!r}")
     members = [arrays[n] for n in arrays if kinds[n] == "warning"]
     n = lab.n
-    union = tuple(np.logical_or.reduce([m[i] for m in members]) if members else np.zeros(n, bool)
-                  for i in range(3))
+    fired_any, firing_any, notified_any = (
+        np.logical_or.reduce([m[i] for m in members]) if members else np.zeros(n, bool) for i in range(3))
+    union = (fired_any, firing_any, notified_any)
     todo = [(name, kinds[name], arrays[name]) for name in names] + [(ANY, "union", union)]
     todo.sort(key=lambda item: _ORDER[item[1]])  # stable: config order within a kind
     return [_score(name, kind, *arr, lab, draws, seed) for name, kind, arr in todo]

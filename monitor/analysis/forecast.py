@@ -129,6 +129,7 @@ def forecast_table(score: ForecastScore) -> str:
     """The score as a few plain lines: skill first, then the reliability table."""
     if not score.days:
         return "drawdown-risk forecast: no day with both a forecast and a known outcome"
+    assert score.base_rate is not None  # set whenever a day was scored
     verdict = ("better than the base rate" if score.brier_skill > 0 else
                "no better than the base rate known on each day")
     lines = [f"drawdown-risk forecast over {score.days} days ({score.events} with a drawdown ahead, "
