@@ -76,14 +76,27 @@ def _episode(index, values, peak_i, trough_i, recovery_i, hit_i) -> DrawdownEpis
         depth=float(values[trough_i] / values[peak_i] - 1.0), threshold_day=_day(index[hit_i]))
 
 
+ROTATION_MERGE_GAP_DAYS = 2
+"""Spells of the rotation condition separated by at most this many trading days without it are
+one rotation episode (a condition that lapses for a day or two has not ended)."""
+ROTATION_MIN_DAYS = 5
+"""A finished rotation episode spans at least this many trading days (first to last day with
+the condition, merged gaps included); a shorter spell is noise, not an episode."""
+ROTATION_THEME_MIN_EXCESS = 0.05
+"""A rotation episode names its leading theme only when that theme's peak excess return over CSI
+All Share reached at least this (fraction): a spell driven by large caps (CSI 300 beating the
+micro-caps) with no theme well ahead of the market has no leading theme."""
+
+
 @dataclass(frozen=True)
 class RotationEpisode:
-    """Consecutive trading days on which the rotation condition held."""
+    """A rotation spell: trading days on which the rotation condition held, lapses of at most
+    ``ROTATION_MERGE_GAP_DAYS`` merged."""
 
     start: dt.date
-    end: dt.date | None  # last day of the spell; None while it still holds on the last input day
+    end: dt.date | None  # last day of the spell; None while it may still continue (see below)
     last_day: dt.date  # last day in the condition so far
-    theme: str | None  # the hottest theme on the day its excess peaked
+    theme: str | None  # the hottest theme on the day its excess peaked (None: none well ahead)
     theme_excess_peak: float | None  # fraction
     microcap_drawdown: float | None  # worst micro-cap decline within the spell (fraction, <= 0)
 
@@ -91,22 +104,11 @@ class RotationEpisode:
         return {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in asdict(self).items()}
 
 
-def rotation_episodes(condition: pd.Series, hot_theme_excess: pd.Series, hot_theme: pd.Series,
-                      microcap_close: pd.Series) -> list[RotationEpisode]:
-    """Return the spells of consecutive days with ``condition`` True.
-
-    ``hot_theme_excess`` (fraction) and ``hot_theme`` (theme id) give the theme at its peak
-    excess within the spell; the micro-cap drawdown is measured from the close on the day before
-    the spell (or its first day) to the lowest close within it, against the running maximum.
-    """
-    cond = condition.fillna(False).astype(bool)
-    if cond.empty:
-        return []
-    flags = cond.to_numpy()
-    index = cond.index
-    out: list[RotationEpisode] = []
-    i = 0
-    n = len(flags)
+def _runs(flags: np.ndarray, gap: int) -> list[tuple[int, int]]:
+    """Return the (first, last) positions of the runs of True in ``flags``, runs separated by at
+    most ``gap`` False values merged."""
+    out: list[tuple[int, int]] = []
+    i, n = 0, len(flags)
     while i < n:
         if not flags[i]:
             i += 1
@@ -114,21 +116,58 @@ def rotation_episodes(condition: pd.Series, hot_theme_excess: pd.Series, hot_the
         j = i
         while j + 1 < n and flags[j + 1]:
             j += 1
+        if out and i - out[-1][1] - 1 <= gap:
+            out[-1] = (out[-1][0], j)
+        else:
+            out.append((i, j))
+        i = j + 1
+    return out
+
+
+def rotation_episodes(condition: pd.Series, hot_theme_excess: pd.Series, hot_theme: pd.Series,
+                      microcap_close: pd.Series, merge_gap: int = ROTATION_MERGE_GAP_DAYS,
+                      min_days: int = ROTATION_MIN_DAYS,
+                      theme_min_excess: float = ROTATION_THEME_MIN_EXCESS
+                      ) -> list[RotationEpisode]:
+    """Return the rotation episodes: spells of days with ``condition`` True, spells separated by
+    at most ``merge_gap`` days without it merged, finished ones shorter than ``min_days`` days
+    (first to last day in the condition) dropped.
+
+    A spell is open (``end`` None) while its last day in the condition is at most ``merge_gap``
+    days before the last input day: it may still continue, so computing as of day D never
+    depends on later data, and an open spell is kept whatever its length.
+
+    ``hot_theme_excess`` (fraction) and ``hot_theme`` (theme id) give the theme at its peak
+    excess within the spell; it is named only when that peak is at least ``theme_min_excess``.
+    The micro-cap drawdown is measured from the close on the day before the spell (or its first
+    day) to the lowest close within it, against the running maximum.
+    """
+    cond = condition.fillna(False).astype(bool)
+    if cond.empty:
+        return []
+    flags = cond.to_numpy()
+    index = cond.index
+    n = len(flags)
+    out: list[RotationEpisode] = []
+    for i, j in _runs(flags, merge_gap):
+        still = n - 1 - j <= merge_gap
+        if not still and j - i + 1 < min_days:
+            continue
         days = index[i:j + 1]
         excess = hot_theme_excess.reindex(days)
+        theme: str | None = None
+        peak_excess: float | None = None
         if excess.notna().any():
             peak_day = excess.idxmax()
-            theme = hot_theme.get(peak_day)
-            theme = None if theme is None or (isinstance(theme, float) and np.isnan(theme)) else str(theme)
             peak_excess = float(excess.max())
-        else:
-            theme, peak_excess = None, None
+            name = hot_theme.get(peak_day)
+            if (peak_excess >= theme_min_excess and name is not None
+                    and not (isinstance(name, float) and np.isnan(name))):
+                theme = str(name)
         base = index[i - 1] if i > 0 else index[i]
         window = microcap_close.reindex(index[index.get_loc(base):j + 1]).dropna()
         dd = float((window / window.cummax() - 1.0).min()) if len(window) else None
-        still = j == n - 1
         out.append(RotationEpisode(start=_day(days[0]), end=None if still else _day(days[-1]),
                                    last_day=_day(days[-1]), theme=theme,
                                    theme_excess_peak=peak_excess, microcap_drawdown=dd))
-        i = j + 1
     return out

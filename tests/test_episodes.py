@@ -64,16 +64,66 @@ def test_drawdown_episodes_are_point_in_time(values, cut):
 
 
 def test_rotation_spells_by_hand():
+    """Without merging and without a minimum length: every spell, as before issue 14."""
     cond = series([0, 1, 1, 0, 1], "2024-01-01").astype(bool)
     excess = series([0.05, 0.12, 0.15, 0.02, 0.11])
     theme = pd.Series(["a", "b", "c", "a", "d"], index=cond.index)
     close = series([100, 98, 95, 97, 96])
-    first, second = rotation_episodes(cond, excess, theme, close)
+    first, second = rotation_episodes(cond, excess, theme, close, merge_gap=0, min_days=1)
     assert (first.start, first.end, first.theme) == (D(2024, 1, 2), D(2024, 1, 3), "c")
     assert first.theme_excess_peak == pytest.approx(0.15)
     assert first.microcap_drawdown == pytest.approx(95 / 100 - 1)  # from the day before the spell
     assert second.end is None and second.last_day == D(2024, 1, 5)  # still holds on the last day
     assert second.microcap_drawdown == pytest.approx(96 / 97 - 1)
+    # with the defaults (merge gaps of up to 2 days): one spell, open (within 2 days of the end)
+    [merged] = rotation_episodes(cond, excess, theme, close)
+    assert (merged.start, merged.end, merged.last_day) == (D(2024, 1, 2), None, D(2024, 1, 5))
+
+
+def test_rotation_defaults_are_documented_constants():
+    from signals import episodes
+
+    assert (episodes.ROTATION_MERGE_GAP_DAYS, episodes.ROTATION_MIN_DAYS,
+            episodes.ROTATION_THEME_MIN_EXCESS) == (2, 5, 0.05)
+
+
+# flags of the rotation condition -> (first, last) positions of each episode, last None = open
+# (defaults: merge gaps of up to 2 days, finished episodes of at least 5 days)
+@pytest.mark.parametrize("name,flags,expected", [
+    ("a one-day rotation is no episode", "0100000", []),
+    ("a two-day lapse is merged", "1110110000", [(0, 5)]),
+    ("a three-day lapse splits", "1111100011111000", [(0, 4), (8, 12)]),
+    ("short spells with long lapses are dropped", "1100011000", []),
+    ("exactly five days is an episode", "11111000", [(0, 4)]),
+    ("four days is not", "11110000", []),
+    ("an open spell is kept whatever its length", "00001", [(4, None)]),
+    ("a lapse of two days at the end: still open", "01100", [(1, None)]),
+    ("a lapse of three days at the end: finished, short", "011000", []),
+    ("three one-day blips a day apart make one episode", "1010100000", [(0, 4)]),
+])
+def test_rotation_merge_and_minimum_length(name, flags, expected):
+    cond = series([int(c) for c in flags]).astype(bool)
+    nan = series([float("nan")] * len(flags))
+    got = rotation_episodes(cond, nan, pd.Series(None, index=cond.index, dtype=object),
+                            series([100.0] * len(flags)))
+    days = list(cond.index.date)
+    assert [(e.start, e.end) for e in got] == [
+        (days[a], None if b is None else days[b]) for a, b in expected], name
+
+
+@pytest.mark.parametrize("name,peak_excess,theme", [
+    ("a theme well ahead of the market is named", 0.12, "930713"),
+    ("at the minimum it is named", 0.05, "930713"),
+    ("small excess (large-cap branch): no leading theme", 0.03, None),
+    ("negative excess: no leading theme", -0.04, None),
+])
+def test_rotation_theme_named_only_when_well_ahead(name, peak_excess, theme):
+    cond = series([1, 1, 1, 1, 1, 0, 0, 0]).astype(bool)
+    excess = series([peak_excess - d for d in (0.01, 0, 0.02, 0.03, 0.04)] + [0, 0, 0])
+    themes = pd.Series(["930713"] * 8, index=cond.index, dtype=object)
+    [ep] = rotation_episodes(cond, excess, themes, series([100.0] * 8))
+    assert ep.theme == theme, name
+    assert ep.theme_excess_peak == pytest.approx(peak_excess)
 
 
 def test_cycle_episodes_incremental_equal_full_recompute(tmp_path, default_config):
