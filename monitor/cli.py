@@ -757,22 +757,15 @@ def cmd_calibrate(g: Globals, until: dt.date, penalty: float, draws: int, seed: 
 @click.option("--no-backtest", is_flag=True, help="leave the backtest table out")
 def cmd_report(g: Globals, out: Path, start: dt.date | None, end: dt.date | None,
                no_backtest: bool) -> int:
-    from monitor.analysis import backtest
-    from monitor.analysis.evidence import gather
-    from monitor.analysis.report import build_report, write_report
+    from monitor.analysis.report import compose, write_report
 
     config = g.load()
     _refuse_the_database("--out", out, g, config)
     if Path(out).is_dir():
         raise UsageError(f"--out {out} is a folder: give the file name of the report")
     db = g.open(config)
-    rows = None
-    if not no_backtest:
-        evidence = gather(db, config, start, end)
-        rows = backtest.to_records(backtest.score(config, evidence.values, evidence.episodes,
-                                                  evidence.close))
-    page = build_report(db, config, now=dt.datetime.now(dt.UTC), backtest_rows=rows, start=start,
-                        end=end)
+    page = compose(db, config, now=dt.datetime.now(dt.UTC), start=start, end=end,
+                   backtest_rows=not no_backtest)
     try:
         path = write_report(out, page)
     except OSError as exc:

@@ -139,7 +139,7 @@ BACKTEST = [
 ]
 IMG = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 SECTION = re.compile(r'<section id="([^"]+)">(.*?)</section>', re.S)
-SECTIONS = ["overview", "rules", "signals", "alerts", "episodes", "backtest"]
+SECTIONS = ["overview", "rules", "signals", "matrix", "alerts", "episodes", "backtest"]
 
 
 @pytest.fixture(scope="module")
@@ -225,19 +225,37 @@ def test_report_has_every_section_and_is_fast(page, built, demo_db):
     # header: period, database, counts
     assert f"{FIRST} to {LAST}" in page
     assert str(demo_db) in page
-    assert "trading days" in page and "alert events" in page
-    # the overview, one chart per rule and the micro-cap episode chart, within the limit
+    assert "trading days" in page and "firings" in page and "resolutions" in page
+    assert "Signals: stored by the daily cycle. Alerts: recorded by the daily cycle." in page
+    assert 'class="missing"' not in page
+    # the overview, one chart per rule with stored values and the episode chart, within the limit
     config = report_config()
-    assert len(IMG.findall(page)) == len(config.rules) + 2 <= MAX_CHARTS
+    db = open_db(demo_db)
+    with_values = {r[0] for r in db.execute(
+        "SELECT DISTINCT signal FROM signal_values WHERE value IS NOT NULL AND date BETWEEN ? AND ?",
+        [FIRST.isoformat(), LAST.isoformat()])}
+    changes = db.execute("SELECT COUNT(*) FROM alert_events WHERE event IN ('firing', 'resolved')"
+                         ).fetchone()[0]
+    others = db.execute("SELECT COUNT(*) FROM alert_events WHERE event NOT IN ('firing', 'resolved')"
+                        ).fetchone()[0]
+    db.close()
+    charted = [r for r in config.rules if r.names & with_values]
+    assert 0 < len(charted) < len(config.rules)  # drawdown_risk has no values in this demo
+    assert len(IMG.findall(page)) == len(charted) + 2 <= MAX_CHARTS
     for rule in config.rules:
         assert f'id="rule-{rule.name}"' in page
-    # every signal read by a rule is charted (named in the alt text)
+    # every signal read by a rule is charted (named in the alt text) or said to have no values
     for name in {n for r in config.rules for n in r.names}:
         assert name in page
-    # the alert timeline holds the demo's first firing and its resolution
-    assert re.search(r"2018-03-29</td><td>microcap_drawdown</td>.*?firing</td><td>inactive → firing",
-                     page)
-    assert "firing → resolved" in page
+    assert ("no chart, its signals have no value in this period (risk.drawdown_prob)"
+            in _text(_sections(page)["signals"]))
+    # the alert timeline: firings and resolutions only, the demo's first firing among them
+    alerts = _sections(page)["alerts"]
+    assert others > 0 and alerts.count("<tr class=\"ev-") == changes > 0
+    assert re.search(r"2018-03-29</td><td>microcap_drawdown</td><td>.*?</td><td>fired</td>", alerts)
+    assert "<td>resolved</td>" in alerts and "pending" not in _text(alerts).replace(
+        "pending and repeat notifications are not listed", "")
+    assert "repeat" not in _text(alerts).replace("pending and repeat notifications", "")
     # episodes: the 2018 drawdown and at least one rotation spell
     assert "2018-01-31" in page and "Rotation episodes" in page
     assert "No rotation episode" not in page
@@ -253,8 +271,8 @@ def test_report_has_every_section_and_is_fast(page, built, demo_db):
     assert "<th>kind</th>" not in backtest and "Scored over 322 trading days" in backtest
     assert '<td class="num">-6 / 2.5 / 10</td>' in backtest
     assert '<td class="num">2.3</td>' in backtest and "<td>–</td>" in backtest
-    assert '<td class="num">61%</td>' in backtest and '<td class="num">3.1%</td>' not in backtest
-    assert '<td class="num">3%</td>' in backtest and '<td class="num">0.3</td>' in backtest
+    assert '<td class="num">61.0%</td>' in backtest and '<td class="num">61%</td>' not in backtest
+    assert '<td class="num">3.1%</td>' in backtest and '<td class="num">0.3</td>' in backtest
     assert '<td class="num">0.55</td>' not in backtest and '<td class="num">0.6</td>' in backtest
     # grouped by kind: warnings, the union rows, state alerts, info
     groups = re.findall(r'<tr class="group"><th colspan="11">([^<]+)</th></tr>', backtest)
@@ -281,7 +299,7 @@ def test_first_section_is_the_overview(page, demo_db):
     assert "large red markers for the headline rule(s) drawdown_risk (reading risk.drawdown_prob" in text
     assert "drawdown_risk (headline) fired 0 time(s)." in text
     assert ("drawdown_risk (headline): caught 1 of 1 drawdowns ≥3 trading days before half depth; "
-            "chance 0.2 (p = 0.01); 0.0 false alarms a year; in alert 12% of days — better than "
+            "chance 0.2 (p = 0.01); 0.0 false alarms a year; in alert 12.0% of days — better than "
             "chance (p = 0.01).") in text
     config = report_config()
     roles = {r.name: rule_role(r) for r in config.rules}
@@ -295,8 +313,8 @@ def test_first_section_is_the_overview(page, demo_db):
     assert len(eps) == 2
     assert f"Drawdowns ({len(eps)}, peak → trough):" in text
     for e in eps:
-        assert f"{e['peak']} → {e['trough']} ({e['depth'] * 100:.0f}%" in text
-    assert "2018-01-31 → 2018-07-11 (-23%)" in text
+        assert f"{e['peak']} → {e['trough']} ({e['depth'] * 100:.1f}%" in text
+    assert re.search(r"2018-01-31 → 2018-07-11 \(-23\.\d%\)", text)
     # the state alert fired but is not marked; the warnings that fired are, with their counts
     assert roles["microcap_drawdown"] == "state" and firings["microcap_drawdown"] == 2
     assert "microcap_drawdown" not in text
@@ -307,7 +325,7 @@ def test_first_section_is_the_overview(page, demo_db):
     # the trust box follows the chart: the "any warning" row's sentence
     assert overview.index("<img ") < overview.index('id="trust"')
     assert ("any warning: caught 1 of 1 drawdowns ≥3 trading days before half depth; chance 0.6 "
-            "(p = 0.3); 2.3 false alarms a year; in alert 80% of days — not shown to beat "
+            "(p = 0.3); 2.3 false alarms a year; in alert 80.0% of days — not shown to beat "
             "chance.") in text
 
 
@@ -352,7 +370,7 @@ def test_overview_marks_the_headline_rule(demo_db):
     assert (f"1 headline warning firing(s) and {len(marks.other_days)} other warning firing(s) "
             "marked") in page
     assert ("stress_regime (headline): caught 1 of 2 drawdowns ≥3 trading days before half "
-            "depth; chance 0.2 (p = 0.01); 0.0 false alarms a year; in alert 14% of days — better "
+            "depth; chance 0.2 (p = 0.01); 0.0 false alarms a year; in alert 14.0% of days — better "
             "than chance (p = 0.01).") in overview
     assert ("any warning: caught – of 2 drawdowns ≥3 trading days before half depth; chance – "
             "(p = –); – false alarms a year; in alert – of days — not compared with chance.") in overview
@@ -389,7 +407,7 @@ def test_trust_sentence():
            "share_in_alert": 0.14}
     assert trust_sentence(row) == (
         "caught 3 of 12 drawdowns ≥3 trading days before half depth; chance 2.9 (p = 0.47); "
-        "0.6 false alarms a year; in alert 14% of days — not shown to beat chance")
+        "0.6 false alarms a year; in alert 14.0% of days — not shown to beat chance")
     assert trust_sentence({**row, "p_value": 0.3}).endswith("— not shown to beat chance")
     assert trust_sentence({**row, "p_value": 0.01}).endswith("— better than chance (p = 0.01)")
     assert trust_sentence({**row, "p_value": 0.05}).endswith("— better than chance (p = 0.05)")

@@ -14,19 +14,22 @@ embedded as ``data:`` URIs, the CSS is inline, there is no script.
 from __future__ import annotations
 
 import base64
+import bisect
 import datetime as dt
 import functools
 import html
 import io
 import json
+import logging
 import math
 import os
 import re
 import tempfile
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 import numpy as np
@@ -37,16 +40,22 @@ from sqlite_utils import Database
 import signals
 from monitor.alerting.rules import describe
 from monitor.analysis import backtest
+from monitor.calendar import TradingCalendar
 from monitor.config import Config, RuleConfig
 from monitor.delivery import digest
-from signals.series import MICROCAP_CLOSE
+from signals.episodes import drawdown_episodes
+from signals.series import MICROCAP_CLOSE, labelled
 from storage import alerts as alert_store
 from storage import db as db_store
 from storage import episodes as episode_store
 from storage import observations as observation_store
 from storage import signal_values as signal_store
 
-__all__ = ["build_report", "write_report", "warning_marks", "rule_role", "trust_sentence",
+if TYPE_CHECKING:
+    from monitor.analysis.evidence import Evidence
+
+__all__ = ["build_report", "compose", "report_period", "episode_leads", "Lead",
+           "write_report", "warning_marks", "rule_role", "trust_sentence",
            "backtest_kind", "WarningMarks", "DEFAULT_TITLE", "MAX_CHARTS", "HEADLINE_SIGNAL",
            "STATE_SIGNAL"]
 
@@ -70,6 +79,7 @@ HEADLINE_SIGNAL = digest.HEADLINE_SIGNAL  # a warning rule whose `when` reads it
 STATE_SIGNAL = backtest.STATE_SIGNAL  # a rule whose `when` reads it states a drawdown, not a warning
 CAUGHT_LEAD_DAYS = backtest.MIN_LEAD_DAYS  # caught = warned this many trading days before half depth
 ANY_WARNING = backtest.ANY  # the union row of the warning rules
+LOOKBACK_DAYS = backtest.LOOKBACK_DAYS  # a firing this many trading days before a peak counts for it
 
 
 # -- data ---------------------------------------------------------------------------------------
@@ -115,12 +125,22 @@ def thresholds(rule: RuleConfig) -> dict[str, list[Threshold]]:
     return out
 
 
-def _period(db: Database, start: dt.date | None, end: dt.date | None) -> tuple[str | None, str | None]:
+def report_period(db: Database, start: dt.date | None = None,
+                  end: dt.date | None = None) -> tuple[str | None, str | None]:
+    """Return the report's period as ISO days: ``start``..``end``, each defaulting to the first
+    (last) day with stored signal values or, when no cycle has run (a freshly imported
+    database), with a micro-cap close; clipped to the micro-cap closes when there are any. The
+    header, the charts and the backtest all cover this period. ``(None, None)`` without data."""
     lo, hi = signal_store.date_range(db)
+    mc_lo, mc_hi = observation_store.date_range(db, CLOSE)
     if lo is None:
-        lo, hi = observation_store.date_range(db, CLOSE)
+        lo, hi = mc_lo, mc_hi
     first = start.isoformat() if start else lo
     last = end.isoformat() if end else hi
+    if first is not None and mc_lo is not None:
+        first = max(first, mc_lo)
+    if last is not None and mc_hi is not None:
+        last = min(last, mc_hi)
     return first, last
 
 
@@ -224,7 +244,14 @@ def warning_marks(rules: Iterable[RuleConfig], events: Iterable[Mapping], first:
 
 # -- charts -------------------------------------------------------------------------------------
 
+def _quiet_matplotlib() -> None:
+    """Keep matplotlib's own messages off the terminal: its loggers (e.g. "generated new
+    fontManager" on a first run) are raised to ERROR; the charts never rely on them."""
+    logging.getLogger("matplotlib").setLevel(logging.ERROR)
+
+
 def _figure(height: float):
+    _quiet_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -235,8 +262,28 @@ def _figure(height: float):
 
 def _png(fig) -> str:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+    with warnings.catch_warnings():
+        # a glyph the installed fonts lack (a CJK name) is drawn as a box, not said on stderr
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from", category=UserWarning)
+        fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
     return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+_CJK_PART = re.compile(r" / [^\x00-\x7f][^ ,]*")
+
+
+def _chart_label(signal: str) -> str:
+    """A signal's readable name for a chart, its Chinese part left out (the chart fonts may lack
+    the glyphs), with its id: "CSI 2000 turnover share (turnover.csi2000_share)"."""
+    return _CJK_PART.sub("", labelled(signal))
+
+
+def _xlim(ax, first: str, last: str) -> None:
+    """The period as the x range (a one-day period widened by half a day each side)."""
+    lo, hi = pd.Timestamp(first), pd.Timestamp(last)
+    if hi <= lo:
+        lo, hi = lo - pd.Timedelta(hours=12), hi + pd.Timedelta(hours=12)
+    ax.set_xlim(lo, hi)
 
 
 def _is_fraction(signal: str) -> bool:
@@ -268,7 +315,6 @@ def _rule_chart(groups: list[RulePanels], frame: pd.DataFrame, first: str, last:
                         hspace=0.55)
     axes = fig.subplots(n, 1, sharex=True, squeeze=False)[:, 0]
     x = frame.index.to_numpy()
-    lo_x, hi_x = pd.Timestamp(first), pd.Timestamp(last)
     for ax, (g, signal, ts) in zip(axes, panels, strict=True):
         colour = SEVERITY_COLOUR.get(g.rule.severity, "#e67e22")
         values = frame[signal] if signal in frame else pd.Series(np.nan, index=frame.index)
@@ -287,14 +333,14 @@ def _rule_chart(groups: list[RulePanels], frame: pd.DataFrame, first: str, last:
                     ha="center", va="center", fontsize=9, color="#7f8c8d")
         if _is_fraction(signal):
             ax.yaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=1))
-        title = signal if len(groups) == 1 else f"{signal}  ({g.rule.name})"
+        title = _chart_label(signal) if len(groups) == 1 else f"{_chart_label(signal)}  ({g.rule.name})"
         # a fixed title position: the automatic one costs a layout pass per panel
         ax.set_title(title, fontsize=9, loc="left", y=1.0, pad=3)
         ax.legend(fontsize=7, loc="lower right", bbox_to_anchor=(1.0, 1.0), borderaxespad=0.2,
                   frameon=False, ncol=4)
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=7)
-        ax.set_xlim(lo_x, hi_x)
+        _xlim(ax, first, last)
     return _png(fig)
 
 
@@ -331,12 +377,12 @@ def _episode_chart(close: pd.Series, drawdowns: list[dict], rotations: list[dict
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=7)
-        ax.set_xlim(pd.Timestamp(first), pd.Timestamp(last))
+        _xlim(ax, first, last)
     return _png(fig)
 
 
 def _depth_text(depth: float | None) -> str:
-    return "–" if depth is None else f"{depth * 100:.0f}%"
+    return "–" if depth is None else _percent(depth)
 
 
 def _overview_chart(close: pd.Series, drawdowns: list[dict], marks: WarningMarks, first: str,
@@ -406,7 +452,7 @@ def _overview_chart(close: pd.Series, drawdowns: list[dict], marks: WarningMarks
         ax.yaxis.set_major_locator(MaxNLocator(6))
         ax.yaxis.set_minor_locator(NullLocator())
         ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
-    ax.set_xlim(lo_x, hi_x)
+    _xlim(ax, first, last)
     ax.set_title(f"Micro-cap index ({CLOSE}, log scale), {first} to {last}", fontsize=11,
                  loc="left", y=1.0, pad=5, fontweight="bold", color="#1b2631")
     handles, labels = ax.get_legend_handles_labels()
@@ -517,7 +563,12 @@ def _table(rows: Sequence[Mapping[str, Any]], row_class: Any = None) -> Table:
 
 
 def _pct(v: float | None) -> str | None:
-    return None if v is None else f"{v * 100:.1f}%"
+    return None if v is None else _percent(v)
+
+
+def _readable(name: str) -> str:
+    """A series or signal id with its readable name (``signals.series.labelled``)."""
+    return labelled(name)
 
 
 def _trigger_text(raw: str | None) -> str:
@@ -534,14 +585,6 @@ def _trigger_text(raw: str | None) -> str:
         return ""
 
 
-def _event_table(events: list[dict]) -> Table:
-    return _table([
-        {"date": e["date"], "rule": e["rule"], "severity": Cell(e["severity"], kind="sev"),
-         "event": e["event"], "from → to": f"{e['from_state']} → {e['to_state']}",
-         "values": _trigger_text(e["signal_values"]) if e["event"] in ("firing", "repeat", "resolved")
-         else "",
-         "notified": "silenced" if e["silenced_by"] else ("yes" if e["notified"] else "no")}
-        for e in events], row_class=lambda r: f"ev-{r['event']}")
 # -- backtest: the trust box and the table ------------------------------------------------------
 
 BACKTEST_HEADERS = {
@@ -594,7 +637,8 @@ def _p_text(p: float | None) -> str:
 
 
 def _percent(v: float) -> str:
-    return f"{v * 100:.1f}%" if abs(v) < 0.01 and v != 0 else f"{v * 100:.0f}%"
+    """A fraction as a percentage with one decimal: 0.382 -> "38.2%"."""
+    return f"{v * 100:.1f}%"
 
 
 def trust_sentence(row: Mapping[str, Any]) -> str:
@@ -739,71 +783,254 @@ def _chunks(items: list, parts: int) -> list[list]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
+@dataclass(frozen=True)
+class Lead:
+    """When a rule warned of one drawdown episode: ``day`` (ISO) the firing credited to it,
+    ``days`` the trading days from that firing to the episode's peak (positive: before the
+    peak; negative: after it, during the decline), ``already`` True when the rule was already
+    firing on the peak day (``day`` is then the start of that firing spell)."""
+
+    day: str
+    days: int
+    already: bool
+
+
+def episode_leads(events: Iterable[Mapping], drawdowns: Sequence[Mapping], rules: Sequence[str],
+                  days: Sequence[str], lookback: int = LOOKBACK_DAYS) -> dict[tuple[int, str], Lead]:
+    """Return the lead of each rule on each drawdown episode, keyed ``(episode position, rule)``
+    (a pair without a lead is absent).
+
+    ``events``: alert events (dicts with ``rule``, ``date``, ``event``, ``to_state``), oldest
+    first; ``drawdowns``: episodes (dicts with ``peak`` or ``start``, ``trough``); ``days``: the
+    trading days (ISO, ascending) covering the events and the episodes; ``lookback``: trading
+    days. As the backtest credits a warning (:mod:`monitor.analysis.backtest`): a rule firing on
+    the peak day is credited with the start of that firing spell, else with its first firing
+    (a transition into the firing state, not a repeat) from ``lookback`` trading days before the
+    peak to the trough. Days not in ``days`` are placed on the next trading day."""
+    def pos(day: str) -> int:
+        return bisect.bisect_left(days, day)
+
+    by_rule: dict[str, list[Mapping]] = {}
+    for e in events:
+        by_rule.setdefault(e["rule"], []).append(e)
+    out: dict[tuple[int, str], Lead] = {}
+    for i, ep in enumerate(drawdowns):
+        peak = ep.get("peak") or ep["start"]
+        trough = ep.get("trough") or ep.get("end") or peak
+        p, t = pos(peak), bisect.bisect_right(days, trough) - 1
+        for rule in rules:
+            evs = by_rule.get(rule, [])
+            since: str | None = None
+            spell: str | None = None
+            for e in evs:
+                if e["date"] > peak:
+                    break
+                if e["to_state"] == "firing" and since is None:
+                    since = e["date"]
+                elif e["to_state"] != "firing":
+                    since = None
+            spell = since
+            if spell is not None:
+                out[(i, rule)] = Lead(spell, p - pos(spell), True)
+                continue
+            for e in evs:
+                if e["event"] == "firing" and p - lookback <= pos(e["date"]) <= t:
+                    out[(i, rule)] = Lead(e["date"], p - pos(e["date"]), False)
+                    break
+    return out
+
+
+def _lead_text(lead: Lead | None) -> str:
+    if lead is None:
+        return ""
+    if lead.days > 0:
+        return f"{lead.days} d before"
+    return "on the peak" if lead.days == 0 else f"{-lead.days} d after"
+
+
+def _lead_matrix(drawdowns: list[dict], events: list[dict], rules: Sequence[RuleConfig],
+                 days: Sequence[str]) -> Table | None:
+    """The per-episode matrix: one row per drawdown episode, one column per rule (warnings
+    first, then "any warning", the state alerts and the info rules), each cell the lead of
+    :func:`episode_leads` ("12 d before" the peak, "3 d after"), blank when the rule did not
+    fire for it."""
+    if not drawdowns:
+        return None
+    roles = {r.name: rule_role(r) for r in rules}
+    order = {"headline": 0, "warning": 0, "state": 2, "info": 3}
+    warnings_ = [r.name for r in rules if roles[r.name] in ("headline", "warning")]
+    names = sorted((r.name for r in rules), key=lambda n: order.get(roles[n], 4))
+    leads = episode_leads(events, drawdowns, names, days)
+    columns = [n for n in names if roles[n] in ("headline", "warning")]
+    columns += [ANY_WARNING] if warnings_ else []
+    columns += [n for n in names if roles[n] not in ("headline", "warning")]
+    headers = ["drawdown (peak → trough)", "depth"] + [
+        f"{c} ({'warning' if c == ANY_WARNING else _ROLE_LABEL.get(roles[c], roles[c])})"
+        for c in columns]
+    rows = []
+    for i, ep in enumerate(drawdowns):
+        cells = [Cell(f"{ep['peak'] or ep['start']} → {ep['trough'] or '…'}", cls="nowrap"),
+                 Cell(_percent(ep["depth"]) if ep["depth"] is not None else "–", cls="num")]
+        for c in columns:
+            if c == ANY_WARNING:
+                found = [leads[(i, n)] for n in warnings_ if (i, n) in leads]
+                lead = max(found, key=lambda x: x.days) if found else None
+            else:
+                lead = leads.get((i, c))
+            cls = None if lead is None else "lead-early" if lead.days >= CAUGHT_LEAD_DAYS else "lead-late"
+            cells.append(Cell(_lead_text(lead), cls=cls))
+        rows.append(Row(cells))
+    return Table(headers, rows)
+
+
+_ROLE_LABEL = {"headline": "headline warning", "warning": "warning", "state": "state alert",
+               "info": "info"}
+
+
+def _timeline(events: list[dict], recorded: bool) -> Table | None:
+    """The alert timeline: firings and resolutions only (no pending, repeat or clearing rows),
+    oldest first; the values that caused them and whether they were notified when recorded."""
+    shown = [e for e in events if e["event"] in ("firing", "resolved")]
+    if not shown:
+        return None
+    rows = []
+    for e in shown:
+        row: dict[str, Any] = {"date": e["date"], "rule": e["rule"],
+                               "severity": Cell(e["severity"], kind="sev"),
+                               "event": "fired" if e["event"] == "firing" else "resolved"}
+        if recorded:
+            row["signal values"] = _trigger_text(e.get("signal_values"))
+            row["notified"] = ("silenced" if e.get("silenced_by") else
+                               "yes" if e.get("notified") else "no")
+        rows.append(row)
+    return _table(rows, row_class=lambda r: f"ev-{'firing' if r['event'] == 'fired' else 'resolved'}")
+
+
+def _computed_drawdowns(db: Database, config: Config, last: str) -> list[dict]:
+    """The drawdown episodes of the micro-cap closes up to ``last`` (from the first close), as
+    the daily cycle stores them (``signals.episodes.drawdown_episodes``), for a database no
+    cycle has run on."""
+    lo, _ = observation_store.date_range(db, CLOSE)
+    if lo is None:
+        return []
+    rows = observation_store.values_between(db, CLOSE, lo, last)
+    close = pd.Series([r[1] for r in rows], index=_dates(r[0] for r in rows), dtype=float)
+    return [{"kind": "drawdown", "start": e.peak.isoformat(), "peak": e.peak.isoformat(),
+             "trough": e.trough.isoformat(),
+             "end": e.recovery.isoformat() if e.recovery else None, "depth": e.depth,
+             "detail": e.to_dict()}
+            for e in drawdown_episodes(close, config.episodes.drawdown_min_depth)]
+
+
 def build_report(db: Database, config: Config, *, now: dt.datetime,
                  backtest_rows: list[dict] | None = None, start: dt.date | None = None,
-                 end: dt.date | None = None, title: str = DEFAULT_TITLE) -> str:
+                 end: dt.date | None = None, title: str = DEFAULT_TITLE,
+                 evidence: Evidence | None = None) -> str:
     """Return the report as one self-contained HTML page; ``now`` (an aware datetime, shown in
     UTC to the minute) is when it was generated.
 
-    The period is ``start``..``end`` (default: the first and last day with stored signal values).
-    The page opens with the micro-cap index over the period, the stored drawdown episodes shaded
-    and labelled, the firings of the warning rules marked (:func:`warning_marks`), and "how far
-    to trust the warnings": one sentence (:func:`trust_sentence`) per headline rule and for the
+    The period is :func:`report_period` (``start``..``end``, by default the days with stored
+    signal values, or with micro-cap closes on a database no cycle has run on); with
+    ``evidence`` (:func:`monitor.analysis.evidence.gather` over that period, as
+    :func:`compose` passes it) it is the evidence's first to last trading day, which is also the
+    backtest's period, said in the header and above the backtest table.
+
+    When no cycle has stored signal values in the period, the signals are taken from
+    ``evidence`` (computed point-in-time from the observations, as replay computes them) and
+    the alert events simulated over them (:func:`monitor.analysis.backtest.simulate`), and the
+    page says so; without ``evidence`` it says what is missing. Drawdown episodes not stored by
+    a cycle are computed from the micro-cap closes. A chart is drawn only when it has something
+    to show.
+
+    The page opens with the micro-cap index over the period, the drawdown episodes shaded and
+    labelled, the firings of the warning rules marked (:func:`warning_marks`), and "how far to
+    trust the warnings": one sentence (:func:`trust_sentence`) per headline rule and for the
     "any warning" row of ``backtest_rows``. Then every signal read by a configured rule is
     plotted over the period against the thresholds of that rule's comparisons, with the days the
     rule's alert was firing shaded (one chart per rule; rules share charts when there are more
-    than ``MAX_CHARTS - 2``). ``backtest_rows`` (flat dicts, as :func:`monitor.analysis.backtest.to_records`
-    gives; any keys, missing values shown as "–") is shown as a table grouped by kind
-    (:func:`backtest_kind`), its columns in the order of the keys (``kind`` aside).
+    than ``MAX_CHARTS - 2``); the per-episode matrix of which rule fired how long before which
+    drawdown (:func:`episode_leads`); the timeline of firings and resolutions; the episodes;
+    and ``backtest_rows`` (flat dicts, as :func:`monitor.analysis.backtest.to_records` gives;
+    any keys, missing values shown as "–") as a table grouped by kind (:func:`backtest_kind`).
     """
-    first, last = _period(db, start, end)
+    first, last = report_period(db, start, end)
+    if evidence is not None and len(evidence.values.index):
+        first, last = evidence.start.isoformat(), evidence.end.isoformat()
     page: dict[str, Any] = {
         "title": title, "source": db_store.file_of(db),
         "generated": now.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "period": f"{first} to {last}" if first and last else "no data",
-        "close_series": CLOSE, "headline_signal": HEADLINE_SIGNAL, "any_warning": ANY_WARNING,
-        "first": first, "last": last}
+        "close_series": CLOSE, "close_name": _readable(CLOSE), "headline_signal": HEADLINE_SIGNAL,
+        "any_warning": ANY_WARNING, "first": first, "last": last}
     template = _environment().get_template("report.html")
 
     if first is None or last is None or first > last:
-        return template.render(page, empty=True, days=0, counts=[], nav=[])
+        return template.render(page, empty=True, days=0, counts=[], nav=[], missing=[],
+                               sources=None, backtest_span=None)
 
     rules = list(config.rules)
     names = sorted({n for r in rules for n in r.names})
     frame = _signal_frame(db, names, first, last)
-    all_events = alert_store.events_through(db, last)
+    stored_signals = bool(frame.notna().to_numpy().any())
+    computed = False
+    if not stored_signals and evidence is not None:
+        frame = _evidence_frame(evidence, names, first, last)
+        computed = True
+    recorded = stored_signals or bool(alert_store.events_through(db, last))
+    if recorded:
+        all_events = alert_store.events_through(db, last)
+    elif computed and evidence is not None:
+        all_events = backtest.simulate(config, evidence.values)
+    else:
+        all_events = []
+    simulated = not recorded and computed
     by_rule: dict[str, list[dict]] = {}
     for e in all_events:
         by_rule.setdefault(e["rule"], []).append(e)
-    events = [e for e in all_events if e["date"] >= first]
-
-    groups = []
-    for r in rules:
-        spans = firing_spans(by_rule.get(r.name, []), first, last)
-        days = frame.index
-        firing_days = 0
-        for a, b in spans:
-            upto = days < pd.Timestamp(b) if b is not None else days <= pd.Timestamp(last)
-            firing_days += int(((days >= pd.Timestamp(a)) & upto).sum())
-        firings = sum(1 for e in events if e["rule"] == r.name and e["event"] == "firing")
-        groups.append(RulePanels(r, thresholds(r), spans, firings, firing_days))
-
-    all_eps = episode_store.list_episodes(db)
-    drawdowns = [e for e in all_eps if e["kind"] == "drawdown" and _overlaps(e, first, last)]
-    rotations = [e for e in all_eps if e["kind"] == "rotation" and _overlaps(e, first, last)]
-
-    counts = [("trading days", len(frame.index)), ("rules", len(rules)),
-              ("signals charted", len(names)), ("alert events", len(events)),
-              ("firings", sum(g.firings for g in groups)),
-              ("drawdown episodes", len(drawdowns)), ("rotation episodes", len(rotations))]
-    if backtest_rows is not None:
-        counts.append(("backtest rows", len(backtest_rows)))
-    nav = [("overview", "Overview"), ("rules", "Rules"), ("signals", "Signals"),
-           ("alerts", "Alert timeline"), ("episodes", "Episodes"), ("backtest", "Backtest")]
+    events = [e for e in all_events if first <= e["date"] <= last]
 
     close_rows = observation_store.values_between(db, CLOSE, first, last)
     close = pd.Series([r[1] for r in close_rows], index=_dates(r[0] for r in close_rows),
                       dtype=float).dropna()
+    days = [d.strftime("%Y-%m-%d") for d in (frame.index if len(frame.index) else close.index)]
+
+    groups = []
+    for r in rules:
+        spans = firing_spans(by_rule.get(r.name, []), first, last)
+        index = pd.DatetimeIndex(pd.to_datetime(days))
+        firing_days = 0
+        for a, b in spans:
+            upto = index < pd.Timestamp(b) if b is not None else index <= pd.Timestamp(last)
+            firing_days += int(((index >= pd.Timestamp(a)) & upto).sum())
+        firings = sum(1 for e in events if e["rule"] == r.name and e["event"] == "firing")
+        groups.append(RulePanels(r, thresholds(r), spans, firings, firing_days))
+
+    all_eps = episode_store.list_episodes(db)
+    stored_drawdowns = [e for e in all_eps if e["kind"] == "drawdown"]
+    episodes_computed = not stored_drawdowns
+    if episodes_computed:
+        stored_drawdowns = _computed_drawdowns(db, config, last)
+    drawdowns = [e for e in stored_drawdowns if _overlaps(e, first, last)]
+    rotations = [e for e in all_eps if e["kind"] == "rotation" and _overlaps(e, first, last)]
+
+    missing = _missing(stored_signals, computed, recorded, episodes_computed, evidence,
+                       bool(len(close)), first, last)
+    sources = {"signals": "stored by the daily cycle" if stored_signals else
+               "computed point-in-time from the observations (no cycle has run)" if computed
+               else "none",
+               "alerts": "recorded by the daily cycle" if recorded else
+               "simulated over the computed signals (no cycle has run)" if simulated else "none",
+               "episodes": "computed from the micro-cap closes" if episodes_computed
+               else "stored by the daily cycle"}
+
+    counts = [("trading days", len(days)), ("rules", len(rules)),
+              ("signals with values", int(frame.notna().any().sum()) if len(frame.columns) else 0),
+              ("firings", sum(g.firings for g in groups)),
+              ("resolutions", sum(1 for e in events if e["event"] == "resolved")),
+              ("drawdown episodes", len(drawdowns)), ("rotation episodes", len(rotations))]
+    nav = [("overview", "Overview"), ("rules", "Rules"), ("signals", "Signals"),
+           ("matrix", "Warnings per drawdown"), ("alerts", "Alert timeline"),
+           ("episodes", "Episodes"), ("backtest", "Backtest")]
     images = 0
 
     # overview: the index, its drawdowns and the warnings; how far to trust the warnings
@@ -813,40 +1040,53 @@ def build_report(db: Database, config: Config, *, now: dt.datetime,
 
     rules_table = _table([
         {"rule": g.rule.name, "severity": Cell(g.rule.severity, kind="sev"),
-         "when": Cell(g.rule.when, kind="code"),
-         "for_days": g.rule.for_days,
-         "clear_when": Cell(g.rule.clear_when, kind="code") if g.rule.clear_when else "not (when)",
-         "clear_days": g.rule.clear_days, "firings": g.firings, "days firing": g.days_firing,
-         "charts": Cell("signals", kind="link", href=f"rule-{g.rule.name}")}
+         "fires when": Cell(g.rule.when, kind="code"),
+         "for (trading days)": g.rule.for_days,
+         "clears when": Cell(g.rule.clear_when, kind="code") if g.rule.clear_when else "not (fires when)",
+         "clear after (trading days)": g.rule.clear_days, "firings": g.firings,
+         "days firing": g.days_firing,
+         "chart": Cell("signals", kind="link", href=f"rule-{g.rule.name}")}
         for g in groups])
 
-    # signal charts
+    # signal charts: only the signals with values in the period
     charts = []
-    charted = [g for g in groups if g.signals]
+    with_values = {n for n in frame.columns if frame[n].notna().any()}
+    shown = []
+    for g in groups:
+        keep = {s: ts for s, ts in g.signals.items() if s in with_values}
+        lacking = [s for s in g.signals if s not in with_values]
+        shown.append((RulePanels(g.rule, keep, g.spans, g.firings, g.days_firing), lacking))
+    charted = [(g, lacking) for g, lacking in shown if g.signals]
+    uncharted = [{"name": g.rule.name, "severity": g.rule.severity, "explain": g.rule.explain,
+                  "when": g.rule.when, "lacking": ", ".join(lacking)}
+                 for g, lacking in shown if not g.signals]
     for chunk in _chunks(charted, MAX_CHARTS - images - 1):
-        alt = (f"{', '.join(g.rule.name for g in chunk)}: "
-               f"{', '.join(s for g in chunk for s in g.signals)} from {first} to {last} "
+        alt = (f"{', '.join(g.rule.name for g, _ in chunk)}: "
+               f"{', '.join(s for g, _ in chunk for s in g.signals)} from {first} to {last} "
                "against the rule thresholds, firing days shaded")
         charts.append({
             "rules": [{"name": g.rule.name, "severity": g.rule.severity, "explain": g.rule.explain,
                        "when": g.rule.when, "for_days": g.rule.for_days, "firings": g.firings,
-                       "days_firing": g.days_firing} for g in chunk],
-            "png": _rule_chart(chunk, frame, first, last), "alt": alt})
+                       "days_firing": g.days_firing, "lacking": ", ".join(lacking)}
+                      for g, lacking in chunk],
+            "png": _rule_chart([g for g, _ in chunk], frame, first, last), "alt": alt})
         images += 1
 
-    # alert timeline
-    changes = [e for e in events if e["event"] != "repeat"]
-    repeats = [e for e in events if e["event"] == "repeat"]
-    alerts = {"events": len(events), "changes": len(changes), "repeats": len(repeats),
-              "changes_table": _event_table(changes) if changes else None,
-              "repeats_table": _event_table(repeats) if repeats else None}
+    # which rule fired how long before which drawdown; the timeline of firings and resolutions
+    lead_days = _lead_days(config, first, last, drawdowns)
+    matrix = _lead_matrix(drawdowns, all_events, rules, lead_days) if (recorded or simulated) else None
+    timeline = _timeline(events, recorded)
+    alerts = {"firings": sum(1 for e in events if e["event"] == "firing"),
+              "resolutions": sum(1 for e in events if e["event"] == "resolved"),
+              "timeline": timeline, "source": sources["alerts"], "has_events": recorded or simulated}
 
     # episodes
     episodes: dict[str, Any] = {
         "chart": None, "alt": None, "rotation_rule": config.episodes.rotation_rule,
-        "min_depth": f"{config.episodes.drawdown_min_depth * 100:.0f}%",
-        "drawdowns": None, "rotations": None}
-    if len(close) >= 2:
+        "min_depth": f"{config.episodes.drawdown_min_depth * 100:g}%",
+        "drawdowns": None, "rotations": None, "computed": episodes_computed,
+        "matrix": matrix, "lookback": LOOKBACK_DAYS, "min_lead": CAUGHT_LEAD_DAYS}
+    if len(close) >= 2 and (drawdowns or rotations):
         episodes["alt"] = (f"{CLOSE} from {first} to {last} with {len(drawdowns)} drawdown "
                            f"episode(s) and {len(rotations)} rotation episode(s) shaded")
         episodes["chart"] = _episode_chart(close, drawdowns, rotations, first, last)
@@ -856,7 +1096,7 @@ def build_report(db: Database, config: Config, *, now: dt.datetime,
         for e in drawdowns:
             detail = _detail(e)
             rows.append({"peak": e["peak"], "threshold reached": detail.get("threshold_day"),
-                         "trough": e["trough"], "recovery": e["end"] or "open",
+                         "trough": e["trough"], "recovery": e["end"] or "not yet",
                          "depth": _pct(e["depth"]), "peak close": detail.get("peak_close"),
                          "trough close": detail.get("trough_close")})
         episodes["drawdowns"] = _table(rows)
@@ -870,12 +1110,93 @@ def build_report(db: Database, config: Config, *, now: dt.datetime,
                          "micro-cap drawdown": _pct(e["depth"])})
         episodes["rotations"] = _table(rows)
 
+    backtest_span = None
+    if evidence is not None and backtest_rows is not None:
+        backtest_span = (evidence.start.isoformat(), evidence.end.isoformat(), len(evidence.values.index))
     assert images <= MAX_CHARTS
     return template.render(
-        page, empty=False, days=len(frame.index), counts=counts, nav=nav, overview=overview,
-        trust=_trust(backtest_rows, rules), rules_table=rules_table, charts=charts, alerts=alerts,
-        episodes=episodes, backtest_given=backtest_rows is not None,
+        page, empty=False, days=len(days), counts=counts, nav=nav, overview=overview,
+        missing=missing, sources=sources,
+        trust=_trust(backtest_rows, rules), rules_table=rules_table, charts=charts,
+        uncharted=uncharted, alerts=alerts, episodes=episodes,
+        backtest_given=backtest_rows is not None, backtest_span=backtest_span,
         backtest=_backtest_table(backtest_rows, rules) if backtest_rows else None)
+
+
+def compose(db: Database, config: Config, *, now: dt.datetime, start: dt.date | None = None,
+            end: dt.date | None = None, backtest_rows: bool = True,
+            title: str = DEFAULT_TITLE) -> str:
+    """Return the report of ``db`` over :func:`report_period` (what ``regime-monitor report``
+    writes). The signals are computed point-in-time over that period
+    (:func:`monitor.analysis.evidence.gather`) when the backtest is wanted (``backtest_rows``)
+    or when no cycle has stored them (a freshly imported database); the backtest is scored over
+    exactly that period. Without micro-cap closes nothing is computed and the page says so."""
+    from monitor.analysis.evidence import gather
+    from monitor.cycle import CycleError
+
+    first, last = report_period(db, start, end)
+    evidence = None
+    rows = None
+    if first is not None and last is not None and first <= last:
+        lo, hi = signal_store.date_range(db)
+        stored = lo is not None and lo <= last and hi is not None and hi >= first
+        if backtest_rows or not stored:
+            try:
+                evidence = gather(db, config, dt.date.fromisoformat(first),
+                                  dt.date.fromisoformat(last))
+            except CycleError:  # no micro-cap closes, or none in the period: said on the page
+                evidence = None
+        if backtest_rows and evidence is not None:
+            rows = backtest.to_records(backtest.score(config, evidence.values, evidence.episodes,
+                                                      evidence.close, start=evidence.start,
+                                                      end=evidence.end))
+    return build_report(db, config, now=now, backtest_rows=rows, start=start, end=end,
+                        title=title, evidence=evidence)
+
+
+def _evidence_frame(evidence: Evidence, names: Sequence[str], first: str, last: str) -> pd.DataFrame:
+    """The computed signal values of ``names`` (a missing column all NaN) over first..last."""
+    values = evidence.values
+    index = pd.DatetimeIndex(pd.to_datetime(values.index), name="date")
+    frame = pd.DataFrame({n: (values[n].to_numpy(dtype=float) if n in values else np.nan)
+                          for n in names}, index=index, columns=list(names), dtype=float)
+    return frame[(frame.index >= pd.Timestamp(first)) & (frame.index <= pd.Timestamp(last))]
+
+
+def _lead_days(config: Config, first: str, last: str, drawdowns: list[dict]) -> list[str]:
+    """The trading days (ISO) the leads are counted on: from well before the first peak (a
+    firing spell may start long before it) to the end of the period."""
+    calendar = TradingCalendar(config.calendar.extra_closed)
+    peaks = [e["peak"] or e["start"] for e in drawdowns]
+    lo = min([first, *peaks])
+    begin = dt.date.fromisoformat(lo) - dt.timedelta(days=3 * 366)
+    return [d.isoformat() for d in calendar.days(begin, dt.date.fromisoformat(last))]
+
+
+def _missing(stored: bool, computed: bool, recorded: bool, episodes_computed: bool,
+             evidence: Evidence | None, has_close: bool, first: str, last: str) -> list[str]:
+    """Plain sentences on what the page lacks and why (empty when nothing is missing)."""
+    out = []
+    if not has_close:
+        out.append(f"No micro-cap closes ({CLOSE}) from {first} to {last}: import them "
+                   "(import-csv) or fetch them (backfill); there is no index chart and no "
+                   "drawdown episode.")
+    if not stored:
+        run = ("Run the daily cycle over the history to record them: `regime-monitor replay "
+               f"--start {first} --end {last}` (then this report on its scratch database), or "
+               "`regime-monitor once` / the daemon for the days to come.")
+        if computed:
+            out.append("No cycle has run on this database yet (no stored signal values or alert "
+                       "events): the signals below are computed point-in-time from the "
+                       "observations, the alerts are simulated over them (nothing was notified), "
+                       "and the drawdown episodes are computed from the micro-cap closes. " + run)
+        else:
+            out.append("No cycle has run on this database yet and the signals were not computed "
+                       "here: there are no signal charts, alerts or warnings per drawdown. " + run)
+    elif episodes_computed:
+        out.append("No drawdown episode is stored: they are computed here from the micro-cap "
+                   "closes.")
+    return out
 
 
 def _overview(close: pd.Series, drawdowns: list[dict], marks: WarningMarks, config: Config,
