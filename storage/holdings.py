@@ -8,6 +8,7 @@ no SH/SZ A-share, which is different from a fund not fetched yet.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import NamedTuple
 
 import pandas as pd
 from sqlite_utils import Database
@@ -17,9 +18,23 @@ from storage.util import utc_now
 COLUMNS = ("report_date", "fund_code", "fund_name", "stock_code", "holding_value", "fund_type")
 
 
+class FundWrite(NamedTuple):
+    """What storing one fund's report changed."""
+
+    written: int  # holdings (stock rows) inserted or changed
+    removed: int  # holdings stored before and absent from the report now
+    report: int  # 1 when the report's own row (name, type, holding count, source) was written
+
+    @property
+    def total(self) -> int:
+        """Every row changed."""
+        return self.written + self.removed + self.report
+
+
 def store_fund(db: Database, coverage: str, report_date: str, fund_code: str, fund_name: str,
-               fund_type: str | None, holdings: Iterable[tuple[str, float]], source: str) -> int:
-    """Store one fund's report (``holdings``: (stock code, value in yuan)); return rows changed.
+               fund_type: str | None, holdings: Iterable[tuple[str, float]], source: str) -> FundWrite:
+    """Store one fund's report (``holdings``: (stock code, value in yuan), one row per stock);
+    return what changed (``FundWrite``).
 
     Call inside the caller's transaction.
     """
@@ -35,17 +50,19 @@ def store_fund(db: Database, coverage: str, report_date: str, fund_code: str, fu
         [coverage, report_date, fund_code, fund_name, fund_type, len(new), source, utc_now()])
     old = dict(db.execute("SELECT stock_code, holding_value FROM fund_holdings WHERE coverage = ? AND "
                           "report_date = ? AND fund_code = ?", [coverage, report_date, fund_code]))
+    report = db.conn.total_changes - before
     gone = [code for code in old if code not in new]
     if gone:
         db.conn.executemany("DELETE FROM fund_holdings WHERE coverage = ? AND report_date = ? AND "
                             "fund_code = ? AND stock_code = ?",
                             [(coverage, report_date, fund_code, c) for c in gone])
+    changed = [(coverage, report_date, fund_code, c, float(v)) for c, v in new.items()
+               if old.get(c) != v]
     db.conn.executemany(
         "INSERT INTO fund_holdings (coverage, report_date, fund_code, stock_code, holding_value) "
         "VALUES (?, ?, ?, ?, ?) ON CONFLICT (coverage, report_date, fund_code, stock_code) DO UPDATE "
-        "SET holding_value = excluded.holding_value",
-        [(coverage, report_date, fund_code, c, float(v)) for c, v in new.items() if old.get(c) != v])
-    return db.conn.total_changes - before
+        "SET holding_value = excluded.holding_value", changed)
+    return FundWrite(len(changed), len(gone), report)
 
 
 def fetched_funds(db: Database, coverage: str, report_date: str) -> set[str]:

@@ -37,6 +37,27 @@ def test_drop_folder_imports_good_files_and_rejects_bad_ones(tmp_path):
     assert import_drop_folder(db, inbox) == {}  # nothing left
 
 
+def test_drop_folder_skips_rows_on_closed_days_and_says_so(tmp_path, caplog):
+    db = open_db(tmp_path / "drop.db")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "feed.csv").write_text(GOOD + "2024-01-06,index.csi300.close,3390\n"  # Saturday
+                                    "2024-02-12,index.csi300.close,3391\n")  # Spring Festival
+    with caplog.at_level("WARNING", logger="regime_monitor.ingest"):
+        outcome = import_drop_folder(db, inbox, settle_seconds=0)
+    assert outcome == {"feed.csv": "imported (1 rows changed); 2 row(s) skipped: not XSHG "
+                                   "trading days"}
+    assert "feed.csv: skipped 2 row(s) dated on 2 day(s)" in caplog.text
+    assert "2024-01-06, 2024-02-12" in caplog.text
+    assert db.execute("SELECT date FROM observations").fetchall() == [("2024-01-02",)]
+    # a declared extra closed day (a holiday past the installed calendar) is skipped too
+    (inbox / "more.csv").write_text("date,series,value\n2024-01-03,index.csi300.close,3380\n")
+    outcome = import_drop_folder(db, inbox, settle_seconds=0,
+                                 calendar=TradingCalendar([dt.date(2024, 1, 3)]))
+    assert outcome == {"more.csv": "imported (0 rows changed); 1 row(s) skipped: not XSHG "
+                                   "trading days"}
+
+
 def test_daemon_cycle_imports_the_drop_folder_first(tmp_path):
     inbox = tmp_path / "inbox"
     inbox.mkdir()

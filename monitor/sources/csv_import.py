@@ -3,15 +3,22 @@
 Long format: ``date,series,value`` (optional ``available_at``), values in canonical units.
 Stock panel: ``date,code,close,total_mv,is_st`` (close in yuan, total_mv in yuan, is_st 0/1).
 
+Vendor exports (CSIndex, Wind, ChinaBond) come in through a mapping file
+(``monitor.sources.mapping``), which turns their rows into the long format.
+
 A file is validated completely before anything is written; the whole import is one transaction,
 so a bad file leaves the database unchanged. Errors are one line naming file, line and column.
+Rows dated on a day that is not an XSHG trading day (a weekend, an exchange holiday) are skipped,
+and the import says so (``FileImport.skipped``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -19,7 +26,9 @@ import numpy as np
 import pandas as pd
 from sqlite_utils import Database
 
+from monitor.calendar import CALENDAR_START, TradingCalendar
 from monitor.sources import holdings
+from monitor.sources import mapping as vendor
 from signals import series as canonical
 from storage import observations, runs, stock_panel
 from storage.staging import Staging
@@ -31,10 +40,79 @@ HOLDINGS_COLUMNS = ("report_date", "fund_code", "fund_name", "stock_code", "hold
 FUNDS_LAG_DAYS = 30  # quarterly fund data: usable this many calendar days after the report date
 CHUNK_ROWS = 100_000  # rows validated at a time: the memory an import needs does not grow with the file
 EXCERPT_CHARS = 80  # at most this much of a file's content is quoted in an error
+SHOWN_DATES = 5  # at most this many skipped dates are named in a warning
 
 
 class CsvImportError(ValueError):
     """A CSV file cannot be imported; the message names the file and the offending place."""
+
+
+@dataclass
+class FileImport:
+    """What the import did with one file (counts are rows of the file unless said otherwise)."""
+
+    path: str
+    kind: str = ""  # long | panel | holdings | mapped
+    mapping: str | None = None  # the mapping file's name (kind "mapped")
+    read: int = 0  # data rows in the file
+    values: int = 0  # values to store: rows (long, panel), mapped cells (mapped), positions (holdings)
+    written: int = 0  # of ``values``: inserted, or replacing a different stored value
+    unchanged: int = 0  # of ``values``: already stored with the same value
+    merged: int = 0  # holdings rows added to another row of the same report, fund and stock
+    removed: int = 0  # holdings positions stored before and absent from a re-imported fund report
+    derived: int = 0  # funds.* observations computed from holdings and written
+    skipped: dict[str, int] = field(default_factory=dict)  # non-trading day (ISO) -> rows skipped
+    footer: int = 0  # mapped: rows ignored as vendor footers or blank lines
+    empty: int = 0  # mapped: cells without a value ("", "--", or a 0 where 0 means unpublished)
+    unmapped: dict[str, int] = field(default_factory=dict)  # mapped: code -> rows not in the mapping
+    series: set[str] = field(default_factory=set)  # observation series the file holds
+    panel: bool = False  # the file holds stock_panel rows
+
+    @property
+    def skipped_rows(self) -> int:
+        return sum(self.skipped.values())
+
+    def skipped_note(self) -> str | None:
+        """One line naming the file, the count and the first few dates skipped, or None."""
+        if not self.skipped:
+            return None
+        days = sorted(self.skipped)
+        shown_days = ", ".join(days[:SHOWN_DATES]) + (", ..." if len(days) > SHOWN_DATES else "")
+        return (f"{printable(self.path)}: skipped {self.skipped_rows:,} row(s) dated on "
+                f"{len(days)} day(s) that are not XSHG trading days (weekend or exchange holiday): "
+                f"{shown_days}")
+
+    def summary(self) -> str:
+        """One line: rows read, values written and unchanged, and whatever was skipped."""
+        name = printable(self.path) + (f" (mapping {printable(self.mapping)})" if self.mapping else "")
+        if self.kind == "mapped":
+            text = (f"{name}: {self.read:,} rows read, {self.values:,} values of "
+                    f"{len(self.series)} series: {self.written:,} written, "
+                    f"{self.unchanged:,} unchanged")
+        elif self.kind == "holdings":
+            text = (f"{name}: {self.read:,} rows read, {self.values:,} holdings "
+                    f"(fund, stock, report date): {self.written:,} written, "
+                    f"{self.unchanged:,} unchanged")
+            if self.merged:
+                text += f", {self.merged:,} duplicate rows summed into them"
+            if self.removed:
+                text += f", {self.removed:,} older holdings removed"
+            text += f"; {self.derived:,} funds.* values written"
+        else:
+            text = (f"{name}: {self.read:,} rows read, {self.written:,} written, "
+                    f"{self.unchanged:,} unchanged")
+        if self.skipped:
+            text += f", {self.skipped_rows:,} skipped (non-trading days)"
+        if self.unmapped:
+            codes = sorted(self.unmapped)
+            listed = ", ".join(codes[:SHOWN_DATES]) + (", ..." if len(codes) > SHOWN_DATES else "")
+            text += (f", {sum(self.unmapped.values()):,} rows of {len(codes)} code(s) not in the "
+                     f"mapping ignored ({printable(listed)})")
+        if self.empty:
+            text += f", {self.empty:,} empty cells"
+        if self.footer:
+            text += f", {self.footer:,} footer/blank rows ignored"
+        return text
 
 
 def printable(text: str) -> str:
@@ -75,21 +153,41 @@ def open_file(path: Path) -> BinaryIO:
         raise CsvImportError(f"{_name(path)}: cannot open: {shown(exc.strerror or exc)}") from None
 
 
-def _chunks(path: Path, raw: BinaryIO, chunk_rows: int) -> Iterator[pd.DataFrame]:
+def _encoding(path: Path, raw: BinaryIO, gz: bool) -> str:
+    """The codec of encoding "auto" (``mapping.detect_encoding`` of the file's start); ``raw``
+    is rewound."""
+    try:
+        start = raw.tell()
+        sample = (gzip.GzipFile(fileobj=raw) if gz else raw).read(vendor.AUTO_SAMPLE_BYTES)
+        raw.seek(start)
+    except (OSError, EOFError) as exc:
+        raise CsvImportError(f"{_name(path)}: not a readable CSV file: {shown(exc, 160)}") from None
+    return vendor.detect_encoding(sample)
+
+
+def _chunks(path: Path, raw: BinaryIO, chunk_rows: int, layout: vendor.Mapping | None = None
+            ) -> Generator[pd.DataFrame, None, None]:
     """Yield the file's rows as string frames of at most ``chunk_rows`` rows (the index counts
-    rows from 0 across chunks); the first frame may be empty (a header without rows). Any
-    failure to read (truncated or corrupt gzip, bad UTF-8, a CSV syntax error, an I/O error) is
-    a CsvImportError naming the file."""
+    rows from 0 across chunks); the first frame may be empty (a header without rows). A
+    ``layout`` (a mapping) gives the encoding, the delimiter and the lines around the header;
+    otherwise the file is UTF-8 and comma-separated. Any failure to read (truncated or corrupt
+    gzip, bad UTF-8, a CSV syntax error, an I/O error) is a CsvImportError naming the file."""
     head = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
     gz = path.name.endswith(".gz") or head == b"\x1f\x8b"
+    options: dict = {"encoding": "utf-8"}
+    if layout is not None:
+        encoding = _encoding(path, raw, gz) if layout.encoding == "auto" else layout.encoding
+        before, after = layout.skip_rows, layout.skip_after_header
+        options = {"encoding": encoding, "sep": layout.delimiter, "skip_blank_lines": False,
+                   "skiprows": [*range(before), *range(before + 1, before + 1 + after)]}
     try:
         # index_col=False: a row with more fields than the header is never taken as an index;
         # pandas then warns that it would drop the extra fields - that is an error here
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
             reader = pd.read_csv(raw, dtype=str, keep_default_na=False, skipinitialspace=True,
-                                 compression="gzip" if gz else None, encoding="utf-8",
-                                 index_col=False, chunksize=chunk_rows)
+                                 compression="gzip" if gz else None, index_col=False,
+                                 chunksize=chunk_rows, **options)
             with reader:
                 first = True
                 for chunk in reader:
@@ -104,6 +202,11 @@ def _chunks(path: Path, raw: BinaryIO, chunk_rows: int) -> Iterator[pd.DataFrame
         raise CsvImportError(f"{_name(path)}: a row has more fields than the header") from None
     except CsvImportError:
         raise
+    except UnicodeDecodeError as exc:
+        hint = (f"set encoding in the mapping {layout.name} (auto, utf-8, gbk)" if layout else
+                "save it as UTF-8, or import it with --mapping and an encoding")
+        raise CsvImportError(f"{_name(path)}: not a readable CSV file: {shown(exc, 120)}: "
+                             f"{hint}") from None
     except Exception as exc:  # noqa: BLE001 - whatever the reading fails with, the file is bad
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         reason = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -142,6 +245,8 @@ def _iso(stamps: pd.Series) -> list[str]:
 
 
 def _numbers(path: Path, frame: pd.DataFrame, column: str, allow_empty: bool = False) -> pd.Series:
+    if frame[column].dtype.kind == "f":  # already numbers (a mapped file, checked there)
+        return frame[column]
     raw = frame[column].str.strip()
     values = pd.to_numeric(raw, errors="coerce")
     bad = values.isna() | ~np.isfinite(values.fillna(0.0))
@@ -169,16 +274,52 @@ def _header(path: Path, frame: pd.DataFrame) -> str:
         f"{','.join(HOLDINGS_COLUMNS)}[,fund_type]")
 
 
-def parse_long(path: Path, chunks: Iterator[pd.DataFrame], today: dt.date, work: Staging) -> str:
+def _trading_only(frame: pd.DataFrame, dates: pd.Series, calendar: TradingCalendar | None,
+                  result: FileImport) -> tuple[pd.DataFrame, pd.Series]:
+    """Drop the rows of ``frame`` whose day (``dates``) is not a trading day of ``calendar``
+    (before the calendar's start, ``CALENDAR_START``: a weekend), counting them by day in
+    ``result.skipped``; return the rest (``calendar`` None: keep every row)."""
+    if calendar is None or frame.empty:
+        return frame, dates
+    days = pd.DatetimeIndex(pd.unique(dates))
+    start = pd.Timestamp(CALENDAR_START)  # before it the calendar knows no holidays: weekends only
+    closed = [d for d in days if (d.weekday() >= 5 if d < start
+                                  else not calendar.is_trading_day(d.date()))]
+    if not closed:
+        return frame, dates
+    off = dates.isin(closed)
+    days_off = dates[off].dt.strftime("%Y-%m-%d")
+    if "_line" in frame.columns:  # a mapped file: count its rows, not the values they hold
+        days_off = days_off.groupby(frame.loc[off, "_line"].to_numpy()).first()
+    for day, n in days_off.value_counts().items():
+        result.skipped[str(day)] = result.skipped.get(str(day), 0) + int(n)
+    return frame[~off], dates[~off]
+
+
+def _where(frame: pd.DataFrame, i: int) -> str:
+    """The line of row ``i`` (and, for a mapped file, the vendor column it came from)."""
+    if "_line" in frame.columns:
+        return f"line {int(frame.at[i, '_line'])}, column {frame.at[i, '_column']}"
+    return f"line {_line(i)}"
+
+
+def parse_long(path: Path, chunks: Iterator[pd.DataFrame], today: dt.date, work: Staging,
+               calendar: TradingCalendar | None = None, result: FileImport | None = None) -> str:
     """Validate a long-format file chunk by chunk into a table of ``work``; return its name.
 
     The table holds (series, date, value, available_at, explicit, line): values in canonical
-    units, ISO days, ``explicit`` 1 where the file gave the row's available_at.
+    units, ISO days, ``explicit`` 1 where the file gave the row's available_at. Rows dated on a
+    day that is not a trading day of ``calendar`` are skipped (counted in ``result``). A chunk
+    may carry ``_line`` and ``_column`` (a mapped file): its rows' file lines and vendor columns.
     """
+    result = result if result is not None else FileImport(str(path))
     table = work.table(("series", "date", "value", "available_at", "explicit"), ("series", "date"))
     kinds: dict[str, canonical.SeriesKind] = {}
     for frame in chunks:
         dates = _stamps(path, frame, "date", today)
+        frame, dates = _trading_only(frame, dates, calendar, result)
+        if frame.empty:
+            continue
         values = _numbers(path, frame, "value")
         names = frame["series"].str.strip()
         for name in names.unique():
@@ -197,7 +338,7 @@ def parse_long(path: Path, chunks: Iterator[pd.DataFrame], today: dt.date, work:
             i = outside.idxmax()
             name, kind = names[i], kinds[names[i]]
             raise CsvImportError(
-                f"{_name(path)}: line {_line(i)}, series {name}: value {values[i]:g} is outside "
+                f"{_name(path)}: {_where(frame, i)}, series {name}: value {values[i]:g} is outside "
                 f"the plausible range {kind.low:g}..{kind.high:g} {kind.unit}"
                 f"{canonical.unit_hint(kind, float(values[names == name].median()))}")
         if "available_at" in frame.columns:
@@ -207,16 +348,19 @@ def parse_long(path: Path, chunks: Iterator[pd.DataFrame], today: dt.date, work:
             early = available < dates
             if early.any():
                 i = early.idxmax()
-                raise CsvImportError(f"{_name(path)}: line {_line(i)}, column available_at: "
+                raise CsvImportError(f"{_name(path)}: {_where(frame, i)}, column available_at: "
                                      f"{available[i].date()} is before the date {dates[i].date()}")
             explicit = given.to_numpy(dtype=int)
         else:
             lagged = names.map({n: k.lagged for n, k in kinds.items()}).to_numpy(dtype=bool)
             available = dates + pd.to_timedelta(np.where(lagged, FUNDS_LAG_DAYS, 0), unit="D")
             explicit = np.zeros(len(frame), dtype=int)
+        lines = frame["_line"] if "_line" in frame.columns else frame.index.to_numpy() + 2
         rows = list(zip(names.tolist(), _iso(dates), values.tolist(), _iso(available),
-                        explicit.tolist(), (frame.index.to_numpy() + 2).tolist(), strict=True))
+                        explicit.tolist(), np.asarray(lines, dtype=int).tolist(), strict=True))
         work.append(table, rows)
+        result.values += len(rows)
+        result.series.update(names.unique().tolist())
     dup = work.first_duplicate(table)
     if dup:
         (name, day), line = dup
@@ -230,14 +374,21 @@ def parse_long(path: Path, chunks: Iterator[pd.DataFrame], today: dt.date, work:
     return table
 
 
-def parse_panel(path: Path, chunks: Iterator[pd.DataFrame], today: dt.date, work: Staging) -> str:
+def parse_panel(path: Path, chunks: Iterator[pd.DataFrame], today: dt.date, work: Staging,
+                calendar: TradingCalendar | None = None, result: FileImport | None = None) -> str:
     """Validate a stock-panel file chunk by chunk into a table of ``work``; return its name.
 
-    The table holds (date, code, close, total_mv, is_st, line): ISO days, yuan, 0/1.
+    The table holds (date, code, close, total_mv, is_st, line): ISO days, yuan, 0/1. Rows dated
+    on a day that is not a trading day of ``calendar`` are skipped (counted in ``result``).
     """
+    result = result if result is not None else FileImport(str(path))
     table = work.table(("date", "code", "close", "total_mv", "is_st"), ("date", "code"))
     for frame in chunks:
-        dates = _dates(path, frame, "date", today)
+        stamps = _stamps(path, frame, "date", today)
+        frame, stamps = _trading_only(frame, stamps, calendar, result)
+        if frame.empty:
+            continue
+        dates = stamps.dt.date
         codes = frame["code"].str.strip()
         bad = ~codes.str.fullmatch(r"[0-9]{6}")
         if bad.any():
@@ -255,6 +406,8 @@ def parse_panel(path: Path, chunks: Iterator[pd.DataFrame], today: dt.date, work
                 for i, d, c, cl, mv, st in zip(frame.index, dates, codes, close, total_mv, is_st,
                                                strict=True)]
         work.append(table, rows)
+        result.values += len(rows)
+        result.panel = True
     dup = work.first_duplicate(table)
     if dup:
         (day, code), line = dup
@@ -290,78 +443,147 @@ def parse_holdings(path: Path, frame: pd.DataFrame, today: dt.date) -> pd.DataFr
     return out
 
 
-def _validate(path: Path, raw: BinaryIO, today: dt.date, work: Staging, chunk_rows: int
+def _mapped_header(path: Path, layout: vendor.Mapping, header: pd.DataFrame) -> None:
+    """Check that the header of ``path`` has every column ``layout`` reads."""
+    header.columns = [str(c).strip() for c in header.columns]
+    present = set(header.columns)
+    for col in layout.columns():
+        if col not in present:
+            raise CsvImportError(
+                f"{_name(path)}: column {shown_repr(col)} (mapping {printable(layout.name)}) is not "
+                f"in the header {shown_repr(','.join(header.columns), 160)}; check skip_rows, "
+                "delimiter and encoding")
+
+
+def _validate(path: Path, raw: BinaryIO, today: dt.date, work: Staging, chunk_rows: int,
+              layout: vendor.Mapping | None, calendar: TradingCalendar | None, result: FileImport
               ) -> tuple[str, str | pd.DataFrame]:
     """Read and validate one file; return (kind, the name of a table of ``work``, or the holdings
-    frame for kind ``holdings``)."""
-    chunks = _chunks(path, raw, chunk_rows)
+    frame for kind ``holdings``). ``layout``: the mapping the file is read with (None: one of
+    the canonical formats, recognised by its header)."""
+    chunks = _chunks(path, raw, chunk_rows, layout)
+    try:
+        return _validate_chunks(path, chunks, today, work, layout, calendar, result)
+    finally:
+        chunks.close()  # while the file is open: an abandoned reader is closed here, not by gc
+
+
+def _validate_chunks(path: Path, chunks: Iterator[pd.DataFrame], today: dt.date, work: Staging,
+                     layout: vendor.Mapping | None, calendar: TradingCalendar | None,
+                     result: FileImport) -> tuple[str, str | pd.DataFrame]:
     header = next(chunks)
-    kind = _header(path, header)
-    seen = [0]
+    if layout is not None:
+        _mapped_header(path, layout, header)
+        kind = "mapped"
+    else:
+        kind = _header(path, header)
+    result.kind = kind
+    result.mapping = layout.name if layout is not None else None
 
     def rows() -> Iterator[pd.DataFrame]:
         for frame in chunks:
             frame.columns = list(header.columns)
             if not frame.empty:
-                seen[0] += len(frame)
-                yield frame
+                result.read += len(frame)
+                yield frame.fillna("") if layout is not None else frame
 
     if kind == "holdings":
         frames = list(rows())  # one quarter's holdings: read whole (bounded by the fund count)
         if not frames:
             raise CsvImportError(f"{_name(path)}: no data rows")
         return kind, parse_holdings(path, pd.concat(frames), today)
+    if kind == "mapped":
+        assert layout is not None
+        tally = vendor.Tally()
+        try:
+            long_rows = vendor.chunks(layout, Path(_name(path)), rows(), today, tally, CsvImportError)
+            table = parse_long(path, long_rows, today, work, calendar, result)
+        except KeyError as exc:  # a footer row with fewer fields is read, a column is not
+            raise CsvImportError(f"{_name(path)}: column {exc} missing") from None
+        result.footer, result.empty, result.unmapped = tally.footer, tally.empty, tally.unmapped
+        if not result.read:
+            raise CsvImportError(f"{_name(path)}: no data rows")
+        if not result.values and not result.skipped:
+            raise CsvImportError(
+                f"{_name(path)}: no value for any series of mapping {printable(layout.name)} "
+                f"(codes found: {shown(', '.join(sorted(tally.unmapped)) or 'none')})")
+        return "long", table
     parse = parse_long if kind == "long" else parse_panel
-    table = parse(path, rows(), today, work)
-    if not seen[0]:
+    table = parse(path, rows(), today, work, calendar, result)
+    if not result.read:
         raise CsvImportError(f"{_name(path)}: no data rows")
     return kind, table
 
 
-def import_files(db: Database, paths: list[Path], today: dt.date | None = None,
-                 coverage: str = "top10", *, chunk_rows: int = CHUNK_ROWS,
-                 opener: Callable[[Path], BinaryIO] = open_file,
-                 clock: Callable[[], str] = utc_now) -> dict[str, int]:
-    """Validate every file, then write them all in one transaction; return rows changed per file
-    (keyed by ``str(path)``).
+def import_report(db: Database, paths: list[Path], today: dt.date | None = None,
+                  coverage: str = "top10", *, mapping: vendor.Mapping | None = None,
+                  calendar: TradingCalendar | None = None, chunk_rows: int = CHUNK_ROWS,
+                  opener: Callable[[Path], BinaryIO] = open_file,
+                  clock: Callable[[], str] = utc_now) -> list[FileImport]:
+    """Validate every file, then write them all in one transaction; return what was done with
+    each file (``FileImport``: rows read, values written and unchanged, rows skipped).
 
     Files are read ``chunk_rows`` rows at a time (opened with ``opener``); the validated rows wait
     in a scratch SQLite file, so memory stays bounded whatever the file size. A value that
     changes a stored one takes ``today`` (the import day) as its available_at, unless the file
     has an ``available_at`` for that row; the value it replaces stays visible to the days before.
+    With ``mapping`` (``monitor.sources.mapping.load``), every file is a vendor export read
+    through it. Rows of daily files (long, panel, mapped) dated on a day that is not a trading
+    day of ``calendar`` (default: the XSHG calendar) are skipped and counted.
     Fund-holdings files become the ``funds.*`` allocation series (computed with the market caps of
     the stock panel, so import the panel first or in the same call); ``coverage`` says whether they
     hold the top-10 or the full holdings, and is stored with the values (``source``).
     Raises CsvImportError (nothing written) when any file is invalid or unreadable.
     """
     today = today or dt.date.today()
+    calendar = calendar or TradingCalendar()
     work = Staging()
     try:
-        parsed: list[tuple[Path, str, str | pd.DataFrame]] = []
+        parsed: list[tuple[Path, str, str | pd.DataFrame, FileImport]] = []
         for path in paths:
+            result = FileImport(str(path))
             with opener(path) as raw:
-                kind, rows = _validate(Path(path), raw, today, work, chunk_rows)
-            parsed.append((Path(path), kind, rows))
+                kind, rows = _validate(Path(path), raw, today, work, chunk_rows, mapping, calendar,
+                                       result)
+            parsed.append((Path(path), kind, rows, result))
         parsed.sort(key=lambda p: p[1] == "holdings")  # the panel's caps first
-        return _write(db, parsed, today, coverage, work, chunk_rows, clock)
+        _write(db, parsed, today, coverage, work, chunk_rows, clock)
+        return [p[3] for p in sorted(parsed, key=lambda p: paths.index(p[0]))]
     finally:
         work.close()
 
 
-def _write(db: Database, parsed: list[tuple[Path, str, str | pd.DataFrame]], today: dt.date,
-           coverage: str, work: Staging, chunk_rows: int, clock: Callable[[], str]) -> dict[str, int]:
+def import_files(db: Database, paths: list[Path], today: dt.date | None = None,
+                 coverage: str = "top10", *, chunk_rows: int = CHUNK_ROWS,
+                 opener: Callable[[Path], BinaryIO] = open_file,
+                 clock: Callable[[], str] = utc_now, mapping: vendor.Mapping | None = None,
+                 calendar: TradingCalendar | None = None) -> dict[str, int]:
+    """``import_report``, returning only the values written per file (keyed by ``str(path)``):
+    for a holdings file, the holdings written plus the ``funds.*`` values derived from them."""
+    done = import_report(db, paths, today, coverage, mapping=mapping, calendar=calendar,
+                         chunk_rows=chunk_rows, opener=opener, clock=clock)
+    return {r.path: r.written + r.removed + r.derived for r in done}
+
+
+def _write(db: Database, parsed: list[tuple[Path, str, str | pd.DataFrame, FileImport]],
+           today: dt.date, coverage: str, work: Staging, chunk_rows: int,
+           clock: Callable[[], str]) -> None:
     """Write the validated files in one transaction (``clock()``: ISO UTC now, for the run's
-    record and the rows' ``fetched_at``); return rows changed per file."""
+    record and the rows' ``fetched_at``), counting in each file's ``FileImport``."""
     started = clock()
-    changed: dict[str, int] = {}
     with observations.large_write(db), db.atomic():
-        for path, kind, rows in parsed:
+        for path, kind, rows, result in parsed:
             label = f"csv:{printable(path.name)}"
             if isinstance(rows, pd.DataFrame):  # kind "holdings": the validated frame
                 try:
-                    changed[str(path)] = holdings.import_frame(db, rows, coverage, label)
+                    done = holdings.import_frame(db, rows, coverage, label)
                 except holdings.HoldingsError as exc:
                     raise CsvImportError(f"{_name(path)}: {shown(exc, 300)}") from None
+                result.values, result.written, result.removed = (done.positions, done.written,
+                                                                 done.removed)
+                result.merged, result.derived = len(rows) - done.positions, done.derived
+                result.unchanged = done.positions - done.written
+                result.series.update(done.series)
             elif kind == "long":
                 n = 0
                 for batch in work.rows(rows, ("series", "date", "value", "available_at", "explicit"),
@@ -373,14 +595,28 @@ def _write(db: Database, parsed: list[tuple[Path, str, str | pd.DataFrame]], tod
                             n += observations.upsert(
                                 db, part, revised_from=None if explicit else today.isoformat(),
                                 now=started)
-                changed[str(path)] = n
+                result.written, result.unchanged = n, result.values - n
             else:
                 n = 0
                 for batch in work.rows(rows, ("date", "code", "close", "total_mv", "is_st", "date"),
                                        chunk_rows):
                     n += stock_panel.upsert(db, [(*r, label) for r in batch])
-                changed[str(path)] = n
+                result.written, result.unchanged = n, result.values - n
+        changed = {printable(r.path): r.written + r.removed + r.derived for *_, r in parsed}
         if any(changed.values()):
             runs.record(db, "import", today.isoformat(), started, clock(), "ok",
-                        detail=dumps({"files": {printable(k): v for k, v in changed.items()}}))
-    return changed
+                        detail=dumps({"files": changed}))
+
+
+def coverage_rows(db: Database, done: list[FileImport]) -> list[dict]:
+    """Return the stored coverage of every series the files of ``done`` held: one row per
+    series (``series``, ``first`` and ``last`` day, ``rows`` stored), sorted by series, then one
+    row ``stock_panel`` (rows and stocks) when a file held panel rows."""
+    names = sorted(set().union(*(r.series for r in done))) if done else []
+    rows = [{"series": s, "first": lo or "-", "last": hi or "-", "rows": f"{n:,}"}
+            for s, lo, hi, n in observations.coverage(db, names)]
+    if any(r.panel for r in done):
+        lo, hi, n, stocks = stock_panel.coverage(db)
+        rows.append({"series": f"stock_panel ({stocks:,} stocks)", "first": lo or "-",
+                     "last": hi or "-", "rows": f"{n:,}"})
+    return rows

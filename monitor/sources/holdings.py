@@ -125,28 +125,50 @@ def allocation_observations(db: Database, report: dt.date, coverage: str, source
     return [(s, d, v, a, f"{src};{source}") for s, d, v, a, src in fa.to_observations(series)]
 
 
-def _store_frame(db: Database, holdings: pd.DataFrame, coverage: str, source: str) -> int:
-    changed = 0
+@dataclass
+class HoldingsWrite:
+    """What ``import_frame`` changed."""
+
+    positions: int = 0  # distinct (report date, fund, stock) holdings in the frame
+    written: int = 0  # of them, inserted or changed
+    removed: int = 0  # stored holdings absent from a re-imported fund report
+    reports: int = 0  # fund report rows (name, type, count) written
+    derived: int = 0  # funds.* observations inserted or changed
+    series: set[str] = field(default_factory=set)  # funds.* series computed
+
+    @property
+    def total(self) -> int:
+        """Every row changed."""
+        return self.written + self.removed + self.reports + self.derived
+
+
+def _store_frame(db: Database, holdings: pd.DataFrame, coverage: str, source: str,
+                 out: HoldingsWrite) -> None:
     has_type = "fund_type" in holdings.columns
     for (report, fund), part in holdings.groupby(["report_date", "fund_code"], sort=True):
         fund_type = None
         if has_type:
             known = part["fund_type"].dropna()
             fund_type = str(known.iloc[0]) if len(known) else None
-        rows = part.groupby("stock_code", sort=True)["holding_value"].sum()
-        changed += stored.store_fund(db, coverage, pd.Timestamp(report).date().isoformat(), str(fund),
-                                     str(part["fund_name"].iloc[0]), fund_type, rows.items(), source)
-    return changed
+        rows = part.groupby("stock_code", sort=True)["holding_value"].sum()  # duplicates summed
+        done = stored.store_fund(db, coverage, pd.Timestamp(report).date().isoformat(), str(fund),
+                                 str(part["fund_name"].iloc[0]), fund_type, rows.items(), source)
+        out.positions += len(rows)
+        out.written += done.written
+        out.removed += done.removed
+        out.reports += done.report
 
 
-def import_frame(db: Database, holdings: pd.DataFrame, coverage: str, source: str) -> int:
+def import_frame(db: Database, holdings: pd.DataFrame, coverage: str, source: str) -> HoldingsWrite:
     """Store ``holdings`` (columns ``fa.HOLDINGS_COLUMNS`` + optional ``fund_type``) and upsert the
-    allocation of each of its report dates and of the stored report after each; return rows
-    changed. Values are available ``publication_lag_days`` after their report date.
+    allocation of each of its report dates and of the stored report after each; return what
+    changed (``HoldingsWrite``: holdings, fund reports and derived ``funds.*`` values counted
+    apart). Values are available ``publication_lag_days`` after their report date.
 
     Call inside the caller's transaction; raises HoldingsError.
     """
-    changed = _store_frame(db, holdings, coverage, source)
+    out = HoldingsWrite()
+    _store_frame(db, holdings, coverage, source, out)
     reports = {pd.Timestamp(d).date() for d in holdings["report_date"].unique()}
     present = set(stored.report_dates(db, coverage))
     affected = sorted(reports | {n for r in reports
@@ -154,9 +176,10 @@ def import_frame(db: Database, holdings: pd.DataFrame, coverage: str, source: st
     for report in affected:
         available = report + dt.timedelta(days=publication_lag_days(report, coverage))
         label = source if report in reports else _report_source(db, coverage, report)
-        changed += observations.upsert(db, allocation_observations(db, report, coverage, label,
-                                                                   available))
-    return changed
+        rows = allocation_observations(db, report, coverage, label, available)
+        out.series.update(r[0] for r in rows)
+        out.derived += observations.upsert(db, rows)
+    return out
 
 
 def _report_source(db: Database, coverage: str, report: dt.date) -> str:
@@ -286,7 +309,7 @@ def _store_fetched(db: Database, quarter: dt.date, fetched: list[tuple], label: 
         for fund, part in fetched:
             rows = zip(part["stock_code"], part["holding_value"], strict=True)
             outcome.changed += stored.store_fund(db, LIVE_COVERAGE, quarter.isoformat(), fund.fund_code,
-                                                 fund.fund_name, fund.fund_type, rows, label)
+                                                 fund.fund_name, fund.fund_type, rows, label).total
     outcome.fetched += len(fetched)
 
 

@@ -16,7 +16,7 @@ from sqlite_utils import Database
 
 from monitor.calendar import TradingCalendar
 from monitor.sources import Source
-from monitor.sources.csv_import import CsvImportError, import_files, printable, shown
+from monitor.sources.csv_import import CsvImportError, FileImport, import_report, printable, shown
 from storage import observations, runs
 from storage.util import dumps, utc_now
 
@@ -69,7 +69,8 @@ def _open_no_follow(path: Path) -> BinaryIO:
 
 def import_drop_folder(db: Database, folder: Path, coverage: str = "top10",
                        settle_seconds: float = SETTLE_SECONDS, now: float | None = None,
-                       clock: Callable[[], str] = utc_now) -> dict[str, str]:
+                       clock: Callable[[], str] = utc_now,
+                       calendar: TradingCalendar | None = None) -> dict[str, str]:
     """Import the settled files of the drop folder; return {file name (escaped): outcome}.
 
     A file is imported once it has stopped changing: its mtime at least ``settle_seconds``
@@ -79,7 +80,9 @@ def import_drop_folder(db: Database, folder: Path, coverage: str = "top10",
     moved to ``imported/``; a bad or unreadable file (wrong content, truncated or corrupt gzip,
     bad UTF-8, a symbolic link or non-regular entry, which is never read) is moved to
     ``rejected/`` next to a ``.error.txt`` holding its one-line reason (secrets redacted, control
-    characters escaped), and the others still go in. Never raises for a file's content: the cycle
+    characters escaped), and the others still go in. Rows dated on a day that is not a trading
+    day of ``calendar`` (default XSHG) are skipped, and the outcome says how many. Never raises
+    for a file's content: the cycle
     goes on. Files written here are owner-only (0600). A crash before a file is moved only means
     it is imported again next time, which changes nothing (imports are idempotent).
     """
@@ -102,23 +105,35 @@ def import_drop_folder(db: Database, folder: Path, coverage: str = "top10",
     if not files:
         return outcome
     try:  # together first: a holdings file may need the panel that arrives with it
-        changed = import_files(db, files, coverage=coverage, opener=_open_no_follow, clock=clock)
-        for path in files:
+        done = import_report(db, files, coverage=coverage, calendar=calendar,
+                             opener=_open_no_follow, clock=clock)
+        for path, result in zip(files, done, strict=True):
             _move(path, folder / "imported", clock)
-            outcome[printable(path.name)] = f"imported ({changed[str(path)]} rows changed)"
+            outcome[printable(path.name)] = _imported(result)
         return outcome
     except CsvImportError:
         pass
     for path in files:
         try:
-            changed = import_files(db, [path], coverage=coverage, opener=_open_no_follow,
-                                   clock=clock)
+            [result] = import_report(db, [path], coverage=coverage, calendar=calendar,
+                                     opener=_open_no_follow, clock=clock)
         except CsvImportError as exc:
             _reject(folder, path, str(exc), outcome, clock)
             continue
         _move(path, folder / "imported", clock)
-        outcome[printable(path.name)] = f"imported ({changed[str(path)]} rows changed)"
+        outcome[printable(path.name)] = _imported(result)
     return outcome
+
+
+def _imported(result: FileImport) -> str:
+    """The outcome of an imported drop-folder file; rows skipped on non-trading days are said
+    (and logged as a warning)."""
+    text = f"imported ({result.written + result.removed + result.derived} rows changed)"
+    note = result.skipped_note()
+    if note:
+        log.warning("drop folder: %s", note)
+        text += f"; {result.skipped_rows} row(s) skipped: not XSHG trading days"
+    return text
 
 
 def _reject(folder: Path, path: Path, reason: str, outcome: dict[str, str],
