@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -87,7 +88,11 @@ def run_import(csv: Path, db: Path, tree: Path) -> dict:
         stdout, stderr = out.read().decode(), err.read().decode()
     if child.returncode != 0:
         raise RuntimeError(f"import with {tree} failed ({child.returncode}): {stderr[-2000:]}")
-    written = int(stdout.rsplit(":", 1)[1].split()[0])
+    # "N row(s) written" (the pre-fix tree) or "R rows read, W written, U unchanged, S skipped
+    # (non-trading days)": rows handled = written + skipped (the generated weekdays include holidays)
+    written = int(re.search(r"([\d,]+) (?:row\(s\) )?written", stdout)[1].replace(",", ""))
+    skipped = re.search(r"([\d,]+) skipped", stdout)
+    written += int(skipped[1].replace(",", "")) if skipped else 0
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
     return {"wall_s": wall, "rows": written, "peak_mb": usage.ru_maxrss / 1024}

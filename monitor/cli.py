@@ -436,18 +436,40 @@ def cmd_holdings(g: Globals, report_date: dt.date | None) -> int:
     return 0 if outcome.status in ("ok", "done") else 1
 
 
-@command(cli, "import-csv", "import CSV files (long format or stock panel)")
+@command(cli, "import-csv", "import CSV files (long format, stock panel, holdings, or a vendor "
+                             "export through --mapping)")
 @click.argument("paths", nargs=-1, required=True, type=FILE, metavar="PATH...")
 @click.option("--coverage", type=click.Choice(["top10", "full"]), default="top10", show_default=True,
               help="fund-holdings files: top-10 (quarterly) or full (semi-annual/annual) holdings")
-def cmd_import_csv(g: Globals, paths: tuple[Path, ...], coverage: str) -> int:
-    from monitor.sources.csv_import import import_files, printable
+@click.option("--mapping", "mapping_file", type=FILE, metavar="FILE",
+              help="a mapping TOML for vendor exports (CSIndex, Wind, ChinaBond; examples in "
+                   "config/mappings/): which columns go to which series, units, date format, "
+                   "encoding")
+def cmd_import_csv(g: Globals, paths: tuple[Path, ...], coverage: str,
+                   mapping_file: Path | None) -> int:
+    from monitor.sources import mapping as vendor
+    from monitor.sources.csv_import import coverage_rows, import_report
 
+    layout = None
+    if mapping_file is not None:
+        try:
+            layout = vendor.load(mapping_file)
+        except vendor.MappingError as exc:
+            raise UsageError(str(exc)) from None
     config = g.load()
     db = g.open(config)
-    changed = import_files(db, list(paths), coverage=coverage)
-    for path, n in changed.items():
-        print(f"{printable(path)}: {n} row(s) written")
+    done = import_report(db, list(paths), coverage=coverage, mapping=layout,
+                         calendar=_calendar(config))
+    for result in done:
+        note = result.skipped_note()
+        if note:
+            print(_safe(f"warning: {note}"), file=sys.stderr)
+    for result in done:
+        print(_safe(result.summary()))
+    rows = coverage_rows(db, done)
+    if rows:
+        print("coverage of the series imported:")
+        _print_rows(rows, ["series", "first", "last", "rows"], False)
     return 0
 
 

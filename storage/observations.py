@@ -214,3 +214,15 @@ def last_known(db: Database, series: str, as_of: str, count: int) -> list[tuple[
                       "available_at <= ? ORDER BY date DESC LIMIT ?",
                       [series, as_of, as_of, count]).fetchall()
     return [(r[0], r[1]) for r in reversed(rows)]
+
+
+def coverage(db: Database, series: Sequence[str]) -> list[tuple[str, str | None, str | None, int]]:
+    """Return, per name of ``series`` (in that order), ``(series, first day, last day, rows)``:
+    the ISO days of its first and last stored observation (None when it has none) and how many
+    observations are stored (current values, revisions not counted)."""
+    out = []
+    for name in series:
+        lo, hi, n = db.execute("SELECT MIN(date), MAX(date), COUNT(*) FROM observations WHERE "
+                               "series = ?", [name]).fetchone()
+        out.append((name, lo, hi, int(n)))
+    return out

@@ -75,3 +75,11 @@ def store_listed_days(db: Database, as_of: str, counts: Mapping[str, int], keep_
                         [(c, as_of, int(d)) for c, d in counts.items()])
     db.execute("DELETE FROM panel_listed_days WHERE as_of < ?", [keep_from])
     return db.conn.total_changes - before
+
+
+def coverage(db: Database) -> tuple[str | None, str | None, int, int]:
+    """Return ``(first day, last day, rows, stocks)`` of the stored panel (ISO days; None when
+    it is empty)."""
+    lo, hi, n = db.execute("SELECT MIN(date), MAX(date), COUNT(*) FROM stock_panel").fetchone()
+    stocks = db.execute("SELECT COUNT(DISTINCT code) FROM stock_panel").fetchone()[0]
+    return lo, hi, int(n), int(stocks)

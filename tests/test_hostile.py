@@ -33,6 +33,7 @@ from monitor.config import (
     load_config,
     parse_config,
 )
+from monitor.calendar import TradingCalendar
 from monitor.sources.csv_import import CsvImportError, import_files
 from storage import silences
 from storage.db import open_db
@@ -335,7 +336,8 @@ def test_stock_codes_in_unicode_digits_are_refused(tmp_path):
 
 # -- CSV: huge files ----------------------------------------------------------------------------
 
-BIG_DAYS = [dt.date(2010, 1, 1) + dt.timedelta(days=i) for i in range(4000)]
+# trading days: an import skips the others (weekends, exchange holidays)
+BIG_DAYS = TradingCalendar().days(dt.date(2005, 1, 4), dt.date(2024, 12, 31))[:4000]
 BIG_SERIES = ["index.all_a.amount", "index.csi2000.amount", "index.csi300.close", "yield.gov.3y",
               *(f"theme.t{k:02d}.close" for k in range(46))]
 BIG_ROWS = len(BIG_DAYS) * len(BIG_SERIES)  # 200,000

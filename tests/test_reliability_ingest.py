@@ -205,9 +205,9 @@ def test_a_file_still_being_written_waits_until_it_settles(tmp_path):
     t = feed.stat().st_mtime
     # float seconds from st_mtime: checked clear of the 5 s boundary, on both sides
     assert import_drop_folder(db, inbox, settle_seconds=5, now=t + 4.9) == {}
-    assert import_drop_folder(db, inbox, settle_seconds=5, now=t + 5.05) == {
-        "feed.csv": "imported (28 rows changed)"}
-    assert db.execute("SELECT COUNT(*) FROM observations").fetchone()[0] == 28
+    assert import_drop_folder(db, inbox, settle_seconds=5, now=t + 5.05) == {  # 8 weekend days
+        "feed.csv": "imported (20 rows changed); 8 row(s) skipped: not XSHG trading days"}
+    assert db.execute("SELECT COUNT(*) FROM observations").fetchone()[0] == 20
 
 
 def test_temporary_and_hidden_files_wait_for_their_rename(tmp_path):
@@ -372,4 +372,4 @@ def test_control_characters_in_file_names_are_escaped(tmp_path, caplog, capsys):
     assert cli.main(["--config", str(DEFAULT_CONFIG), "--db", str(tmp_path / "c.db"),
                      "import-csv", str(good)]) == 0
     out = capsys.readouterr().out
-    assert "\x1b" not in out and "ok\\x1b[2J.csv: 1 row(s) written" in out
+    assert "\x1b" not in out and "ok\\x1b[2J.csv: 1 rows read, 1 written" in out
