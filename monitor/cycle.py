@@ -197,6 +197,7 @@ def _run(db: Database, config: Config, as_of: dt.date, data: FetchedDay,
 
     active_silences = silences.active_on(db, as_of)
     events, items, firing, pending, active = [], [], [], [], []
+    firing_values: dict[str, list[dict]] = {}  # each firing rule's values, shown in the digest
     states: dict[str, lifecycle.AlertState] = {}
     for rule, ev in zip(config.rules, evaluations, strict=True):
         prev = starting_state(current.get(rule.name), day)
@@ -212,6 +213,7 @@ def _run(db: Database, config: Config, as_of: dt.date, data: FetchedDay,
         if new.state == lifecycle.FIRING:
             firing.append(rule.name)
             active.append({"rule": rule.name, "severity": rule.severity, "since": new.since})
+            firing_values[rule.name] = ev.comparisons
         elif new.state == lifecycle.PENDING:
             pending.append(rule.name)
         alerts.save(db, {
@@ -219,8 +221,8 @@ def _run(db: Database, config: Config, as_of: dt.date, data: FetchedDay,
             "state_json": new.to_json(), "prev_state_json": prev.to_json(),
             "last_evaluated": day, "since": new.since, "last_values": dumps(ev.values),
         })
-    stale_event, stale_item, stale_state = _data_stale(db, config, as_of, calendar, current,
-                                                       active_silences)
+    stale_event, stale_item, stale_state, stale_comparisons = _data_stale(
+        db, config, as_of, calendar, current, active_silences)
     if stale_event:
         events.append(stale_event)
     if stale_item:
@@ -229,6 +231,7 @@ def _run(db: Database, config: Config, as_of: dt.date, data: FetchedDay,
         firing.append(DATA_STALE)
         active.append({"rule": DATA_STALE, "severity": data_stale.RULE.severity,
                        "since": stale_state.since})
+        firing_values[DATA_STALE] = stale_comparisons
     alerts.replace_events(db, day, events)
     if episodes != "skip":
         update_episodes(db, config, as_of, calendar, full=episodes == "full")
@@ -244,7 +247,8 @@ def _run(db: Database, config: Config, as_of: dt.date, data: FetchedDay,
             context=evaluate_context(config.context, values),
             risk=_risk(db, config, computed, states), summary=summary,
             notes=[n for n in (coverage_note(calendar.coverage_end, as_of),) if n]
-            + failure_notes(db, day))
+            + failure_notes(db, day), microcap=microcap_state(db, as_of, calendar),
+            firing_values=firing_values)
         outbox.enqueue(db, key, "digest", day, dumps(payload))
     else:
         outbox.withdraw(db, key)
@@ -277,6 +281,18 @@ def failure_notes(db: Database, day: str) -> list[str]:
     return notes
 
 
+def microcap_state(db: Database, as_of: dt.date, calendar: TradingCalendar) -> dict | None:
+    """Return the digest's micro-cap block (``digest.microcap_state``: the level and its drawdown
+    from the peak) from the closes available on ``as_of`` (point-in-time). Read only on a day a
+    digest goes out: the whole history, for the peak."""
+    first = observations.first_date(db, [MICROCAP_CLOSE])
+    if first is None or first > as_of:
+        return None
+    frame = observations.load_frame(db, [MICROCAP_CLOSE], calendar.days(first, as_of), as_of)
+    close = frame[MICROCAP_CLOSE]
+    return digest.microcap_state((d.date().isoformat(), v) for d, v in close.items())
+
+
 def _risk(db: Database, config: Config, computed: dict[str, SignalValue],
           states: dict[str, lifecycle.AlertState]) -> dict | None:
     """Return the digest's headline block (``digest.risk_block``), or None without headline rules."""
@@ -301,17 +317,20 @@ DATA_STALE = data_stale.DATA_STALE
 
 def _data_stale(db: Database, config: Config, as_of: dt.date, calendar: TradingCalendar,
                 current: dict[str, dict], active_silences: list[dict]
-                ) -> tuple[dict | None, dict | None, lifecycle.AlertState]:
+                ) -> tuple[dict | None, dict | None, lifecycle.AlertState, list[dict]]:
     """Advance the built-in ``data_stale`` alert (``monitor.alerting.data_stale``) and store its
-    state; return (event or None, digest item or None, new state)."""
+    state; return (event or None, digest item or None, new state, the day's comparisons)."""
     limit = config.data_quality.stale_after_days
     if limit <= 0:
-        return None, None, lifecycle.AlertState()
+        return None, None, lifecycle.AlertState(), []
     day = as_of.isoformat()
     required = data_stale.required_series(config, observations.series_names(db))
     first = calendar.window_start(as_of, data_stale.lookback_days(config) + 1).isoformat()
-    ages = data_stale.ages(observations.latest_dates(db, required, first, day), as_of, calendar)
-    ev = data_stale.evaluate(ages, limit)
+    latest = observations.latest_dates(db, required, first, day)
+    gone = [k for k, v in latest.items() if v is None]  # nothing in the lookback: its last day
+    older = observations.latest_dates(db, gone, "", day) if gone else {}
+    ages, last = data_stale.last_days(latest, older, as_of, calendar)
+    ev = data_stale.evaluate(ages, limit, last)
     prev = starting_state(current.get(DATA_STALE), day)
     new, event, item = advance(data_stale.RULE, ev, prev, day, silences=active_silences)
     alerts.save(db, {
@@ -319,7 +338,7 @@ def _data_stale(db: Database, config: Config, as_of: dt.date, calendar: TradingC
         "state_json": new.to_json(), "prev_state_json": prev.to_json(),
         "last_evaluated": day, "since": new.since, "last_values": dumps(ev.values),
     })
-    return event, item, new
+    return event, item, new, ev.comparisons
 
 
 def update_episodes(db: Database, config: Config, as_of: dt.date, calendar: TradingCalendar,

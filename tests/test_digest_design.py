@@ -289,20 +289,23 @@ def test_more_than_a_few_reminders_fold_into_one_still_firing_line():
                 active=[*active, {"rule": "vol", "severity": "warning", "since": "2024-01-19"}])
     text = digest.render_text(p)
     assert "STILL FIRING" not in text
-    assert ("Still firing: rule_0 (since 2024-01-02), rule_1 (since 2024-01-03), rule_2 (since "
-            "2024-01-04), rule_3 (since 2024-01-05), quiet (since 2023-12-01)") in text
+    value = ": micro-cap volatility vs its 120d median 1.80 (>= 1.50)"  # from the reminders
+    assert (f"Still firing (5):\n  - rule_0 (since 2024-01-02){value}\n  - rule_1 (since "
+            f"2024-01-03){value}\n  - rule_2 (since 2024-01-04){value}\n  - rule_3 (since "
+            f"2024-01-05){value}\n  - quiet (since 2023-12-01)") in text  # quiet: no values given
     assert "[WARNING] vol: NEW since 2024-01-19" in text
     bs, fallback = render(p, "digest:2024-01-19", inhibit=True)
     assert limit_problems(bs, fallback) == []
     secs = [b["text"]["text"] for b in bs if b["type"] == "section"]
     assert not any("STILL FIRING" in s for s in secs)
-    assert any(s.startswith(":hourglass: Still firing: rule_0 (since 2024-01-02)") for s in secs)
+    assert any(s.startswith(":hourglass: *Still firing (5):*\n• rule_0 (since 2024-01-02): micro")
+               for s in secs)
     # three reminders or fewer keep their sections; the quiet one is still listed
     p = payload(reminders[:3], active=active)
     secs = [b["text"]["text"] for b in render(p, None)[0] if b["type"] == "section"]
     assert sum("STILL FIRING" in s for s in secs) == 3
-    assert any(s.endswith("Still firing: rule_3 (since 2024-01-05), quiet (since 2023-12-01)")
-               for s in secs)
+    assert any(s.endswith("Still firing (2):*\n• rule_3 (since 2024-01-05)\n• quiet (since "
+                          "2023-12-01)") for s in secs)  # not items today: no values given
 
 
 def test_a_payload_queued_before_the_redesign_still_renders_every_reminder():
@@ -311,7 +314,9 @@ def test_a_payload_queued_before_the_redesign_still_renders_every_reminder():
     old = {k: v for k, v in p.items() if k not in ("active", "context", "risk", "summary")}
     text = digest.render_text(old)
     assert text.splitlines()[0] == "regime-monitor 2024-01-19: 5 firing (0 new)"
-    assert "Still firing: rule_0 (since 2024-01-02)" in text and "rule_4 (since 2024-01-06)" in text
+    # an old payload has no "active": its reminders are listed, each with its value
+    assert ("  - rule_0 (since 2024-01-02): micro-cap volatility vs its 120d median 1.80 (>= "
+            "1.50)") in text and "  - rule_4 (since 2024-01-06): " in text
     bs, fallback = render(old, None)
     assert limit_problems(bs, fallback) == [] and "rule_4 (since 2024-01-06)" in json.dumps(bs)
 
@@ -328,7 +333,7 @@ def test_slack_blocks_put_the_headline_first_and_stay_within_limits():
     assert regime == ["Regime: micro-cap drawdown under way (microcap.drawdown -12.4%) · credit "
                       "spread at a low base (credit.spread_pctile_10y 6.0%) · small-cap turnover "
                       "not crowded"]
-    assert "· vol · NEW*" in bs[4]["text"]["text"]
+    assert bs[3]["type"] == "divider" and "*[WARNING] vol: NEW since 2024-01-19*" in bs[4]["text"]["text"]
     # without a headline rule: no headline block
     bs, _ = render(payload([alert("vol", "warning", "firing")], with_risk=False), None)
     assert not bs[1]["type"] == "section"
@@ -338,11 +343,13 @@ def test_headline_context_json_is_not_repeated_under_the_alert():
     it = alert("drawdown_risk", "warning", "firing")
     it["context"] = {digest.HEADLINE_SIGNAL: json.dumps(RISK_CONTEXT),
                      "rotation.hot_theme_excess": "930713"}
+    it["comparisons"].append({"signal": "rotation.hot_theme_excess", "value": 0.12, "op": ">=",
+                              "threshold": 0.1, "threshold_signal": None, "holds": True})
     p = payload([it])
     assert "base_rate" not in digest.render_text(p)
     bs, _ = render(p, None)
     assert "base_rate" not in json.dumps(bs)
-    assert "rotation.hot_theme_excess is led by: 930713" in json.dumps(bs)
+    assert "Leading theme: CSI AI / 中证人工智能主题 (930713)" in json.dumps(bs, ensure_ascii=False)
 
 
 def test_weekly_summary_with_nothing_changed():
@@ -352,8 +359,8 @@ def test_weekly_summary_with_nothing_changed():
     assert p["summary"] is True and json.loads(json.dumps(p)) == p
     text = digest.render_text(p)
     assert text.splitlines()[0] == "regime-monitor 2024-01-19: Weekly summary · 2 firing (0 new)"
-    assert ("Still firing: microcap_drawdown (since 2024-01-08), credit_low_base (since "
-            "2023-11-20)") in text
+    assert ("Still firing (2):\n  - microcap_drawdown (since 2024-01-08)\n  - credit_low_base "
+            "(since 2023-11-20)") in text
     bs, fallback = render(p, "digest:2024-01-19", chart="thread")
     assert limit_problems(bs, fallback) == []
     assert bs[0]["text"]["text"].startswith("regime-monitor 2024-01-19: Weekly summary")
@@ -420,6 +427,10 @@ WEEK = [
 ]
 
 
+VOL_COMPARISON = {"signal": "microcap.vol_spike", "value": 1.6, "op": ">=", "threshold": 1.5,
+                  "threshold_signal": None, "holds": True}
+
+
 class NoFetch:
     name = "none"
 
@@ -462,6 +473,7 @@ def test_cycle_sends_a_digest_only_when_something_changes(tmp_path):
     sent = queued(db)[digest_key(D(2024, 1, 16))]
     assert sent["summary"] is False and sent["risk"] is None
     assert sent["active"] == [{"rule": "vol", "severity": "warning", "since": "2024-01-16"}]
+    assert sent["firing_values"] == {"vol": [VOL_COMPARISON]}
     assert [c["holds"] for c in sent["context"]] == [True, False, False]
     assert digest.render_text(sent).splitlines()[1] == (
         "Regime: micro-cap drawdown under way (microcap.drawdown -12.0%) · small-cap turnover "
@@ -477,9 +489,11 @@ def test_cycle_weekly_summary_on_the_last_trading_day_of_the_week(tmp_path):
     # the info change of the day rides along; every firing alert is listed with since-when
     assert [(i["rule"], i["kind"]) for i in friday["items"]] == [("crowded", "resolved")]
     assert friday["active"] == [{"rule": "vol", "severity": "warning", "since": "2024-01-16"}]
+    assert friday["firing_values"] == {"vol": [VOL_COMPARISON]}
     text = digest.render_text(friday)
     assert text.startswith("regime-monitor 2024-01-19: Weekly summary · 1 firing (0 new)")
-    assert "Still firing: vol (since 2024-01-16)" in text
+    assert ("Still firing (1):\n  - vol (since 2024-01-16): micro-cap volatility vs its 120d "
+            "median 1.60 (>= 1.50)") in text
     assert out[digest_key(D(2024, 1, 16))]["summary"] is False
 
 

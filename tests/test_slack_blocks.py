@@ -60,10 +60,10 @@ def test_every_rule_firing_fits_slack_limits(payload, classic_config, inhibit, w
     if not inhibit:  # one section per alert, in severity order
         secs = sections(bs)
         assert len(secs) == n
-        assert secs[0].startswith(":rotating_light: *CRITICAL · microcap_drawdown · NEW*")
+        assert secs[0].startswith(f":rotating_light: *[CRITICAL] microcap_drawdown: NEW since {AS_OF}*")
         for rule, sec in zip([i["rule"] for i in payload["items"]], secs, strict=True):
-            assert f"· {rule} · NEW*" in sec
-            assert "_Why it matters:_" in sec
+            assert f"] {rule}: NEW" in sec
+            assert "_Why it matters: " in sec
             assert f"silence add {rule} --until" in all_text(bs)
     assert text.startswith(f"regime-monitor {AS_OF}:") and len(text) <= 40000
     assert KEY in all_text(bs)
@@ -72,13 +72,17 @@ def test_every_rule_firing_fits_slack_limits(payload, classic_config, inhibit, w
 def test_alert_section_shows_values_against_thresholds_in_units(payload):
     bs, _ = render(payload, KEY, inhibit=False)
     text = "\n".join(sections(bs))
-    assert "microcap.drawdown = -15.2% (threshold &lt;= -10.0%: met)" in text
-    assert "credit.spread_chg_20d = 18.5 bp (threshold &gt;= 15.0 bp: met)" in text
-    assert "market.amount_ratio_20_120 = 0.71 (threshold &lt;= 0.75: met)" in text
-    assert "rotation.hot_theme_excess is led by:" in text
+    # readable names beside the signal ids (signals.series.SIGNAL_NAMES)
+    assert ("micro-cap drawdown from peak (microcap.drawdown) = -15.2% (threshold &lt;= -10.0%: "
+            "met)") in text
+    assert ("credit spread, 20d change (credit.spread_chg_20d) = 18.5 bp (threshold &gt;= 15.0 "
+            "bp: met)") in text
+    assert ("market turnover, 20d / 120d mean (market.amount_ratio_20_120) = 0.71 (threshold "
+            "&lt;= 0.75: met)") in text
+    assert "Leading theme: CSI AI / 中证人工智能主题 (930713)" in text
     ctx = all_text(bs)
-    assert ("Closest past episode:* drawdown from the 2023-02-07 peak, trough 2023-03-21, "
-            "recovered 2023-06-13; micro-cap drawdown -23.1%") in ctx
+    assert (":mag: Closest past drawdown: drawdown from the 2023-02-07 peak: -23.1% to "
+            "2023-03-21, recovered 2023-06-13 (distance 0.71 over 14 signals)") in ctx
 
 
 @pytest.mark.parametrize("inhibit", [True, False])
@@ -100,8 +104,8 @@ def test_kinds_are_labelled_and_resolved_has_no_silence_line(classic_config):
     p = digest.build(AS_OF, items, [], [], p["composite"])
     bs, text = render(p, KEY, inhibit=False)
     secs = sections(bs)
-    assert any("· STILL FIRING*" in s for s in secs)
-    resolved = [s for s in secs if "· RESOLVED*" in s]
+    assert any(": STILL FIRING since" in s for s in secs)
+    resolved = [s for s in secs if ": RESOLVED since" in s]
     assert resolved and all(s.startswith(":white_check_mark:") for s in resolved)
     for item in p["items"]:
         silence = f"silence add {item['rule']} --until"
@@ -114,16 +118,19 @@ def test_kinds_are_labelled_and_resolved_has_no_silence_line(classic_config):
 def test_firing_critical_folds_lower_severity_into_one_line(payload):
     bs, _ = render(payload, KEY, inhibit=True)
     secs = sections(bs)
-    assert len(secs) == 1 and "CRITICAL · microcap_drawdown" in secs[0]
+    assert len(secs) == 1 and "[CRITICAL] microcap_drawdown" in secs[0]
     folds = [e["text"] for b in bs if b["type"] == "context" for e in b["elements"]
-             if "folded under the critical alert" in e["text"]]
+             if "Folded under the critical alert" in e["text"]]
     assert len(folds) == 1
     others = [i for i in payload["items"] if i["severity"] != "critical"]
-    for item in others:
-        assert f"{item['rule']} ({item['severity']}, NEW)" in folds[0]
-    # the fold line sits right under the critical alert's blocks
-    critical_at = next(n for n, b in enumerate(bs) if b["type"] == "section")
-    assert "folded under" in all_text(bs[critical_at + 2:critical_at + 3])
+    for item in others:  # one line each, with its value
+        line = next(ln for ln in folds[0].splitlines()
+                    if f"• {item['rule']} ({item['severity']}, NEW): " in ln)
+        assert "(&gt;=" in line or "(&lt;=" in line, line
+    # the fold line sits right under the critical alert's section
+    critical_at = next(n for n, b in enumerate(bs) if b["type"] == "section"
+                       and "[CRITICAL]" in b["text"]["text"])
+    assert "Folded under" in all_text(bs[critical_at + 1:critical_at + 2])
 
 
 def test_no_inhibition_without_a_firing_critical_alert(payload):
@@ -131,7 +138,7 @@ def test_no_inhibition_without_a_firing_critical_alert(payload):
     p = {**payload, "items": items}
     bs, _ = render(p, KEY, inhibit=True)
     assert len(sections(bs)) == len(items)
-    assert "folded under" not in all_text(bs)
+    assert "Folded under" not in all_text(bs)
 
 
 def _text_sections(text: str) -> list[str]:
@@ -155,7 +162,7 @@ def test_slack_fallback_and_console_show_the_same_inhibited_content(payload, ena
     ConsoleNotifier(stream, inhibit=enabled).send(payload, KEY)
     console = stream.getvalue()
     in_blocks = [r for r in (i["rule"] for i in payload["items"])
-                 if any(f"· {r} ·" in s for s in sections(bs))]
+                 if any(f"] {r}: " in s for s in sections(bs))]
     assert in_blocks == [i["rule"] for i in stage.shown]
     assert _text_sections(console) == _text_sections(fallback) == in_blocks
     if enabled:
@@ -163,17 +170,17 @@ def test_slack_fallback_and_console_show_the_same_inhibited_content(payload, ena
         for item in stage.folded:
             label = f"{item['rule']} ({item['severity']}, NEW)"
             assert label in console and label in fallback
-        assert console.count("folded under the critical alert") == 1
+        assert console.count("Folded under the critical alert") == 1
     else:
         assert stage.source is None and not stage.folded and len(in_blocks) == 10
-        assert "folded under" not in console + fallback
+        assert "Folded under" not in console + fallback
 
 
 def test_the_text_fold_line_sits_under_the_critical_alert(payload):
     lines = digest.render_text(payload).splitlines()
     head = next(n for n, ln in enumerate(lines) if ln.startswith("[CRITICAL] microcap_drawdown"))
     block = lines[head:]
-    fold = next(n for n, ln in enumerate(block) if "folded under the critical alert" in ln)
+    fold = next(n for n, ln in enumerate(block) if "Folded under the critical alert" in ln)
     assert all(ln.startswith("  ") for ln in block[1:fold + 1])  # inside the critical's block
 
 
@@ -190,12 +197,12 @@ def test_many_long_alerts_are_folded_into_a_summary_line(payload):
     assert len(bs) <= MAX_BLOCKS
     summary = [s for s in sections(bs) if s.startswith("…and ")]
     assert len(summary) == 1
-    shown = sum(1 for s in sections(bs) if "· NEW*" in s)
+    shown = sum(1 for s in sections(bs) if ": NEW since" in s)
     assert summary[0].startswith(f"…and {40 - shown} more alert(s)")
     assert "rule_39 (warning, NEW)" in summary[0]
     assert "&lt;crowding&gt;" in all_text(bs) and "<crowding>" not in all_text(bs)
     first = sections(bs)[0]  # too many values: the list is cut, the explanation stays
-    assert "more value(s)" in first and "_Why it matters:_ Because liquidity" in first
+    assert "more value(s)" in first and "_Why it matters: Because liquidity" in first
     assert len(text) <= 40000
 
 
@@ -344,10 +351,10 @@ def test_every_rule_reminding_with_headline_and_context_fits_slack_limits(classi
     bs, text = render(p, KEY, chart="thread", inhibit=inhibit)
     assert limit_problems(bs, text) == []
     assert bs[1]["text"]["text"].startswith("*Drawdown risk 34% (base rate 21%), elevated since")
-    still = [s for s in sections(bs) if s.startswith(":hourglass: Still firing:")]
-    reminded = [s for s in sections(bs) if "· STILL FIRING*" in s]
+    still = [s for s in sections(bs) if s.startswith(":hourglass: *Still firing (")]
+    reminded = [s for s in sections(bs) if ": STILL FIRING since" in s]
     folds = [e["text"] for b in bs if b["type"] == "context" for e in b["elements"]
-             if "folded under the critical alert" in e["text"]]
+             if "Folded under the critical alert" in e["text"]]
     if inhibit:  # the critical reminder keeps its section, the others fold under it
         assert len(reminded) == 1 and "microcap_drawdown" in reminded[0] and not still
         assert len(folds) == 1

@@ -137,12 +137,12 @@ def test_bot_delivers_blocks_metadata_and_chart_in_thread(server, monkeypatch, d
     assert blocks[0]["type"] == "header"
     assert blocks[0]["text"]["text"].startswith(f"regime-monitor {AS_OF}: ")
     sections = [b["text"]["text"] for b in blocks if b["type"] == "section"]
-    assert sections[0].startswith(":rotating_light: *CRITICAL · microcap_drawdown · NEW*")
-    assert "microcap.drawdown = -15.2% (threshold &lt;= -10.0%: met)" in sections[0]
+    assert sections[0].startswith(f":rotating_light: *[CRITICAL] microcap_drawdown: NEW since {AS_OF}*")
+    assert "(microcap.drawdown) = -15.2% (threshold &lt;= -10.0%: met)" in sections[0]
     contexts = " ".join(e["text"] for b in blocks if b["type"] == "context" for e in b["elements"])
-    assert "Closest past episode:* drawdown from the" in contexts and "-23.1%" in contexts
+    assert "Closest past drawdown: drawdown from the" in contexts and "-23.1%" in contexts
     assert "silence add microcap_drawdown --until" in contexts
-    assert "folded under the critical alert" in contexts  # notify.inhibit defaults to true
+    assert "Folded under the critical alert" in contexts  # notify.inhibit defaults to true
     assert "in this message's thread" in contexts and f"`{KEY}`" in contexts
     assert body["text"].startswith(f"regime-monitor {AS_OF}: ")
 

@@ -19,7 +19,7 @@ from monitor.config import Config
 from monitor.delivery.digest import DATA_STALE
 
 __all__ = ["DATA_STALE", "RULE", "STALE_EXPLAIN", "BuiltinRule", "ages", "evaluate",
-           "lookback_days", "required_series"]
+           "last_days", "lookback_days", "required_series"]
 
 STALE_EXPLAIN = ("Required input series have not been updated for several trading days: the "
                  "indicators that read them cannot see today's market, so their alerts are blind.")
@@ -76,16 +76,31 @@ def ages(latest: Mapping[str, str | None], as_of: dt.date,
             for name, day in latest.items()}
 
 
-def evaluate(age: Mapping[str, int | None], limit: int) -> Evaluation:
+def evaluate(age: Mapping[str, int | None], limit: int,
+             last: Mapping[str, str | None] | None = None) -> Evaluation:
     """Return the alert's evaluation from the series' ``age`` (trading days) and the limit
     ``stale_after_days``: it holds when any series is older than ``limit`` or has no value in
     the lookback; clear is its negation (never unknown). The comparisons and values list the
-    stale series (all series when none is stale), at most ``MAX_SHOWN`` comparisons."""
+    stale series (all series when none is stale), at most ``MAX_SHOWN`` comparisons; each
+    comparison carries the series' ``last`` observation day (ISO, None: none stored) from
+    ``last``, so the digest says "last value 2024-01-05, 6 trading days old" rather than "n/a"."""
     stale = {k: v for k, v in age.items() if v is None or v > limit}
     holds = bool(stale)
     shown = stale or age
+    last = last or {}
     comparisons = [{"signal": name, "value": a, "op": "<=", "threshold": limit,
-                    "threshold_signal": None, "holds": a is not None and a <= limit}
+                    "threshold_signal": None, "holds": a is not None and a <= limit,
+                    "last": last.get(name), "unit": "trading days"}
                    for name, a in sorted(shown.items())][:MAX_SHOWN]
     values: dict[str, float | None] = {f"age_days.{k}": v for k, v in sorted(shown.items())}
     return Evaluation(DATA_STALE, holds, not holds, values, comparisons)
+
+
+def last_days(latest: Mapping[str, str | None], older: Mapping[str, str | None],
+              as_of: dt.date, calendar: TradingCalendar
+              ) -> tuple[dict[str, int | None], dict[str, str | None]]:
+    """Return (age in trading days, last observation day) per series: from ``latest`` (the last
+    day within the lookback, None when none) and, for a series with none there, ``older`` (its
+    last day at any earlier date known by ``as_of``, None when nothing is stored at all)."""
+    last = {k: day if day is not None else older.get(k) for k, day in latest.items()}
+    return ages(last, as_of, calendar), last

@@ -1,11 +1,13 @@
 """The digest in Slack Block Kit, with its plain-text fallback (pure: payload in, JSON out).
 
-Layout: a header (date and counts; "Weekly summary" on a summary), the headline block (the
+Every block is rendered from :func:`monitor.delivery.digest.content`, the content model the
+console and the plain-text fallback print too. Layout: a header (date and counts; "Weekly
+summary" on a summary), the top block (the micro-cap level and its drawdown from the peak, the
 drawdown probability against its base rate, what leads it, the measured skill), a context line
-(counts, the regime context, conditions active today), one "Still firing" line (the firing alerts
-without a section of their own: reminders beyond a few are folded into it), then one section per
-alert (severity, rule, what changed, each signal against its threshold, the rule's explain)
-followed by a context block (the closest historical episode, the silence command), and a footer
+(the regime context), one section per alert (severity, rule, what changed, each signal against
+its threshold with its readable name, the rule's explain) followed by a context block (the
+closest past episode, the silence command with a real date, the alerts folded under it), the
+"Still firing" section (every other firing alert, one line each with its value), and a footer
 (where the chart is, the dedup key). Slack's limits are respected by construction: at most 50
 blocks (alerts that do not fit are folded into one summary line), section text at most 3000
 characters, header text at most 150, context elements at most 10, fallback text at most 40000.
@@ -19,8 +21,6 @@ show the same).
 from __future__ import annotations
 
 from monitor.delivery import digest
-from monitor.delivery.inhibit import FOLD_INTRO, label
-from monitor.delivery.inhibit import inhibit as inhibition
 
 MAX_BLOCKS = 50
 MAX_HEADER_TEXT = 150
@@ -59,19 +59,14 @@ def _context(*texts: str) -> dict:
             "elements": [_mrkdwn(t, MAX_CONTEXT_TEXT) for t in texts[:MAX_CONTEXT_ELEMENTS]]}
 
 
-def alert_section(item: dict) -> str:
-    """Return the mrkdwn text of one alert: what changed, the values against their thresholds,
-    the theme leading a rotation signal, and why it matters."""
+def alert_section(section: digest.Section) -> str:
+    """Return the mrkdwn text of one alert section: what changed, the values against their
+    thresholds (readable names beside the ids), the leading theme, and why it matters."""
+    item = section.item
     icon = RESOLVED_ICON if item["kind"] == "resolved" else SEVERITY_ICON[item["severity"]]
-    since = item.get("since")
-    when = ((f" (had fired {since})" if item["kind"] == "resolved" else f" (since {since})")
-            if since else "")
-    head = clip(f"{icon} *{item['severity'].upper()} · {escape(item['rule'])} · "
-                f"{digest.KIND_LABEL[item['kind']]}*{when}", 300)
-    why = clip(f"_Why it matters:_ {escape(item['explain'])}", 1200)
-    facts = ["• " + escape(digest.comparison_text(c)) for c in item["comparisons"]]
-    facts += [f"• {escape(signal)} is led by: {escape(val)}"
-              for signal, val in digest.item_context(item)]
+    head = clip(f"{icon} *{escape(section.head)}*", 300)
+    why = clip(f"_{escape(section.why)}_", 1200) if section.why else ""
+    facts = ["• " + escape(f) for f in section.facts]
     # the values come first, but never at the cost of the explanation: cut the list instead
     room = MAX_SECTION_TEXT - len(head) - len(why) - 2
     kept: list[str] = []
@@ -83,105 +78,98 @@ def alert_section(item: dict) -> str:
             kept.append(more)
             break
         kept.append(fact)
-    return "\n".join([head, *kept, why])
+    return "\n".join([head, *kept, *([why] if why else [])])
 
 
-def alert_context(item: dict) -> list[str]:
-    """Return the context lines under one alert: the closest past episode and how to silence."""
+def alert_context(section: digest.Section) -> list[str]:
+    """Return the context lines under one alert: the closest past episode, how to silence, and
+    the alerts folded under it (one line each, with its value)."""
     out = []
-    if item.get("closest_episode"):
-        out.append(":mag: *Closest past episode:* " + escape(digest.episode_text(item["closest_episode"])))
-    elif item["kind"] != "resolved" and "closest_episode" in item:
-        out.append(":mag: Closest past episode: none finished before today")
-    if item["kind"] != "resolved":
-        out.append(f":zipper_mouth_face: Silence: `{digest.silence_command(item['rule'])}`")
+    if section.episode:
+        out.append(":mag: " + escape(section.episode))
+    if section.silence:
+        out.append(f":zipper_mouth_face: Silence: `{escape(section.silence)}`")
+    if section.folded:
+        out.append(fold_line(section.folded))
     return out
 
 
-def _alert_blocks(item: dict) -> list[dict]:
-    blocks = [{"type": "divider"}, _section(alert_section(item))]
-    extra = alert_context(item)
+def _alert_blocks(section: digest.Section) -> list[dict]:
+    blocks = [{"type": "divider"}, _section(alert_section(section))]
+    extra = alert_context(section)
     if extra:
         blocks.append(_context(*extra))
     return blocks
 
 
-def fold_line(folded: list[dict]) -> str:
-    """Return the one line that lists inhibited alerts."""
-    names = ", ".join(escape(label(i)) for i in folded)
-    return f":arrow_heading_up: {FOLD_INTRO} (`notify.inhibit`): {names}"
+def fold_line(folded: list[str]) -> str:
+    """Return the mrkdwn that lists inhibited alerts, one line each with its value."""
+    return "\n".join([f":arrow_heading_up: {escape(digest.FOLD_INTRO)}:",
+                      *(f"• {escape(f)}" for f in folded)])
 
 
-def top_section(payload: dict) -> str | None:
-    """Return the mrkdwn of the headline block (the drawdown probability in bold, the measured
-    skill under it), or None when no headline rule is configured."""
-    lines = digest.top_lines(payload)
-    if not lines:
-        return None
-    first, *rest = lines
-    return "\n".join([f"*{escape(first)}*", *(f"_{escape(t)}_" for t in rest)])
+def top_section(c: digest.Content) -> str | None:
+    """Return the mrkdwn of the top block: the micro-cap line, the drawdown probability in bold
+    and the measured skill under it; None when there is neither."""
+    lines = [escape(c.microcap)] if c.microcap else []
+    if c.top:
+        first, *rest = c.top
+        lines += [f"*{escape(first)}*", *(f"_{escape(t)}_" for t in rest)]
+    return "\n".join(lines) if lines else None
+
+
+def still_firing_section(lines: list[str]) -> str:
+    """Return the mrkdwn of the still-firing lines (each alert with its value)."""
+    return "\n".join([f":hourglass: *{digest.STILL_FIRING} ({len(lines)}):*",
+                      *(f"• {escape(f)}" for f in lines)])
 
 
 def render(payload: dict, dedup_key: str | None = None, chart: str | None = None,
            inhibit: bool = True) -> tuple[list[dict], str]:
-    """Return ``(blocks, fallback_text)`` for a digest payload.
+    """Return ``(blocks, fallback_text)`` for a digest payload, both from the same
+    :func:`monitor.delivery.digest.content`.
 
     ``chart`` says where the chart is: ``"thread"`` (uploaded as a reply), ``"report"`` (a
     webhook cannot upload: see ``regime-monitor report``) or None (no chart).
     """
-    items = payload["items"]
-    inhibited = inhibition(payload, inhibit)
-    source, folded = inhibited.source, inhibited.folded
-    shown, reminders = digest.sectioned(inhibited.shown)
-    mentioned = {i["rule"] for i in items if not any(i is r for r in reminders)}
-    rest = digest.still_firing(payload, mentioned)
-    source_folded = source is not None and any(source is r for r in reminders)
-
+    c = digest.content(payload, inhibit)
     blocks: list[dict] = [{"type": "header", "text": {
-        "type": "plain_text", "text": clip(digest.headline(payload), MAX_HEADER_TEXT), "emoji": True}}]
-    top = top_section(payload)
+        "type": "plain_text", "text": clip(c.title, MAX_HEADER_TEXT), "emoji": True}}]
+    top = top_section(c)
     if top:
         blocks.append(_section(top))
-    comp = payload.get("composite") or {}
-    c = payload["counts"]
-    summary = [" · ".join(f"*{c[k]}* {label}" for k, label in (
-        ("firing", "firing"), ("new", "new"), ("repeat", "still firing"), ("resolved", "resolved"),
-        ("pending", "pending")) if c[k] or k == "firing")]
-    regime = digest.regime_line(payload.get("context"))
-    if regime:
-        summary.append(escape(regime))
-    if comp.get("names"):
-        summary.append(f"Conditions holding today ({comp['count']}): "
-                       + ", ".join(escape(n) for n in comp["names"]))
-    blocks.append(_context(*summary))
-    if rest:
-        blocks.append(_section(":hourglass: " + escape(digest.still_firing_text(rest))))
-    elif payload.get("summary") and not payload.get("active"):
-        blocks.append(_section(":white_check_mark: Nothing is firing."))
-    if source_folded:
-        blocks.append(_context(fold_line(folded)))
-    notes = payload.get("notes") or []  # payloads queued before notes existed have none
-    if notes:
-        blocks.append(_context(*(":warning: " + escape(n) for n in notes)))
+    if c.regime:
+        blocks.append(_context(escape(c.regime)))
+    if c.notes:
+        blocks.append(_context(*(":warning: " + escape(n) for n in c.notes)))
 
-    budget = MAX_BLOCKS - len(blocks) - 1 - (1 if folded and not source_folded else 0)
-    rendered: list[list[dict]] = [_alert_blocks(i) for i in shown]
+    tail: list[dict] = []
+    if c.still_firing:
+        tail.append(_section(clip(still_firing_section(c.still_firing), MAX_SECTION_TEXT)))
+    if c.folded_top:
+        tail.append(_context(fold_line(c.folded_top)))
+    if c.nothing_firing:
+        tail.append(_section(":white_check_mark: Nothing is firing."))
+
+    budget = MAX_BLOCKS - len(blocks) - len(tail) - 1
+    rendered: list[list[dict]] = [_alert_blocks(s) for s in c.sections]
     if sum(len(r) for r in rendered) > budget:
         budget -= _OVERFLOW_BLOCKS
     body: list[dict] = []
-    overflow: list[dict] = []
-    for item, group in zip(shown, rendered, strict=True):
+    overflow: list[digest.Section] = []
+    for section, group in zip(c.sections, rendered, strict=True):
         if overflow or len(body) + len(group) > budget:
-            overflow.append(item)
+            overflow.append(section)
             continue
         body.extend(group)
-        if item is source:
-            body.append(_context(fold_line(folded)))
     blocks.extend(body)
-    if overflow:
-        blocks.append(_section(f"…and {len(overflow)} more alert(s) in this digest: "
-                               + ", ".join(escape(label(i)) for i in overflow)
-                               + " (full text: `regime-monitor outbox --all --json`)"))
+    if overflow:  # each with its value still, and the full text in the outbox
+        lines = [digest.one_line(s.item, s.item["kind"]) for s in overflow]
+        blocks.append(_section(clip(
+            f"…and {len(overflow)} more alert(s) in this digest "
+            "(full text: `regime-monitor outbox --all --json`):\n"
+            + "\n".join(f"• {escape(t)}" for t in lines), MAX_SECTION_TEXT)))
+    blocks.extend(tail)
 
     footer = []
     if chart == "thread":

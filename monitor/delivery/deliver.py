@@ -330,29 +330,35 @@ def _chart(db: Database, payload: dict) -> Callable[[], tuple[bytes, str]] | Non
 # -- the closest historical episode ------------------------------------------------------------
 
 def prepare(db: Database, payload: dict) -> dict:
-    """Return ``payload`` with the closest historical episode in each alert (when missing)."""
+    """Return ``payload`` with the closest historical episode in each alert (when missing),
+    compared like with like (``digest.episode_kind``: drawdown alerts with drawdowns, the
+    rotation rule with rotation spells, ``data_stale`` with none)."""
     if not digest.needs_closest(payload):
         return payload
     try:
-        return digest.attach_closest(payload, closest_for(db, payload["as_of"]))
+        kinds = digest.kinds_needed(payload)
+        return digest.attach_closest(payload, {k: closest_for(db, payload["as_of"], k)
+                                               for k in sorted(kinds)})
     except Exception as exc:  # context, not the alert: send without it
         log.warning("digest %s: closest episode unavailable: %s: %s", payload["as_of"],
                     type(exc).__name__, exc)
         return payload
 
 
-def closest_for(db: Database, as_of: str) -> dict | None:
-    """Return the stored episode nearest ``as_of`` by indicator values (``digest.closest_episode``):
-    today's values and each episode's reference-day values from ``signal_values``, each signal
-    scaled by the standard deviation of its history up to ``as_of``."""
-    eps = [e for e in episodes.list_episodes(db) if e["end"] and e["end"] < as_of]
+def closest_for(db: Database, as_of: str, kind: str | None = None) -> dict | None:
+    """Return the stored episode (of ``kind``: ``drawdown`` or ``rotation``; None: any) nearest
+    ``as_of`` by indicator values (``digest.closest_episode``): today's values and each
+    episode's reference-day values from ``signal_values``, each signal scaled by the standard
+    deviation of its history up to ``as_of``."""
+    eps = [e for e in episodes.list_episodes(db, kind) if e["end"] and e["end"] < as_of]
     if not eps:
         return None
     values_on = signal_values.values_on_days(db, {as_of} | {digest.reference_date(e) for e in eps})
     today = {k: v for k, v in values_on.get(as_of, {}).items() if k != COMPOSITE}
     if not today:
         return None
-    return digest.closest_episode(today, eps, values_on, signal_scales(db, as_of), as_of)
+    return digest.closest_episode(today, eps, values_on, signal_scales(db, as_of), as_of,
+                                  kind=kind)
 
 
 def signal_scales(db: Database, as_of: str) -> dict[str, float]:

@@ -14,10 +14,12 @@ import datetime as dt
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TypeGuard
 
 import signals
 from signals import risk
+from signals.series import INDEX_NAMES, display_name, labelled
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 KIND_LABEL = {"firing": "NEW", "repeat": "STILL FIRING", "resolved": "RESOLVED"}
@@ -69,7 +71,9 @@ def is_summary_day(day: dt.date, next_trading_day: dt.date, enabled: bool) -> bo
 
 def build(as_of: str, items: list[dict], firing: list[str], pending: list[str],
           composite: dict, *, active: list[dict] | None = None, context: list[dict] | None = None,
-          risk: dict | None = None, summary: bool = False, notes: list[str] | None = None) -> dict:
+          risk: dict | None = None, summary: bool = False, notes: list[str] | None = None,
+          microcap: dict | None = None,
+          firing_values: Mapping[str, list[dict]] | None = None) -> dict:
     """Return the digest payload for ``as_of`` (JSON data, no formatting).
 
     ``items`` are the notifications of the day (rule, severity, kind, since, explain,
@@ -78,7 +82,10 @@ def build(as_of: str, items: list[dict], firing: list[str], pending: list[str],
     alert as ``{rule, severity, since}`` (default: those among ``items``); ``context`` the regime
     context (:func:`monitor.alerting.context.evaluate_context`); ``risk`` the headline block
     (:func:`risk_block`); ``summary`` marks the weekly summary; ``notes`` are one-line remarks
-    about the monitor itself shown with every digest (e.g. the holiday calendar running out).
+    about the monitor itself shown with every digest (e.g. the holiday calendar running out);
+    ``microcap`` the micro-cap level and its drawdown from the peak (:func:`microcap_state`);
+    ``firing_values`` each firing rule's comparisons of the day (default: those of ``items``),
+    so that an alert without a section of its own is still shown with its value.
     """
     items = sorted(items, key=lambda i: (SEVERITY_ORDER[i["severity"]], i["kind"], i["rule"]))
     counts = {
@@ -91,12 +98,33 @@ def build(as_of: str, items: list[dict], firing: list[str], pending: list[str],
     if active is None:
         active = [{"rule": i["rule"], "severity": i["severity"], "since": i.get("since")}
                   for i in items if i["kind"] in ACTIVE]
+    values = {i["rule"]: i.get("comparisons") or [] for i in items if i["kind"] in ACTIVE}
+    values.update(firing_values or {})
     active = sorted(active, key=lambda a: (SEVERITY_ORDER[a["severity"]], a.get("since") or "",
                                            a["rule"]))
     return {"as_of": as_of, "summary": bool(summary), "counts": counts, "items": items,
             "firing": sorted(firing), "pending": sorted(pending), "active": active,
             "composite": composite, "context": list(context or []), "risk": risk,
-            "notes": list(notes or [])}
+            "notes": list(notes or []), "microcap": microcap,
+            "firing_values": {a["rule"]: values.get(a["rule"]) or [] for a in active}}
+
+
+def microcap_state(closes: Iterable[tuple[str, float | None]]) -> dict | None:
+    """Return the micro-cap block of a digest from the index's closes known on the digest's day
+    (``(ISO day, close)`` pairs, any order; None values skipped): ``{close, date, peak,
+    peak_close, drawdown}`` with ``drawdown = close / peak_close - 1`` (fraction, <= 0) and
+    ``peak`` the day of the highest close up to ``date`` (the latest such day among equals).
+    None without a close. Pure: the caller passes only values available on the day."""
+    pts = sorted((d, float(v)) for d, v in closes if _finite(v))
+    if not pts:
+        return None
+    date, close = pts[-1]
+    peak, peak_close = pts[0]
+    for d, v in pts:
+        if v >= peak_close:
+            peak, peak_close = d, v
+    return {"close": close, "date": date, "peak": peak, "peak_close": peak_close,
+            "drawdown": close / peak_close - 1.0}
 
 
 def risk_block(value: float | None, context: str | Mapping | None, rules: list[dict]) -> dict:
@@ -134,13 +162,14 @@ def format_value(signal: str | None, value: float | None) -> str:
 
 
 def headline(payload: dict) -> str:
-    """Return the one-line title of a digest (date, counts; "Weekly summary" on a summary)."""
+    """Return the one-line title of a digest: date and counts ("Weekly summary" on a summary).
+    Every alert counted here appears in the body with at least a one-line value: ``firing``
+    counts every firing alert (a section, a "Still firing" line or a folded line each), ``new``
+    and ``resolved`` the day's changes (each with its section or folded line)."""
     c = payload["counts"]
     parts = [f"{c['firing']} firing ({c['new']} new)"]
     if c["resolved"]:
         parts.append(f"{c['resolved']} resolved")
-    if c["pending"]:
-        parts.append(f"{c['pending']} pending")
     kind = "Weekly summary · " if payload.get("summary") else ""
     return f"regime-monitor {payload['as_of']}: {kind}" + ", ".join(parts)
 
@@ -242,9 +271,16 @@ def regime_line(context: list[Mapping] | None) -> str | None:
     return "Regime: " + (" · ".join(parts) if parts else "none of the watched conditions holds")
 
 
+SILENCE_DAYS = 7
+"""The copyable silence line mutes a rule for this many calendar days: until the same weekday of
+the next week (the digest's day is a trading day, so the date is a weekday too)."""
+CONTEXT_LABELS = {"rotation.hot_theme_excess": "Leading theme"}
+"""How a signal's context (e.g. the theme behind the hottest-theme excess) is introduced."""
+
+
 def sectioned(items: list[dict]) -> tuple[list[dict], list[dict]]:
     """Return (the items shown each in its own section, the reminders folded into the "Still
-    firing" line): reminders get sections only when there are at most REMINDER_SECTIONS."""
+    firing" lines): reminders get sections only when there are at most REMINDER_SECTIONS."""
     repeats = [i for i in items if i["kind"] == "repeat"]
     if len(repeats) <= REMINDER_SECTIONS:
         return list(items), []
@@ -252,90 +288,273 @@ def sectioned(items: list[dict]) -> tuple[list[dict], list[dict]]:
 
 
 def still_firing(payload: Mapping, mentioned: Iterable[str]) -> list[dict]:
-    """Return the firing alerts (``{rule, severity, since}``) not ``mentioned`` elsewhere in the
+    """Return the firing alerts (``{rule, severity, since, comparisons}``: the comparisons from
+    the payload's ``firing_values`` or the rule's item) not ``mentioned`` elsewhere in the
     message, most severe first."""
     skip = set(mentioned)
+    values = dict(payload.get("firing_values") or {})
+    for i in payload["items"]:
+        if i["kind"] in ACTIVE:
+            values.setdefault(i["rule"], i.get("comparisons") or [])
     active = payload.get("active")
     if active is None:  # a payload queued before "active" existed: its reminders at least
         active = [{"rule": i["rule"], "severity": i["severity"], "since": i.get("since")}
                   for i in payload["items"] if i["kind"] in ACTIVE]
-    return [a for a in active if a["rule"] not in skip]
+    return [{**a, "comparisons": values.get(a["rule"]) or []} for a in active
+            if a["rule"] not in skip]
 
 
-def still_firing_text(active: Sequence[Mapping]) -> str:
-    """Return e.g. ``Still firing: a (since 2024-01-02), b (since 2024-01-09)``."""
-    return "Still firing: " + ", ".join(
-        a["rule"] + (f" (since {a['since']})" if a.get("since") else "") for a in active)
+def _threshold(comp: Mapping) -> str:
+    return (comp["threshold_signal"] if comp.get("threshold_signal")
+            else format_value(comp["signal"], comp["threshold"]))
 
 
-def comparison_text(comp: dict) -> str:
-    """Return e.g. ``microcap.vol_spike = 1.72 (threshold >= 1.50)``."""
-    threshold = (comp["threshold_signal"] if comp.get("threshold_signal")
-                 else format_value(comp["signal"], comp["threshold"]))
+def _is_age(comp: Mapping, rule: str | None) -> bool:
+    """True for a ``data_stale`` comparison (a series' age in trading days)."""
+    return "last" in comp or rule == DATA_STALE
+
+
+def _age_text(comp: Mapping) -> str:
+    """Return e.g. ``last value 2024-01-05, 6 trading days old`` for a data_stale comparison."""
+    last, age = comp.get("last"), comp.get("value")
+    if "last" in comp and last is None:
+        return "no value stored"
+    if age is None:
+        return "no recent value"
+    days = "1 trading day" if age == 1 else f"{age:.0f} trading days"
+    return (f"last value {last}, {days} old" if last else f"{days} old")
+
+
+def comparison_text(comp: Mapping, rule: str | None = None) -> str:
+    """Return one value against its threshold with the signal's readable name, e.g.
+    ``micro-cap volatility vs its 120d median (microcap.vol_spike) = 1.72 (threshold >= 1.50:
+    met)``; for ``data_stale`` (``rule``, or a comparison with ``last``) the series' last day and
+    age: ``... (index.microcap.close): last value 2024-01-05, 6 trading days old (limit 3)``."""
+    name = labelled(comp["signal"]) if comp.get("signal") else "?"
+    if _is_age(comp, rule):
+        return f"{name}: {_age_text(comp)} (limit {comp['threshold']:.0f})"
     mark = {True: "met", False: "not met", None: "no data"}[comp["holds"]]
-    return (f"{comp['signal']} = {format_value(comp['signal'], comp['value'])} "
-            f"(threshold {comp['op']} {threshold}: {mark})")
+    return (f"{name} = {format_value(comp['signal'], comp['value'])} "
+            f"(threshold {comp['op']} {_threshold(comp)}: {mark})")
 
 
-def item_context(item: Mapping) -> list[tuple[str, str]]:
-    """Return the (signal, context) pairs to show under an alert (the headline signal's context
-    is shown in the top line instead)."""
-    return [(s, str(v)) for s, v in sorted((item.get("context") or {}).items())
-            if s != HEADLINE_SIGNAL]
+def key_comparison(comparisons: Sequence[Mapping], resolved: bool = False) -> Mapping | None:
+    """Return the comparison that stands for an alert on one line: the first that holds (for a
+    resolution: the first), else the first."""
+    if not comparisons:
+        return None
+    if not resolved:
+        for c in comparisons:
+            if c.get("holds"):
+                return c
+    return comparisons[0]
 
 
-def render_text(payload: dict, inhibit: bool = True) -> str:
-    """Return the digest as plain text (console output and Slack fallback): title, headline
-    block, regime context, then the alerts; reminders beyond a few fold into one line, and with
-    ``inhibit`` (``notify.inhibit``) the alerts a firing critical one inhibits fold into one line
-    under it (``monitor.delivery.inhibit``), as in the Slack blocks."""
-    from monitor.delivery.inhibit import fold_text
+def short_value(comp: Mapping, rule: str | None = None) -> str:
+    """Return a comparison on one short line, e.g. ``micro-cap volatility vs its 120d median
+    1.72 (>= 1.50)`` or ``index.microcap.close last value 2024-01-05, 6 trading days old``."""
+    signal = comp.get("signal") or "?"
+    if _is_age(comp, rule):
+        return f"{signal} {_age_text(comp)}"
+    name = display_name(signal) or signal
+    return f"{name} {format_value(signal, comp['value'])} ({comp['op']} {_threshold(comp)})"
+
+
+def one_line(entry: Mapping, kind: str | None = None) -> str:
+    """Return an alert without a section of its own on one line, with its value: ``rule (since
+    D): value`` for a firing one, ``rule (severity, KIND): value`` when ``kind`` is given (an
+    alert folded under a critical one)."""
+    if kind is not None:
+        tag = f"{entry['severity']}, {KIND_LABEL[kind]}"
+    else:
+        tag = f"since {entry['since']}" if entry.get("since") else entry["severity"]
+    comp = key_comparison(entry.get("comparisons") or [], resolved=kind == "resolved")
+    value = f": {short_value(comp, entry['rule'])}" if comp is not None else ""
+    return f"{entry['rule']} ({tag}){value}"
+
+
+def context_lines(item: Mapping) -> list[str]:
+    """Return the signal contexts shown under an alert, e.g. ``Leading theme: CSI AI / 中证人工
+    智能主题 (930713)``. A context is shown only while its signal's comparison holds: a rule that
+    fires through another branch (e.g. ``hot_theme_rotation`` through the large-cap one) never
+    names a leading theme whose excess is below its threshold. None for a resolution; the
+    headline signal's context is shown in the top line instead."""
+    if item.get("kind") == "resolved":
+        return []
+    met = {c.get("signal") for c in item.get("comparisons") or [] if c.get("holds")}
+    out = []
+    for signal, val in sorted((item.get("context") or {}).items()):
+        if signal == HEADLINE_SIGNAL or signal not in met:
+            continue
+        if isinstance(val, Mapping):  # {"theme": id, ...}
+            val = val.get("theme") or json.dumps(val, ensure_ascii=False)
+        name = labelled(str(val))
+        out.append(f"{CONTEXT_LABELS.get(signal, signal + ' is led by')}: {name}")
+    return out
+
+
+def silence_until(as_of: str) -> str:
+    """Return the ``--until`` day of the copyable silence line: ``SILENCE_DAYS`` after ``as_of``."""
+    return (dt.date.fromisoformat(as_of) + dt.timedelta(days=SILENCE_DAYS)).isoformat()
+
+
+def silence_command(rule: str, as_of: str) -> str:
+    """Return the command that mutes ``rule`` for a week from the digest's day ``as_of``, ready
+    to copy and run."""
+    return (f'regime-monitor silence add {rule} --until {silence_until(as_of)} '
+            f'--reason "seen in the {as_of} digest"')
+
+
+def microcap_text(state: Mapping | None, as_of: str) -> str | None:
+    """Return the micro-cap line, e.g. ``Wind Micro-cap / 万得微盘股 1,234.56: -38.2% from its
+    2023-09-12 peak`` (``on D`` when the last close is older than the digest), or None."""
+    if not state:
+        return None
+    name = INDEX_NAMES["microcap"]
+    on = f" on {state['date']}" if state.get("date") and state["date"] != as_of else ""
+    dd = state.get("drawdown")
+    if dd is None or dd >= 0:
+        where = f"at its peak ({state.get('peak')})" if dd is not None else "drawdown n/a"
+    else:
+        where = f"{dd * 100:.1f}% from its {state['peak']} peak"
+    return f"{name} {state['close']:,.2f}{on}: {where}"
+
+
+# -- the content model: every renderer shows exactly this -------------------------------------
+
+@dataclass(frozen=True)
+class Section:
+    """One alert with a section of its own: ``head`` (severity, rule, what changed, since),
+    ``facts`` (values against thresholds, contexts), ``why`` (the rule's explain, for a NEW
+    alert only: a reminder or a resolution was explained when it was new), ``episode`` (the
+    closest past episode line, for a NEW alert only), ``silence`` (the command, None for a
+    resolution) and ``folded`` (the one-line alerts inhibited under this one)."""
+
+    item: dict
+    head: str
+    facts: list[str]
+    why: str | None
+    episode: str | None
+    silence: str | None
+    folded: list[str]
+
+
+@dataclass(frozen=True)
+class Content:
+    """A digest as every notifier shows it (console, plain-text fallback, Slack blocks): the
+    ``title``; the ``microcap`` line; the headline block (``top``); the ``regime`` line;
+    ``notes``; one ``sections`` entry per alert shown in full; ``still_firing``: one line with a
+    value for each other firing alert; ``folded_top``: the inhibited alerts when their critical
+    alert is itself in the still-firing lines; ``nothing_firing`` on a quiet weekly summary."""
+
+    title: str
+    microcap: str | None
+    top: list[str]
+    regime: str | None
+    notes: list[str]
+    sections: list[Section]
+    still_firing: list[str]
+    folded_top: list[str]
+    nothing_firing: bool
+
+
+FOLD_INTRO = "Folded under the critical alert (notify.inhibit)"
+STILL_FIRING = "Still firing"
+
+
+def section_of(item: dict, as_of: str, folded: list[dict]) -> Section:
+    """Return the section of one alert ``item`` of the digest of ``as_of``."""
+    since = f" since {item['since']}" if item.get("since") else ""
+    head = f"[{item['severity'].upper()}] {item['rule']}: {KIND_LABEL[item['kind']]}{since}"
+    facts = [comparison_text(c, item["rule"]) for c in item.get("comparisons") or []]
+    facts += context_lines(item)
+    new = item["kind"] == "firing"  # reminders and resolutions were explained when new: short
+    episode = None
+    if item["kind"] == "firing" and "closest_episode" in item:
+        episode = episode_line(item["closest_episode"], episode_kind(item))
+    silence = silence_command(item["rule"], as_of) if item["kind"] != "resolved" else None
+    return Section(item, head, facts, f"Why it matters: {item['explain']}" if new else None,
+                   episode, silence, [one_line(f, f["kind"]) for f in folded])
+
+
+def content(payload: Mapping, inhibit: bool = True) -> Content:
+    """Return the content model of a digest payload (pure): what the console, the plain-text
+    fallback and the Slack blocks all show. With ``inhibit`` (``notify.inhibit``) the alerts a
+    firing critical one inhibits (``monitor.delivery.inhibit``) are folded into one line each
+    under it; more than ``REMINDER_SECTIONS`` reminders become still-firing lines."""
     from monitor.delivery.inhibit import inhibit as inhibition
 
-    lines = [headline(payload), *top_lines(payload)]
-    regime = regime_line(payload.get("context"))
-    if regime:
-        lines.append(regime)
-    comp = payload.get("composite") or {}
-    if comp.get("names"):
-        lines.append(f"Conditions active today ({comp['count']}): {', '.join(comp['names'])}")
+    as_of = payload["as_of"]
     inhibited = inhibition(payload, inhibit)
     source, folded = inhibited.source, inhibited.folded
     shown, reminders = sectioned(inhibited.shown)
+    sections = [section_of(i, as_of, folded if i is source else []) for i in shown]
     rest = still_firing(payload, [i["rule"] for i in [*shown, *folded]])
-    if rest:
-        lines.append(still_firing_text(rest))
-    elif payload.get("summary") and not payload.get("active"):
-        lines.append("Nothing is firing.")
-    if source is not None and any(source is r for r in reminders):
-        lines.append(fold_text(folded))  # the inhibiting reminder is in the Still firing line
-    for note in payload.get("notes") or []:
-        lines.append(f"Note: {note}")
-    for item in shown:
-        lines.append("")
-        since = f" since {item['since']}" if item.get("since") else ""
-        lines.append(f"[{item['severity'].upper()}] {item['rule']}: "
-                     f"{KIND_LABEL[item['kind']]}{since}")
-        for c in item["comparisons"]:
-            lines.append(f"  {comparison_text(c)}")
-        for signal, val in item_context(item):
-            lines.append(f"  {signal} is led by: {val}")
-        lines.append(f"  Why it matters: {item['explain']}")
-        if item.get("closest_episode"):
-            lines.append(f"  Closest past episode: {episode_text(item['closest_episode'])}")
-        if item["kind"] != "resolved":
-            lines.append(f"  Silence: {silence_command(item['rule'])}")
-        if item is source:
-            lines.append(f"  {fold_text(folded)}")
+    source_folded = source is not None and any(source is r for r in reminders)
+    return Content(
+        title=headline(dict(payload)),
+        microcap=microcap_text(payload.get("microcap"), as_of),
+        top=top_lines(payload),
+        regime=regime_line(payload.get("context")),
+        notes=list(payload.get("notes") or []),
+        sections=sections,
+        still_firing=[one_line(a) for a in rest],
+        folded_top=[one_line(f, f["kind"]) for f in folded] if source_folded else [],
+        nothing_firing=bool(payload.get("summary")) and not payload.get("active") and not rest,
+    )
+
+
+def render_text(payload: dict, inhibit: bool = True) -> str:
+    """Return the digest as plain text (console output and Slack fallback), from
+    :func:`content`: title, micro-cap line, headline block, regime line, notes, one section per
+    alert, then the still-firing lines."""
+    c = content(payload, inhibit)
+    lines = [c.title, *([c.microcap] if c.microcap else []), *c.top,
+             *([c.regime] if c.regime else []), *(f"Note: {n}" for n in c.notes)]
+    for s in c.sections:
+        lines += ["", s.head, *(f"  {f}" for f in s.facts)]
+        if s.why:
+            lines.append(f"  {s.why}")
+        if s.episode:
+            lines.append(f"  {s.episode}")
+        if s.silence:
+            lines.append(f"  Silence: {s.silence}")
+        if s.folded:
+            lines.append(f"  {FOLD_INTRO}:")
+            lines += [f"    - {f}" for f in s.folded]
+    if c.still_firing:
+        lines += ["", f"{STILL_FIRING} ({len(c.still_firing)}):"]
+        lines += [f"  - {f}" for f in c.still_firing]
+    if c.folded_top:
+        lines += [f"{FOLD_INTRO}:", *(f"  - {f}" for f in c.folded_top)]
+    if c.nothing_firing:
+        lines += ["", "Nothing is firing."]
     return "\n".join(lines)
 
 
-def silence_command(rule: str) -> str:
-    """Return the command that mutes ``rule``."""
-    return f"regime-monitor silence add {rule} --until YYYY-MM-DD --reason '...'"
-
-
 # -- the closest historical episode ------------------------------------------------------------
+
+MAX_EPISODE_DISTANCE = 1.0
+"""A past episode is *close* when its distance to today (:func:`closest_episode`) is at most this:
+on average at most one standard deviation apart per signal. Two unrelated days are about
+sqrt(2) = 1.41 apart (independent standardised signals), so a farther episode is no analogue
+and the digest says none is close instead of naming it."""
+ROTATION = "rotation"
+DRAWDOWN = "drawdown"
+
+
+def episode_kind(item: Mapping) -> str | None:
+    """Return the kind of past episode an alert is compared with (like with like): ``rotation``
+    spells for an alert that reads ``rotation.*`` signals (the rotation rule), none for
+    ``data_stale`` (a data problem has no market analogue), else ``drawdown`` (the drawdown
+    alerts and the conditions that come before drawdowns)."""
+    if item.get("rule") == DATA_STALE:
+        return None
+    signals_read = {c.get("signal") or "" for c in item.get("comparisons") or []}
+    if any(s.startswith("rotation.") for s in signals_read):
+        return ROTATION
+    return DRAWDOWN
+
 
 def reference_date(episode: Mapping) -> str:
     """Return the day whose indicator values stand for ``episode``: the peak of a drawdown (the
@@ -345,8 +564,11 @@ def reference_date(episode: Mapping) -> str:
 
 def closest_episode(today: Mapping[str, float | None], episodes: Iterable[Mapping],
                     values_on: Mapping[str, Mapping[str, float | None]],
-                    scale: Mapping[str, float], as_of: str, min_share: float = 0.5) -> dict | None:
-    """Return the stored episode whose indicator vector is nearest today's, or None.
+                    scale: Mapping[str, float], as_of: str, min_share: float = 0.5,
+                    kind: str | None = None,
+                    max_distance: float = MAX_EPISODE_DISTANCE) -> dict | None:
+    """Return the stored episode (of ``kind``, when given) whose indicator vector is nearest
+    today's, or None when no episode qualifies.
 
     ``today``: signal -> value on ``as_of``; ``episodes``: rows of the ``episodes`` table;
     ``values_on``: day -> (signal -> value) for the episodes' reference days; ``scale``:
@@ -360,7 +582,8 @@ def closest_episode(today: Mapping[str, float | None], episodes: Iterable[Mappin
 
     so 0 is identical and 1 is "one standard deviation apart per signal, on average". Episodes
     sharing fewer than ``min_share`` of today's usable signals are skipped. Ties go to the more
-    recent episode.
+    recent episode. The result's ``close`` says whether ``distance <= max_distance``; a digest
+    names only a close episode.
     """
     usable = {k: float(v) for k, v in today.items()
               if _finite(v) and _finite(scale.get(k)) and scale[k] > 0}
@@ -370,6 +593,8 @@ def closest_episode(today: Mapping[str, float | None], episodes: Iterable[Mappin
     scored = []
     for ep in episodes:
         if not ep.get("end") or ep["end"] >= as_of:
+            continue
+        if kind is not None and ep.get("kind") != kind:
             continue
         then = values_on.get(reference_date(ep)) or {}
         diffs = [((x - float(t)) / scale[k]) ** 2 for k, x in usable.items()
@@ -387,7 +612,7 @@ def closest_episode(today: Mapping[str, float | None], episodes: Iterable[Mappin
     return {"kind": ep["kind"], "start": ep["start"], "peak": ep.get("peak"),
             "trough": ep.get("trough"), "end": ep.get("end"), "depth": ep.get("depth"),
             "theme": detail.get("theme"), "reference_date": reference_date(ep),
-            "distance": round(dist, 3), "signals": n}
+            "distance": round(dist, 3), "signals": n, "close": dist <= max_distance}
 
 
 def _finite(v: object) -> TypeGuard[float]:
@@ -395,14 +620,19 @@ def _finite(v: object) -> TypeGuard[float]:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def attach_closest(payload: dict, closest: dict | None) -> dict:
-    """Return ``payload`` with ``closest`` stored in every alert item that is not a resolution
-    (``closest_episode``; None when no past episode qualifies)."""
+def attach_closest(payload: dict, closest: Mapping[str | None, dict | None] | dict | None) -> dict:
+    """Return ``payload`` with each alert item that is not a resolution given its
+    ``closest_episode``: ``closest`` maps an :func:`episode_kind` to its closest episode (None
+    when no past episode of that kind qualifies; a ``data_stale`` item gets None). A single
+    episode (or None) is given to every item, as before kinds were told apart."""
+    per_kind = (closest if isinstance(closest, Mapping) and "distance" not in closest
+                else None)
     items = []
     for item in payload["items"]:
         item = dict(item)
         if item["kind"] != "resolved":
-            item["closest_episode"] = closest
+            item["closest_episode"] = (per_kind.get(episode_kind(item)) if per_kind is not None
+                                       else closest)
         items.append(item)
     return {**payload, "items": items}
 
@@ -412,15 +642,36 @@ def needs_closest(payload: dict) -> bool:
     return any(i["kind"] != "resolved" and "closest_episode" not in i for i in payload["items"])
 
 
+def kinds_needed(payload: Mapping) -> set[str]:
+    """Return the episode kinds the alert items of ``payload`` are compared with."""
+    return {k for i in payload["items"] if i["kind"] != "resolved"
+            and (k := episode_kind(i)) is not None}
+
+
 def episode_text(ep: Mapping) -> str:
-    """Return e.g. ``drawdown 2015-06-12 -> trough 2015-09-15 (recovered 2016-02-01): micro-cap
-    drawdown -45.2%`` (plus how close it is)."""
+    """Return a past episode on one line, e.g. ``drawdown from the 2015-06-12 peak: -45.2% to
+    2015-09-15, recovered 2016-02-01 (distance 0.84 over 27 signals)`` or ``rotation 2023-03-01
+    to 2023-03-20, theme CSI AI / 中证人工智能主题 (930713): micro-cap -8.1% (distance ...)``."""
     depth = "n/a" if ep.get("depth") is None else f"{ep['depth'] * 100:.1f}%"
-    if ep["kind"] == "drawdown":
-        span = f"drawdown from the {ep['peak']} peak, trough {ep['trough']}"
+    if ep["kind"] == DRAWDOWN:
+        span = f"drawdown from the {ep['peak']} peak: {depth} to {ep['trough']}"
         span += f", recovered {ep['end']}" if ep.get("end") else ""
     else:
-        theme = f", theme {ep['theme']}" if ep.get("theme") else ""
-        span = f"rotation {ep['start']} to {ep['end']}{theme}"
-    return (f"{span}; micro-cap drawdown {depth} (distance {ep['distance']:.2f} over "
-            f"{ep['signals']} signals, compared on {ep['reference_date']})")
+        theme = f", theme {labelled(ep['theme'])}" if ep.get("theme") else ""
+        span = f"rotation {ep['start']} to {ep['end']}{theme}: micro-cap {depth}"
+    return f"{span} (distance {ep['distance']:.2f} over {ep['signals']} signals)"
+
+
+def episode_line(ep: Mapping | None, kind: str | None) -> str | None:
+    """Return the closest-episode line under an alert: the episode when it is close, else that
+    none is (with the nearest distance), or that no past episode of the kind exists; None for
+    an alert compared with no kind (``data_stale``)."""
+    if kind is None and not ep:
+        return None
+    what = {DRAWDOWN: "drawdown", ROTATION: "rotation"}.get(ep["kind"] if ep else kind, "episode")
+    if not ep:
+        return f"Closest past {what}: none to compare with"
+    if ep.get("close", True):
+        return f"Closest past {what}: {episode_text(ep)}"
+    return (f"Closest past {what}: none close (nearest {ep['distance']:.2f} apart, close means "
+            f"<= {MAX_EPISODE_DISTANCE:.2f})")

@@ -1,9 +1,18 @@
 """Inhibition, its own delivery stage (pure): what a digest shows once a critical alert fires.
 
 As in Alertmanager (``notify.inhibit``): when a critical alert of the digest is firing (new or
-still firing), the digest's lower-severity alerts are folded into one line under it instead of
-getting their own sections. Every renderer applies the same :func:`inhibit` to the payload - the
-Slack blocks, their plain-text fallback and the console - so they show the same content.
+still firing), the digest's lower-severity alerts are folded under it, one line each with its
+value, instead of getting their own sections. A NEW alert is never hidden behind a critical
+*reminder*: it is folded only under a critical alert that is itself new today (the same event).
+Every renderer reads the same :func:`monitor.delivery.digest.content`, built with this
+:func:`inhibit` - the Slack blocks, their plain-text fallback and the console - so they show the
+same content.
+
+| critical source | lower-severity item | folded? |
+|---|---|---|
+| NEW | NEW, STILL FIRING, RESOLVED | yes |
+| STILL FIRING | STILL FIRING, RESOLVED | yes |
+| STILL FIRING | NEW | no: its own section |
 """
 
 from __future__ import annotations
@@ -13,7 +22,7 @@ from dataclasses import dataclass, field
 
 from monitor.delivery import digest
 
-FOLD_INTRO = "Also in today's digest, folded under the critical alert"
+FOLD_INTRO = digest.FOLD_INTRO
 
 
 @dataclass(frozen=True)
@@ -32,8 +41,9 @@ class Inhibition:
 
 def inhibit(payload: Mapping, enabled: bool = True) -> Inhibition:
     """Return the digest ``payload``'s items after inhibition: the first firing (or still firing)
-    critical item inhibits every lower-severity item, when ``enabled`` and there is one to fold;
-    otherwise every item is shown."""
+    critical item inhibits every lower-severity item, when ``enabled`` and there is one to fold,
+    except a NEW item when the critical one is a reminder (see the module's table); otherwise
+    every item is shown."""
     items = list(payload["items"])
     if not enabled:
         return Inhibition(items)
@@ -41,17 +51,15 @@ def inhibit(payload: Mapping, enabled: bool = True) -> Inhibition:
                   None)
     if source is None:
         return Inhibition(items)
-    folded = [i for i in items if i["severity"] != "critical"]
+    folded = [i for i in items if foldable(source, i)]
     if not folded:
         return Inhibition(items)
-    return Inhibition([i for i in items if i["severity"] == "critical"], source, folded)
+    return Inhibition([i for i in items if not any(i is f for f in folded)], source, folded)
 
 
-def label(item: Mapping) -> str:
-    """Return one folded alert as ``rule (severity, KIND)``."""
-    return f"{item['rule']} ({item['severity']}, {digest.KIND_LABEL[item['kind']]})"
-
-
-def fold_text(folded: list[dict]) -> str:
-    """Return the plain-text line that lists inhibited alerts."""
-    return f"{FOLD_INTRO} (notify.inhibit): " + ", ".join(label(i) for i in folded)
+def foldable(source: Mapping, item: Mapping) -> bool:
+    """Return whether the critical ``source`` folds ``item``: a lower-severity item, and not a
+    NEW one under a reminder (a new alert is never hidden behind a critical reminder)."""
+    if item["severity"] == "critical":
+        return False
+    return not (item["kind"] == "firing" and source["kind"] != "firing")
