@@ -285,6 +285,7 @@ def test_csindex_perf_skips_the_dragon_boat_holiday_row(db, tmp_path):
         ("theme.930713.amount", "2018-06-19"): 9_530_000_000.0,
     }
     assert done.skipped == {"2018-06-18": 1}
+    assert done.empty == 0  # the holiday row's amount 0 is skipped with its row, not "empty"
     assert done.skipped_note() == (f"{path}: skipped 1 row(s) dated on 1 day(s) that are not XSHG "
                                    "trading days (weekend or exchange holiday): 2018-06-18")
     assert "1 skipped (non-trading days)" in done.summary()
@@ -547,7 +548,9 @@ def test_real_csindex_chinabond_and_wind_files_through_the_shipped_mappings(real
                            "not XSHG trading days (weekend or exchange holiday): 2018-06-18\n")
     assert outs[0].out.splitlines()[0].startswith(f"{files[0][1]} (mapping csindex_perf.toml): "
                                                   "24,452 rows read, ")
-    assert "1,822 rows of 1 code(s) not in the mapping ignored (931160)" in outs[0].out
+    assert outs[0].out.splitlines()[0].endswith(
+        "45,248 values of 16 series: 45,248 written, 0 unchanged, 6 skipped (non-trading days), "
+        "1,822 rows of 1 code(s) not in the mapping ignored (931160)")
     db = open_db(db_path)
     one = dict(((s, d), v) for s, d, v in db.execute(
         "SELECT series, date, value FROM observations WHERE date IN ('2022-12-30', '2023-12-29', "

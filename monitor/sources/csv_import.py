@@ -281,19 +281,25 @@ def _trading_only(frame: pd.DataFrame, dates: pd.Series, calendar: TradingCalend
     ``result.skipped``; return the rest (``calendar`` None: keep every row)."""
     if calendar is None or frame.empty:
         return frame, dates
-    days = pd.DatetimeIndex(pd.unique(dates))
-    start = pd.Timestamp(CALENDAR_START)  # before it the calendar knows no holidays: weekends only
-    closed = [d for d in days if (d.weekday() >= 5 if d < start
-                                  else not calendar.is_trading_day(d.date()))]
-    if not closed:
+    off = ~_open_days(dates, calendar)
+    if not off.any():
         return frame, dates
-    off = dates.isin(closed)
     days_off = dates[off].dt.strftime("%Y-%m-%d")
     if "_line" in frame.columns:  # a mapped file: count its rows, not the values they hold
         days_off = days_off.groupby(frame.loc[off, "_line"].to_numpy()).first()
     for day, n in days_off.value_counts().items():
         result.skipped[str(day)] = result.skipped.get(str(day), 0) + int(n)
     return frame[~off], dates[~off]
+
+
+def _open_days(dates: pd.Series, calendar: TradingCalendar) -> pd.Series:
+    """Whether each day of ``dates`` (Timestamps) is a trading day of ``calendar``; before the
+    calendar's start (``CALENDAR_START``), whether it is a weekday."""
+    days = pd.DatetimeIndex(pd.unique(dates))
+    start = pd.Timestamp(CALENDAR_START)  # before it the calendar knows no holidays: weekends only
+    closed = [d for d in days if (d.weekday() >= 5 if d < start
+                                  else not calendar.is_trading_day(d.date()))]
+    return ~dates.isin(closed)
 
 
 def _where(frame: pd.DataFrame, i: int) -> str:
@@ -496,7 +502,9 @@ def _validate_chunks(path: Path, chunks: Iterator[pd.DataFrame], today: dt.date,
         assert layout is not None
         tally = vendor.Tally()
         try:
-            long_rows = vendor.chunks(layout, Path(_name(path)), rows(), today, tally, CsvImportError)
+            open_day = None if calendar is None else (lambda d: _open_days(d, calendar).to_numpy())
+            long_rows = vendor.chunks(layout, Path(_name(path)), rows(), today, tally,
+                                      CsvImportError, open_day)
             table = parse_long(path, long_rows, today, work, calendar, result)
         except KeyError as exc:  # a footer row with fewer fields is read, a column is not
             raise CsvImportError(f"{_name(path)}: column {exc} missing") from None

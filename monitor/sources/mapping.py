@@ -22,7 +22,7 @@ from __future__ import annotations
 import codecs
 import datetime as dt
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -234,12 +234,15 @@ def _clean_numbers(cells: pd.Series) -> pd.Series:
 
 
 def to_long(mapping: Mapping, source: Path, frame: pd.DataFrame, first_line: int, tally: Tally,
-            today: dt.date, error: type[ValueError]) -> pd.DataFrame:
+            today: dt.date, error: type[ValueError],
+            open_day: Callable[[pd.Series], np.ndarray] | None = None) -> pd.DataFrame:
     """Turn one chunk of a vendor file into long rows: columns ``date`` (ISO), ``series``,
     ``value`` (float, canonical unit: the cell times its column's ``scale``), ``_line`` (the file
     line) and ``_column`` (the vendor column). ``frame`` holds the file's cells as strings, its
     first row on file line ``first_line``. A date or a number that cannot be read, or a future
-    date, raises ``error`` naming ``source``, the line and the column."""
+    date, raises ``error`` naming ``source``, the line and the column. ``open_day(dates)`` says
+    which rows are dated on a trading day: empty cells are counted on those only (the caller
+    skips the others)."""
     lines = np.arange(first_line, first_line + len(frame))
     frame = frame.reset_index(drop=True)
     dates_raw = frame[mapping.date_column].str.strip()
@@ -264,6 +267,7 @@ def to_long(mapping: Mapping, source: Path, frame: pd.DataFrame, first_line: int
         i = int(future.to_numpy().argmax())
         raise error(f"{source}: line {lines[i]}, column {col}: {dates[i].date()} is in the future")
     iso = dates.dt.strftime("%Y-%m-%d").to_numpy()
+    day_open = np.ones(len(frame), dtype=bool) if open_day is None else open_day(dates)
     if mapping.code_columns:
         code = frame[mapping.code_columns[0]].str.strip()
         for extra in mapping.code_columns[1:]:
@@ -288,7 +292,7 @@ def to_long(mapping: Mapping, source: Path, frame: pd.DataFrame, first_line: int
         values = numbers.to_numpy(dtype=float)
         if t.column in mapping.zero_is_missing:
             missing |= values == 0.0
-        tally.empty += int(missing.sum())
+        tally.empty += int((missing & day_open[rows]).sum())
         if t.scale != 1.0:  # 1482.95 x 1e8 is 148295000000, not 148295000000.00003
             values = np.array([float(f"{v * t.scale:.15g}") for v in values])
         ok = ~missing
@@ -300,12 +304,13 @@ def to_long(mapping: Mapping, source: Path, frame: pd.DataFrame, first_line: int
 
 
 def chunks(mapping: Mapping, source: Path, reader: Iterator[pd.DataFrame], today: dt.date,
-           tally: Tally, error: type[ValueError]) -> Iterator[pd.DataFrame]:
+           tally: Tally, error: type[ValueError],
+           open_day: Callable[[pd.Series], np.ndarray] | None = None) -> Iterator[pd.DataFrame]:
     """``to_long`` of every chunk of ``reader`` (the data rows as string frames, in file order;
     the header's columns already checked)."""
     line = mapping.skip_rows + 1 + mapping.skip_after_header + 1
     for frame in reader:
         if frame.empty:
             continue
-        yield to_long(mapping, source, frame, line, tally, today, error)
+        yield to_long(mapping, source, frame, line, tally, today, error, open_day)
         line += len(frame)
