@@ -152,9 +152,26 @@ class Globals:
         return self.db or config.storage.path
 
     def open(self, config: Config):
+        """Open (creating if needed) the history database: for the commands that bring data."""
         from storage.db import open_db
 
         return open_db(self.db_path(config))
+
+    def existing(self, config: Config):
+        """Open the history database, which must exist: for the commands that read it (a
+        mistyped ``--db`` is refused, and no folder or file is created)."""
+        from storage.db import open_db
+
+        return open_db(self.require(config))
+
+    def require(self, config: Config) -> str:
+        """Return the history database's path; raise UsageError (one line) when there is no
+        database file there (nothing is created)."""
+        path = self.db_path(config)
+        if str(path) != ":memory:" and not Path(path).is_file():
+            raise UsageError(f"no database at {path}: check --db or [storage] path (`once`, "
+                             "`backfill`, `import-csv` or `demo` create it)")
+        return path
 
     def trial(self, trial_config: str | None) -> Config:
         """The config a command tries (its own ``--config``), else the main one."""
@@ -291,6 +308,13 @@ def _refuse_the_database(option: str, path: str | Path, g: Globals, config: Conf
     if same:
         raise UsageError(f"{option} {path} is the history database itself: choose another file "
                          "(it would be replaced)")
+
+
+def _today(config: Config) -> dt.date:
+    """Today in the schedule's time zone (the day silences and the calendar are judged on)."""
+    from zoneinfo import ZoneInfo
+
+    return dt.datetime.now(ZoneInfo(config.schedule.timezone)).date()
 
 
 def _calendar(config: Config):
@@ -901,32 +925,58 @@ def cmd_backup(g: Globals, dest: Path) -> int:
     return 0
 
 
-@command(cli, "status", "each rule's state and since when, the last cycle, and the holiday calendar's "
-                        "coverage (reads only)")
-@click.option("--as-of", type=DATE, help="the day to judge the calendar coverage from (default: "
-                                         "today in the schedule's time zone)")
-def cmd_status(g: Globals, as_of: dt.date | None) -> int:
-    from zoneinfo import ZoneInfo
-
+@command(cli, "status", "each rule's state and since when, its values against the firing and the "
+                        "clearing condition, the data coverage, the last cycle and the holiday "
+                        "calendar's coverage (reads only)")
+@click.option("--as-of", type=DATE, help="the day to judge data ages and the calendar coverage "
+                                         "from (default: today in the schedule's time zone)")
+@JSON
+def cmd_status(g: Globals, as_of: dt.date | None, as_json: bool) -> int:
+    from monitor import status
     from monitor.calendar import ASSUMED_OPEN_RULE, coverage_warning_due
-    from monitor.delivery.digest import DATA_STALE
-    from storage import alerts, runs
+    from storage import alerts, observations, runs, signal_values
     from storage.db import open_readonly
 
     config = g.load()
-    path = g.db_path(config)
-    as_of = as_of or dt.datetime.now(ZoneInfo(config.schedule.timezone)).date()
+    path = g.require(config)
+    as_of = as_of or _today(config)
     db = open_readonly(path)
     try:
-        stored = alerts.get_all(db) if "alerts" in db.table_names() else {}
-        recent = [r for r in (runs.recent(db, 50) if "runs" in db.table_names() else [])
+        tables = set(db.table_names())
+        stored = alerts.get_all(db) if "alerts" in tables else {}
+        recent = [r for r in (runs.recent(db, 50) if "runs" in tables else [])
                   if r["job"] == "cycle"]
         last_ok = runs.last_success(db, "cycle", statuses=runs.EVALUATED) if recent else None
+        days = {r["last_evaluated"] for r in stored.values() if r["last_evaluated"]}
+        values_on = (signal_values.values_on_days(db, days)
+                     if days and "signal_values" in tables else {})
+        ranges = ({name: (first, last, n) for name, first, last, n
+                   in observations.coverage(db, observations.series_names(db))}
+                  if "observations" in tables else {})
     finally:
         db.close()
+    cal = _calendar(config)
+    report = status.build(config, stored=stored, values_on=values_on, ranges=ranges, on=as_of,
+                          calendar=cal)
+    last = recent[0] if recent else None
+    end = cal.coverage_end
+    assumed: list[dt.date] = []
+    if coverage_warning_due(end, as_of):
+        start = max(as_of, end + dt.timedelta(days=1))
+        horizon = start + dt.timedelta(days=STATUS_HORIZON_DAYS)
+        assumed = cal.assumed_open(start, horizon)
+    if as_json:
+        report = {"database": str(path),
+                  "last_cycle": None if last is None else {
+                      k: last[k] for k in ("as_of", "status", "started", "finished", "error")},
+                  "last_successful_cycle": last_ok.isoformat() if last_ok else None,
+                  **report,
+                  "calendar": {"holidays_known_to": end.isoformat(),
+                               "assumed_open": [d.isoformat() for d in assumed]}}
+        print(_safe_json(status.to_json(report)))
+        return 0
     print(_safe(f"database: {path}"))
-    if recent:
-        last = recent[0]
+    if last is not None:
         error = f": {last['error']}" if last["error"] else ""
         print(_safe(f"last cycle: {last['as_of']} {last['status']} (finished {last['finished']})"
                     f"{error}"))
@@ -934,28 +984,16 @@ def cmd_status(g: Globals, as_of: dt.date | None) -> int:
             print(f"last successful cycle: {last_ok or 'none'}")
     else:
         print("last cycle: none yet")
-    rows = []
-    for name in [*(r.name for r in config.rules), DATA_STALE]:
-        a = stored.get(name)
-        rows.append({"rule": name, "state": a["state"] if a else "not evaluated yet",
-                     "since": a["since"] if a else None,
-                     "last_evaluated": a["last_evaluated"] if a else None})
-    for name in sorted(set(stored) - {r["rule"] for r in rows}):  # rules no longer configured
-        a = stored[name]
-        rows.append({"rule": name, "state": f"{a['state']} (not in the config)",
-                     "since": a["since"], "last_evaluated": a["last_evaluated"]})
-    print(_table(rows, ["rule", "state", "since", "last_evaluated"]))
-    cal = _calendar(config)
-    end = cal.coverage_end
+    for line in status.render(report):
+        print(_safe(line))
     print(f"calendar: XSHG holidays known to {end} (judged on {as_of})")
     if coverage_warning_due(end, as_of):
         start = max(as_of, end + dt.timedelta(days=1))
         horizon = start + dt.timedelta(days=STATUS_HORIZON_DAYS)
-        days = cal.assumed_open(start, horizon)
         print(f"  after {end} {ASSUMED_OPEN_RULE}; declare the exchange's holidays in [calendar] "
               "extra_closed")
         print(f"  assumed open {start} .. {horizon}: "
-              + (", ".join(d.isoformat() for d in days) or "none"))
+              + (", ".join(d.isoformat() for d in assumed) or "none"))
     return 0
 
 
