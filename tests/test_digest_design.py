@@ -542,3 +542,439 @@ explain = "The composite probability of a 10% micro-cap drawdown within 20 tradi
     assert lines[2] == ("Measured 2016-01-04..2025-06-24: caught 3 of 12 drawdowns; chance 2.9 "
                         "(p = 0.47); 0.6 false alarms a year — not shown to beat chance.")
     assert alerts.get_all(db)["drawdown_risk"]["state"] == "firing"
+
+
+# -- 8. issue 14: what a PM reads in ten seconds ----------------------------------------------
+# One content model (digest.content) for the console, the plain-text fallback and the Slack
+# blocks; the micro-cap level and its drawdown; readable names; a copyable silence line; counts
+# that match the body; inhibition that never hides a NEW alert behind a critical reminder; the
+# closest past episode like with like and only when close; data_stale with its last day and age.
+
+import html  # noqa: E402
+import io  # noqa: E402
+import math  # noqa: E402
+import re  # noqa: E402
+import shlex  # noqa: E402
+
+from monitor.alerting import rules as rule_eval  # noqa: E402
+from monitor.config import load_config  # noqa: E402
+from monitor.delivery.console import ConsoleNotifier  # noqa: E402
+from monitor.delivery.inhibit import inhibit as inhibition  # noqa: E402
+from storage import observations  # noqa: E402
+from tests.conftest import DEFAULT_CONFIG  # noqa: E402
+
+
+def comp(signal, value, op, threshold, holds):
+    return {"signal": signal, "value": value, "op": op, "threshold": threshold,
+            "threshold_signal": None, "holds": holds}
+
+
+VOL = [comp("microcap.vol_spike", 2.37, ">=", 1.5, True)]
+DD = [comp("microcap.drawdown", -0.226, "<=", -0.10, True)]
+STRESS = [comp("regime.stress_prob", 1.0, ">=", 0.8, True)]
+EXODUS = [comp("turnover.csi2000_share_drop_60d", -0.181, "<=", -0.15, True)]
+CREDIT = [comp("credit.spread_pctile_10y", 0.036, "<=", 0.10, True)]
+# hot_theme_rotation through its large-cap branch (the issue's 2024-01-31): theme excess 6.2%
+ROT_LARGECAP = [comp("rotation.hot_theme_excess", 0.062, ">=", 0.10, False),
+                comp("rotation.microcap_excess_10d", -0.123, "<=", -0.03, True),
+                comp("rotation.largecap_minus_microcap_20d", 0.174, ">=", 0.10, True)]
+VALUES = {"volatility_spike": VOL, "microcap_drawdown": DD, "stress_regime": STRESS,
+          "turnover_exodus": EXODUS, "credit_low_base": CREDIT, "hot_theme_rotation": ROT_LARGECAP}
+SEV = {"microcap_drawdown": "critical"}
+
+
+def it(rule, kind, since="2024-01-22", **extra):
+    return {"rule": rule, "severity": SEV.get(rule, "warning"), "kind": kind, "since": since,
+            "explain": f"Why {rule} matters.", "comparisons": VALUES[rule], "values": {},
+            "context": extra.pop("context", {}), **extra}
+
+
+def act(rule, since="2024-01-22"):
+    return {"rule": rule, "severity": SEV.get(rule, "warning"), "since": since}
+
+
+MICROCAP = {"close": 226067.31, "date": "2024-01-31", "peak": "2024-01-02",
+            "peak_close": 292089.0, "drawdown": 226067.31 / 292089.0 - 1}
+
+
+def pm_payload(items, active, summary=False, as_of="2024-01-31"):
+    firing = [a["rule"] for a in active]
+    return digest.build(as_of, items, firing, [], {"count": 0, "names": []}, active=active,
+                        summary=summary, microcap=MICROCAP,
+                        firing_values={a["rule"]: VALUES[a["rule"]] for a in active})
+
+
+SCENARIOS = {
+    # the issue's "6 firing (1 new)": one NEW alert, five firing without an item today
+    "six firing, one new": pm_payload(
+        [it("hot_theme_rotation", "firing", "2024-01-31")],
+        [act("microcap_drawdown"), act("stress_regime"), act("volatility_spike"),
+         act("turnover_exodus", "2024-01-26"), act("credit_low_base", "2023-07-10"),
+         act("hot_theme_rotation", "2024-01-31")]),
+    "critical reminder, a new warning, reminders": pm_payload(
+        [it("microcap_drawdown", "repeat"), it("volatility_spike", "firing", "2024-01-31"),
+         it("stress_regime", "repeat"), it("turnover_exodus", "resolved")],
+        [act("microcap_drawdown"), act("volatility_spike", "2024-01-31"), act("stress_regime")]),
+    "critical new with new warnings": pm_payload(
+        [it("microcap_drawdown", "firing", "2024-01-31"),
+         it("volatility_spike", "firing", "2024-01-31"), it("stress_regime", "firing", "2024-01-31"),
+         it("credit_low_base", "resolved")],
+        [act("microcap_drawdown", "2024-01-31"), act("volatility_spike", "2024-01-31"),
+         act("stress_regime", "2024-01-31")]),
+    "more than three reminders": pm_payload(
+        [it(r, "repeat") for r in ("stress_regime", "volatility_spike", "turnover_exodus",
+                                   "credit_low_base")]
+        + [it("hot_theme_rotation", "firing", "2024-01-31")],
+        [act(r) for r in ("stress_regime", "volatility_spike", "turnover_exodus",
+                          "credit_low_base")] + [act("hot_theme_rotation", "2024-01-31")]),
+    "weekly summary, nothing changed": pm_payload(
+        [], [act("microcap_drawdown"), act("credit_low_base", "2023-07-10")], summary=True),
+    "weekly summary, nothing firing": pm_payload([], [], summary=True),
+}
+
+
+def blocks_lines(bs: list[dict]) -> list[str]:
+    """The plain lines of Slack blocks: emoji, bullets, bold/italic/code marks and entities off;
+    the footer (chart, dedup key) left out."""
+    out = []
+    for b in bs[:-1]:
+        texts = ([b["text"]["text"]] if b["type"] in ("header", "section")
+                 else [e["text"] for e in b.get("elements", [])])
+        for t in texts:
+            for ln in t.split("\n"):
+                ln = re.sub(r"^:[a-z_]+: ", "", ln).removeprefix("• ")
+                ln = re.sub(r"^([*_])(.*)\1$", r"\2", ln).replace("`", "")
+                out.append(html.unescape(ln))
+    return [ln for ln in out if ln]
+
+
+def text_lines(text: str) -> list[str]:
+    return [ln.strip().removeprefix("- ") for ln in text.splitlines() if ln.strip()
+            and not set(ln) <= {"-"}]
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+@pytest.mark.parametrize("inhibit", [True, False])
+def test_console_fallback_and_slack_show_the_same_content(name, inhibit):
+    p = SCENARIOS[name]
+    stream = io.StringIO()
+    ConsoleNotifier(stream, inhibit=inhibit).send(p, "digest:2024-01-31")
+    bs, fallback = render(p, "digest:2024-01-31", chart="thread", inhibit=inhibit)
+    assert limit_problems(bs, fallback) == []
+    text = digest.render_text(p, inhibit=inhibit)
+    fallback_plain = html.unescape(fallback).removesuffix("\n\n(id digest:2024-01-31)")
+    assert fallback_plain == text
+    assert text_lines(stream.getvalue()) == text_lines(text)
+    assert blocks_lines(bs) == text_lines(text), name
+
+
+def counted(text: str) -> dict[str, set[str]]:
+    """Which rules the body shows as NEW, STILL FIRING, RESOLVED (sections and folded lines) and
+    in the still-firing list, read back from the plain text."""
+    out: dict[str, set[str]] = {"NEW": set(), "STILL FIRING": set(), "RESOLVED": set(),
+                                "listed": set()}
+    listing = False
+    for ln in text.splitlines():
+        if m := re.match(r"\[\w+\] (\w+): (NEW|STILL FIRING|RESOLVED)", ln):
+            out[m.group(2)].add(m.group(1))
+        elif m := re.match(r"\s+- (\w+) \(\w+, (NEW|STILL FIRING|RESOLVED)\): ", ln):
+            out[m.group(2)].add(m.group(1))
+        elif ln.startswith("Still firing ("):
+            listing = True
+        elif listing and (m := re.match(r"  - (\w+) \(since [\d-]+\)", ln)):
+            out["listed"].add(m.group(1))
+    return out
+
+
+# scenario -> (headline, rules with a section or folded line as NEW, the still-firing list)
+COUNTS = {
+    "six firing, one new": ("6 firing (1 new)", {"hot_theme_rotation"},
+                            {"microcap_drawdown", "stress_regime", "volatility_spike",
+                             "turnover_exodus", "credit_low_base"}),
+    "critical reminder, a new warning, reminders": ("3 firing (1 new), 1 resolved",
+                                                    {"volatility_spike"}, set()),
+    "critical new with new warnings": ("3 firing (3 new), 1 resolved",
+                                       {"microcap_drawdown", "volatility_spike", "stress_regime"},
+                                       set()),
+    "more than three reminders": ("5 firing (1 new)", {"hot_theme_rotation"},
+                                  {"stress_regime", "volatility_spike", "turnover_exodus",
+                                   "credit_low_base"}),
+    "weekly summary, nothing changed": ("Weekly summary · 2 firing (0 new)", set(),
+                                        {"microcap_drawdown", "credit_low_base"}),
+    "weekly summary, nothing firing": ("Weekly summary · 0 firing (0 new)", set(), set()),
+}
+
+
+@pytest.mark.parametrize("name", list(COUNTS))
+@pytest.mark.parametrize("inhibit", [True, False])
+def test_the_headline_counts_match_what_the_body_shows(name, inhibit):
+    p = SCENARIOS[name]
+    title, new, listed = COUNTS[name]
+    text = digest.render_text(p, inhibit=inhibit)
+    assert text.splitlines()[0] == f"regime-monitor 2024-01-31: {title}"
+    seen = counted(text)
+    assert seen["NEW"] == new
+    assert seen["listed"] == listed
+    firing = seen["NEW"] | seen["STILL FIRING"] | seen["listed"]
+    assert firing == set(p["firing"]) and len(firing) == p["counts"]["firing"]
+    assert len(seen["RESOLVED"]) == p["counts"]["resolved"]
+    # every counted alert has at least a one-line value: a threshold on its line or under it
+    for rule in firing | seen["RESOLVED"]:
+        lines = text.splitlines()
+        at = next(n for n, ln in enumerate(lines) if re.search(rf"\b{rule}\b", ln))
+        assert re.search(r"(>=|<=) -?\d", "\n".join(lines[at:at + 2])), (rule, lines[at])
+
+
+# (critical source kind, lower-severity item kind) -> folded under the critical alert?
+@pytest.mark.parametrize("source,kind,folded", [
+    ("firing", "firing", True),    # the same new event: folded, one line with its value
+    ("firing", "repeat", True),
+    ("firing", "resolved", True),
+    ("repeat", "firing", False),   # a NEW alert is never hidden behind a critical reminder
+    ("repeat", "repeat", True),
+    ("repeat", "resolved", True),
+    ("resolved", "firing", False),  # a resolved critical inhibits nothing
+])
+def test_inhibition_table(source, kind, folded):
+    p = pm_payload([it("microcap_drawdown", source), it("volatility_spike", kind)],
+                   [act("microcap_drawdown"), act("volatility_spike")])
+    stage = inhibition(p, True)
+    assert [i["rule"] for i in stage.folded] == (["volatility_spike"] if folded else [])
+    text = digest.render_text(p)
+    label = {"firing": "NEW", "repeat": "STILL FIRING", "resolved": "RESOLVED"}[kind]
+    if folded:
+        assert (f"    - volatility_spike (warning, {label}): micro-cap volatility vs its 120d "
+                "median 2.37 (>= 1.50)") in text
+        assert "[WARNING] volatility_spike" not in text
+    else:
+        assert f"[WARNING] volatility_spike: {label}" in text
+    assert inhibition(p, False).folded == []
+
+
+@pytest.mark.parametrize("closes,as_of,expected", [
+    # hand-computed: peak 120 on 2023-09-12, last 74.40 -> 74.4 / 120 - 1 = -38.0%
+    ([("2023-09-11", 100.0), ("2023-09-12", 120.0), ("2023-09-13", 110.0), ("2024-02-08", 74.4)],
+     "2024-02-08", "Wind Micro-cap / 万得微盘股 74.40: -38.0% from its 2023-09-12 peak"),
+    # the peak is the latest of equal highs; a missing close is skipped; order does not matter
+    ([("2024-01-05", 90.0), ("2024-01-03", 100.0), ("2024-01-04", 100.0), ("2024-01-08", None)],
+     "2024-01-08", "Wind Micro-cap / 万得微盘股 90.00 on 2024-01-05: -10.0% from its 2024-01-04 peak"),
+    ([("2024-01-03", 100.0), ("2024-01-04", 1234.5)], "2024-01-04",
+     "Wind Micro-cap / 万得微盘股 1,234.50: at its peak (2024-01-04)"),
+])
+def test_microcap_line_hand_computed(closes, as_of, expected):
+    state = digest.microcap_state(closes)
+    assert digest.microcap_text(state, as_of) == expected
+    assert digest.microcap_state([]) is None and digest.microcap_text(None, as_of) is None
+
+
+def test_microcap_line_is_point_in_time_in_the_cycle(tmp_path):
+    """The cycle reads only the closes available on the digest's day: a close published the next
+    morning and a later, higher peak are not in that day's digest."""
+    config = parse_config(CYCLE_TOML.format(weekly="false"))
+    db = open_db(tmp_path / "mc.db")
+    closes = {"2024-01-10": 100.0, "2024-01-11": 120.0, "2024-01-12": 108.0, "2024-01-15": 96.0,
+              "2024-01-16": 90.0, "2024-01-17": 130.0}
+    rows = [("index.microcap.close", d, v, d if d != "2024-01-16" else "2024-01-17", "test")
+            for d, v in closes.items()]
+    with db.atomic():
+        observations.upsert(db, rows)
+    cal = TradingCalendar()
+    for day, vol in ((D(2024, 1, 15), 1.0), (D(2024, 1, 16), 1.6)):
+        run_cycle(db, config, day, NoFetch(), cal, precomputed={
+            "microcap.vol_spike": SignalValue(vol), "microcap.drawdown": SignalValue(-0.2)})
+    sent = queued(db)[digest_key(D(2024, 1, 16))]
+    # on 2024-01-16 its own close (published 01-17) is unknown: the last is 96 on 01-15
+    assert sent["microcap"] == {"close": 96.0, "date": "2024-01-15", "peak": "2024-01-11",
+                                "peak_close": 120.0, "drawdown": pytest.approx(-0.2)}
+    assert digest.render_text(sent).splitlines()[1] == (
+        "Wind Micro-cap / 万得微盘股 96.00 on 2024-01-15: -20.0% from its 2024-01-11 peak")
+
+
+def test_silence_line_has_a_real_date_and_runs_as_copied(tmp_path, capsys):
+    assert digest.silence_command("stress_regime", "2024-02-09") == (
+        'regime-monitor silence add stress_regime --until 2024-02-16 --reason '
+        '"seen in the 2024-02-09 digest"')
+    assert "YYYY" not in digest.render_text(SCENARIOS["six firing, one new"])
+    from monitor import cli
+
+    today = dt.date.today().isoformat()
+    line = digest.silence_command("volatility_spike", today)
+    argv = shlex.split(line)
+    assert argv[:3] == ["regime-monitor", "silence", "add"]
+    db = str(tmp_path / "s.db")
+    code = cli.main(["--config", str(DEFAULT_CONFIG), "--db", db, *argv[1:]])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    until = (dt.date.today() + dt.timedelta(days=7)).isoformat()
+    assert until in out
+
+
+@pytest.mark.parametrize("extra,expected", [
+    ({"value": 6, "last": "2024-01-05"},
+     "Wind Micro-cap / 万得微盘股 close (index.microcap.close): last value 2024-01-05, 6 trading "
+     "days old (limit 3)"),
+    ({"value": 1, "last": "2024-01-11"},
+     "Wind Micro-cap / 万得微盘股 close (index.microcap.close): last value 2024-01-11, 1 trading "
+     "day old (limit 3)"),
+    ({"value": None, "last": None},
+     "Wind Micro-cap / 万得微盘股 close (index.microcap.close): no value stored (limit 3)"),
+    # a payload queued before issue 14 (no "last"): no "n/a (threshold ...)" either
+    ({"value": None}, "Wind Micro-cap / 万得微盘股 close (index.microcap.close): no recent value "
+                      "(limit 3)"),
+])
+def test_data_stale_shows_last_date_and_age_not_na(extra, expected):
+    c = {"signal": "index.microcap.close", "op": "<=", "threshold": 3, "threshold_signal": None,
+         "holds": False, **extra}
+    assert digest.comparison_text(c, digest.DATA_STALE) == expected
+    assert "n/a" not in digest.short_value(c, digest.DATA_STALE)
+
+
+STALE_TOML = """
+[data_quality]
+stale_after_days = 3
+required = ["index.microcap.close", "index.csi300.close"]
+
+[[rules]]
+name = "vol"
+severity = "info"
+when = "microcap.vol_spike >= 1.5"
+explain = "Volatility spike."
+"""
+
+
+def test_cycle_data_stale_digest_names_the_last_day_and_age(tmp_path):
+    """Bug 7: a series fresh until 2024-01-05 and one last seen 2023-12-01 (outside the
+    lookback), checked on 2024-01-12. Trading days after 2024-01-05 up to 01-12: 8, 9, 10, 11,
+    12 = 5; after 2023-12-01: 20 in December (4-8, 11-15, 18-22, 25-29) + 9 in January (2-5,
+    8-12; 1 January closed) = 29."""
+    config = parse_config(STALE_TOML)
+    db = open_db(tmp_path / "stale.db")
+    with db.atomic():
+        observations.upsert(db, [("index.microcap.close", "2024-01-05", 100.0, "2024-01-05", "t"),
+                                 ("index.csi300.close", "2023-12-01", 3500.0, "2023-12-01", "t")])
+    run_cycle(db, config, D(2024, 1, 12), NoFetch(), TradingCalendar(),
+              precomputed={"microcap.vol_spike": SignalValue(1.0)})
+    sent = queued(db)[digest_key(D(2024, 1, 12))]
+    text = digest.render_text(sent)
+    assert "n/a" not in text
+    assert ("  CSI 300 / 沪深300 close (index.csi300.close): last value 2023-12-01, 29 trading days "
+            "old (limit 3)") in text
+    assert ("  Wind Micro-cap / 万得微盘股 close (index.microcap.close): last value 2024-01-05, 5 "
+            "trading days old (limit 3)") in text
+    assert "Closest past" not in text  # a data problem has no market analogue
+
+
+# hot_theme_rotation as configured: (theme excess, micro-cap 10d excess, large-cap minus micro-cap)
+@pytest.mark.parametrize("values,leading", [
+    ((0.062, -0.123, 0.174), False),  # the large-cap branch, theme excess small: no theme named
+    ((-0.04, 0.01, 0.12), False),     # the large-cap branch, theme excess negative
+    ((0.12, -0.05, 0.02), True),      # the theme branch: its theme leads
+    ((0.15, -0.05, 0.12), True),      # both branches: the theme branch holds too
+])
+def test_hot_theme_rotation_names_a_leading_theme_only_through_its_theme_branch(values, leading):
+    config = load_config(DEFAULT_CONFIG)
+    rule = config.rule("hot_theme_rotation")
+    ev = rule_eval.evaluate(rule, dict(zip(
+        ["rotation.hot_theme_excess", "rotation.microcap_excess_10d",
+         "rotation.largecap_minus_microcap_20d"], values, strict=True)))
+    assert ev.when is True
+    item = {"rule": rule.name, "severity": rule.severity, "kind": "firing", "since": "2024-01-31",
+            "explain": rule.explain, "comparisons": ev.comparisons, "values": ev.values,
+            "context": {"rotation.hot_theme_excess": "600519"}}
+    text = digest.render_text(digest.build("2024-01-31", [item], [rule.name], [],
+                                           {"count": 1, "names": [rule.name]}))
+    assert ("  Leading theme: Kweichow Moutai / 贵州茅台 (600519)" in text) is leading
+    assert ("600519" in text) is leading
+
+
+@pytest.mark.parametrize("rule,comparisons,kind", [
+    ("drawdown_risk", [comp("risk.drawdown_prob", 0.45, ">=", 0.4, True)], "drawdown"),
+    ("microcap_drawdown", DD, "drawdown"),
+    ("volatility_spike", VOL, "drawdown"),
+    ("hot_theme_rotation", ROT_LARGECAP, "rotation"),
+    ("data_stale", [{"signal": "index.microcap.close", "value": 5, "op": "<=", "threshold": 3,
+                     "threshold_signal": None, "holds": False, "last": "2024-01-05"}], None),
+])
+def test_episode_kind_like_with_like(rule, comparisons, kind):
+    assert digest.episode_kind({"rule": rule, "comparisons": comparisons}) == kind
+
+
+# today a=1, b=2 (scales 1 and 2). Drawdown on 2020-01-10 at a=0, b=2:
+# sqrt(((1-0)/1)^2 + 0) / 2) = sqrt(0.5) = 0.707 (close). Rotation from 2021-03-01 at a=3.5, b=2:
+# sqrt((2.5^2 + 0) / 2) = 1.768 (not close: > 1.0).
+LIKE_EPISODES = [
+    {"kind": "drawdown", "start": "2020-01-10", "peak": "2020-01-10", "trough": "2020-03-01",
+     "end": "2020-06-01", "depth": -0.25, "detail": "{}"},
+    {"kind": "rotation", "start": "2021-03-01", "peak": None, "trough": None, "end": "2021-03-12",
+     "depth": -0.04, "detail": '{"theme": "930713"}'},
+]
+LIKE_VALUES = {"2020-01-10": {"a": 0.0, "b": 2.0}, "2021-03-01": {"a": 3.5, "b": 2.0}}
+
+
+def test_closest_episode_by_kind_and_only_when_close():
+    today, scale = {"a": 1.0, "b": 2.0}, {"a": 1.0, "b": 2.0}
+    dd = digest.closest_episode(today, LIKE_EPISODES, LIKE_VALUES, scale, "2024-02-05",
+                                kind="drawdown")
+    rot = digest.closest_episode(today, LIKE_EPISODES, LIKE_VALUES, scale, "2024-02-05",
+                                 kind="rotation")
+    assert (dd["kind"], dd["close"]) == ("drawdown", True)
+    assert dd["distance"] == pytest.approx(math.sqrt(0.5), abs=1e-3)
+    assert (rot["kind"], rot["close"]) == ("rotation", False)
+    assert rot["distance"] == pytest.approx(math.sqrt(2.5 ** 2 / 2), abs=1e-3)
+    assert digest.MAX_EPISODE_DISTANCE == 1.0
+    payload = pm_payload([it("volatility_spike", "firing", "2024-02-05"),
+                          it("hot_theme_rotation", "firing", "2024-02-05")],
+                         [act("volatility_spike", "2024-02-05"),
+                          act("hot_theme_rotation", "2024-02-05")], as_of="2024-02-05")
+    payload = digest.attach_closest(payload, {"drawdown": dd, "rotation": rot})
+    text = digest.render_text(payload)
+    assert ("  Closest past drawdown: drawdown from the 2020-01-10 peak: -25.0% to 2020-03-01, "
+            "recovered 2020-06-01 (distance 0.71 over 2 signals)") in text
+    assert ("  Closest past rotation: none close (nearest 1.77 apart, close means <= 1.00)"
+            in text)
+    assert "930713" not in text  # the far rotation is not named
+    none = digest.attach_closest(payload, {"drawdown": None, "rotation": None})
+    assert "  Closest past drawdown: none to compare with" in digest.render_text(none)
+
+
+def test_delivery_attaches_the_closest_episode_of_each_alerts_kind(tmp_path):
+    from monitor.delivery.deliver import prepare
+    from tests.slack_server import AS_OF, fill_history
+
+    db = open_db(":memory:")
+    fill_history(db)  # a close drawdown episode and a rotation spell, both finished
+    p = digest.build(AS_OF, [it("volatility_spike", "firing", AS_OF),
+                             it("hot_theme_rotation", "firing", AS_OF),
+                             it("turnover_exodus", "resolved")],
+                     ["volatility_spike", "hot_theme_rotation"], [], {"count": 0, "names": []})
+    got = {i["rule"]: i.get("closest_episode", "absent") for i in prepare(db, p)["items"]}
+    assert got["volatility_spike"]["kind"] == "drawdown"
+    assert got["volatility_spike"]["depth"] == -0.231 and got["volatility_spike"]["close"]
+    assert got["hot_theme_rotation"]["kind"] == "rotation"
+    assert got["turnover_exodus"] == "absent"  # a resolution gets no analogue
+
+
+def test_readable_names_for_every_signal_and_index():
+    import signals
+    from signals.series import INDEX_IDS, INDEX_NAMES, SIGNAL_NAMES, display_name, labelled
+
+    assert set(SIGNAL_NAMES) == set(signals.REGISTRY)
+    assert set(INDEX_NAMES) == set(INDEX_IDS)
+    assert all(len(n) <= 60 for n in SIGNAL_NAMES.values())
+    assert display_name("index.csi2000.amount") == "CSI 2000 / 中证2000 amount"
+    assert labelled("turnover.csi2000_share_drop_60d") == (
+        "CSI 2000 / 中证2000 turnover share vs its 60d high (turnover.csi2000_share_drop_60d)")
+    assert labelled("no.such") == "no.such" and display_name("no.such") is None
+    text = digest.render_text(SCENARIOS["six firing, one new"])
+    assert "CSI 300 / 沪深300 minus micro-cap, 20d (rotation.largecap_minus_microcap_20d)" in text
+
+
+def test_the_issue_digest_reads_on_a_phone():
+    """The issue's 2024-01-31 digest: short lines up top, every alert with a value, and no more
+    than 20 lines."""
+    text = digest.render_text(SCENARIOS["six firing, one new"])
+    lines = text.splitlines()
+    assert lines[0] == "regime-monitor 2024-01-31: 6 firing (1 new)"
+    assert lines[1] == "Wind Micro-cap / 万得微盘股 226,067.31: -22.6% from its 2024-01-02 peak"
+    assert len(lines) <= 20, text
+    assert "Why it matters" in text and text.count("Why it matters") == 1  # the NEW alert only

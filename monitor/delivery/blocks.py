@@ -141,7 +141,7 @@ def render(payload: dict, dedup_key: str | None = None, chart: str | None = None
     if c.regime:
         blocks.append(_context(escape(c.regime)))
     if c.notes:
-        blocks.append(_context(*(":warning: " + escape(n) for n in c.notes)))
+        blocks.append(_context(*(":warning: Note: " + escape(n) for n in c.notes)))
 
     tail: list[dict] = []
     if c.still_firing:
