@@ -7,6 +7,7 @@ the report shows does not move when the default rules are retuned."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import io
 import os
@@ -677,3 +678,195 @@ def test_renders_in_headless_chromium(tmp_path, page):
     assert line.sum() > 400, f"no index line on the first screen ({line.sum()} pixels)"
     assert shade.sum() > 5000, f"no drawdown shading on the first screen ({shade.sum()} pixels)"
     assert line[:, :700].sum() > 100 and line[:, 700:].sum() > 100  # drawn across the width
+    # the first screen on its own (a replayed database), saved beside the report
+    first, share, colours = _first_screen(binary, tmp_path, report, "replayed")
+    assert share > 0.05, f"first screen is blank ({share:.2%} non-white pixels)"
+    assert colours > 50, f"first screen has only {colours} colours"
+
+
+# -- which rule fired how long before which drawdown ------------------------------------------
+
+def test_episode_leads():
+    """Leads in trading days from the credited firing to the peak: a spell already running on
+    the peak counts from its start; else the first firing from ``lookback`` days before the peak
+    to the trough; repeats are not firings; nothing outside that window."""
+    from monitor.analysis.report import Lead, episode_leads
+
+    days = [f"2020-01-{d:02d}" for d in range(1, 32)]  # 31 "trading days"
+
+    def ev(rule, date, event, to_state):
+        return {"rule": rule, "date": date, "event": event, "to_state": to_state}
+
+    events = [
+        ev("early", "2020-01-03", "firing", "firing"),  # still firing on the peak (01-10)
+        ev("before", "2020-01-02", "firing", "firing"),  # resolved before the peak ...
+        ev("before", "2020-01-04", "resolved", "resolved"),
+        ev("before", "2020-01-07", "pending", "pending"),
+        ev("before", "2020-01-08", "firing", "firing"),  # ... fires again 2 days before it
+        ev("before", "2020-01-09", "resolved", "resolved"),
+        ev("after", "2020-01-12", "repeat", "firing"),  # a repeat is not a firing
+        ev("after", "2020-01-14", "firing", "firing"),  # during the decline: 4 days after
+        ev("after", "2020-01-16", "resolved", "resolved"),
+        ev("late", "2020-01-20", "firing", "firing"),  # after the trough (01-15): nothing
+        ev("far", "2020-01-01", "firing", "firing"),  # more than lookback days before the peak
+        ev("far", "2020-01-02", "resolved", "resolved"),
+    ]
+    episodes = [{"start": "2020-01-10", "peak": "2020-01-10", "trough": "2020-01-15"},
+                {"start": "2020-01-25", "peak": None, "trough": "2020-01-28"}]
+    leads = episode_leads(events, episodes, ["early", "before", "after", "late", "far"], days,
+                          lookback=5)
+    assert leads == {
+        (0, "early"): Lead("2020-01-03", 7, True),
+        (0, "before"): Lead("2020-01-08", 2, False),
+        (0, "after"): Lead("2020-01-14", -4, False),
+        (1, "late"): Lead("2020-01-20", 5, True),  # still firing on the second peak (01-25)
+        (1, "early"): Lead("2020-01-03", 22, True),
+    }
+
+
+# -- a freshly imported database (real data) ------------------------------------------------
+
+IMPORT_FIRST, IMPORT_LAST = "2021-01-01", "2023-06-30"
+REPORT_START, REPORT_END = "2022-01-01", "2023-06-30"
+
+
+@pytest.fixture(scope="module")
+def imported(real_data, tmp_path_factory) -> tuple[Path, object]:
+    """A fresh database holding only what ``import-csv`` wrote: the real indices, themes and
+    yields of IMPORT_FIRST..IMPORT_LAST (no cycle, no replay); and the imported frame."""
+    import pandas as pd
+
+    from monitor import cli
+    from tests import realdata
+
+    tmp = tmp_path_factory.mktemp("imported")
+    frame = pd.concat([realdata.indices(real_data, IMPORT_FIRST, IMPORT_LAST),
+                       realdata.themes(real_data, IMPORT_FIRST, IMPORT_LAST),
+                       realdata.yields(real_data, IMPORT_FIRST, IMPORT_LAST)])
+    csv = realdata.write_csv(frame, tmp / "real.csv")
+    path = tmp / "imported.db"
+    with contextlib.redirect_stdout(io.StringIO()) as said:  # the coverage table
+        code = cli.main(["--config", str(DEFAULT_CONFIG), "--db", str(path), "import-csv", str(csv)])
+    assert code == 0, said.getvalue()
+    assert "index.microcap.close" in said.getvalue()
+    return path, frame
+
+
+def _drawdowns(close: list[tuple[str, float]], min_depth: float) -> list[tuple]:
+    """(peak, trough, recovery or None, depth) of every decline of at least min_depth from a
+    running peak until the close regains it (this test's own reading of the definition)."""
+    out, peak, trough = [], None, None
+    for day, value in close:
+        if peak is None or value >= peak[1]:
+            if trough is not None and trough[1] / peak[1] - 1 <= -min_depth:
+                out.append((peak[0], trough[0], day, trough[1] / peak[1] - 1))
+            peak, trough = (day, value), None
+        elif trough is None or value < trough[1]:
+            trough = (day, value)
+    if trough is not None and trough[1] / peak[1] - 1 <= -min_depth:
+        out.append((peak[0], trough[0], None, trough[1] / peak[1] - 1))
+    return out
+
+
+def test_report_on_a_freshly_imported_database(imported, tmp_path):
+    """`regime-monitor report` on a database that only import-csv has written: nothing on
+    stderr (matplotlib's first-run font cache message included: a fresh MPLCONFIGDIR), the
+    header's period is the backtest's, the signals are computed point-in-time and the alerts
+    simulated (said plainly, with what to run), the drawdown episodes come from the closes, every
+    chart has something on it; then its first screen in headless Chromium is not blank."""
+    import sys
+
+    from tests.procs import command
+
+    path, frame = imported
+    out = tmp_path / "imported.html"
+    env = {**os.environ, "MPLCONFIGDIR": str(tmp_path / "mpl"), "HOME": str(tmp_path)}
+    started = time.perf_counter()
+    result = subprocess.run([*command(), "--config", str(DEFAULT_CONFIG), "--db", str(path), "report",
+                             "--start", REPORT_START, "--end", REPORT_END, "--out", str(out)],
+                            capture_output=True, text=True, env=env, timeout=300, check=False)
+    seconds = time.perf_counter() - started
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "", f"stderr not empty: {result.stderr[:2000]}"
+    assert result.stdout == f"report written to {out}\n"
+    page = out.read_text(encoding="utf-8")
+    text = _text(page)
+
+    db = open_db(path)
+    close = db.execute("SELECT date, value FROM observations WHERE series = 'index.microcap.close' "
+                       "ORDER BY date").fetchall()
+    db.close()
+    assert len(close) == (frame["series"] == "index.microcap.close").sum()
+    in_period = [d for d, _ in close if REPORT_START <= d <= REPORT_END]
+    first, last, n = in_period[0], in_period[-1], len(in_period)
+    # the header's period is the backtest's, said in both places
+    assert f"Period: {first} to {last} ({n} trading days); the backtest covers the same period" in text
+    assert f"Scored from {first} to {last} ({n} trading days): the period of this report." in text
+    assert f"Scored over {n} trading days." in text
+    # what is there and what is missing, plainly
+    assert "Signals: computed point-in-time from the observations (no cycle has run)." in text
+    assert "Alerts: simulated over the computed signals (no cycle has run)." in text
+    assert "No cycle has run on this database yet" in text
+    assert f"regime-monitor replay --start {first} --end {last}" in text
+    assert "no stored values" not in text and "holds no signal values" not in text
+    # the drawdown episodes of the imported closes, each a row of the per-episode matrix
+    expected = [e for e in _drawdowns(close, 0.10) if e[0] <= last and (e[2] is None or e[2] >= first)]
+    assert len(expected) >= 3
+    matrix = _sections(page)["matrix"]
+    rows = re.findall(r'<tr><td class="nowrap">(\S+) → (\S+)</td><td class="num">([^<]+)</td>', matrix)
+    assert [(p, t, f"{d * 100:.1f}%") for p, t, _, d in expected] == rows
+    assert f"Drawdowns ({len(expected)}, peak → trough)" in text
+    assert re.search(r'<td class="lead-(early|late)">\d+ d (before|after)</td>', matrix)
+    # the timeline: simulated firings and resolutions only
+    alerts = _sections(page)["alerts"]
+    assert re.search(r"\d+ firing\(s\) and \d+ resolution\(s\)", alerts)
+    assert "<td>fired</td>" in alerts and "<td>resolved</td>" in alerts
+    assert "<td>pending</td>" not in alerts and "<td>repeat</td>" not in alerts
+    # every chart drawn has ink on it; a rule without values is said, not drawn empty
+    images = _pngs(page)
+    assert len(images) >= 3
+    for i, img in enumerate(images):
+        share, colours = _ink(img)
+        assert share > 0.01 and colours > 20, f"chart {i}: {share:.2%} ink, {colours} colours"
+    assert "fund_allocation_falling" in text and "their input series are missing" in text
+    print(f"\nreport on the freshly imported database: {seconds:.1f} s, {len(page):,} bytes, "
+          f"{len(images)} charts", file=sys.stderr)
+
+    shot, share, colours = _first_screen(_chromium(), tmp_path, out, "imported")
+    assert share > 0.05, f"first screen is blank ({share:.2%} non-white pixels)"
+    assert colours > 50, f"first screen has only {colours} colours"
+
+
+def test_one_day_period_leaks_no_warning(demo_observations):
+    """A period of one day on a database with observations only: no warning (matplotlib's
+    identical x limits), the page still made."""
+    from monitor.analysis.report import compose
+
+    db = open_db(demo_observations)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        page = compose(db, report_config(), now=NOW, start=dt.date(2018, 3, 1),
+                       end=dt.date(2018, 3, 1), backtest_rows=False)
+    db.close()
+    assert not [str(w.message) for w in caught]
+    assert "Period: <b>2018-03-01 to 2018-03-01</b> (1 trading days)" in page
+    assert "No cycle has run on this database yet" in page
+
+
+def _first_screen(binary: str, tmp: Path, html_path: Path, name: str) -> tuple[Path, float, int]:
+    """Screenshot the page's first screen (1400 x 900) with headless Chromium into ``tmp``;
+    return its path, its share of non-white pixels and its number of distinct colours (the
+    PNG decoded with matplotlib), printed with the path."""
+    import sys
+
+    import matplotlib.image as mpimg
+
+    shot = tmp / f"first-screen-{name}.png"
+    _run_chromium(binary, tmp, f"--screenshot={shot}", "--window-size=1400,900",
+                  url=html_path.resolve().as_uri())
+    img = mpimg.imread(shot)
+    assert img.shape[:2] == (900, 1400), img.shape
+    share, colours = _ink(img)
+    print(f"\nfirst screen ({name}): {shot} ({shot.stat().st_size:,} bytes, {share:.1%} non-white, "
+          f"{colours} colours)", file=sys.stderr)
+    return shot, share, colours

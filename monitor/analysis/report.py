@@ -864,8 +864,10 @@ def _lead_matrix(drawdowns: list[dict], events: list[dict], rules: Sequence[Rule
     columns = [n for n in names if roles[n] in ("headline", "warning")]
     columns += [ANY_WARNING] if warnings_ else []
     columns += [n for n in names if roles[n] not in ("headline", "warning")]
+    # a zero-width space after each "_" lets a long rule name wrap in its narrow column
     headers = ["drawdown (peak → trough)", "depth"] + [
-        f"{c} ({'warning' if c == ANY_WARNING else _ROLE_LABEL.get(roles[c], roles[c])})"
+        f"{c.replace('_', '_' + chr(0x200B))} "
+        f"({'warning' if c == ANY_WARNING else _ROLE_LABEL.get(roles[c], roles[c])})"
         for c in columns]
     rows = []
     for i, ep in enumerate(drawdowns):
@@ -1174,28 +1176,34 @@ def _lead_days(config: Config, first: str, last: str, drawdowns: list[dict]) -> 
 
 
 def _missing(stored: bool, computed: bool, recorded: bool, episodes_computed: bool,
-             evidence: Evidence | None, has_close: bool, first: str, last: str) -> list[str]:
-    """Plain sentences on what the page lacks and why (empty when nothing is missing)."""
-    out = []
+             evidence: Evidence | None, has_close: bool, first: str,
+             last: str) -> list[list[tuple[str, str]]]:
+    """Plain sentences on what the page lacks and why (empty when nothing is missing), each a
+    list of ``(kind, text)`` parts: kind "text", or "code" for a command to run."""
+    out: list[list[tuple[str, str]]] = []
     if not has_close:
-        out.append(f"No micro-cap closes ({CLOSE}) from {first} to {last}: import them "
-                   "(import-csv) or fetch them (backfill); there is no index chart and no "
-                   "drawdown episode.")
+        out.append([("text", f"No micro-cap closes ({CLOSE}) from {first} to {last}: import them "),
+                     ("code", "regime-monitor import-csv"), ("text", " or fetch them "),
+                     ("code", "regime-monitor backfill"),
+                     ("text", "; there is no index chart and no drawdown episode.")])
     if not stored:
-        run = ("Run the daily cycle over the history to record them: `regime-monitor replay "
-               f"--start {first} --end {last}` (then this report on its scratch database), or "
-               "`regime-monitor once` / the daemon for the days to come.")
+        run = [("text", " Run the daily cycle over the history to record them: "),
+               ("code", f"regime-monitor replay --start {first} --end {last}"),
+               ("text", " (then this report on its scratch database), or "),
+               ("code", "regime-monitor once"), ("text", " and the daemon for the days to come.")]
         if computed:
-            out.append("No cycle has run on this database yet (no stored signal values or alert "
-                       "events): the signals below are computed point-in-time from the "
-                       "observations, the alerts are simulated over them (nothing was notified), "
-                       "and the drawdown episodes are computed from the micro-cap closes. " + run)
+            out.append([("text", "No cycle has run on this database yet (no stored signal values "
+                         "or alert events): the signals below are computed point-in-time from "
+                         "the observations, the alerts are simulated over them (nothing was "
+                         "notified), and the drawdown episodes are computed from the micro-cap "
+                         "closes.")] + run)
         else:
-            out.append("No cycle has run on this database yet and the signals were not computed "
-                       "here: there are no signal charts, alerts or warnings per drawdown. " + run)
+            out.append([("text", "No cycle has run on this database yet and the signals were not "
+                         "computed here: there are no signal charts, alerts or warnings per "
+                         "drawdown.")] + run)
     elif episodes_computed:
-        out.append("No drawdown episode is stored: they are computed here from the micro-cap "
-                   "closes.")
+        out.append([("text", "No drawdown episode is stored: they are computed here from the "
+                     "micro-cap closes.")])
     return out
 
 
