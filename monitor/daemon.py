@@ -171,7 +171,8 @@ class Service:
             return {}
         outcome = import_drop_folder(self.db, Path(folder), self.config.source.drop_folder_coverage,
                                      settle_seconds=self.config.source.drop_folder_settle_seconds,
-                                     now=self.wall_clock().timestamp(), clock=self._wall_iso)
+                                     now=self.wall_clock().timestamp(), clock=self._wall_iso,
+                                     calendar=self.calendar)
         now = self._wall_iso()
         for name, what in outcome.items():
             log.info("drop folder %s: %s", name, what)

@@ -257,6 +257,21 @@ def test_report_has_every_section_and_is_fast(page, built, demo_db):
     assert "<td>resolved</td>" in alerts and "pending" not in _text(alerts).replace(
         "pending and repeat notifications are not listed", "")
     assert "repeat" not in _text(alerts).replace("pending and repeat notifications", "")
+    # the warnings per drawdown: the state alert fired during the 2018 decline, so many trading
+    # days after its peak (2018-01-31); the headline rule never fired (a blank cell)
+    from monitor.calendar import TradingCalendar
+
+    after = len(TradingCalendar(config.calendar.extra_closed).days(dt.date(2018, 1, 31),
+                                                                   dt.date(2018, 3, 29))) - 1
+    matrix = _sections(page)["matrix"]
+    row = re.search(r'<tr><td class="nowrap">2018-01-31 → 2018-07-11</td>.*?</tr>', matrix).group(0)
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", row)
+    heads = re.findall(r"<th>([^<]*)</th>", matrix)
+    assert len(cells) == len(heads) == len(config.rules) + 3  # episode, depth, rules, any warning
+    by_rule = {h.split(" (")[0].replace("\u200b", ""): c for h, c in zip(heads, cells, strict=True)}
+    assert by_rule["microcap_drawdown"] == f"{after} d after" and after > 30
+    assert by_rule["drawdown_risk"] == ""
+    assert heads[2] == "drawdown_\u200brisk (headline warning)"
     # episodes: the 2018 drawdown and at least one rotation spell
     assert "2018-01-31" in page and "Rotation episodes" in page
     assert "No rotation episode" not in page
