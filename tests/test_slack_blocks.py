@@ -105,7 +105,7 @@ def test_kinds_are_labelled_and_resolved_has_no_silence_line(classic_config):
     bs, text = render(p, KEY, inhibit=False)
     secs = sections(bs)
     assert any(": STILL FIRING since" in s for s in secs)
-    resolved = [s for s in secs if ": RESOLVED since" in s]
+    resolved = [s for s in secs if ": RESOLVED, had fired since" in s]
     assert resolved and all(s.startswith(":white_check_mark:") for s in resolved)
     for item in p["items"]:
         silence = f"silence add {item['rule']} --until"

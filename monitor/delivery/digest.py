@@ -464,7 +464,10 @@ STILL_FIRING = "Still firing"
 
 def section_of(item: dict, as_of: str, folded: list[dict]) -> Section:
     """Return the section of one alert ``item`` of the digest of ``as_of``."""
-    since = f" since {item['since']}" if item.get("since") else ""
+    since = ""
+    if item.get("since"):
+        since = (f", had fired since {item['since']}" if item["kind"] == "resolved"
+                 else f" since {item['since']}")
     head = f"[{item['severity'].upper()}] {item['rule']}: {KIND_LABEL[item['kind']]}{since}"
     facts = [comparison_text(c, item["rule"]) for c in item.get("comparisons") or []]
     facts += context_lines(item)
