@@ -567,3 +567,48 @@ def test_real_csindex_chinabond_and_wind_files_through_the_shipped_mappings(real
     coverage = {line.split()[0]: line.split()[1:] for line in outs[2].out.splitlines()[3:]}
     assert coverage["index.microcap.close"] == ["2005-04-05", "2026-06-18", "5,152"]
     assert coverage["index.csi2000.close"] == ["2013-12-31", "2026-06-18", "3,029"]
+
+
+def test_real_fund_holdings_count_rows_written_not_fund_reports(real_data, tmp_path, capsys):
+    """Bug 8 on the real top-10 holdings (two quarters, every fund whose code ends in 0): the
+    summary counts the file's holdings; the fund-report rows and the derived funds.* values
+    are said apart. The whole 542,901-row file reported 599,991 = 542,901 holdings + 57,066
+    fund reports + 24 funds.* values."""
+    import pandas as pd
+
+    raw = pd.read_csv(real_data / "fund_top10_holdings_anchor"
+                      / "fund_top10_a_share_holdings_2020Q4_2022Q4.csv.gz",
+                      dtype={"fund_code": str, "stock_code": str})
+    raw = raw[raw["quarter"].isin(["2022-Q3", "2022-Q4"]) & raw["fund_code"].str.endswith("0")
+              & (raw["holding_mv_yi"] > 0)]
+    holdings = pd.DataFrame({
+        "report_date": raw["quarter"].map({"2022-Q3": "2022-09-30", "2022-Q4": "2022-12-31"}),
+        "fund_code": raw["fund_code"], "fund_name": raw["fund_name"],
+        "stock_code": raw["stock_code"], "holding_value": (raw["holding_mv_yi"] * 1e8).round(2)})
+    holdings_path = tmp_path / "holdings.csv"
+    holdings.to_csv(holdings_path, index=False)
+    wide = real_data / "ashare_stock_panel_liuruojiang" / "total_mv_yi_wide_2014_2024.csv.gz"
+    days = pd.read_csv(wide, usecols=[0]).iloc[:, 0]
+    lines = {int(days[days <= d].index[-1]) + 1 for d in ("2022-09-30", "2022-12-31")}
+    caps = pd.read_csv(wide, skiprows=lambda i: i > 0 and i not in lines, index_col=0)
+    panel = caps.stack().rename("total_mv").reset_index()
+    panel.columns = ["date", "code", "total_mv"]
+    panel = panel.assign(close="", total_mv=(panel["total_mv"] * 1e8).round(0), is_st=0)
+    panel_path = tmp_path / "panel.csv"
+    panel[["date", "code", "close", "total_mv", "is_st"]].to_csv(panel_path, index=False)
+
+    db_path = tmp_path / "h.db"
+    assert cli.main(["--config", str(DEFAULT_CONFIG), "--db", str(db_path), "import-csv",
+                     str(holdings_path), str(panel_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    db = open_db(db_path)
+    n, funds = len(holdings), db.execute("SELECT COUNT(*) FROM fund_reports").fetchone()[0]
+    positions = len(holdings.drop_duplicates(["report_date", "fund_code", "stock_code"]))
+    assert n > 10_000 and funds > 1_000 and positions == n  # no duplicate rows in this source
+    assert db.execute("SELECT COUNT(*) FROM fund_holdings").fetchone()[0] == n
+    derived = db.execute("SELECT COUNT(*) FROM observations WHERE series LIKE 'funds.%'").fetchone()[0]
+    assert derived == 3  # Q4 only: Q3 has no report before it here
+    assert out[0] == (f"{holdings_path}: {n:,} rows read, {n:,} holdings (fund, stock, report "
+                      f"date): {n:,} written, 0 unchanged; 3 funds.* values written")
+    assert out[1] == f"{panel_path}: {len(panel):,} rows read, {len(panel):,} written, 0 unchanged"
+    assert "funds.smallcap_count" in "\n".join(out[2:])
