@@ -868,6 +868,16 @@ def test_one_day_period_leaks_no_warning(demo_observations):
     assert "No cycle has run on this database yet" in page
 
 
+def test_a_start_after_the_end_is_refused(demo_observations):
+    from monitor.analysis.report import compose
+    from monitor.cycle import CycleError
+
+    db = open_db(demo_observations)
+    with pytest.raises(CycleError, match="no days from 2018-03-02 to 2018-03-01: the start is after the end"):
+        compose(db, report_config(), now=NOW, start=dt.date(2018, 3, 2), end=dt.date(2018, 3, 1))
+    db.close()
+
+
 def _first_screen(binary: str, tmp: Path, html_path: Path, name: str) -> tuple[Path, float, int]:
     """Screenshot the page's first screen (1400 x 900) with headless Chromium into ``tmp``;
     return its path, its share of non-white pixels and its number of distinct colours (the

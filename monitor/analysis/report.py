@@ -1132,10 +1132,13 @@ def compose(db: Database, config: Config, *, now: dt.datetime, start: dt.date | 
     writes). The signals are computed point-in-time over that period
     (:func:`monitor.analysis.evidence.gather`) when the backtest is wanted (``backtest_rows``)
     or when no cycle has stored them (a freshly imported database); the backtest is scored over
-    exactly that period. Without micro-cap closes nothing is computed and the page says so."""
+    exactly that period. Without micro-cap closes nothing is computed and the page says so.
+    Raises ``monitor.cycle.CycleError`` when ``start`` is after ``end``."""
     from monitor.analysis.evidence import gather
     from monitor.cycle import CycleError
 
+    if start is not None and end is not None and start > end:
+        raise CycleError(f"no days from {start} to {end}: the start is after the end")
     first, last = report_period(db, start, end)
     evidence = None
     rows = None
