@@ -220,6 +220,10 @@ class _Root(_Group):
         except click.Abort:
             code = 130
         code = code if isinstance(code, int) else 0
+        try:  # what is still buffered goes now, while a closed pipe can be answered quietly
+            sys.stdout.flush()
+        except BrokenPipeError:
+            code = _pipe_closed()
         if standalone_mode:
             sys.exit(code)
         return code
@@ -239,6 +243,23 @@ def cli(ctx: click.Context, config: str | None, db: str | None, verbose: bool) -
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     ctx.obj = Globals(config, db)
+
+
+EXIT_PIPE = 141
+"""The exit code when standard output's reader went away (``| head``): 128 + SIGPIPE, what the
+shell reports for a Unix tool stopped by it."""
+
+
+def _pipe_closed() -> int:
+    """Standard output's reader went away: point standard output at /dev/null (so no later
+    flush, at exit either, fails or prints a traceback) and return ``EXIT_PIPE``."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no real file descriptor behind it
+        pass
+    return EXIT_PIPE
 
 
 def _one_line(text: str) -> str:
@@ -265,6 +286,8 @@ def _returns_code(command: Callable[..., int]) -> Callable[..., int]:
 
         try:
             return command(*args, **kwargs)
+        except BrokenPipeError:  # `| head` stopped reading: stop quietly, as Unix tools do
+            return _pipe_closed()
         except (ConfigError, CycleError, CsvImportError, StorageError, DaemonError, UsageError) as exc:
             _error(_safe(one_line(str(exc))))
             return 1
@@ -393,11 +416,20 @@ def cmd_run(g: Globals) -> int:
                                          "scheduled time has passed)")
 def cmd_once(g: Globals, as_of: dt.date | None) -> int:
     from monitor.daemon import Service, check_database
+    from monitor.delivery import destination_warning
 
     config = g.load()
     check_database(g.db_path(config))
+    warning = destination_warning(config)
+    if warning:
+        log.error("%s", warning)
     service = Service(config, g.db_path(config))
     try:
+        due = service.latest_due()
+        if as_of is not None and (due is None or as_of > due):
+            raise UsageError(f"--as-of {as_of} is after the latest due trading day {due or '(none yet)'}"
+                             f" (its run at cron {config.schedule.cron!r} has not come): cycles "
+                             "run forward, so a future day would block every day before it")
         result = service.run_day(as_of)
         for name, reason in sorted(result.failures.items()):
             _error(f"{_safe(name)}: {_safe(reason)}")
@@ -505,7 +537,7 @@ def cmd_signals(g: Globals, name: str | None, since: dt.date | None, as_json: bo
     from storage import signal_values
 
     config = g.load()
-    db = g.open(config)
+    db = g.existing(config)
     if name or since:
         rows = signal_values.history(db, name, since)
         if name and not rows:
@@ -521,14 +553,24 @@ def cmd_signals(g: Globals, name: str | None, since: dt.date | None, as_json: bo
 
 @command(cli, "alerts", "show alerts: active ones, or the event history with --all")
 @click.option("--all", "show_all", is_flag=True, help="every transition, oldest first")
+@click.option("--rule", metavar="RULE", help="only this rule's alerts (or events)")
+@click.option("--since", type=DATE, help="only events from this day (with --all), or alerts "
+                                         "active since this day or later")
 @JSON
-def cmd_alerts(g: Globals, show_all: bool, as_json: bool) -> int:
+def cmd_alerts(g: Globals, show_all: bool, rule: str | None, since: dt.date | None,
+               as_json: bool) -> int:
+    from monitor.delivery.digest import DATA_STALE
     from storage import alerts
 
     config = g.load()
-    db = g.open(config)
+    db = g.existing(config)
+    stored = alerts.get_all(db)
+    if rule is not None:
+        names = {r.name for r in config.rules} | {DATA_STALE} | set(stored)
+        if rule not in names:
+            raise UsageError(f"--rule {rule!r}: no such rule (rules: {', '.join(sorted(names))})")
     if show_all:
-        rows = alerts.events(db)
+        rows = alerts.events(db, since=since.isoformat() if since else None, rule=rule)
         for r in rows:
             r["signal_values"] = json.loads(r["signal_values"])["values"]
         cols = ["date", "rule", "severity", "event", "from_state", "to_state", "notified",
@@ -539,8 +581,9 @@ def cmd_alerts(g: Globals, show_all: bool, as_json: bool) -> int:
                                                for k, v in r["signal_values"].items())
         _print_rows(rows, cols, as_json)
         return 0
-    rows = [a for a in alerts.get_all(db).values() if a["state"] in ("pending", "firing",
-                                                                       "no_data")]
+    rows = [a for a in stored.values() if a["state"] in ("pending", "firing", "no_data")
+            and (rule is None or a["rule"] == rule)
+            and (since is None or (a["since"] or "") >= since.isoformat())]
     for r in rows:
         r["last_values"] = json.loads(r["last_values"] or "{}")
         if not as_json:
@@ -567,27 +610,35 @@ def cmd_silence_add(g: Globals, rule: str, until: dt.date, reason: str) -> int:
     from storage import silences
 
     config = g.load()
-    db = g.open(config)
+    db = g.open(config)  # a silence may come before the first cycle
     names = {r.name for r in config.rules} | {DATA_STALE}  # the built-in alert too
     matcher = silences.ALL if rule == "all" else rule
     if matcher != silences.ALL and matcher not in names:
         raise UsageError(f"unknown rule {rule!r} (rules: {', '.join(sorted(names))})")
     if not reason.strip():
         raise UsageError("--reason must not be empty")
+    today = _today(config)
+    if until < today:
+        raise UsageError(f"--until {until} is in the past (today is {today}): a silence lasts up "
+                         "to and including that day")
     sid = silences.add(db, matcher, until, reason.strip())
     print(_safe(f"silence {sid}: {rule} muted until {until} ({reason.strip()})"))
     return 0
 
 
-@command(silence, "list", "list silences in force (all with --all)")
-@click.option("--all", "show_all", is_flag=True, help="expired silences too")
+@command(silence, "list", "list silences in force today, oldest first (all with --all)")
+@click.option("--all", "show_all", is_flag=True, help="ended and expired silences too")
 @JSON
 def cmd_silence_list(g: Globals, show_all: bool, as_json: bool) -> int:
     from storage import silences
 
     config = g.load()
-    _print_rows(silences.list_all(g.open(config), include_expired=show_all),
-                ["id", "matcher", "until", "reason", "created_at", "expired_at"], as_json)
+    today = _today(config)
+    rows = silences.list_all(g.existing(config), include_expired=show_all, on=today)
+    for r in rows:
+        r["state"] = silences.state_on(r, today)
+    _print_rows(rows, ["id", "matcher", "until", "state", "reason", "created_at", "expired_at"],
+                as_json)
     return 0
 
 
@@ -597,25 +648,44 @@ def cmd_silence_expire(g: Globals, id: int) -> int:
     from storage import silences
 
     config = g.load()
-    if not silences.expire(g.open(config), id):
+    if not silences.expire(g.existing(config), id):
         raise UsageError(f"no active silence with id {id}")
     print(f"silence {id} expired")
     return 0
 
 
-@command(cli, "outbox", "show queued, failed (and with --all sent) notifications")
+@command(cli, "outbox", "show queued, failed (and with --all sent) notifications, oldest first")
 @click.option("--all", "show_all", is_flag=True, help="sent notifications too")
 @JSON
 def cmd_outbox(g: Globals, show_all: bool, as_json: bool) -> int:
     from storage import outbox
 
     config = g.load()
-    rows = outbox.list_rows(g.open(config), include_sent=show_all)
+    rows = outbox.list_rows(g.existing(config), include_sent=show_all)
     for r in rows:
-        r.pop("payload")
+        payload = r.pop("payload")
+        if r["sent_at"] is not None:  # delivered: no further attempt is planned
+            r["next_attempt_at"] = None
+        if as_json:  # the message itself: its data and the text the console and Slack show
+            r["payload"], r["text"] = _message(payload, config)
     _print_rows(rows, ["id", "dedup_key", "as_of", "attempts", "next_attempt_at", "sent_at",
                        "failed_at", "last_error", "destination"], as_json)
     return 0
+
+
+def _message(payload: str, config: Config) -> tuple[Any, str | None]:
+    """Return an outbox row's payload as data and its digest as plain text (None when the
+    payload is not a digest this version can render)."""
+    from monitor.delivery.digest import render_text
+
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        return payload, None
+    try:
+        return data, render_text(data, inhibit=config.notify.inhibit)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return data, None
 
 
 @command(cli, "episodes", "micro-cap drawdown and rotation episodes")
@@ -625,7 +695,7 @@ def cmd_episodes(g: Globals, kind: str | None, as_json: bool) -> int:
     from storage import episodes
 
     config = g.load()
-    rows = episodes.list_episodes(g.open(config), kind)
+    rows = episodes.list_episodes(g.existing(config), kind)
     for r in rows:
         detail = json.loads(r.pop("detail") or "{}")
         r["theme"] = detail.get("theme")
@@ -655,7 +725,7 @@ def cmd_replay(g: Globals, start: dt.date, end: dt.date, trial_config: str | Non
     config = g.load()
     trial = g.trial(trial_config)
     _refuse_the_database("--scratch", scratch, g, config)
-    source = g.open(config)
+    source = g.existing(config)
     total = len(_calendar(trial).days(start, end))
     with _progress(total, "replay") as step:
         result = replay(source, trial, start, end, scratch, on_day=step)
@@ -696,7 +766,7 @@ def cmd_backtest(g: Globals, start: dt.date | None, end: dt.date | None, trial_c
         sweeps = [backtest.parse_sweep(text) for text in sweep]
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    evidence = gather(g.open(config), trial, start, end)
+    evidence = gather(g.existing(config), trial, start, end)
     if sweeps:
         total = 1
         for sw in sweeps:
@@ -764,7 +834,7 @@ def _record_scorecards(g: Globals, config: Config, rows, evidence) -> None:
     from storage import scorecards
     from storage.util import utc_now
 
-    db = g.open(config)
+    db = g.existing(config)
     now = utc_now()
     with db.atomic():
         for row in backtest.to_records(rows):
@@ -786,7 +856,7 @@ def cmd_calibrate(g: Globals, until: dt.date, penalty: float, draws: int, seed: 
 
     config = g.load()
     trial = g.trial(trial_config)
-    evidence = gather(g.open(config), trial, None, until)
+    evidence = gather(g.existing(config), trial, None, until)
     try:
         text = backtest.calibrate(trial, evidence.values, evidence.close, until,
                                   penalty=penalty, draws=draws, seed=seed)
@@ -809,7 +879,7 @@ def cmd_report(g: Globals, out: Path, start: dt.date | None, end: dt.date | None
     _refuse_the_database("--out", out, g, config)
     if Path(out).is_dir():
         raise UsageError(f"--out {out} is a folder: give the file name of the report")
-    db = g.open(config)
+    db = g.existing(config)
     page = compose(db, config, now=dt.datetime.now(dt.UTC), start=start, end=end,
                    backtest_rows=not no_backtest)
     try:
@@ -829,7 +899,7 @@ def config_group() -> None:
 @click.argument("path", required=False, metavar="[PATH]")
 def cmd_config_check(g: Globals, path: str | None) -> int:
     from monitor.config import config_path, load_config
-    from monitor.delivery import TOKEN_ENV, WEBHOOK_ENV
+    from monitor.delivery import TOKEN_ENV, WEBHOOK_ENV, destination_warning
 
     file = config_path(path or g.config)
     config = load_config(file)
@@ -847,18 +917,25 @@ def cmd_config_check(g: Globals, path: str | None) -> int:
         dest = _safe(f"Slack channel {slack.channel} (bot token from ${TOKEN_ENV})")
     elif os.environ.get(WEBHOOK_ENV):
         dest = f"Slack incoming webhook (from ${WEBHOOK_ENV})"
+    elif slack.channel:
+        dest = f"console (NOT Slack: ${TOKEN_ENV} is not set)"
     else:
         dest = "console (no Slack destination configured)"
     summary = "; weekly summary on the last trading day of each week" if config.notify.weekly_summary else ""
     print(f"notify: {dest}; a digest when a warning or critical alert fires or resolves{summary}")
+    warning = destination_warning(config)
+    if warning:
+        print(_safe(f"WARNING: {warning}"))
+        print(_safe(f"{PROG}: warning: {warning}"), file=sys.stderr)
     print(_safe(f"context ({len(config.context)}): " + (", ".join(
         f"{c.name} when {str(c.when_expr)!r}" for c in config.context) or "none")))
     print(f"rules ({len(config.rules)}):")
     for r in config.rules:
         clear = str(r.clear_expr) if r.clear_expr is not None else f"not ({r.when_expr})"
         print(_safe(f"  {r.name} [{r.severity}] when {str(r.when_expr)!r} for {r.for_days}d"
-                    f", clear when {clear!r} for {r.clear_days}d, repeat every "
-                    f"{r.repeat_every_days or 'never'}{'d' if r.repeat_every_days else ''}"))
+                    f", clear when {clear!r} for {r.clear_days}d, "
+                    + (f"reminder every {r.repeat_every_days}d while firing"
+                       if r.repeat_every_days else "no reminders")))
     return 0
 
 
@@ -914,7 +991,7 @@ def cmd_backup(g: Globals, dest: Path) -> int:
     from storage.db import backup, open_readonly
 
     config = g.load()
-    path = g.db_path(config)
+    path = g.require(config)
     _refuse_the_database("backup", dest, g, config)
     db = open_readonly(path)
     try:

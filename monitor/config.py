@@ -247,6 +247,40 @@ class ContextConfig(_Strict):
         return frozenset(self._when.names)
 
 
+MAX_WINDOW_DAYS = 10_000
+"""The longest window a signal parameter may give, in trading days (about 40 years)."""
+FRACTION_PARAMS = {("risk", "drawdown")}
+"""Signal parameters that are a fraction strictly between 0 and 1."""
+NON_NEGATIVE_PARAMS = {("risk", "l2")}
+"""Signal parameters that may be 0 (a finite number >= 0)."""
+
+
+def _param_problem(family: str, key: str, value: Any) -> str | None:
+    """Return why a ``[signals.<family>]`` parameter's value (of the right type) is unusable, or
+    None. Every integer parameter is a window or a count of trading days (or periods a year):
+    1 .. ``MAX_WINDOW_DAYS``. A float is finite and positive (``FRACTION_PARAMS``: below 1;
+    ``NON_NEGATIVE_PARAMS``: 0 allowed). The credit tenor must name a canonical yield series."""
+    default = signals.FAMILY_PARAMS[family][key]
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int) and not isinstance(default, float):
+        if not 1 <= value <= MAX_WINDOW_DAYS:
+            return f"must be a whole number of trading days from 1 to {MAX_WINDOW_DAYS}"
+        return None
+    if isinstance(value, int | float):
+        number = float(value)
+        if number != number or number in (float("inf"), float("-inf")):
+            return "must be a finite number"
+        if (family, key) in FRACTION_PARAMS and not 0 < number < 1:
+            return "must be a fraction between 0 and 1 (e.g. 0.10 for 10%)"
+        if (family, key) in NON_NEGATIVE_PARAMS:
+            return None if number >= 0 else "must be 0 or more"
+        return None if number > 0 else "must be positive"
+    if family == "credit" and key == "tenor" and series_kind(f"yield.gov.{value}") is None:
+        return "must be a tenor with yield series: 1y, 3y, 5y, 7y or 10y"
+    return None
+
+
 class Config(_Strict):
     schedule: ScheduleConfig = ScheduleConfig()
     calendar: CalendarConfig = CalendarConfig()
@@ -275,10 +309,14 @@ class Config(_Strict):
                 if not ok or (want is int and isinstance(value, bool)):
                     raise ValueError(f"signals.{fam}.{key}: expected {want.__name__}, "
                                      f"got {value!r}")
+                problem = _param_problem(fam, key, value)
+                if problem:
+                    raise ValueError(f"signals.{fam}.{key}: {problem}, got {value!r}")
         seen: set[str] = set()
         for i, rule in enumerate(self.rules):
             if rule.name in seen:
-                raise ValueError(f"rules[{i}].name: duplicate rule name {rule.name!r}")
+                raise ValueError(f"rules[{i}] ({rule.name}).name: duplicate rule name "
+                                 f"{rule.name!r}")
             seen.add(rule.name)
             for name in sorted(rule.names):
                 if name == COMPOSITE:
@@ -323,19 +361,28 @@ class Config(_Strict):
         raise KeyError(name)
 
 
-def _loc(loc: tuple[Any, ...]) -> str:
+def _loc(loc: tuple[Any, ...], data: Any = None) -> str:
+    """Return a key path as written in messages: ``notify.slack.channel``, ``rules[1]``; an entry
+    of ``[[rules]]`` is named too when ``data`` (the parsed TOML) gives it a name:
+    ``rules[1] (drawdown_risk).for_days``."""
     out = ""
+    node = data
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
+            node = node[part] if isinstance(node, list) and 0 <= part < len(node) else None
+            name = node.get("name") if isinstance(node, dict) else None
+            if isinstance(name, str) and name and out.startswith("rules["):
+                out += f" ({name})"
         else:
             out += ("." if out else "") + str(part)
+            node = node.get(part) if isinstance(node, dict) else None
     return out
 
 
-def _validation_message(exc: ValidationError) -> str:
+def _validation_message(exc: ValidationError, data: Any = None) -> str:
     err = exc.errors()[0]
-    where = _loc(tuple(p for p in err["loc"] if not str(p).startswith("function-after")))
+    where = _loc(tuple(p for p in err["loc"] if not str(p).startswith("function-after")), data)
     if err["type"] == "extra_forbidden":
         return f"{where}: unknown key"
     msg = err["msg"].removeprefix("Value error, ")
@@ -368,7 +415,7 @@ def parse_config(text: str, origin: str = "<config>") -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{origin}: {_validation_message(exc)}") from None
+        raise ConfigError(f"{origin}: {_validation_message(exc, data)}") from None
 
 
 MAX_DEPTH = 8  # the deepest setting is [[rules]] > when, or [signals.<family>] > list: 3 levels

@@ -40,10 +40,10 @@ from apscheduler.triggers.cron import CronTrigger
 from monitor.calendar import TradingCalendar, coverage_warning_due
 from monitor.config import Config
 from monitor.cycle import CycleResult, run_cycle
-from monitor.delivery import Notifier, make_notifier
+from monitor.delivery import Notifier, destination_warning, make_notifier
 from monitor.delivery.deliver import RetryPolicy, deliver_due
 from monitor.sources import HoldingsSource, Source, make_source
-from storage import runs
+from storage import alerts, runs
 from storage.db import is_locked, open_db, quick_check
 
 log = logging.getLogger("regime_monitor.daemon")
@@ -107,6 +107,17 @@ def days_to_run(last_success: dt.date | None, due: dt.date | None, calendar: Tra
         return [due]
     days = calendar.days(last_success + dt.timedelta(days=1), due)
     return days[-limit:] if limit > 0 else [due]
+
+
+def ahead_of(db, due: dt.date | None) -> dt.date | None:
+    """Return the last day the database was evaluated for (its last cycle run, or an alert's
+    last evaluation) when that is after ``due``, else None."""
+    if due is None:
+        return None
+    last = runs.last_success(db, "cycle", statuses=runs.EVALUATED)
+    evaluated = alerts.last_evaluated(db)
+    latest = max([d for d in (last, evaluated) if d is not None], default=None)
+    return latest if latest is not None and latest > due else None
 
 
 def _sleep(seconds: float) -> bool:
@@ -191,13 +202,33 @@ class Service:
                 raise DaemonError("no trading day is due yet")
         return run_cycle(self.db, self.config, as_of, self.source, self.calendar)
 
+    def latest_due(self) -> dt.date | None:
+        """Return the latest trading day whose scheduled run time has passed (``clock``), or
+        None when none has yet."""
+        return latest_due_day(self.trigger, self.calendar, self.clock())
+
     def catch_up(self) -> list[CycleResult]:
         """Run every due trading day not yet run successfully, oldest first; return their
         results. A day that fails on a lock is retried (``retry_delays``); any other failure,
         or a lock outlasting the retries, stops the catch-up (raised). Stops between days when
-        the daemon is stopping."""
-        due = latest_due_day(self.trigger, self.calendar, self.clock())
+        the daemon is stopping.
+
+        When the database was already evaluated for a day after the latest due one (a future
+        ``once --as-of``), no day can run (cycles run forward): that is logged as an error and
+        recorded as a ``failed`` cycle in ``runs`` (``status`` shows it, the next digest says
+        it), and nothing is run."""
+        due = self.latest_due()
         last = runs.last_success(self.db, "cycle", statuses=runs.EVALUATED)
+        ahead = ahead_of(self.db, due)
+        if due is not None and ahead is not None:
+            message = (f"the database was evaluated up to {ahead}, after the latest due trading "
+                       f"day {due}: cycles run forward in time, so no cycle runs until {ahead} "
+                       "has passed (a future `once --as-of`?); restore a backup taken before it "
+                       "(README \"Backup and restore\")")
+            log.error("cycle %s not run: %s", due, message)
+            now = self._wall_iso()
+            runs.record_failure(self.db, "cycle", due.isoformat(), now, now, message)
+            return []
         results = []
         for day in days_to_run(last, due, self.calendar, self.config.schedule.catch_up_max_days):
             if self.wait(0):  # stopping: the remaining days are caught up at the next start
@@ -406,6 +437,9 @@ def run_daemon(config: Config, db_path: str | Path, config_file: Path | None = N
                     calendar.coverage_end)
     source = make_source(config)
     notifier = make_notifier(config)
+    warning = destination_warning(config)
+    if warning:
+        log.error("%s", warning)
 
     current = _Current(config, source, notifier)
     stopping = threading.Event()
@@ -460,6 +494,9 @@ def run_daemon(config: Config, db_path: str | Path, config_file: Path | None = N
                       config_file, type(exc).__name__, redact(reason))
             return
         current.config, current.source, current.notifier = new, new_source, new_notifier
+        warning = destination_warning(new)
+        if warning:
+            log.error("SIGHUP: %s", warning)
         # also before the scheduler runs (a SIGHUP during the start-up catch-up): the jobs are
         # pending then, and APScheduler reschedules pending jobs too
         if not stopping.is_set():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from sqlite_utils import Database
 
 ALERT_COLUMNS = ("rule", "severity", "state", "state_json", "prev_state_json", "last_evaluated",
@@ -14,6 +16,12 @@ def get_all(db: Database) -> dict[str, dict]:
     """Return the current alert row per rule name."""
     cur = db.execute(f"SELECT {', '.join(ALERT_COLUMNS)} FROM alerts")
     return {r[0]: dict(zip(ALERT_COLUMNS, r, strict=True)) for r in cur}
+
+
+def last_evaluated(db: Database) -> dt.date | None:
+    """Return the latest day any alert was evaluated for, or None when none was."""
+    row = db.execute("SELECT MAX(last_evaluated) FROM alerts").fetchone()
+    return dt.date.fromisoformat(row[0]) if row and row[0] else None
 
 
 def save(db: Database, row: dict) -> int:

@@ -180,8 +180,9 @@ def mark_failed(db: Database, row_id: int, error: str, now: str) -> None:
 
 
 def list_rows(db: Database, include_sent: bool = False) -> list[dict]:
-    """Return outbox rows (newest first); unsent only unless ``include_sent``."""
+    """Return outbox rows, oldest first (by id: the order they were queued, as ``alerts --all``
+    lists events); unsent only unless ``include_sent``."""
     sql = f"SELECT {', '.join(COLUMNS)} FROM outbox"
     if not include_sent:
         sql += " WHERE sent_at IS NULL"
-    return [dict(zip(COLUMNS, r, strict=True)) for r in db.execute(sql + " ORDER BY id DESC")]
+    return [dict(zip(COLUMNS, r, strict=True)) for r in db.execute(sql + " ORDER BY id")]

@@ -32,12 +32,28 @@ def expire(db: Database, silence_id: int, *, now: str | None = None) -> bool:
         return cur.rowcount == 1
 
 
-def list_all(db: Database, include_expired: bool = False) -> list[dict]:
-    """Return silences, newest first."""
+def list_all(db: Database, include_expired: bool = False, on: dt.date | None = None) -> list[dict]:
+    """Return silences, oldest first: those in force on ``on`` (not expired and ``until`` on or
+    after it; without ``on``: not expired), or every one with ``include_expired``."""
     sql = f"SELECT {', '.join(COLUMNS)} FROM silences"
+    params: list[str] = []
     if not include_expired:
         sql += " WHERE expired_at IS NULL"
-    return [dict(zip(COLUMNS, r, strict=True)) for r in db.execute(sql + " ORDER BY id DESC")]
+        if on is not None:
+            sql += " AND until >= ?"
+            params.append(on.isoformat())
+    return [dict(zip(COLUMNS, r, strict=True)) for r in db.execute(sql + " ORDER BY id", params)]
+
+
+IN_FORCE, ENDED, EXPIRED = "in force", "ended", "expired"
+
+
+def state_on(row: dict, day: dt.date) -> str:
+    """Return a silence row's state on ``day``: ``expired`` (ended by ``silence expire``),
+    ``ended`` (its ``until`` is before ``day``) or ``in force``."""
+    if row["expired_at"] is not None:
+        return EXPIRED
+    return ENDED if row["until"] < day.isoformat() else IN_FORCE
 
 
 def active_on(db: Database, day: dt.date) -> list[dict]:

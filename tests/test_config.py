@@ -39,15 +39,15 @@ def test_default_config_is_valid_and_every_rule_has_an_explanation():
      "notify.slack.token: unknown key"),
     ("[sauce]\nkind = 'demo'\n", "sauce: unknown key"),
     (RULE.format(when="market.return_20d <= -0.08 and"),
-     "rules[0].when: unexpected end of expression at column 31"),
-    (RULE.format(when="__import__('os').system('x') > 1"), "rules[0].when:"),
+     "rules[0] (r).when: unexpected end of expression at column 31"),
+    (RULE.format(when="__import__('os').system('x') > 1"), "rules[0] (r).when:"),
     (RULE.format(when="market.return_twenty <= 1"), "unknown signal 'market.return_twenty'"),
     ("[signals.turnover]\nmean_days = 'twenty'\n", "signals.turnover.mean_days: expected int"),
     ("[signals.turnover]\nwindow = 20\n", "signals.turnover.window: unknown parameter"),
     ("[signals.nosuch]\nx = 1\n", "signals.nosuch: unknown signal family"),
     ("[schedule]\ncron = 'every evening'\n", "schedule: invalid cron"),
     ("[source]\nkind = 'bloomberg'\n", "source.kind:"),
-    (RULE.format(when="microcap.vol_spike >= 1.5") + "for_days = 0\n", "rules[0].for_days:"),
+    (RULE.format(when="microcap.vol_spike >= 1.5") + "for_days = 0\n", "rules[0] (r).for_days:"),
     ("[schedule\ncron=1", "not valid TOML"),
 ])
 def test_bad_configs_fail_with_one_line_naming_the_key(tmp_path, text, needle):
@@ -113,7 +113,7 @@ def test_secrets_are_never_read_from_or_printed_with_the_config(capsys, monkeypa
 
 def test_duplicate_rule_names_are_refused():
     text = RULE.format(when="microcap.vol_spike >= 1.5") * 2
-    with pytest.raises(ConfigError, match=r"rules\[1\].name: duplicate rule name 'r'"):
+    with pytest.raises(ConfigError, match=r"rules\[1\] \(r\)\.name: duplicate rule name 'r'"):
         parse_config(text, "x.toml")
 
 

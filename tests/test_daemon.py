@@ -372,7 +372,7 @@ RULE = '[[rules]]\nname = "r"\nwhen = "{when}"\nexplain = "x"\n'
     pytest.param('[source]\nkind = "csv"\nbogus = 1\n', ["source.bogus: unknown key"],
                  id="unknown-nested-key"),
     pytest.param(RULE.format(when="microcap.drawdown <= "),
-                 ["rules[0].when", '"microcap.drawdown <= "'], id="malformed-expression"),
+                 ["rules[0] (r).when", '"microcap.drawdown <= "'], id="malformed-expression"),
     pytest.param(RULE.format(when="microcap.nope <= -0.1"),
                  ["rules[0]", "unknown signal 'microcap.nope'"], id="unknown-signal"),
 ])
@@ -420,6 +420,79 @@ def test_sighup_reloads_a_valid_config_and_keeps_the_old_one_otherwise(tmp_path)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
         assert "Traceback" not in log_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+# -- issue 14: a future day in the database, a Slack channel without its token ----------------
+
+def test_a_database_evaluated_past_the_due_day_is_said_loudly_and_nothing_runs(tmp_path, caplog):
+    """A cycle for a future day (as a mistyped `once --as-of` ran before it was refused) blocks
+    every earlier day: catch-up runs nothing, logs an error and records a failed cycle naming
+    both days, which `status` shows as the last cycle."""
+    clock = Clock(sh(2018, 3, 5, 21))
+    path = tmp_path / "h.db"
+    service = Service(demo_config(), path, notifier=SilentNotifier(), clock=clock)
+    try:
+        assert service.run_day(D(2018, 3, 9)).status == "ok"  # four trading days ahead
+        with caplog.at_level("ERROR", logger="regime_monitor.daemon"):
+            assert service.catch_up() == []
+        assert ok_cycle_days(service) == ["2018-03-09"]
+        failed = service.db.execute("SELECT as_of, status, error FROM runs WHERE job = 'cycle' "
+                                    "AND status = 'failed'").fetchall()
+        assert len(failed) == 1 and failed[0][:2] == ("2018-03-05", "failed")
+        assert failed[0][2].startswith("the database was evaluated up to 2018-03-09, after the "
+                                       "latest due trading day 2018-03-05")
+        errors = [r for r in caplog.records if r.levelname == "ERROR"]
+        assert len(errors) == 1 and "cycle 2018-03-05 not run" in errors[0].getMessage()
+        assert "2018-03-09" in errors[0].getMessage()
+        clock.now = sh(2018, 3, 9, 21)  # once the day has come, the daemon goes on by itself
+        assert service.catch_up() == []
+        clock.now = sh(2018, 3, 12, 21)
+        assert [r.as_of for r in service.catch_up()] == [D(2018, 3, 12)]
+    finally:
+        service.close()
+
+
+def test_once_refuses_a_day_after_the_latest_due_day_and_writes_nothing(tmp_path, capsys):
+    from monitor import cli
+
+    config = tmp_path / "monitor.toml"
+    config.write_text('[source]\nkind = "demo"\n', encoding="utf-8")
+    db = tmp_path / "h.db"
+    future = dt.date.today() + dt.timedelta(days=30)
+    code = cli.main(["--config", str(config), "--db", str(db), "once", "--as-of",
+                     future.isoformat()])
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.splitlines()) == 1, err
+    assert err.startswith(f"regime-monitor: error: --as-of {future} is after the latest due "
+                          "trading day ")
+    assert not db.exists()
+
+
+def test_a_slack_channel_without_its_token_is_an_error_in_the_daemon_log(tmp_path):
+    config = tmp_path / "monitor.toml"
+    config.write_text(CSV_CONFIG + '\n[notify.slack]\nchannel = "#pm-desk"\n', encoding="utf-8")
+    log_path = tmp_path / "daemon.log"
+    env = {k: v for k, v in os.environ.items() if k not in ("SLACK_BOT_TOKEN", "SLACK_WEBHOOK_URL")}
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([*command(), "--config", str(config), "--db",
+                                 str(tmp_path / "h.db"), "run"], cwd=tmp_path, env=env,
+                                stdout=subprocess.DEVNULL, stderr=log, stdin=subprocess.DEVNULL)
+    try:
+        def text() -> str:
+            return log_path.read_text(encoding="utf-8", errors="replace")
+
+        assert wait_for(lambda: "daemon started" in text() or proc.poll() is not None, 20), text()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        errors = [ln for ln in text().splitlines() if " ERROR " in ln]
+        assert len(errors) == 1, text()
+        assert errors[0].endswith("notify.slack.channel is '#pm-desk' but $SLACK_BOT_TOKEN is not "
+                                  "set: digests go to the console only, not to that channel; "
+                                  "export $SLACK_BOT_TOKEN (README \"Slack\")")
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -473,11 +473,11 @@ def test_malicious_rule_expressions_are_refused_not_run(tmp_path, capsys, when):
     path = rule_file(tmp_path, when)
     with nothing_runs(), pytest.raises(ConfigError) as info:
         load_config(path)
-    assert one_line(str(info.value)) and str(info.value).startswith(f"{path}: rules[0].when: ")
+    assert one_line(str(info.value)) and str(info.value).startswith(f"{path}: rules[0] (r).when: ")
     assert not target.exists()
     assert cli.main(["--config", str(path), "config", "check"]) == 1
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith(f"regime-monitor: error: {path}: rules[0].when:")
+    assert err.count("\n") == 1 and err.startswith(f"regime-monitor: error: {path}: rules[0] (r).when:")
     assert not target.exists() and sorted(os.listdir(tmp_path)) == ["monitor.toml"]
 
 
@@ -537,7 +537,7 @@ def test_fuzzed_rule_expressions_are_parsed_or_refused_never_run(tmp_path, when)
             event("expression refused: " + ("malformed" if parsed is None else "unknown name"))
             assert one_line(msg), msg
             if parsed is None:
-                assert msg.startswith(f"{path}: rules[0].when: "), msg
+                assert msg.startswith(f"{path}: rules[0] (r).when: "), msg
             else:  # a well-formed expression over names that are not signals
                 assert not parsed.names <= set(KNOWN), msg
                 assert msg.startswith(f"{path}: rules[0] (r): "), msg
@@ -732,9 +732,19 @@ def test_fuzzed_nested_configs_refuse_unknown_keys_and_wrong_types(case):
         parse_config(toml_document(data), "fuzz.toml")
     msg = str(info.value)
     assert one_line(msg), msg
-    prefix = f"fuzz.toml: {where}"
+    prefix = f"fuzz.toml: {named(where, data)}"
     assert msg.startswith(prefix) and msg[len(prefix)] in ":[.", (where, msg)
     assert needle in msg, msg
+
+
+def named(where: str, data: dict) -> str:
+    """``where`` as errors write it: ``rules[0]`` followed by the rule's name when it has one."""
+    rules = data.get("rules")
+    first = rules[0] if isinstance(rules, list) and rules else None
+    name = first.get("name") if isinstance(first, dict) else None
+    if where.startswith("rules[0]") and isinstance(name, str) and name:
+        return where.replace("rules[0]", f"rules[0] ({name})", 1)
+    return where
 
 
 VALUES = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6),

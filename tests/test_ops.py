@@ -376,7 +376,7 @@ REJECTED = [  # (file bytes, what the log line must say)
     pytest.param((VALID + '\n[schedule]\ncolour = "blue"\n').encode(),
                  ["schedule.colour: unknown key"], id="unknown-key"),
     pytest.param((BASE + NEW_RULE.format(when="microcap.drawdown <= ")).encode(),
-                 ['rules[1].when: unexpected end of expression', '"microcap.drawdown <= "'],
+                 ['rules[1] (new_rule).when: unexpected end of expression', '"microcap.drawdown <= "'],
                  id="bad-expression"),
     pytest.param(VALID.replace("only a reloaded", "\u4ec5").encode("gbk"),
                  ["not UTF-8 text (byte ", "save the config as UTF-8"], id="not-utf-8"),

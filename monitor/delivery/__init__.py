@@ -144,6 +144,23 @@ def slack_destination(config: Config) -> str | None:
     return None
 
 
+def destination_warning(config: Config) -> str | None:
+    """Return, in one line, why the configured Slack channel gets nothing (it is set but
+    ``$SLACK_BOT_TOKEN`` is not) and where digests go instead, or None. Said at the daemon's
+    start, by ``once`` and by ``config check``."""
+    channel = config.notify.slack.channel
+    if not channel or os.environ.get(TOKEN_ENV):
+        return None
+    if os.environ.get(WEBHOOK_ENV):
+        instead = f"the incoming webhook (${WEBHOOK_ENV})"
+    elif config.notify.console:
+        instead = "the console only"
+    else:
+        instead = "nowhere (kept in the outbox only: notify.console = false)"
+    return (f"notify.slack.channel is {channel!r} but ${TOKEN_ENV} is not set: digests go to "
+            f"{instead}, not to that channel; export ${TOKEN_ENV} (README \"Slack\")")
+
+
 def make_notifier(config: Config, stream: TextIO | None = None) -> Notifier:
     """Return the Slack notifier when a Slack destination and secret are configured, else the
     console notifier. Secrets are read from the environment only."""
