@@ -671,7 +671,8 @@ def episode_line(ep: Mapping | None, kind: str | None) -> str | None:
     an alert compared with no kind (``data_stale``)."""
     if kind is None and not ep:
         return None
-    what = {DRAWDOWN: "drawdown", ROTATION: "rotation"}.get(ep["kind"] if ep else kind, "episode")
+    what = {DRAWDOWN: "drawdown", ROTATION: "rotation"}.get(
+        str(ep["kind"] if ep else kind), "episode")
     if not ep:
         return f"Closest past {what}: none to compare with"
     if ep.get("close", True):
