@@ -741,8 +741,8 @@ def test_episode_leads():
 
 # -- a freshly imported database (real data) ------------------------------------------------
 
-IMPORT_FIRST, IMPORT_LAST = "2021-01-01", "2023-06-30"
-REPORT_START, REPORT_END = "2022-01-01", "2023-06-30"
+IMPORT_FIRST, IMPORT_LAST = "2021-01-01", "2022-12-31"
+REPORT_START, REPORT_END = "2022-01-01", "2022-12-31"
 
 
 @pytest.fixture(scope="module")
