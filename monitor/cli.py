@@ -1011,7 +1011,7 @@ def cmd_backup(g: Globals, dest: Path) -> int:
 def cmd_status(g: Globals, as_of: dt.date | None, as_json: bool) -> int:
     from monitor import status
     from monitor.calendar import ASSUMED_OPEN_RULE, coverage_warning_due
-    from storage import alerts, observations, runs, signal_values
+    from storage import alerts, observations, runs, signal_values, silences
     from storage.db import open_readonly
 
     config = g.load()
@@ -1030,11 +1030,12 @@ def cmd_status(g: Globals, as_of: dt.date | None, as_json: bool) -> int:
         ranges = ({name: (first, last, n) for name, first, last, n
                    in observations.coverage(db, observations.series_names(db))}
                   if "observations" in tables else {})
+        muted = silences.list_all(db, on=as_of) if "silences" in tables else []
     finally:
         db.close()
     cal = _calendar(config)
     report = status.build(config, stored=stored, values_on=values_on, ranges=ranges, on=as_of,
-                          calendar=cal)
+                          calendar=cal, silences=muted)
     last = recent[0] if recent else None
     end = cal.coverage_end
     assumed: list[dt.date] = []

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import signals
@@ -23,6 +23,7 @@ from monitor.alerting.lifecycle import FIRING, PENDING, AlertState
 from monitor.calendar import TradingCalendar
 from monitor.config import Config, RuleConfig
 from monitor.delivery.digest import DATA_STALE, format_value
+from storage.silences import matching
 
 MARK = {True: "met", False: "not met", None: "no data"}
 NOT_EVALUATED = "not evaluated yet"
@@ -131,13 +132,15 @@ def coverage(ranges: Ranges, on: dt.date, calendar: TradingCalendar, config: Con
 
 
 def build(config: Config, *, stored: Mapping[str, Mapping], values_on: Mapping[str, Mapping],
-          ranges: Ranges, on: dt.date,
-          calendar: TradingCalendar) -> dict:
+          ranges: Ranges, on: dt.date, calendar: TradingCalendar,
+          silences: Sequence[Mapping] = ()) -> dict:
     """Return the status of every rule and series as data (``--json`` prints it as is).
 
     ``stored``: the ``alerts`` rows by rule; ``values_on``: signal values by day (ISO) for the
     rules' last evaluated days (``storage.signal_values.values_on_days``); ``ranges``: per series
-    (first day, last day, observations); ``on``: the day ages are judged on.
+    (first day, last day, observations); ``on``: the day ages are judged on; ``silences``: the
+    silences in force on ``on`` (``storage.silences.list_all``), the first covering a rule is
+    shown with it (``silenced``: id, until, reason).
     """
     params = config.signal_params()
     out_rules = []
@@ -146,6 +149,7 @@ def build(config: Config, *, stored: Mapping[str, Mapping], values_on: Mapping[s
         day = row["last_evaluated"] if row else None
         item = rule_status(rule, row, values_on.get(day, {}) if day else {}, day)
         item["missing_inputs"] = missing_inputs(rule, ranges, params)
+        item["silenced"] = _silence_of(rule.name, silences)
         out_rules.append(item)
     stale_row = stored.get(DATA_STALE)
     builtin = {"rule": DATA_STALE, "severity": data_stale.RULE.severity,
@@ -165,6 +169,13 @@ def build(config: Config, *, stored: Mapping[str, Mapping], values_on: Mapping[s
             "rules_with_stale_inputs": {
                 rule: sorted(s["series"] for s in series if s["stale"] and rule in s["rules"])
                 for rule in sorted({r for s in series if s["stale"] for r in s["rules"]})}}
+
+
+def _silence_of(rule: str, silences: Sequence[Mapping]) -> dict | None:
+    """Return the first of ``silences`` covering ``rule`` as {id, until, reason}, or None."""
+    found = matching([dict(s) for s in silences], rule)
+    row = next((s for s in silences if s["id"] == found), None)
+    return None if row is None else {k: row[k] for k in ("id", "until", "reason")}
 
 
 # -- text ----------------------------------------------------------------------------------------
@@ -200,7 +211,9 @@ def rule_lines(item: Mapping) -> list[str]:
     since = f" since {item['since']}" if item["since"] else ""
     when = (f"; values of {item['values_date']}" if item["values_date"]
             else "; no values evaluated yet")
-    lines = [f"{item['rule']} [{item['severity']}]: {title}{since}{when}"]
+    muted = item.get("silenced")
+    silenced = (f" (silenced until {muted['until']}: {muted['reason']})" if muted else "")
+    lines = [f"{item['rule']} [{item['severity']}]: {title}{since}{silenced}{when}"]
     lines += [f"  {ln}" for ln in _side_lines("fires", item["fire"])]
     lines += [f"  {ln}" for ln in _side_lines("clears", item["clear"])]
     if item.get("missing_inputs"):

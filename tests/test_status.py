@@ -17,7 +17,7 @@ import pytest
 from monitor import cli
 from monitor.alerting.lifecycle import AlertState
 from monitor.calendar import TradingCalendar
-from storage import alerts, observations, runs, signal_values
+from storage import alerts, observations, runs, signal_values, silences
 from storage.db import open_db
 from storage.util import dumps
 
@@ -196,6 +196,23 @@ def test_status_after_the_clear_condition_started_counting(status_db, capsys):
     assert ("    clears when turnover.csi2000_share_pctile_1y < 0.7 for 3 trading days: met, "
             "1 of 3 trading days so far") in out.splitlines()
     assert "        turnover.csi2000_share_pctile_1y = 65.0% (< 70.0%: met)" in out.splitlines()
+
+
+def test_status_names_the_silence_in_force_for_a_rule(status_db, capsys):
+    config, path = status_db
+    db = open_db(path)
+    silences.add(db, "crowded", dt.date(2024, 3, 4), "ended before the day judged on")
+    kept = silences.add(db, "crowded", dt.date(2024, 3, 8), "index rebalancing week")
+    db.close()
+    code, out, _ = status(capsys, config, path)
+    assert code == 0
+    assert (f"  crowded [info]: FIRING since 2024-02-20 (silenced until 2024-03-08: index "
+            f"rebalancing week); values of {LAST_DAY}") in out.splitlines()
+    code, out, _ = status(capsys, config, path, "--json")
+    rules = {r["rule"]: r for r in json.loads(out)["rules"]}
+    assert rules["crowded"]["silenced"] == {"id": kept, "until": "2024-03-08",
+                                            "reason": "index rebalancing week"}
+    assert rules["vol"]["silenced"] is None
 
 
 def test_status_of_a_missing_database_creates_nothing(tmp_path, capsys):
