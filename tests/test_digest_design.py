@@ -601,7 +601,7 @@ def pm_payload(items, active, summary=False, as_of="2024-01-31"):
     firing = [a["rule"] for a in active]
     return digest.build(as_of, items, firing, [], {"count": 0, "names": []}, active=active,
                         summary=summary, microcap=MICROCAP,
-                        firing_values={a["rule"]: VALUES[a["rule"]] for a in active})
+                        firing_values={a["rule"]: VALUES.get(a["rule"], []) for a in active})
 
 
 SCENARIOS = {
@@ -630,6 +630,14 @@ SCENARIOS = {
     "weekly summary, nothing changed": pm_payload(
         [], [act("microcap_drawdown"), act("credit_low_base", "2023-07-10")], summary=True),
     "weekly summary, nothing firing": pm_payload([], [], summary=True),
+    "data stale with a note": {**pm_payload(
+        [{"rule": "data_stale", "severity": "warning", "kind": "firing", "since": "2024-01-31",
+          "explain": "Inputs are stale.", "values": {}, "context": {}, "comparisons": [
+              {"signal": "index.csi300.close", "value": 29, "op": "<=", "threshold": 3,
+               "threshold_signal": None, "holds": False, "last": "2023-12-01",
+               "unit": "trading days"}]}],
+        [act("volatility_spike"), act("data_stale", "2024-01-31")]),
+        "notes": ["The daily cycle failed (2024-01-30): <boom> & co"]},
 }
 
 
@@ -702,6 +710,7 @@ COUNTS = {
     "weekly summary, nothing changed": ("Weekly summary · 2 firing (0 new)", set(),
                                         {"microcap_drawdown", "credit_low_base"}),
     "weekly summary, nothing firing": ("Weekly summary · 0 firing (0 new)", set(), set()),
+    "data stale with a note": ("2 firing (1 new)", {"data_stale"}, {"volatility_spike"}),
 }
 
 
@@ -722,7 +731,8 @@ def test_the_headline_counts_match_what_the_body_shows(name, inhibit):
     for rule in firing | seen["RESOLVED"]:
         lines = text.splitlines()
         at = next(n for n, ln in enumerate(lines) if re.search(rf"\b{rule}\b", ln))
-        assert re.search(r"(>=|<=) -?\d", "\n".join(lines[at:at + 2])), (rule, lines[at])
+        assert re.search(r"(>=|<=) -?\d|trading days? old", "\n".join(lines[at:at + 2])), (
+            rule, lines[at])
 
 
 # (critical source kind, lower-severity item kind) -> folded under the critical alert?
