@@ -15,6 +15,7 @@ import datetime as dt
 import json
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 from sqlite_utils import Database
 
@@ -288,9 +289,16 @@ def microcap_state(db: Database, as_of: dt.date, calendar: TradingCalendar) -> d
     first = observations.first_date(db, [MICROCAP_CLOSE])
     if first is None or first > as_of:
         return None
-    frame = observations.load_frame(db, [MICROCAP_CLOSE], calendar.days(first, as_of), as_of)
-    close = frame[MICROCAP_CLOSE]
-    return digest.microcap_state((d.date().isoformat(), v) for d, v in close.items())
+    days = calendar.days(first, as_of)
+    close = observations.load_frame(db, [MICROCAP_CLOSE], days, as_of)[MICROCAP_CLOSE].to_numpy()
+    known = np.flatnonzero(np.isfinite(close))
+    if not len(known):
+        return None
+    last = known[-1]
+    peak = len(close) - 1 - int(np.nanargmax(close[::-1]))  # the latest of equal highs
+    # the two days that decide it (the pure function reads any number of closes)
+    return digest.microcap_state([(days[peak].isoformat(), float(close[peak])),
+                                  (days[last].isoformat(), float(close[last]))])
 
 
 def _risk(db: Database, config: Config, computed: dict[str, SignalValue],
