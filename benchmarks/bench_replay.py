@@ -95,7 +95,7 @@ def replay_group(source, config, tmp: Path) -> Group:
             times[y].append(seconds)
     best = {y: min(times[y]) for y in SPANS}
     per_day = {y: best[y] / days[y] * 1e3 for y in SPANS}
-    peaks = {y: peak_bytes(replay, source, config, start_of(y), END, tmp / f"peak{y}.db", None, False)
+    peaks = {y: peak_bytes(replay, source, config, start_of(y), END, tmp / f"peak{y}.db")
              / MB for y in SPANS}
     rows = []
     for y, target in SPANS.items():
