@@ -832,6 +832,7 @@ def test_report_on_a_freshly_imported_database(imported, tmp_path):
     assert [(p, t, f"{d * 100:.1f}%") for p, t, _, d in expected] == rows
     assert f"Drawdowns ({len(expected)}, peak → trough)" in text
     assert re.search(r'<td class="lead-(early|late)">\d+ d (before|after)</td>', matrix)
+    assert re.search(r'<td class="lead-early">already firing \(\d+ d\)</td>', matrix)
     # the timeline: simulated firings and resolutions only
     alerts = _sections(page)["alerts"]
     assert re.search(r"\d+ firing\(s\) and \d+ resolution\(s\)", alerts)

@@ -843,6 +843,8 @@ def episode_leads(events: Iterable[Mapping], drawdowns: Sequence[Mapping], rules
 def _lead_text(lead: Lead | None) -> str:
     if lead is None:
         return ""
+    if lead.already and lead.days > 0:
+        return f"already firing ({lead.days} d)"
     if lead.days > 0:
         return f"{lead.days} d before"
     return "on the peak" if lead.days == 0 else f"{-lead.days} d after"
