@@ -869,6 +869,36 @@ def test_one_day_period_leaks_no_warning(demo_observations):
     assert "No cycle has run on this database yet" in page
 
 
+def test_backtest_covers_the_header_period(demo_db, demo_observations, tmp_path):
+    """Years of closes and one month of stored signals (a daemon started last month on a
+    backfilled history): the header's period is that month, and the backtest is scored over the
+    same month (it used to cover every close), said in both places."""
+    import sqlite3
+
+    from monitor.analysis.report import compose
+
+    path = tmp_path / "month.db"
+    shutil.copy(demo_observations, path)
+    con = sqlite3.connect(path)
+    with con:
+        con.execute("ATTACH DATABASE ? AS replayed", [str(demo_db)])
+        copied = con.execute("INSERT INTO signal_values SELECT * FROM replayed.signal_values "
+                             "WHERE date BETWEEN '2018-06-01' AND '2018-06-29'").rowcount
+    con.close()
+    db = open_db(path)
+    closes = db.execute("SELECT MIN(date), MAX(date) FROM observations "
+                        "WHERE series = 'index.microcap.close'").fetchone()
+    n = db.execute("SELECT COUNT(DISTINCT date) FROM signal_values").fetchone()[0]
+    page = compose(db, report_config(), now=NOW)
+    db.close()
+    assert copied > 0 and n == 20 and closes[0] < "2018-06-01" and closes[1] > "2018-12-31"
+    text = _text(page)
+    assert f"Period: 2018-06-01 to 2018-06-29 ({n} trading days); the backtest covers the same period" in text
+    assert f"Scored from 2018-06-01 to 2018-06-29 ({n} trading days): the period of this report." in text
+    assert f"Scored over {n} trading days." in text
+    assert "Signals: stored by the daily cycle." in text
+
+
 def test_a_start_after_the_end_is_refused(demo_observations):
     from monitor.analysis.report import compose
     from monitor.cycle import CycleError
