@@ -1,5 +1,7 @@
 """The HTML report: built from a demo history, self-contained, escaped, and rendered by headless
-Chromium (Debian ``chromium``, installed by ``.ci/run``) with charts that are not blank.
+Chromium (Debian ``chromium``, installed by ``.ci/run``) with charts that are not blank; on a
+freshly imported database of the real data (import-csv only, no cycle: signals computed, alerts
+simulated, nothing on stderr); its first screen screenshotted, imported and replayed.
 
 The demo runs the default config's settings with this file's own rules (:data:`RULES`), so what
 the report shows does not move when the default rules are retuned."""

@@ -354,13 +354,13 @@ def _episode_chart(close: pd.Series, drawdowns: list[dict], rotations: list[dict
                         hspace=0.3)
     ax1, ax2 = fig.subplots(2, 1, sharex=True, height_ratios=[3, 2])
     x = close.index.to_numpy()
-    ax1.plot(x, close.to_numpy(dtype=float), color="#1f4e79", lw=1.2, label=CLOSE)
+    ax1.plot(x, close.to_numpy(dtype=float), color="#1f4e79", lw=1.2, label=_chart_label(CLOSE))
     spans = [(e["peak"] or e["start"], e["end"] or last) for e in drawdowns]
     _shade(ax1, [(a, e["trough"] or b) for (a, b), e in zip(spans, drawdowns, strict=True)],
            "#c0392b", 0.22, "drawdown episode: peak to trough")
     _shade(ax1, [(e["trough"], b) for (a, b), e in zip(spans, drawdowns, strict=True) if e["trough"]],
            "#c0392b", 0.08, "trough to recovery")
-    ax1.set_title("micro-cap index (observations) with drawdown episodes", fontsize=9, loc="left",
+    ax1.set_title("micro-cap index with drawdown episodes", fontsize=9, loc="left",
                   y=1.0, pad=3)
     ax1.legend(fontsize=7, loc="lower right", bbox_to_anchor=(1.0, 1.0), borderaxespad=0.2,
                frameon=False, ncol=3)
