@@ -980,9 +980,10 @@ def build_report(db: Database, config: Config, *, now: dt.datetime,
     if not stored_signals and evidence is not None:
         frame = _evidence_frame(evidence, names, first, last)
         computed = True
-    recorded = stored_signals or bool(alert_store.events_through(db, last))
+    stored_events = alert_store.events_through(db, last)
+    recorded = stored_signals or bool(stored_events)
     if recorded:
-        all_events = alert_store.events_through(db, last)
+        all_events = stored_events
     elif computed and evidence is not None:
         all_events = backtest.simulate(config, evidence.values)
     else:
