@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
+from signals.lazy import lazy
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+else:
+    np = lazy("numpy", globals(), "np")
+    pd = lazy("pandas", globals(), "pd")
+
 
 MIN_COVERAGE = 0.8  # a rolling statistic needs at least 80% of its window present
 

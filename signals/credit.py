@@ -6,10 +6,16 @@ left to fall; a turn upward from that low base is the style-switch risk.
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from signals.common import pct_rank
+from signals.lazy import lazy
 from signals.registry import family, register
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy("pandas", globals(), "pd")
 
 FAMILY = family("credit", tenor="3y", pctile_days=2520, change_days=20, lag_days=60)
 

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from signals.common import drawdown
+from signals.lazy import lazy
 from signals.registry import family, register
 from signals.series import MICROCAP_CLOSE
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy("pandas", globals(), "pd")
 
 FAMILY = family("drawdown")
 MICROCAP = MICROCAP_CLOSE

@@ -8,9 +8,15 @@ change is carried forward until the next report is known.
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
 
+from signals.lazy import lazy
 from signals.registry import family, register
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy("pandas", globals(), "pd")
 
 FAMILY = family("funds", carry_days=130)
 SHARE = "funds.smallcap_share_mean"

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from signals.common import period_return, rolling_mean
+from signals.lazy import lazy
 from signals.registry import family, register
 from signals.series import ALL_A_AMOUNT, ALL_A_CLOSE
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy("pandas", globals(), "pd")
 
 FAMILY = family("market", return_days=20, short_days=20, long_days=120)
 CLOSE = ALL_A_CLOSE

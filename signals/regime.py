@@ -36,15 +36,20 @@ import json
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from signals import common
 from signals.common import simple_returns
+from signals.lazy import lazy
 from signals.registry import family, register
 from signals.series import ALL_A_CLOSE, MICROCAP_CLOSE
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+else:
+    np = lazy("numpy", globals(), "np")
+    pd = lazy("pandas", globals(), "pd")
 
 SIGNAL = "regime.stress_prob"
 MICROCAP = MICROCAP_CLOSE
@@ -167,9 +172,10 @@ def order_by_variance(params: tuple[float, ...] | np.ndarray) -> tuple[float, ..
 
 
 def _model(y: np.ndarray) -> Any:
-    import statsmodels.api as sm  # imported on first use: it takes about a second
+    # imported on first use, and this module only (statsmodels.api takes ~0.5 s more)
+    from statsmodels.tsa.regime_switching.markov_regression import MarkovRegression
 
-    model = sm.tsa.MarkovRegression(y, k_regimes=2, trend="c", switching_variance=True)
+    model = MarkovRegression(y, k_regimes=2, trend="c", switching_variance=True)
     if tuple(model.param_names) != PARAM_NAMES:  # guard against a statsmodels change of order
         raise RuntimeError(f"unexpected MarkovRegression params {model.param_names}")
     return model

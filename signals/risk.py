@@ -31,14 +31,19 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from signals.common import refit_due
+from signals.lazy import lazy
 from signals.registry import family, register
 from signals.series import MICROCAP_CLOSE
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+else:
+    np = lazy("numpy", globals(), "np")
+    pd = lazy("pandas", globals(), "pd")
 
 SIGNAL = "risk.drawdown_prob"
 MICROCAP = MICROCAP_CLOSE

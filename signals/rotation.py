@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from signals.common import period_return
+from signals.lazy import lazy
 from signals.registry import family, register
 from signals.series import ALL_A_CLOSE, MICROCAP_CLOSE
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy("pandas", globals(), "pd")
 
 FAMILY = family("rotation", theme_days=20, microcap_days=10, largecap_days=20, themes=[])
 ALL_A = ALL_A_CLOSE

@@ -6,11 +6,17 @@ means crowding into small caps, a sharp fall means active money leaving them.
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from signals.common import pct_rank, rolling_max, rolling_mean
+from signals.lazy import lazy
 from signals.registry import family, register
 from signals.series import ALL_A_AMOUNT
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy("pandas", globals(), "pd")
 
 FAMILY = family("turnover", mean_days=20, pctile_days=250, high_days=60)
 CSI2000 = "index.csi2000.amount"

@@ -6,11 +6,17 @@ micro-cap sell-offs.
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from signals.common import annualised_vol, rolling_median
+from signals.lazy import lazy
 from signals.registry import family, register
 from signals.series import MICROCAP_CLOSE
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy("pandas", globals(), "pd")
 
 FAMILY = family("volatility", vol_days=20, median_days=120, periods_per_year=252)
 MICROCAP = MICROCAP_CLOSE

@@ -46,10 +46,17 @@ import operator
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import numpy as np
-import pandas as pd
+from signals.lazy import lazy
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+else:
+    np = lazy("numpy", globals(), "np")
+    pd = lazy("pandas", globals(), "pd")
+
 
 __all__ = [
     "MAX_DEPTH",
