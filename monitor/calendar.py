@@ -10,6 +10,7 @@ Festival, Qingming, Dragon Boat, Mid-Autumn) must be declared in ``extra_closed`
 from __future__ import annotations
 
 import datetime as dt
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from functools import lru_cache
 
@@ -66,13 +67,18 @@ def _sessions(extra_closed: frozenset[dt.date]) -> tuple[dt.date, ...]:
     return tuple(d for d in days if d not in extra_closed)
 
 
+def _day(day: dt.date) -> dt.date:
+    """``day`` as a plain date (a datetime or pandas Timestamp: its date), for bisecting the
+    sessions (a tuple of dates; bisect, not pandas: the cycle asks many times a day)."""
+    return day.date() if isinstance(day, dt.datetime) else day
+
+
 class TradingCalendar:
     """XSHG sessions with optional extra closed days; dates are ``datetime.date``."""
 
     def __init__(self, extra_closed: Iterable[dt.date] = ()) -> None:
         self.extra_closed = frozenset(extra_closed)
         self._days = _sessions(self.extra_closed)
-        self._index = pd.DatetimeIndex(pd.to_datetime(self._days))
         self._pos = {d: i for i, d in enumerate(self._days)}
 
     @property
@@ -90,13 +96,13 @@ class TradingCalendar:
 
     def days(self, start: dt.date, end: dt.date) -> list[dt.date]:
         """Return the trading days in [start, end], ascending."""
-        lo = self._index.searchsorted(pd.Timestamp(start), side="left")
-        hi = self._index.searchsorted(pd.Timestamp(end), side="right")
+        lo = bisect_left(self._days, _day(start))
+        hi = bisect_right(self._days, _day(end))
         return list(self._days[lo:hi])
 
     def previous(self, day: dt.date, n: int = 1) -> dt.date:
         """Return the trading day ``n`` sessions before ``day`` (``day`` need not be a session)."""
-        i = int(self._index.searchsorted(pd.Timestamp(day), side="left"))
+        i = bisect_left(self._days, _day(day))
         j = i - n
         if j < 0:
             raise ValueError(f"no trading day {n} sessions before {day}")
@@ -104,14 +110,14 @@ class TradingCalendar:
 
     def next(self, day: dt.date) -> dt.date:
         """Return the first trading day after ``day`` (``day`` need not be a session)."""
-        i = int(self._index.searchsorted(pd.Timestamp(day), side="right"))
+        i = bisect_right(self._days, _day(day))
         if i >= len(self._days):
             raise ValueError(f"no trading day after {day} in the calendar")
         return self._days[i]
 
     def last_on_or_before(self, day: dt.date) -> dt.date:
         """Return the latest trading day <= ``day``."""
-        i = int(self._index.searchsorted(pd.Timestamp(day), side="right")) - 1
+        i = bisect_right(self._days, _day(day)) - 1
         if i < 0:
             raise ValueError(f"no trading day on or before {day}")
         return self._days[i]
@@ -123,6 +129,6 @@ class TradingCalendar:
 
     def count_between(self, start: dt.date, end: dt.date) -> int:
         """Return the number of trading days in (start, end]."""
-        lo = self._index.searchsorted(pd.Timestamp(start), side="right")
-        hi = self._index.searchsorted(pd.Timestamp(end), side="right")
+        lo = bisect_right(self._days, _day(start))
+        hi = bisect_right(self._days, _day(end))
         return int(max(0, hi - lo))

@@ -273,22 +273,30 @@ def _error(message: str) -> None:
     print(f"{PROG}: error: {message}", file=sys.stderr)
 
 
+_HEAVY_ERRORS = (("monitor.cycle", "CycleError"), ("monitor.daemon", "DaemonError"),
+                 ("monitor.sources.csv_import", "CsvImportError"))
+
+
+def _loaded_errors() -> tuple[type[Exception], ...]:
+    """The one-line error types of the heavy modules (pandas, APScheduler) a command imported:
+    only those can have raised, and a read-only command must not import them to catch them."""
+    return tuple(getattr(sys.modules[module], name) for module, name in _HEAVY_ERRORS
+                 if module in sys.modules)
+
+
 def _returns_code(command: Callable[..., int]) -> Callable[..., int]:
     """Run a command body; library errors become one line on stderr and exit code 1."""
 
     @wraps(command)
     def run(*args, **kwargs) -> int:
         from monitor.config import ConfigError, one_line
-        from monitor.cycle import CycleError
-        from monitor.daemon import DaemonError
-        from monitor.sources.csv_import import CsvImportError
         from storage.db import StorageError
 
         try:
             return command(*args, **kwargs)
         except BrokenPipeError:  # `| head` stopped reading: stop quietly, as Unix tools do
             return _pipe_closed()
-        except (ConfigError, CycleError, CsvImportError, StorageError, DaemonError, UsageError) as exc:
+        except (ConfigError, StorageError, UsageError, *_loaded_errors()) as exc:
             _error(_safe(one_line(str(exc))))
             return 1
         except sqlite3.Error as exc:
@@ -974,13 +982,16 @@ def cmd_notify_test(g: Globals) -> int:
 
 
 @command(cli, "demo", "run the built-in offline scenario end to end")
-@click.option("--quiet-digests", is_flag=True, help="print only the timeline, not every message")
+@click.option("--verbose", is_flag=True,
+              help="print every digest of the days run cycle by cycle, not one sample")
+@click.option("--quiet-digests", is_flag=True, help="print no digest, only the timeline")
 @click.option("--end", type=DATE, help="stop after this day (default: the scenario's end)")
-def cmd_demo(g: Globals, quiet_digests: bool, end: dt.date | None) -> int:
+def cmd_demo(g: Globals, verbose: bool, quiet_digests: bool, end: dt.date | None) -> int:
     from monitor.demo import run_demo
 
     config = g.load()
-    return run_demo(config, Path(g.db or DEMO_DB), show_digests=not quiet_digests, end=end)
+    return run_demo(config, Path(g.db or DEMO_DB), verbose=verbose, end=end,
+                    config_path=g.config, quiet_digests=quiet_digests)
 
 
 @command(cli, "backup", "copy the database to a new file, safely while the daemon runs (SQLite online "

@@ -184,6 +184,7 @@ class RuleConfig(_Strict):
 
     _when: expr.Expr = PrivateAttr()
     _clear: expr.Expr | None = PrivateAttr(default=None)
+    _names: frozenset[str] = PrivateAttr(default=frozenset())
 
     @model_validator(mode="after")
     def _parse(self) -> RuleConfig:
@@ -196,6 +197,7 @@ class RuleConfig(_Strict):
                 self._clear = expr.parse(self.clear_when)
             except expr.ExprError as exc:
                 raise ValueError(f"clear_when: {exc}") from None
+        self._names = frozenset(self._when.names | (self._clear.names if self._clear else set()))
         return self
 
     @property
@@ -208,11 +210,8 @@ class RuleConfig(_Strict):
 
     @property
     def names(self) -> frozenset[str]:
-        """Signal names the rule reads."""
-        names = set(self._when.names)
-        if self._clear is not None:
-            names |= self._clear.names
-        return frozenset(names)
+        """Signal names the rule reads (parsed once: the cycle asks for them many times a day)."""
+        return self._names
 
 
 CONTEXT_KEY = "context"

@@ -1,8 +1,8 @@
-"""The review CLI on a real database: demo, signals, alerts, silences, outbox.
+"""The review CLI on a real database: signals, alerts, silences, outbox.
 
-The module's demo database is built with the classic rule set (config/note_conditions.toml: the
-note's conditions as warnings), which fires often on the demo scenario; one test runs the demo with
-the shipped default config."""
+The module's database is built by `demo --end 2019-12-31` with the classic rule set
+(config/note_conditions.toml: the note's conditions as warnings), which fires often on the demo
+scenario. The demo command itself is tested in tests/test_demo.py."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ from tests.conftest import CLASSIC_CONFIG, DEFAULT_CONFIG, ROOT
 @pytest.fixture(scope="module")
 def demo_db(tmp_path_factory):
     path = tmp_path_factory.mktemp("demo") / "demo.db"
+    code, out, err = run("--db", str(path), "demo", "--end", "2019-12-31")
+    assert code == 0, err
     return path
 
 
@@ -32,27 +34,6 @@ def run(*args, config=CLASSIC_CONFIG):
     result = invoke("--config", str(config), *args)
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     return result.exit_code, result.stdout, result.stderr
-
-
-def test_demo_prints_digests_and_a_full_alert_lifecycle(demo_db):
-    code, out, _ = run("--db", str(demo_db), "demo", "--end", "2019-12-31")
-    assert code == 0
-    assert "regime-monitor demo: 487 XSHG trading days 2018-01-02 .. 2019-12-31" in out
-    assert "[CRITICAL] microcap_drawdown: NEW since 2018-03-29" in out
-    assert "Why it matters: The micro-cap index is 10% or more below its peak" in out
-    timeline = out.split("Alert timeline")[1]
-    lines = [ln for ln in timeline.splitlines() if "pending" in ln and "firing" in ln
-             and "resolved" in ln]
-    assert lines, timeline
-    assert any(ln.strip().startswith("hot_theme_rotation") for ln in lines)
-
-
-def test_demo_with_the_shipped_default_config(tmp_path):
-    code, out, _ = run("--db", str(tmp_path / "d.db"), "demo", "--end", "2018-04-27",
-                       config=DEFAULT_CONFIG)
-    assert code == 0
-    assert "regime-monitor demo: 77 XSHG trading days 2018-01-02 .. 2018-04-27, 8 rules" in out
-    assert "Alert timeline" in out and "digest message(s) sent to console" in out
 
 
 def test_signals_latest_and_history(demo_db):
