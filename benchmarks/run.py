@@ -2,7 +2,7 @@
 
 Run:  .venv/bin/python benchmarks/run.py [--only GROUP ...] [--repeat N]
 
-GROUP is one of microcap, cycle, replay, query, import (default: all but import, in that order;
+GROUP is one of microcap, cycle, replay, query, cli, import (default: all but import, in that order;
 import takes many minutes and about 10 GB of temporary disk, so it runs only when named). Each
 group prints its baseline (what every ratio in it is measured against), a table - figure, measured
 value, absolute target, ratio to the baseline, target on that ratio, PASS/FAIL - and footnotes.
@@ -14,6 +14,8 @@ The command exits non-zero if any row fails. The groups live in:
   regime model's fit and filter, against a cold fit;
 * bench_replay.py: the replay of the real data over 1, 5, 10 and 11 years, against 1 year; the
   10-year signal-history query from SQLite, against a naive pandas read of the whole table;
+* bench_cli.py: `demo`, `--help` and `signals` as a user runs them (child processes), against the
+  code before issue 14 (commit 47b993d, checked out in a temporary git worktree);
 * bench_import.py: `import-csv` of a 100 MB and a 1 GB long-format CSV in a child process (wall
   time, rows/s, peak RSS), against the pre-fix import (commit 5606ec9) on the 100 MB file.
 
@@ -32,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import print_report  # noqa: E402
 
-GROUPS = ("microcap", "cycle", "replay", "query", "import")
+GROUPS = ("microcap", "cycle", "replay", "query", "cli", "import")
 DEFAULT = GROUPS[:-1]  # import (minutes, a 1 GB file) only with --only import
 
 
@@ -58,6 +60,10 @@ def main() -> int:
         import bench_replay
 
         groups += bench_replay.main(tuple(g for g in ("replay", "query") if g in wanted))
+    if "cli" in wanted:
+        import bench_cli
+
+        groups += bench_cli.main(quick_runs=args.repeat)
     if "import" in wanted:
         import bench_import
 

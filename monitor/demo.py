@@ -141,6 +141,10 @@ def run_demo(config: Config, db_path: Path, verbose: bool = False, end: dt.date 
         update={"weekly_summary": False})})  # its digests are withdrawn: building them is waste
     calendar = TradingCalendar(config.calendar.extra_closed)
     days = calendar.days(demo.DEMO_START, min(end or demo.DEMO_END, demo.DEMO_END))
+    if not days:
+        from monitor.cycle import CycleError
+
+        raise CycleError(f"--end {end} is before the demo scenario's first day {demo.DEMO_START}")
     history_days, live_days = days[:-LIVE_DAYS], days[-LIVE_DAYS:]
     _remove(db_path)
     db_path.parent.mkdir(parents=True, exist_ok=True)

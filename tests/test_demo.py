@@ -219,6 +219,13 @@ def test_demo_with_the_shipped_default_config(tmp_path):
     assert "Alert timeline" in out and "digest(s) delivered to console" in out
 
 
+def test_an_end_before_the_scenario_is_one_line(tmp_path):
+    result = invoke("--db", str(tmp_path / "e.db"), "demo", "--end", "2017-12-29")
+    assert result.exit_code == 1
+    assert result.stderr == ("regime-monitor: error: --end 2017-12-29 is before the demo "
+                             "scenario's first day 2018-01-02\n")
+
+
 def test_a_short_demo_runs_every_day_live(tmp_path):
     """Fewer days than the live part: no replay, every day cycle by cycle."""
     out = demo(tmp_path / "s.db", "--end", "2018-01-05", config=DEFAULT_CONFIG)

@@ -11,8 +11,6 @@ import re
 import sys
 from typing import TextIO
 
-from monitor.delivery import digest
-
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1 control characters
 
 
@@ -36,6 +34,8 @@ class ConsoleNotifier:
     def send(self, payload: dict, dedup_key: str) -> None:
         out = self.stream or sys.stdout
         rule = "-" * 78
+        from monitor.delivery import digest  # here: `terminal_safe` alone serves every command
+
         text = digest.render_text(payload, inhibit=self.inhibit)
         out.write(f"{rule}\n{terminal_safe(text, keep=chr(10))}\n{rule}\n")
         out.flush()
