@@ -277,11 +277,16 @@ _HEAVY_ERRORS = (("monitor.cycle", "CycleError"), ("monitor.daemon", "DaemonErro
                  ("monitor.sources.csv_import", "CsvImportError"))
 
 
-def _loaded_errors() -> tuple[type[Exception], ...]:
-    """The one-line error types of the heavy modules (pandas, APScheduler) a command imported:
-    only those can have raised, and a read-only command must not import them to catch them."""
-    return tuple(getattr(sys.modules[module], name) for module, name in _HEAVY_ERRORS
-                 if module in sys.modules)
+def _one_line_errors() -> tuple[type[Exception], ...]:
+    """The library's one-line error types: the config's, storage's, the CLI's, and those of the
+    heavy modules (pandas, APScheduler) a command imported: only those can have raised, and a
+    read-only command must not import them to catch them."""
+    from monitor.config import ConfigError
+    from storage.db import StorageError
+
+    return (ConfigError, StorageError, UsageError,
+            *(getattr(sys.modules[module], name) for module, name in _HEAVY_ERRORS
+              if module in sys.modules))
 
 
 def _returns_code(command: Callable[..., int]) -> Callable[..., int]:
@@ -289,14 +294,13 @@ def _returns_code(command: Callable[..., int]) -> Callable[..., int]:
 
     @wraps(command)
     def run(*args, **kwargs) -> int:
-        from monitor.config import ConfigError, one_line
-        from storage.db import StorageError
+        from monitor.config import one_line
 
         try:
             return command(*args, **kwargs)
         except BrokenPipeError:  # `| head` stopped reading: stop quietly, as Unix tools do
             return _pipe_closed()
-        except (ConfigError, StorageError, UsageError, *_loaded_errors()) as exc:
+        except _one_line_errors() as exc:  # evaluated when an exception arrives here
             _error(_safe(one_line(str(exc))))
             return 1
         except sqlite3.Error as exc:
