@@ -79,10 +79,28 @@ def headline_rules(config: Config) -> list[RuleConfig]:
     return [r for r in config.rules if digest.is_headline(r)]
 
 
+@dataclass(frozen=True)
+class RunConstants:
+    """What a run of consecutive cycles that fetch nothing (a replay: the observations stay as
+    they are) works out once instead of every day (``run_constants``): the parsed rules, the
+    series the ``data_stale`` alert requires, and those series' observation days."""
+
+    rules: tuple[rules.ParsedRule, ...]
+    required: tuple[str, ...]
+    observed: dict[str, tuple[list[str], list[str]]]
+
+
+def run_constants(db: Database, config: Config) -> RunConstants:
+    """Return the ``RunConstants`` of ``config`` over the observations now in ``db``."""
+    required = data_stale.required_series(config, observations.series_names(db))
+    return RunConstants(tuple(rules.parse(r) for r in config.rules), tuple(required),
+                        observations.observed_days(db, required))
+
+
 def run_cycle(db: Database, config: Config, as_of: dt.date, source: Source,
               calendar: TradingCalendar,
               precomputed: dict[str, SignalValue] | None = None,
-              episodes: str = "incremental") -> CycleResult:
+              episodes: str = "incremental", constants: RunConstants | None = None) -> CycleResult:
     """Run the daily cycle for trading day ``as_of``; return what it did.
 
     ``precomputed``: the day's signal values when a replay computed them for the whole period
@@ -90,6 +108,9 @@ def run_cycle(db: Database, config: Config, as_of: dt.date, source: Source,
     ``episodes``: "incremental" (the daemon: re-read only the history since the latest stored
     episode), "full" (recompute from all history) or "skip" (a replay skips it until its last
     day, then recomputes in full: the same table as updating every day).
+    ``constants``: a replay's ``run_constants``, computed once for all its days; with them the
+    cycle fetches nothing (``source`` is not called) and must not: they hold while the
+    observations do not change. Without them the cycle works them out itself (the same values).
 
     Raises CycleError for a day that is not a trading day or that lies before the last day
     already evaluated (history is re-run with ``replay``), and re-raises any failure after
@@ -98,15 +119,17 @@ def run_cycle(db: Database, config: Config, as_of: dt.date, source: Source,
     if not calendar.is_trading_day(as_of):
         raise CycleError(f"{as_of} is not an XSHG trading day")
     day = as_of.isoformat()
-    _check_forward(alerts.get_all(db), day)  # before fetching anything for a day refused anyway
+    if constants is None:  # before fetching anything for a day refused anyway
+        _check_forward(alerts.get_all(db), day)
     started = utc_now()
     try:
-        fetched = fetch_day(db, source, as_of)  # network: outside any transaction
+        fetched = (fetch_day(db, source, as_of) if constants is None  # network: outside any
+                   else FetchedDay([], {}))  # transaction; a replay fetches nothing
         with immediate(db):  # the write lock first: the reads below decide the writes
             current = alerts.get_all(db)
             _check_forward(current, day)
             return _run(db, config, as_of, fetched, calendar, current, started, precomputed,
-                        episodes)
+                        episodes, constants)
     except CycleError:
         raise
     except Exception as exc:
@@ -169,10 +192,12 @@ def fetch_day(db: Database, source: Source, as_of: dt.date) -> FetchedDay:
 
 def _run(db: Database, config: Config, as_of: dt.date, data: FetchedDay,
          calendar: TradingCalendar, current: dict[str, dict], started: str,
-         precomputed: dict[str, SignalValue] | None, episodes: str) -> CycleResult:
+         precomputed: dict[str, SignalValue] | None, episodes: str,
+         constants: RunConstants | None) -> CycleResult:
     day = as_of.isoformat()
     before = db.conn.total_changes
-    fetched = observations.upsert(db, data.rows, revised_from=day)  # a revised value: from today
+    fetched = (observations.upsert(db, data.rows, revised_from=day)  # a revised value: from today
+               if data.rows else 0)
     failures = dict(data.failures)
     if data.checks_calendar and _published_nothing(db, as_of, failures):
         # Every index fetch succeeded and none has the day: the exchange was closed (a holiday the
@@ -189,7 +214,8 @@ def _run(db: Database, config: Config, as_of: dt.date, data: FetchedDay,
     computed = (precomputed if precomputed is not None
                 else compute_day(db, calendar, as_of, config.signal_params()))
     values = {name: sv.value for name, sv in computed.items()}
-    evaluations = [rules.evaluate(rule, values) for rule in config.rules]
+    parsed = constants.rules if constants is not None else [rules.parse(r) for r in config.rules]
+    evaluations = [rules.evaluate_parsed(p, values) for p in parsed]
     count, names = rules.composite(evaluations)
     rows = [(name, day, sv.value, None if sv.context is None else json.dumps(sv.context))
             for name, sv in sorted(computed.items())]
@@ -200,10 +226,11 @@ def _run(db: Database, config: Config, as_of: dt.date, data: FetchedDay,
     events, items, firing, pending, active = [], [], [], [], []
     firing_values: dict[str, list[dict]] = {}  # each firing rule's values, shown in the digest
     states: dict[str, lifecycle.AlertState] = {}
-    for rule, ev in zip(config.rules, evaluations, strict=True):
+    for p, ev in zip(parsed, evaluations, strict=True):
+        rule = p.rule
         prev = starting_state(current.get(rule.name), day)
         # the headline signal's context (the model's base rate and contributions) tops the digest
-        context = {n: computed[n].context for n in sorted(rule.names)
+        context = {n: computed[n].context for n in p.names
                    if n in computed and computed[n].context and n != digest.HEADLINE_SIGNAL}
         new, event, item = advance(rule, ev, prev, day, silences=active_silences, context=context)
         if event:
@@ -223,7 +250,7 @@ def _run(db: Database, config: Config, as_of: dt.date, data: FetchedDay,
             "last_evaluated": day, "since": new.since, "last_values": dumps(ev.values),
         })
     stale_event, stale_item, stale_state, stale_comparisons = _data_stale(
-        db, config, as_of, calendar, current, active_silences)
+        db, config, as_of, calendar, current, active_silences, constants)
     if stale_event:
         events.append(stale_event)
     if stale_item:
@@ -324,19 +351,28 @@ DATA_STALE = data_stale.DATA_STALE
 
 
 def _data_stale(db: Database, config: Config, as_of: dt.date, calendar: TradingCalendar,
-                current: dict[str, dict], active_silences: list[dict]
+                current: dict[str, dict], active_silences: list[dict],
+                constants: RunConstants | None = None
                 ) -> tuple[dict | None, dict | None, lifecycle.AlertState, list[dict]]:
     """Advance the built-in ``data_stale`` alert (``monitor.alerting.data_stale``) and store its
-    state; return (event or None, digest item or None, new state, the day's comparisons)."""
+    state; return (event or None, digest item or None, new state, the day's comparisons).
+    ``constants``: the required series and their observation days read once (a replay)."""
     limit = config.data_quality.stale_after_days
     if limit <= 0:
         return None, None, lifecycle.AlertState(), []
     day = as_of.isoformat()
-    required = data_stale.required_series(config, observations.series_names(db))
     first = calendar.window_start(as_of, data_stale.lookback_days(config) + 1).isoformat()
-    latest = observations.latest_dates(db, required, first, day)
+    if constants is None:
+        required = data_stale.required_series(config, observations.series_names(db))
+        latest = observations.latest_dates(db, required, first, day)
+    else:
+        latest = {k: data_stale.latest_known(*constants.observed[k], first, day)
+                  for k in constants.required}
     gone = [k for k, v in latest.items() if v is None]  # nothing in the lookback: its last day
-    older = observations.latest_dates(db, gone, "", day) if gone else {}
+    if constants is None:
+        older = observations.latest_dates(db, gone, "", day) if gone else {}
+    else:
+        older = {k: data_stale.latest_known(*constants.observed[k], "", day) for k in gone}
     ages, last = data_stale.last_days(latest, older, as_of, calendar)
     ev = data_stale.evaluate(ages, limit, last)
     prev = starting_state(current.get(DATA_STALE), day)

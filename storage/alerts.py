@@ -24,18 +24,16 @@ def last_evaluated(db: Database) -> dt.date | None:
     return dt.date.fromisoformat(row[0]) if row and row[0] else None
 
 
+_SAVE = (f"INSERT INTO alerts ({', '.join(ALERT_COLUMNS)}) VALUES "
+         f"({', '.join('?' * len(ALERT_COLUMNS))}) ON CONFLICT (rule) DO UPDATE SET "
+         f"{', '.join(f'{c} = excluded.{c}' for c in ALERT_COLUMNS[1:])} WHERE "
+         f"{' OR '.join(f'alerts.{c} IS NOT excluded.{c}' for c in ALERT_COLUMNS[1:])}")
+
+
 def save(db: Database, row: dict) -> int:
     """Insert or update one alert row unless identical; return rows changed (0 or 1)."""
-    cols = ", ".join(ALERT_COLUMNS)
-    marks = ", ".join("?" * len(ALERT_COLUMNS))
-    updates = ", ".join(f"{c} = excluded.{c}" for c in ALERT_COLUMNS[1:])
-    differs = " OR ".join(f"alerts.{c} IS NOT excluded.{c}" for c in ALERT_COLUMNS[1:])
     before = db.conn.total_changes
-    db.execute(
-        f"INSERT INTO alerts ({cols}) VALUES ({marks}) ON CONFLICT (rule) DO UPDATE SET {updates} "
-        f"WHERE {differs}",
-        [row[c] for c in ALERT_COLUMNS],
-    )
+    db.execute(_SAVE, [row[c] for c in ALERT_COLUMNS])
     return db.conn.total_changes - before
 
 

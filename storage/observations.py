@@ -206,6 +206,18 @@ def latest_dates(db: Database, series: Sequence[str], first: str, as_of: str) ->
     return out
 
 
+def observed_days(db: Database, series: Sequence[str]) -> dict[str, tuple[list[str], list[str]]]:
+    """Return, per series of ``series``, its observation days (ISO, ascending) and beside each
+    the day it became available (``available_at``, ISO): what ``latest_dates`` reads, taken once
+    for a run of days over observations that do not change (a replay)."""
+    out: dict[str, tuple[list[str], list[str]]] = {}
+    for name in series:
+        rows = db.execute("SELECT date, available_at FROM observations WHERE series = ? "
+                          "ORDER BY date", [name]).fetchall()
+        out[name] = ([r[0] for r in rows], [r[1] for r in rows])
+    return out
+
+
 def last_known(db: Database, series: str, as_of: str, count: int) -> list[tuple[str, float | None]]:
     """Return the last ``count`` observations of ``series`` dated on or before ``as_of`` (ISO) and
     available by then, as ``(date, value)`` pairs, oldest first; value in the series' own unit

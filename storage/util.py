@@ -36,6 +36,13 @@ def dumps(obj: Any) -> str:
 
 
 def _nan_to_none(obj: Any) -> Any:
+    kind = type(obj)  # the common exact types first (a replay writes thousands of these a run)
+    if kind is str or kind is int or obj is None:
+        return obj
+    if kind is float:
+        return obj if math.isfinite(obj) else None
+    if kind is dict:
+        return {k: _nan_to_none(v) for k, v in obj.items()}
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, dict):

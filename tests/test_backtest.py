@@ -1187,3 +1187,16 @@ def test_digest_days_follow_the_daemons_decision():
     assert digests_per_year(digest_days(sim), index) == 2.0
     assert digests_per_year(digest_days(sim), index, start=dt.date(2021, 1, 5)) == pytest.approx(
         1 / (251 / 252))
+
+
+def test_average_ranks_equal_scipy_rankdata():
+    """The forecast's AUC ranks without scipy.stats: equal to ``rankdata`` (ties averaged)."""
+    import numpy as np
+    from scipy.stats import rankdata
+
+    from monitor.analysis.forecast import average_ranks
+
+    rng = np.random.default_rng(15)
+    for n in (0, 1, 2, 7, 500):
+        for x in (rng.random(n), np.round(rng.random(n), 1), np.zeros(n), np.arange(n)[::-1]):
+            assert np.array_equal(average_ranks(x), rankdata(x))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pandas as pd
 import pytest
@@ -53,6 +54,18 @@ def test_replay_produces_the_live_alert_events(live, tmp_path):
                                    else None for r in want]
     sql = "SELECT kind, start, peak, trough, end, depth FROM episodes ORDER BY kind, start"
     assert result.db.execute(sql).fetchall() == source.execute(sql).fetchall()
+    # the outbox payloads (the digests the daemon queued) and the alert states too
+    sql = "SELECT dedup_key, kind, as_of, payload FROM outbox ORDER BY dedup_key"
+    digests = source.execute(sql).fetchall()
+    assert len(digests) >= 2 and result.db.execute(sql).fetchall() == digests
+    sql = ("SELECT rule, severity, state, state_json, prev_state_json, last_evaluated, since, "
+           "last_values FROM alerts ORDER BY rule")
+    got, want = result.db.execute(sql).fetchall(), source.execute(sql).fetchall()
+    assert [r[:-1] for r in got] == [r[:-1] for r in want]
+    for g, w in zip(got, want, strict=True):  # the values read last: as the signal values above
+        w_values = json.loads(w[-1])
+        assert json.loads(g[-1]) == {k: pytest.approx(v, rel=1e-12, abs=1e-15) if v is not None
+                                     else None for k, v in w_values.items()}
     # nothing was delivered: the scratch outbox holds the digests, unsent
     assert result.db.execute("SELECT COUNT(*) FROM outbox WHERE sent_at IS NOT NULL").fetchone()[0] == 0
 
@@ -99,3 +112,29 @@ def test_no_look_ahead_data_after_d_changes_nothing_up_to_d(tmp_path, default_co
                                    else None for r in want]
 
 
+
+
+def test_stale_data_days_read_once_equal_the_daily_query(live):
+    """The replay reads the required series' observation days once (``run_constants``); the
+    data_stale alert's latest days from them equal the daily SQL query's, on every day."""
+    from monitor.alerting import data_stale
+    from monitor.cycle import run_constants
+
+    config, path = live
+    db = open_db(path)
+    constants = run_constants(db, config)
+    assert constants.required and len(constants.rules) == len(config.rules)
+    cal = TradingCalendar()
+    for day in cal.days(START, END)[::5]:
+        iso = day.isoformat()
+        for first in (cal.window_start(day, data_stale.lookback_days(config) + 1).isoformat(), ""):
+            want = observations.latest_dates(db, list(constants.required), first, iso)
+            got = {k: data_stale.latest_known(*constants.observed[k], first, iso)
+                   for k in constants.required}
+            assert got == want, (day, first)
+    # late and revised values: available after their date
+    days, avail = ["2020-01-02", "2020-01-03", "2020-01-06"], ["2020-01-02", "2020-01-08", "2020-01-06"]
+    assert data_stale.latest_known(days, avail, "2020-01-01", "2020-01-06") == "2020-01-06"
+    assert data_stale.latest_known(days, avail, "2020-01-01", "2020-01-05") == "2020-01-02"
+    assert data_stale.latest_known(days, avail, "2020-01-03", "2020-01-05") is None
+    assert data_stale.latest_known(days, avail, "", "2020-01-01") is None

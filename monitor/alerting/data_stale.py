@@ -10,7 +10,8 @@ passes them in.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from bisect import bisect_right
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from monitor.alerting.rules import Evaluation
@@ -19,7 +20,7 @@ from monitor.config import Config
 from monitor.delivery.digest import DATA_STALE
 
 __all__ = ["DATA_STALE", "RULE", "STALE_EXPLAIN", "BuiltinRule", "ages", "evaluate",
-           "last_days", "lookback_days", "required_series"]
+           "last_days", "latest_known", "lookback_days", "required_series"]
 
 STALE_EXPLAIN = ("Required input series have not been updated for several trading days: the "
                  "indicators that read them cannot see today's market, so their alerts are blind.")
@@ -65,6 +66,19 @@ def required_series(config: Config, available: Iterable[str]) -> list[str]:
 def lookback_days(config: Config) -> int:
     """Return how many trading days back the series' latest observation is looked for."""
     return config.data_quality.stale_after_days + 5
+
+
+def latest_known(days: Sequence[str], available: Sequence[str], first: str, as_of: str) -> str | None:
+    """Return the latest of ``days`` (ISO, ascending; ``available`` the day each became known)
+    in [``first``, ``as_of``] that was available by ``as_of``, or None: what
+    ``storage.observations.latest_dates`` asks SQLite for, from the days read once
+    (``storage.observations.observed_days``)."""
+    i = bisect_right(days, as_of) - 1
+    while i >= 0 and days[i] >= first:
+        if available[i] <= as_of:
+            return days[i]
+        i -= 1
+    return None
 
 
 def ages(latest: Mapping[str, str | None], as_of: dt.date,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 INACTIVE, PENDING, FIRING, RESOLVED, NO_DATA = "inactive", "pending", "firing", "resolved", "no_data"
 STATES = (INACTIVE, PENDING, FIRING, RESOLVED, NO_DATA)
@@ -44,12 +45,25 @@ class AlertState:
     since_notified: int = 0  # trading days since the last notification (firing)
 
     def to_json(self) -> str:
-        # the fields are plain values: their dict is what asdict (a deep copy, slow) returns
-        return json.dumps(vars(self), sort_keys=True)
+        return _state_json(self)
 
     @classmethod
     def from_json(cls, text: str | None) -> AlertState:
-        return cls(**json.loads(text)) if text else cls()
+        return _parse_state(text) if cls is AlertState else cls(**json.loads(text)) if text else cls()
+
+
+@lru_cache(maxsize=4096)
+def _state_json(state: AlertState) -> str:
+    """``state`` as JSON (sorted keys). Cached: a replay writes each rule's state every day, and
+    states repeat; the fields are plain values, so their dict is what ``asdict`` (a deep copy,
+    slow) returns."""
+    return json.dumps(vars(state), sort_keys=True)
+
+
+@lru_cache(maxsize=4096)
+def _parse_state(text: str | None) -> AlertState:
+    """The state stored as ``text`` (``AlertState()`` for None or ""). Cached: it is immutable."""
+    return AlertState(**json.loads(text)) if text else AlertState()
 
 
 @dataclass(frozen=True)

@@ -29,16 +29,21 @@ def describe(e: expr.Expr, values: Mapping[str, float | None]) -> list[dict]:
     ``threshold`` is the other side's number (or that signal's value when both sides are names,
     then named by ``threshold_signal``); ``holds`` is True, False or None (unknown).
     """
+    return _describe([(comp, expr.oriented(comp)) for comp in expr.comparisons(e)], values)
+
+
+def _describe(leaves, values: Mapping[str, float | None]) -> list[dict]:
+    """``describe`` from the comparison leaves and their oriented forms."""
     out = []
-    for comp in expr.comparisons(e):
-        shown = expr.oriented(comp)
+    for comp, shown in leaves:
         left, right = shown.left, shown.right
+        left_name, right_name = isinstance(left, expr.Name), isinstance(right, expr.Name)
         out.append({
-            "signal": left.name if isinstance(left, expr.Name) else None,
-            "value": values.get(left.name) if isinstance(left, expr.Name) else left.value,
+            "signal": left.name if left_name else None,
+            "value": values.get(left.name) if left_name else left.value,
             "op": shown.op,
-            "threshold": values.get(right.name) if isinstance(right, expr.Name) else right.value,
-            "threshold_signal": right.name if isinstance(right, expr.Name) else None,
+            "threshold": values.get(right.name) if right_name else right.value,
+            "threshold_signal": right.name if right_name else None,
             "holds": comp.evaluate(values),
         })
     return out
@@ -51,12 +56,37 @@ def clear_condition(when: expr.Expr, clear_when: expr.Expr | None) -> expr.Expr:
     return clear_when if clear_when is not None else expr.Not(when)
 
 
+@dataclass(frozen=True)
+class ParsedRule:
+    """What evaluating ``rule`` reads of it, taken out once (a replay evaluates every rule on
+    thousands of days; reading a pydantic model's private attributes costs more than the
+    evaluation): its condition, its clear condition (``clear_condition``), the signal names it
+    reads (sorted) and its comparison leaves (each with its oriented form, ``describe``)."""
+
+    rule: RuleConfig
+    when: expr.Expr
+    clear: expr.Expr
+    names: tuple[str, ...]
+    leaves: tuple[tuple[expr.Comparison, expr.Comparison], ...]
+
+
+def parse(rule: RuleConfig) -> ParsedRule:
+    """Return ``rule`` as a :class:`ParsedRule` (pure; equal rules give equal results)."""
+    when = rule.when_expr
+    return ParsedRule(rule, when, clear_condition(when, rule.clear_expr), tuple(sorted(rule.names)),
+                      tuple((c, expr.oriented(c)) for c in expr.comparisons(when)))
+
+
 def evaluate(rule: RuleConfig, values: Mapping[str, float | None]) -> Evaluation:
     """Evaluate ``rule`` on ``values`` (signal name -> value, None = missing)."""
-    when = rule.when_expr.evaluate(values)
-    clear = clear_condition(rule.when_expr, rule.clear_expr).evaluate(values)
-    read = {name: values.get(name) for name in sorted(rule.names)}
-    return Evaluation(rule.name, when, clear, read, describe(rule.when_expr, values))
+    return evaluate_parsed(parse(rule), values)
+
+
+def evaluate_parsed(parsed: ParsedRule, values: Mapping[str, float | None]) -> Evaluation:
+    """Evaluate the rule ``parsed`` (``parse``) on ``values``: the same as ``evaluate``."""
+    return Evaluation(parsed.rule.name, parsed.when.evaluate(values), parsed.clear.evaluate(values),
+                      {name: values.get(name) for name in parsed.names},
+                      _describe(parsed.leaves, values))
 
 
 def composite(evaluations: list[Evaluation]) -> tuple[int, list[str]]:

@@ -12,7 +12,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 
 from signals.risk import forward_drawdown_label
 
@@ -39,6 +38,19 @@ def brier_skill(prob, outcome, reference) -> float:
     return 1.0 - float(np.mean((p - y) ** 2)) / ref
 
 
+def average_ranks(x: np.ndarray) -> np.ndarray:
+    """Return the ranks (1..n, float) of ``x``, ties given the mean of their ranks: what
+    ``scipy.stats.rankdata`` returns (method "average"), without importing scipy.stats (about a
+    second of a backtest's start-up when nothing else needs it)."""
+    x = np.asarray(x)
+    order = np.argsort(x, kind="mergesort")
+    xs = x[order]
+    bounds = np.flatnonzero(np.r_[True, xs[1:] != xs[:-1], True])  # tie groups' starts, and n
+    ranks = np.empty(len(x), dtype=float)
+    ranks[order] = np.repeat((bounds[:-1] + 1 + bounds[1:]) / 2.0, np.diff(bounds))
+    return ranks
+
+
 def auc(prob, outcome) -> float:
     """Return the area under the ROC curve (the chance that a random positive day gets a higher
     probability than a random negative one; ties count half): 0.5 = no discrimination. NaN
@@ -48,7 +60,7 @@ def auc(prob, outcome) -> float:
     n_pos, n_neg = int(pos.sum()), int((~pos).sum())
     if not n_pos or not n_neg:
         return float("nan")
-    ranks = rankdata(p)
+    ranks = average_ranks(p)
     return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 

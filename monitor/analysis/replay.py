@@ -19,7 +19,7 @@ from sqlite_utils import Database
 from monitor.calendar import TradingCalendar
 from monitor.compute import SignalValue, history
 from monitor.config import Config
-from monitor.cycle import CycleError, run_cycle
+from monitor.cycle import CycleError, run_constants, run_cycle
 from monitor.sources.base import Fetched
 from storage import alerts
 from storage.db import copy_known, fast_unsafe_writes, open_db
@@ -56,6 +56,18 @@ def scratch_copy(source: Database, path: Path, end: dt.date) -> Database:
     return db
 
 
+def _day_values(values, contexts) -> list[SignalValue]:
+    """One signal's ``SignalValue`` per day from its column of values and (or None) contexts: a
+    value that is NaN or infinite is None, and so is its context; a context is its text."""
+    out = []
+    for i, v in enumerate(values.tolist()):
+        ok = v == v and math.isfinite(v)
+        c = contexts[i] if contexts is not None else None
+        out.append(SignalValue(float(v) if ok else None,
+                               str(c) if ok and c is not None and c == c else None))
+    return out
+
+
 def replay(source: Database, config: Config, start: dt.date, end: dt.date, scratch: Path,
            on_day: Callable[[dt.date], None] | None = None) -> ReplayResult:
     """Run the daily cycle for every trading day in [start, end] into the scratch database at
@@ -67,19 +79,15 @@ def replay(source: Database, config: Config, start: dt.date, end: dt.date, scrat
         raise CycleError(f"no XSHG trading day between {start} and {end}")
     db = scratch_copy(source, scratch, end)
     values, contexts = history(db, calendar, days[0], days[-1], config.signal_params())
-    columns = list(values.columns)
-    matrix = values.to_numpy()
-    ctx = {c: contexts[c].to_numpy() for c in contexts.columns}
+    columns = [_day_values(values[name].to_numpy(),
+                           contexts[name].to_numpy() if name in contexts.columns else None)
+               for name in values.columns]
+    constants = run_constants(db, config)  # once: the replay fetches nothing
+    source_ = NoFetch()
     for i, day in enumerate(days):
-        pre = {}
-        for j, name in enumerate(columns):
-            v = matrix[i, j]
-            c = ctx[name][i] if name in ctx else None
-            ok = v == v and math.isfinite(v)
-            pre[name] = SignalValue(float(v) if ok else None,
-                                    str(c) if ok and c is not None and c == c else None)
-        run_cycle(db, config, day, NoFetch(), calendar, precomputed=pre,
-                  episodes="full" if i == len(days) - 1 else "skip")
+        pre = {name: col[i] for name, col in zip(values.columns, columns, strict=True)}
+        run_cycle(db, config, day, source_, calendar, precomputed=pre,
+                  episodes="full" if i == len(days) - 1 else "skip", constants=constants)
         if on_day:
             on_day(day)
     return ReplayResult(db, days, alerts.events(db), values)
