@@ -24,50 +24,123 @@ def min_obs(days: int) -> int:
     return max(1, math.ceil(MIN_COVERAGE * days))
 
 
-def simple_returns(close: pd.Series) -> pd.Series:
+# Every helper below takes a pandas Series (the full computation: replay, backtest, tests) or a
+# 1-D float numpy array (the daily cycle's last value on the trimmed window, ``Signal.last_value``)
+# and returns the same kind. A signal's formula is written once with these helpers and plain
+# arithmetic. On arrays, the rolling statistics run pandas' own window kernels with the bounds and
+# input preparation of ``Series.rolling(days, min_periods=min_obs(days))``, so a value is the very
+# number pandas gives on the same rows (tests/test_incremental.py), without a Series per step.
+
+
+def _is_array(s) -> bool:
+    return isinstance(s, np.ndarray)
+
+
+def _rolled(x: np.ndarray, days: int, stat: str, **kwargs) -> np.ndarray:
+    """``Series(x).rolling(days, min_periods=min_obs(days)).<stat>(**kwargs)`` as an array."""
+    try:
+        from pandas._libs.window import aggregations
+    except ImportError:  # a pandas without the kernels' module: the public API, same numbers
+        return getattr(pd.Series(x, dtype=float).rolling(days, min_periods=min_obs(days)),
+                       stat)(**kwargs).to_numpy()
+    values = np.asarray(x, dtype=np.float64)
+    if values.size == 0:
+        return values.copy()
+    inf = np.isinf(values)
+    if inf.any():  # as pandas prepares values for its kernels
+        values = np.where(inf, np.nan, values)
+    n = len(values)
+    end = np.arange(1, n + 1, dtype=np.int64)
+    start = np.clip(end - days, 0, n)
+    minp = min_obs(days)
+    with np.errstate(all="ignore"):
+        if stat == "mean":
+            return aggregations.roll_mean(values, start, end, minp)
+        if stat == "median":
+            return aggregations.roll_median_c(values, start, end, minp)
+        if stat == "max":
+            return aggregations.roll_max(values, start, end, minp)
+        if stat == "std":
+            var = aggregations.roll_var(values, start, end, minp, ddof=kwargs.get("ddof", 1))
+            return np.where(var < 0, 0.0, np.sqrt(var))  # pandas' zsqrt
+        if stat == "rank":
+            return aggregations.roll_rank(values, start, end, minp, percentile=kwargs["pct"],
+                                          method=kwargs["method"], ascending=True)
+    raise ValueError(f"no kernel for rolling {stat}")
+
+
+def shift(s, days: int):
+    """Return ``s`` moved ``days`` rows later (NaN in the first ``days`` rows), as ``Series.shift``."""
+    if not _is_array(s):
+        return s.shift(days)
+    out = np.full(len(s), np.nan)
+    if days < len(s):
+        out[days:] = s[:len(s) - days]
+    return out
+
+
+def where_present(values, like):
+    """Return ``values`` where ``like`` is present (not NaN), NaN elsewhere."""
+    if not _is_array(values):
+        return values.where(like.notna())
+    return np.where(np.isnan(like), np.nan, values)
+
+
+def simple_returns(close):
     """Return close-to-close returns (fraction); NaN where either close is missing."""
-    return close / close.shift(1) - 1.0
+    return close / shift(close, 1) - 1.0
 
 
-def period_return(close: pd.Series, days: int) -> pd.Series:
+def period_return(close, days: int):
     """Return the ``days``-trading-day return close[t] / close[t-days] - 1 (fraction)."""
-    return close / close.shift(days) - 1.0
+    return close / shift(close, days) - 1.0
 
 
-def rolling_mean(s: pd.Series, days: int) -> pd.Series:
+def rolling_mean(s, days: int):
     """Return the trailing ``days`` mean (NaN until ``min_obs(days)`` values are present)."""
+    if _is_array(s):
+        return _rolled(s, days, "mean")
     return s.rolling(days, min_periods=min_obs(days)).mean()
 
 
-def rolling_median(s: pd.Series, days: int) -> pd.Series:
+def rolling_median(s, days: int):
     """Return the trailing ``days`` median."""
+    if _is_array(s):
+        return _rolled(s, days, "median")
     return s.rolling(days, min_periods=min_obs(days)).median()
 
 
-def rolling_max(s: pd.Series, days: int) -> pd.Series:
+def rolling_max(s, days: int):
     """Return the trailing ``days`` maximum."""
+    if _is_array(s):
+        return _rolled(s, days, "max")
     return s.rolling(days, min_periods=min_obs(days)).max()
 
 
-def pct_rank(s: pd.Series, days: int) -> pd.Series:
+def pct_rank(s, days: int):
     """Return the share of the trailing ``days`` values (today included) that are <= today's.
 
     In [0, 1]; NaN when today's value is missing or fewer than ``min_obs(days)`` are present.
     """
-    ranked = s.rolling(days, min_periods=min_obs(days)).rank(method="max", pct=True)
-    return ranked.where(s.notna())
+    if _is_array(s):
+        ranked = _rolled(s, days, "rank", method="max", pct=True)
+    else:
+        ranked = s.rolling(days, min_periods=min_obs(days)).rank(method="max", pct=True)
+    return where_present(ranked, s)
 
 
-def annualised_vol(close: pd.Series, days: int, periods_per_year: int = 252) -> pd.Series:
+def annualised_vol(close, days: int, periods_per_year: int = 252):
     """Return the ``days`` std of daily returns x sqrt(periods_per_year) (fraction per year)."""
     r = simple_returns(close)
-    return r.rolling(days, min_periods=min_obs(days)).std() * np.sqrt(periods_per_year)
+    std = _rolled(r, days, "std", ddof=1) if _is_array(r) else r.rolling(
+        days, min_periods=min_obs(days)).std()
+    return std * np.sqrt(periods_per_year)
 
 
-def drawdown(close: pd.Series) -> pd.Series:
+def drawdown(close):
     """Return close / running maximum - 1 (fraction, <= 0); NaN where close is missing."""
-    peak = close.cummax()
-    return (close / peak - 1.0).where(close.notna())
+    peak = close.cummax() if not _is_array(close) else np.fmax.accumulate(close)
+    return where_present(close / peak - 1.0, close)
 
 
 def refit_due(valid_from: dt.date | None, as_of: dt.date) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from signals.common import pct_rank
+from signals.common import pct_rank, shift
 from signals.lazy import lazy
 from signals.registry import family, register
 
@@ -28,7 +28,7 @@ _INPUTS = ("yield.credit.{tenor}", "yield.gov.{tenor}")
 
 
 @register("credit.spread_bp", family=FAMILY, inputs=_INPUTS, window=lambda p: 1, unit="bp",
-          params=("tenor",))
+          params=("tenor",), arrays=True)
 def spread_bp(frame: pd.DataFrame, tenor: str) -> pd.Series:
     """AAA MTN yield - treasury yield at ``tenor`` (default 3y), in basis points. Look-back: 1 day."""
     return _spread(frame, tenor)
@@ -36,7 +36,7 @@ def spread_bp(frame: pd.DataFrame, tenor: str) -> pd.Series:
 
 @register("credit.spread_pctile_10y", family=FAMILY, inputs=_INPUTS,
           window=lambda p: p["pctile_days"], unit="fraction [0,1]",
-          params=("tenor", "pctile_days"))
+          params=("tenor", "pctile_days"), arrays=True)
 def spread_pctile_10y(frame: pd.DataFrame, tenor: str, pctile_days: int) -> pd.Series:
     """Percentile rank of today's spread in the trailing ``pctile_days`` (default 2,520 = 10y).
 
@@ -46,19 +46,20 @@ def spread_pctile_10y(frame: pd.DataFrame, tenor: str, pctile_days: int) -> pd.S
 
 
 @register("credit.spread_chg_20d", family=FAMILY, inputs=_INPUTS,
-          window=lambda p: p["change_days"] + 1, unit="bp", params=("tenor", "change_days"))
+          window=lambda p: p["change_days"] + 1, unit="bp", params=("tenor", "change_days"),
+          arrays=True)
 def spread_chg_20d(frame: pd.DataFrame, tenor: str, change_days: int) -> pd.Series:
     """Spread change over ``change_days`` (default 20) trading days, in bp. Look-back: 21 days."""
     s = _spread(frame, tenor)
-    return s - s.shift(change_days)
+    return s - shift(s, change_days)
 
 
 @register("credit.spread_pctile_10y_lag60", family=FAMILY, inputs=_INPUTS,
           window=lambda p: p["pctile_days"] + p["lag_days"], unit="fraction [0,1]",
-          params=("tenor", "pctile_days", "lag_days"))
+          params=("tenor", "pctile_days", "lag_days"), arrays=True)
 def spread_pctile_10y_lag60(frame: pd.DataFrame, tenor: str, pctile_days: int, lag_days: int) -> pd.Series:
     """``credit.spread_pctile_10y`` as it stood ``lag_days`` (default 60) trading days earlier.
 
     Used by *widening from a low base*: chg_20d >= 15 bp and this <= 0.20.
     """
-    return pct_rank(_spread(frame, tenor), pctile_days).shift(lag_days)
+    return shift(pct_rank(_spread(frame, tenor), pctile_days), lag_days)

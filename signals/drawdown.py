@@ -20,7 +20,7 @@ CSI300 = "index.csi300.close"
 
 
 @register("microcap.drawdown", family=FAMILY, inputs=(MICROCAP,), window=lambda p: None,
-          unit="fraction")
+          unit="fraction", arrays=True)
 def microcap_drawdown(frame: pd.DataFrame) -> pd.Series:
     """Micro-cap close / its running maximum - 1 (fraction, <= 0; -0.10 = 10% below the peak).
 
@@ -30,7 +30,7 @@ def microcap_drawdown(frame: pd.DataFrame) -> pd.Series:
 
 
 @register("microcap.rel_drawdown_csi300", family=FAMILY, inputs=(MICROCAP, CSI300),
-          window=lambda p: None, unit="fraction")
+          window=lambda p: None, unit="fraction", arrays=True)
 def rel_drawdown_csi300(frame: pd.DataFrame) -> pd.Series:
     """Drawdown of the ratio micro-cap / CSI 300 from its running maximum (fraction, <= 0).
 

@@ -18,7 +18,8 @@ FAMILY = family("market", return_days=20, short_days=20, long_days=120)
 CLOSE = ALL_A_CLOSE
 AMOUNT = ALL_A_AMOUNT
 @register("market.amount_ratio_20_120", family=FAMILY, inputs=(AMOUNT,),
-          window=lambda p: p["long_days"], unit="ratio", params=("short_days", "long_days"))
+          window=lambda p: p["long_days"], unit="ratio", params=("short_days", "long_days"),
+          arrays=True)
 def amount_ratio_20_120(frame: pd.DataFrame, short_days: int, long_days: int) -> pd.Series:
     """Whole-market amount: trailing ``short_days`` mean / trailing ``long_days`` mean (ratio).
 
@@ -29,7 +30,8 @@ def amount_ratio_20_120(frame: pd.DataFrame, short_days: int, long_days: int) ->
 
 
 @register("market.return_20d", family=FAMILY, inputs=(CLOSE,),
-          window=lambda p: p["return_days"] + 1, unit="fraction", params=("return_days",))
+          window=lambda p: p["return_days"] + 1, unit="fraction", params=("return_days",),
+          arrays=True)
 def return_20d(frame: pd.DataFrame, return_days: int) -> pd.Series:
     """CSI All Share ``return_days`` (default 20) trading-day return (fraction, -0.08 = -8%).
 

@@ -6,6 +6,12 @@ available) and keyword parameters, and returns a float Series on the same index.
 may depend only on rows <= t. The cycle stores the last value; replay may use the whole Series.
 
 ``window`` is how many trading days of input the last value needs (``None``: all history).
+
+A function registered with ``arrays=True`` also accepts, instead of the DataFrame, a mapping of
+its input series to 1-D numpy arrays (the same rows) and then returns arrays: it is written with
+the helpers of ``signals.common``, which take either. The daily cycle computes such a signal's
+last value that way (``Signal.last_value``), without pandas' per-operation overhead; the value is
+the one the DataFrame gives on the same rows (tests/test_incremental.py).
 """
 
 from __future__ import annotations
@@ -40,6 +46,9 @@ class Signal:
     doc: str = ""
     params: tuple[str, ...] = field(default=())  # family parameters the function takes
     state: str | None = None  # a cached model the caller supplies as ``fit=`` (e.g. "regime_fit")
+    # the function also takes a mapping of 1-D numpy arrays for ``frame`` (written with the
+    # helpers of signals.common), so the daily cycle can compute its last value without pandas
+    arrays: bool = False
 
     def window_days(self, params: Mapping[str, Any]) -> int | None:
         """Return the look-back in trading days for ``params`` (None = expanding)."""
@@ -74,6 +83,24 @@ class Signal:
             return result[0], result[1]
         return result, None
 
+    def last_value(self, columns: Mapping[str, Any], params: Mapping[str, Any]
+                   ) -> tuple[float, Any]:
+        """Return (value, context or None) on the last row, computed on numpy arrays: ``columns``
+        maps each input series to a 1-D float array of its trailing window (the same rows as the
+        ``frame`` of :meth:`compute`, oldest first). The same function as :meth:`compute` (one
+        definition); only for signals registered with ``arrays=True``. Value NaN when not
+        computable; context as the function gives it (None or NaN when there is none)."""
+        if not self.arrays:
+            raise TypeError(f"signal {self.name!r} is not registered with arrays=True")
+        import numpy as np
+
+        with np.errstate(all="ignore"):
+            result = self.func(columns, **{k: params[k] for k in self.params})
+        values, context = result if isinstance(result, tuple) else (result, None)
+        if not len(values):
+            return float("nan"), None
+        return float(values[-1]), None if context is None else context[-1]
+
 
 REGISTRY: dict[str, Signal] = {}
 FAMILY_PARAMS: dict[str, dict[str, Any]] = {}
@@ -94,8 +121,10 @@ def register(
     unit: str,
     params: Iterable[str] = (),
     state: str | None = None,
+    arrays: bool = False,
 ) -> Callable[[SignalFunc], SignalFunc]:
-    """Decorator that registers ``func`` as signal ``name``."""
+    """Decorator that registers ``func`` as signal ``name``. ``arrays``: ``func`` also accepts a
+    mapping of numpy arrays as its frame (see :meth:`Signal.last_value`)."""
 
     def deco(func: SignalFunc) -> SignalFunc:
         if name in REGISTRY:
@@ -113,6 +142,7 @@ def register(
             doc=(func.__doc__ or "").strip(),
             params=tuple(params),
             state=state,
+            arrays=arrays,
         )
         return func
 

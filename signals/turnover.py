@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from signals.common import pct_rank, rolling_max, rolling_mean
+from signals.common import pct_rank, rolling_max, rolling_mean, where_present
 from signals.lazy import lazy
 from signals.registry import family, register
 from signals.series import ALL_A_AMOUNT
@@ -29,7 +29,7 @@ def _share(frame: pd.DataFrame) -> pd.Series:
 
 
 @register("turnover.csi2000_share", family=FAMILY, inputs=(CSI2000, ALL_A), window=lambda p: 1,
-          unit="fraction")
+          unit="fraction", arrays=True)
 def csi2000_share(frame: pd.DataFrame) -> pd.Series:
     """CSI 2000 amount / CSI All Share amount on the day (fraction of whole-market amount).
 
@@ -39,7 +39,7 @@ def csi2000_share(frame: pd.DataFrame) -> pd.Series:
 
 
 @register("turnover.csi2000_share_20d", family=FAMILY, inputs=(CSI2000, ALL_A),
-          window=lambda p: p["mean_days"], unit="fraction", params=("mean_days",))
+          window=lambda p: p["mean_days"], unit="fraction", params=("mean_days",), arrays=True)
 def csi2000_share_20d(frame: pd.DataFrame, mean_days: int) -> pd.Series:
     """Trailing ``mean_days`` (default 20) mean of the daily CSI 2000 share (fraction).
 
@@ -50,7 +50,7 @@ def csi2000_share_20d(frame: pd.DataFrame, mean_days: int) -> pd.Series:
 
 @register("turnover.csi2000_share_pctile_1y", family=FAMILY, inputs=(CSI2000, ALL_A),
           window=lambda p: p["mean_days"] + p["pctile_days"] - 1, unit="fraction [0,1]",
-          params=("mean_days", "pctile_days"))
+          params=("mean_days", "pctile_days"), arrays=True)
 def csi2000_share_pctile_1y(frame: pd.DataFrame, mean_days: int, pctile_days: int) -> pd.Series:
     """Percentile rank of the 20-day mean share within its trailing ``pctile_days`` (default 250).
 
@@ -61,7 +61,8 @@ def csi2000_share_pctile_1y(frame: pd.DataFrame, mean_days: int, pctile_days: in
 
 
 @register("turnover.csi2000_vs_csi300", family=FAMILY, inputs=(CSI2000, CSI300),
-          window=lambda p: p["mean_days"], unit="ratio", params=("mean_days",))
+          window=lambda p: p["mean_days"], unit="ratio", params=("mean_days",),
+          arrays=True)
 def csi2000_vs_csi300(frame: pd.DataFrame, mean_days: int) -> pd.Series:
     """Trailing ``mean_days`` mean of CSI 2000 amount / CSI 300 amount (ratio, 1 = equal).
 
@@ -72,7 +73,7 @@ def csi2000_vs_csi300(frame: pd.DataFrame, mean_days: int) -> pd.Series:
 
 @register("turnover.csi2000_share_drop_60d", family=FAMILY, inputs=(CSI2000, ALL_A),
           window=lambda p: p["mean_days"] + p["high_days"] - 1, unit="fraction",
-          params=("mean_days", "high_days"))
+          params=("mean_days", "high_days"), arrays=True)
 def csi2000_share_drop_60d(frame: pd.DataFrame, mean_days: int, high_days: int) -> pd.Series:
     """20-day mean share / its trailing ``high_days`` (default 60) high - 1 (fraction, <= 0).
 
@@ -80,4 +81,4 @@ def csi2000_share_drop_60d(frame: pd.DataFrame, mean_days: int, high_days: int) 
     Look-back: mean_days + high_days - 1.
     """
     share_20d = rolling_mean(_share(frame), mean_days)
-    return (share_20d / rolling_max(share_20d, high_days) - 1.0).where(share_20d.notna())
+    return where_present(share_20d / rolling_max(share_20d, high_days) - 1.0, share_20d)

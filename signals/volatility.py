@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from signals.common import annualised_vol, rolling_median
+from signals.common import annualised_vol, rolling_median, where_present
 from signals.lazy import lazy
 from signals.registry import family, register
 from signals.series import MICROCAP_CLOSE
@@ -36,7 +36,7 @@ def _register_index_vol(signal: str, series: str, label: str) -> None:
         "(annualised fraction, 0.25 = 25%). Look-back: vol_days + 1 closes."
     )
     register(signal, family=FAMILY, inputs=(series,), window=_vol_window, unit="fraction/year",
-             params=("vol_days", "periods_per_year"))(index_vol)
+             params=("vol_days", "periods_per_year"), arrays=True)(index_vol)
 
 
 _register_index_vol("microcap.vol_20d", MICROCAP, "Micro-cap index volatility")
@@ -45,7 +45,7 @@ for _code in ("csi300", "csi500", "csi1000", "csi2000"):
 
 
 @register("microcap.vol_ratio_csi300", family=FAMILY, inputs=(MICROCAP, CSI300),
-          window=_vol_window, unit="ratio", params=("vol_days", "periods_per_year"))
+          window=_vol_window, unit="ratio", params=("vol_days", "periods_per_year"), arrays=True)
 def vol_ratio_csi300(frame: pd.DataFrame, vol_days: int, periods_per_year: int) -> pd.Series:
     """Micro-cap 20-day volatility / CSI 300 20-day volatility (ratio). Look-back: vol_days + 1."""
     return annualised_vol(frame[MICROCAP], vol_days, periods_per_year) / annualised_vol(
@@ -55,11 +55,11 @@ def vol_ratio_csi300(frame: pd.DataFrame, vol_days: int, periods_per_year: int) 
 
 @register("microcap.vol_spike", family=FAMILY, inputs=(MICROCAP,),
           window=lambda p: p["vol_days"] + p["median_days"], unit="ratio",
-          params=("vol_days", "median_days", "periods_per_year"))
+          params=("vol_days", "median_days", "periods_per_year"), arrays=True)
 def vol_spike(frame: pd.DataFrame, vol_days: int, median_days: int, periods_per_year: int) -> pd.Series:
     """Micro-cap 20-day volatility / its trailing ``median_days`` (default 120) median (ratio).
 
     Spike when >= 1.5. Look-back: vol_days + median_days closes.
     """
     vol = annualised_vol(frame[MICROCAP], vol_days, periods_per_year)
-    return (vol / rolling_median(vol, median_days)).where(vol.notna())
+    return where_present(vol / rolling_median(vol, median_days), vol)
