@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import functools
 import json
 import math
 from collections.abc import Mapping
@@ -175,20 +176,32 @@ def _risk_fit(db: Database, calendar: TradingCalendar, as_of: dt.date, params: M
     return new
 
 
-def _regime_fit(db: Database, frame: pd.DataFrame, as_of: dt.date, params: Mapping[str, Any]):
+def _regime_fit(db: Database, frame: pd.DataFrame, as_of: dt.date, params: Mapping[str, Any],
+                fit_cache=None, excess_upto=None):
     """Return the regime model's fit for ``as_of``: the cached one, refitted (and cached) when the
-    month changed. A refit uses only data before ``as_of``."""
+    month changed. A refit uses only data before ``as_of``. ``fit_cache``: a
+    ``storage.fit_cache.FitCache`` consulted before estimating (``signals.regime.fit``);
+    ``excess_upto``: a callable returning the excess returns of ``frame`` (called only when a
+    refit is due; a replay passes a slice of the series computed once: returns are causal)."""
     from signals import regime
 
     cached = regime_fits.latest(db, as_of)
-    last = regime.RegimeFit.from_json(cached) if cached else None
+    last = _parsed_fit(cached) if cached else None
     if not regime.refit_due(last, as_of):
         return last
-    excess = regime.microcap_excess_returns(frame)
-    new = regime.current_fit(excess, as_of, last, params["min_obs"])
+    excess = excess_upto() if excess_upto is not None else regime.microcap_excess_returns(frame)
+    new = regime.current_fit(excess, as_of, last, params["min_obs"], cache=fit_cache)
     if new is not None:
         regime_fits.save(db, new.first_day, new.fit_through, new.to_json())
     return new
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed_fit(text: str):
+    """``RegimeFit.from_json(text)``, parsed once per distinct stored fit (a fit is immutable)."""
+    from signals import regime
+
+    return regime.RegimeFit.from_json(text)
 
 
 STATE_PROVIDERS = {"regime_fit": _regime_fit}
@@ -231,7 +244,7 @@ def compute_history(db: Database, calendar: TradingCalendar, start: dt.date, end
 
 def history(db: Database, calendar: TradingCalendar, start: dt.date, end: dt.date,
             params: Mapping[str, Mapping[str, Any]], names: list[str] | None = None,
-            ) -> tuple[pd.DataFrame, pd.DataFrame]:
+            fit_cache=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return (values, contexts) for every trading day in [start, end], point-in-time.
 
     - Signals whose inputs are available on their own date are computed in one vectorised pass:
@@ -243,7 +256,8 @@ def history(db: Database, calendar: TradingCalendar, start: dt.date, end: dt.dat
     - The regime probability follows the daily cycle's fitting schedule (``_regime_fit``): fits
       are made (and cached in ``regime_fits``) on the same days with the same data, and each day
       is filtered under the fit of its day (per run of days as above when an input is late or
-      revised).
+      revised). ``fit_cache`` (``storage.fit_cache.FitCache``, e.g. beside the history database
+      when ``db`` is a scratch copy) keeps the estimated fits across runs, keyed by their data.
     """
     wanted = {n for n in (names or list(signals.REGISTRY))}
     full_plan = _plan(observations.series_names(db), params)
@@ -266,10 +280,10 @@ def history(db: Database, calendar: TradingCalendar, start: dt.date, end: dt.dat
         late = sorted(lagged.intersection(inputs))
         if sig.state == "regime_fit":
             if not late:
-                values[sig.name] = _regime_history(db, sub, days, p)
+                values[sig.name] = _regime_history(db, sub, days, p, fit_cache)
             else:  # fits and filter read each run of days as known on its last day
                 values[sig.name] = pd.concat([
-                    _regime_history(db, _as_known(db, sub, late, all_days, run[-1]), run, p)
+                    _regime_history(db, _as_known(db, sub, late, all_days, run[-1]), run, p, fit_cache)
                     for run in _stretches(db, late, days)])
             continue
         if not late:
@@ -374,20 +388,24 @@ def _knowledge_states(db: Database, sig: signals.Signal, frame: pd.DataFrame, la
 
 
 def _regime_history(db: Database, frame: pd.DataFrame, days: list[dt.date],
-                    params: Mapping[str, Any]) -> pd.Series:
-    """``regime.stress_prob`` for ``days``, fitted on the daily cycle's schedule."""
+                    params: Mapping[str, Any], fit_cache=None) -> pd.Series:
+    """``regime.stress_prob`` for ``days``, fitted on the daily cycle's schedule (``_regime_fit``,
+    each day's fit from the data through that day), each run of days under its fit filtered from
+    the series start, all runs in one pass (``regime.filtered_stress_prob_runs``: equal to one
+    ``filtered_stress_prob`` per run, tested)."""
     from signals import regime
 
     excess = regime.microcap_excess_returns(frame)
     index = pd.DatetimeIndex(pd.to_datetime(days))
     out = pd.Series(np.nan, index=index, dtype=float)
-    for fit, group in _runs_of_fits(days, lambda day: _regime_fit(db, frame.loc[:pd.Timestamp(day)],
-                                                                  day, params)):
-        if fit is None:
-            continue
-        probs = regime.filtered_stress_prob(excess.loc[:pd.Timestamp(group[-1])], fit)
-        stamps = pd.DatetimeIndex(pd.to_datetime(group))
-        out[stamps] = probs.reindex(stamps).to_numpy()
+
+    def fit_of(day: dt.date):
+        return _regime_fit(db, frame, day, params, fit_cache,
+                           excess_upto=lambda: excess.loc[:pd.Timestamp(day)])
+
+    runs = [(fit, group) for fit, group in _runs_of_fits(days, fit_of) if fit is not None]
+    for (_, group), probs in zip(runs, regime.filtered_stress_prob_runs(excess, runs), strict=True):
+        out[pd.DatetimeIndex(pd.to_datetime(group))] = probs
     return out
 
 

@@ -32,11 +32,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
+import hashlib
 import json
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from signals import common
 from signals.common import simple_returns
@@ -182,7 +185,8 @@ def _model(y: np.ndarray) -> Any:
 
 
 def _dates(index: pd.Index) -> pd.DatetimeIndex:
-    return pd.DatetimeIndex(pd.to_datetime(index)).normalize()
+    dates = pd.DatetimeIndex(pd.to_datetime(index))
+    return dates if dates.tz is None and dates.is_normalized else dates.normalize()
 
 
 def _as_date(d: datetime.date) -> datetime.date:
@@ -245,6 +249,66 @@ def _warm_em(model: Any, warm_start: tuple[float, ...], var: float) -> Any | Non
     return _Fitted(params, llf)
 
 
+MODEL_VERSION = 1
+"""Version of :func:`fit`'s algorithm (start points, EM/BFGS settings, acceptance): part of every
+cache key (:func:`fit_key`); bump it when a change would give another fit on the same data."""
+
+
+class FitStore(Protocol):
+    """Where :func:`fit` may keep its results across runs (``storage.fit_cache.FitCache``)."""
+
+    def get(self, key: str) -> str | None: ...
+
+    def put(self, key: str, value: str) -> None: ...
+
+
+@functools.cache
+def _versions() -> dict[str, str]:
+    from importlib import metadata  # reads the installed packages' metadata, imports nothing
+
+    out = {}
+    for name in ("statsmodels", "scipy", "numpy"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "?"
+    return out
+
+
+def fit_key(y: np.ndarray, fit_through: datetime.date, valid_from: datetime.date, min_obs: int,
+            warm_start: tuple[float, ...] | None) -> str:
+    """Return the cache key (hex SHA-256) of a fit on percent returns ``y`` (the non-missing
+    returns used, in order) through ``fit_through``: it covers the returns' exact bytes, the dates,
+    ``min_obs``, the warm start's exact floats, the fitting settings, ``MODEL_VERSION`` and the
+    installed statsmodels/scipy/numpy versions, so any change of data or method is a miss."""
+    head = {
+        "model": MODEL_VERSION, "versions": _versions(), "scale": SCALE, "em_iter": EM_ITER,
+        "maxiter": MAXITER, "warm": [WARM_EM_MAXITER, WARM_EM_TOLERANCE], "min_obs": int(min_obs),
+        "min_variance_share": MIN_VARIANCE_SHARE, "fit_through": fit_through.isoformat(),
+        "valid_from": valid_from.isoformat(), "n": len(y),
+        "warm_start": None if warm_start is None else [float(v).hex() for v in warm_start],
+    }
+    h = hashlib.sha256(json.dumps(head, sort_keys=True).encode())
+    h.update(np.ascontiguousarray(y, dtype="<f8").tobytes())
+    return h.hexdigest()
+
+
+NO_FIT = "null"  # cached value of a fit that failed (no acceptable optimum): not retried either
+
+
+def _cached(cache: FitStore, key: str) -> tuple[bool, RegimeFit | None]:
+    """(found, fit) for ``key``; an entry that cannot be decoded counts as not found."""
+    text = cache.get(key)
+    if text is None:
+        return False, None
+    if text == NO_FIT:
+        return True, None
+    try:
+        return True, RegimeFit.from_json(text)
+    except (ValueError, KeyError, TypeError):
+        return False, None
+
+
 @dataclass(frozen=True)
 class _Fitted:
     params: np.ndarray
@@ -253,7 +317,8 @@ class _Fitted:
 
 def fit(excess_returns: pd.Series, through: datetime.date, min_obs: int = 250, *,
         valid_from: datetime.date | None = None,
-        warm_start: tuple[float, ...] | None = None) -> RegimeFit | None:
+        warm_start: tuple[float, ...] | None = None,
+        cache: FitStore | None = None) -> RegimeFit | None:
     """Fit the two-state model on the returns dated <= ``through`` (expanding window from the start).
 
     ``excess_returns``: daily excess returns (fraction) indexed by trading day; NaN are dropped.
@@ -268,8 +333,12 @@ def fit(excess_returns: pd.Series, through: datetime.date, min_obs: int = 250, *
     ``valid_from``: first day the fit is meant for; default the day after ``through``.
     ``warm_start``: the previous month's params; when given, EM from there to convergence is tried
     first (``_warm_em``) and, if acceptable, used alone (a monthly refit then takes ~0.03 s).
+    ``cache``: where a result (a fit or a failure) is looked up first and stored after, under
+    :func:`fit_key` of exactly these inputs; a cached result is the one this call would compute.
     """
     through = _as_date(through)
+    if excess_returns.count() < max(min_obs, 10) and not excess_returns.index.has_duplicates:
+        return None  # too few returns even before the cut (the replay's first year: cheap)
     s = _clean(excess_returns)
     s = s[s.index <= pd.Timestamp(through)].dropna()
     if len(s) < max(min_obs, 10):
@@ -278,6 +347,21 @@ def fit(excess_returns: pd.Series, through: datetime.date, min_obs: int = 250, *
     var = float(np.var(y))
     if not var > 0:
         return None
+    valid_from = _as_date(valid_from) if valid_from else through + datetime.timedelta(days=1)
+    key = fit_key(y, s.index[-1].date(), valid_from, min_obs, warm_start) if cache is not None else None
+    if cache is not None and key is not None:
+        found, hit = _cached(cache, key)
+        if found:
+            return hit
+    result = _fit(y, var, s.index[-1].date(), valid_from, warm_start)
+    if cache is not None and key is not None:
+        cache.put(key, result.to_json() if result is not None else NO_FIT)
+    return result
+
+
+def _fit(y: np.ndarray, var: float, fit_through: datetime.date, valid_from: datetime.date,
+         warm_start: tuple[float, ...] | None) -> RegimeFit | None:
+    """The estimation itself (see :func:`fit`) on percent returns ``y`` of variance ``var``."""
     model = _model(y)
     best = _warm_em(model, warm_start, var) if warm_start is not None else None
     candidates = [] if best is not None else _start_candidates(model, y)
@@ -294,15 +378,27 @@ def fit(excess_returns: pd.Series, through: datetime.date, min_obs: int = 250, *
     if best is None:
         return None
     return RegimeFit(
-        fit_through=s.index[-1].date(),
+        fit_through=fit_through,
         params=order_by_variance(best.params),
-        n_obs=len(s),
+        n_obs=len(y),
         loglike=float(best.llf),
-        valid_from=_as_date(valid_from) if valid_from else through + datetime.timedelta(days=1),
+        valid_from=valid_from,
     )
 
 
 # --- filtering -------------------------------------------------------------------------------------
+
+
+def _log_densities(y: np.ndarray, params: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian log densities of percent returns ``y`` in state 0 and state 1 under ``params``,
+    each rescaled by the larger of the two (so one of them is 1 on every day): (e0, e1), arrays
+    shaped like ``y``. Shared by the single and the batched filter so that both compute every
+    element with the same operations (the batched values equal the single ones exactly)."""
+    p00, p10, c0, c1, s0, s1 = (float(v) for v in params)
+    l0 = -0.5 * (np.log(2 * np.pi * s0) + (y - c0) ** 2 / s0)
+    l1 = -0.5 * (np.log(2 * np.pi * s1) + (y - c1) ** 2 / s1)
+    m = np.maximum(l0, l1)
+    return np.exp(l0 - m), np.exp(l1 - m)
 
 
 def _filtered_high_prob(y: np.ndarray, params: tuple[float, ...]) -> np.ndarray:
@@ -312,23 +408,65 @@ def _filtered_high_prob(y: np.ndarray, params: tuple[float, ...]) -> np.ndarray:
     probabilities, Gaussian densities per state), written out in numpy so that the daily cycle
     does not import statsmodels (about two seconds) just to filter; tests check the two agree.
     """
-    p00, p10, c0, c1, s0, s1 = (float(v) for v in params)
+    p00, p10 = float(params[0]), float(params[1])
     n = len(y)
     out = np.empty(n)
     if n == 0:
         return out
-    # log densities of each observation in each state
-    l0 = -0.5 * (np.log(2 * np.pi * s0) + (y - c0) ** 2 / s0)
-    l1 = -0.5 * (np.log(2 * np.pi * s1) + (y - c1) ** 2 / s1)
+    e0, e1 = (e.tolist() for e in _log_densities(y, params))
+    q0, q1 = 1.0 - p00, 1.0 - p10
     prob1 = (1.0 - p00) / (1.0 - p00 + p10)  # steady state P(state 1)
     for t in range(n):
-        m = max(l0[t], l1[t])
-        a0 = (1.0 - prob1) * math.exp(l0[t] - m)
-        a1 = prob1 * math.exp(l1[t] - m)
+        a0 = (1.0 - prob1) * e0[t]
+        a1 = prob1 * e1[t]
         filtered = a1 / (a0 + a1)
         out[t] = filtered
-        prob1 = (1.0 - filtered) * (1.0 - p00) + filtered * (1.0 - p10)  # predicted for t + 1
+        prob1 = (1.0 - filtered) * q0 + filtered * q1  # predicted for t + 1
     return np.clip(out, 0.0, 1.0)
+
+
+BATCH_DAYS = 256  # days per block of the batched filter (bounds its memory: fits x days x 8 B x 4)
+
+
+def _filtered_high_prob_many(y: np.ndarray, params: Sequence[tuple[float, ...]],
+                             ends: Sequence[int]) -> list[np.ndarray]:
+    """``[_filtered_high_prob(y[:end], p) for p, end in zip(params, ends)]`` in one pass over ``y``.
+
+    Every fit's recursion advances together, one numpy step per day over the vector of fits, so
+    the Python work is linear in the days whatever the number of fits (a monthly replay filters
+    one fit per month, each from the series start). Every element is computed with the same
+    floating-point operations in the same order as the single filter (``_log_densities``, then
+    the same products and quotients), so the results are equal to it (tested)."""
+    k = len(params)
+    ends = [int(e) for e in ends]
+    if k == 0:
+        return []
+    order = sorted(range(k), key=lambda i: -ends[i])  # longest first: the active fits are a prefix
+    n = max(ends)
+    sorted_ends = np.array([ends[i] for i in order])
+    p00 = np.array([float(params[i][0]) for i in order])
+    p10 = np.array([float(params[i][1]) for i in order])
+    q0, q1 = 1.0 - p00, 1.0 - p10
+    prob1 = (1.0 - p00) / (1.0 - p00 + p10)
+    out = np.empty((n, k))
+    for b in range(0, n, BATCH_DAYS):
+        a = int(np.count_nonzero(sorted_ends > b))  # fits that still need day b
+        yb = y[b:min(b + BATCH_DAYS, n)]
+        dens = [_log_densities(yb, params[i]) for i in order[:a]]
+        e0 = np.array([d[0] for d in dens]).T.copy()  # days x fits
+        e1 = np.array([d[1] for d in dens]).T.copy()
+        pr, r0, r1 = prob1[:a], q0[:a], q1[:a]
+        for i in range(len(yb)):
+            a0 = (1.0 - pr) * e0[i]
+            a1 = pr * e1[i]
+            filtered = a1 / (a0 + a1)
+            out[b + i, :a] = filtered
+            pr = (1.0 - filtered) * r0 + filtered * r1
+        prob1[:a] = pr
+    result: list[np.ndarray] = [np.empty(0)] * k
+    for j, i in enumerate(order):
+        result[i] = np.clip(out[:ends[i], j], 0.0, 1.0)
+    return result
 
 
 def _filtered_high_prob_statsmodels(y: np.ndarray, params: tuple[float, ...]) -> np.ndarray:
@@ -357,6 +495,33 @@ def filtered_stress_prob(excess_returns: pd.Series, fit: RegimeFit) -> pd.Series
     return pd.Series(out.to_numpy(), index=excess_returns.index, name=SIGNAL)
 
 
+def filtered_stress_prob_runs(excess_returns: pd.Series,
+                              runs: Sequence[tuple[RegimeFit, Sequence[Any]]]) -> list[np.ndarray]:
+    """Return, for each ``(fit, days)`` run, the filtered probability of the high-variance state on
+    ``days`` under ``fit``, the filter starting at the series start: for every run equal to
+    ``filtered_stress_prob(excess_returns[<= days[-1]], fit)`` read on ``days`` (NaN on a day with a
+    missing return or absent from the series), an array in the order of ``days``, values in [0, 1].
+
+    All runs are filtered in one pass over the series (:func:`_filtered_high_prob_many`), so a
+    replay of M months over N days costs N steps, not M x N (the monthly fits each filter from
+    the first return)."""
+    s = _clean(excess_returns)
+    present = s.dropna()
+    y = present.to_numpy() * SCALE
+    every = _dates(pd.Index([d for _, days in runs for d in days]))  # one conversion for all runs
+    cuts = np.cumsum([0] + [len(days) for _, days in runs])
+    stamps = [every[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    ends = [int(present.index.searchsorted(st.max(), side="right")) if len(st) else 0 for st in stamps]
+    probs = _filtered_high_prob_many(y, [f.params for f, _ in runs], ends)
+    out = []
+    for st, p, end in zip(stamps, probs, ends, strict=True):
+        pos = present.index[:end].get_indexer(st)
+        vals = np.full(len(st), np.nan)
+        vals[pos >= 0] = p[pos[pos >= 0]]
+        out.append(vals)
+    return out
+
+
 # --- schedule --------------------------------------------------------------------------------------
 
 
@@ -375,19 +540,20 @@ def refit_due(last_fit: RegimeFit | None, as_of: datetime.date) -> bool:
 
 
 def current_fit(excess_returns: pd.Series, as_of: datetime.date, last_fit: RegimeFit | None,
-                min_obs: int = 250) -> RegimeFit | None:
+                min_obs: int = 250, cache: FitStore | None = None) -> RegimeFit | None:
     """Return the fit to use on ``as_of``: ``last_fit`` unless :func:`refit_due`, else a new fit.
 
     A new fit uses the data through the day before ``as_of`` (as :func:`stress_prob_history` does) and
     is valid from ``as_of``. If it fails (see :func:`fit`), ``last_fit`` is kept for the rest of the
     month (returned with ``valid_from=as_of`` so that it is not retried daily); ``None`` when there is
-    no fit at all yet. Store the result; the service calls this once per cycle.
+    no fit at all yet. Store the result; the service calls this once per cycle. ``cache``: see
+    :func:`fit`.
     """
     as_of = _as_date(as_of)
     if not refit_due(last_fit, as_of):
         return last_fit
     new = fit(excess_returns, as_of - datetime.timedelta(days=1), min_obs, valid_from=as_of,
-              warm_start=last_fit.params if last_fit is not None else None)
+              warm_start=last_fit.params if last_fit is not None else None, cache=cache)
     if new is None and last_fit is not None:
         return dataclasses.replace(last_fit, valid_from=as_of)
     return new
@@ -400,7 +566,8 @@ def stress_prob_history(excess_returns: pd.Series, start: datetime.date, end: da
     Expanding window: on each month's first trading day (first date of the series in that month) the
     model is refitted on all returns through the previous day; that fit is used for the whole month.
     Each day's value is the filtered probability over the returns from the series start to that day,
-    under the fit available that day, so appending later data never changes it (no look-ahead). A
+    under the fit available that day (all months filtered in one pass: :func:`filtered_stress_prob_runs`),
+    so appending later data never changes it (no look-ahead). A
     failed refit keeps the previous month's fit; days with no fit yet (fewer than ``min_obs`` returns
     before their month) or a missing return are NaN. Result: the input's labels for those days.
     """
@@ -428,14 +595,13 @@ def stress_prob_history(excess_returns: pd.Series, start: datetime.date, end: da
                 fits[m] = f
             return fits[m]
 
+        runs = []  # (the month's fit, its days): filtered in one pass below
         for m in pd.unique(in_range.to_period("M")):
             f = month_fit(m)
-            if f is None:
-                continue
-            last_day = in_range[in_range.to_period("M") == m][-1]
-            probs = filtered_stress_prob(s[s.index <= last_day], f)
-            days = in_range[in_range.to_period("M") == m]
-            out[days] = probs[days].to_numpy()
+            if f is not None:
+                runs.append((f, in_range[in_range.to_period("M") == m]))
+        for (_, days), probs in zip(runs, filtered_stress_prob_runs(s, runs), strict=True):
+            out[days] = probs
     labels = excess_returns.index[_dates(excess_returns.index).isin(in_range)]
     result = pd.Series(out.reindex(_dates(labels)).to_numpy(), index=labels, name=SIGNAL)
     return result

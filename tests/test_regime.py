@@ -6,6 +6,7 @@ fits that several tests share are module-scoped fixtures.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -359,3 +360,85 @@ def test_numpy_filter_equals_statsmodels(p00, p10, c0, c1, s0, s1, n, seed):
     params = (p00, p10, c0, c1, s0, s1)
     np.testing.assert_allclose(_filtered_high_prob(y, params),
                                _filtered_high_prob_statsmodels(y, params), rtol=1e-9, atol=1e-12)
+
+
+# --- batched filter (issue 15): every month's fit filtered in one pass, equal to one pass per month --
+
+
+def _filtered_before15(y: np.ndarray, params) -> np.ndarray:
+    """The single filter as it was before issue 15 (math.exp inside the loop), verbatim."""
+    p00, p10, c0, c1, s0, s1 = (float(v) for v in params)
+    out = np.empty(len(y))
+    l0 = -0.5 * (np.log(2 * np.pi * s0) + (y - c0) ** 2 / s0)
+    l1 = -0.5 * (np.log(2 * np.pi * s1) + (y - c1) ** 2 / s1)
+    prob1 = (1.0 - p00) / (1.0 - p00 + p10)
+    for t in range(len(y)):
+        m = max(l0[t], l1[t])
+        a0 = (1.0 - prob1) * math.exp(l0[t] - m)
+        a1 = prob1 * math.exp(l1[t] - m)
+        filtered = a1 / (a0 + a1)
+        out[t] = filtered
+        prob1 = (1.0 - filtered) * (1.0 - p00) + filtered * (1.0 - p10)
+    return np.clip(out, 0.0, 1.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_batched_filter_equals_one_filter_per_fit(seed: int) -> None:
+    from signals.regime import BATCH_DAYS, _filtered_high_prob, _filtered_high_prob_many
+
+    rng = np.random.default_rng(seed)
+    n = 2 * BATCH_DAYS + 37  # several blocks, the last one partial
+    y = rng.normal(0, 1.5, n)
+    y[rng.random(n) < 0.05] *= 8
+    params = [(rng.uniform(0.5, 0.995), rng.uniform(0.005, 0.5), rng.uniform(-1, 1), rng.uniform(-1, 1),
+               rng.uniform(0.05, 2), rng.uniform(2.1, 20)) for _ in range(25)]
+    ends = [int(e) for e in rng.integers(0, n + 1, 25)] + [n, 0, BATCH_DAYS, BATCH_DAYS + 1]
+    params += params[:4]
+    batched = _filtered_high_prob_many(y, params, ends)
+    assert len(batched) == len(params)
+    worst = 0.0
+    for got, p, end in zip(batched, params, ends, strict=True):
+        one = _filtered_high_prob(y[:end], p)
+        assert got.shape == (end,)
+        np.testing.assert_array_equal(got, one)  # the same operations: exactly equal
+        if end:
+            worst = max(worst, float(np.max(np.abs(one - _filtered_before15(y[:end], p)))))
+    assert worst <= 1e-12  # and equal to the filter before issue 15 (0.0 where numpy's exp is libm's)
+    assert _filtered_high_prob_many(y, [], []) == []
+
+
+def test_filter_runs_equal_one_filter_per_run(series: pd.Series, fitted: RegimeFit) -> None:
+    x = series.copy()
+    x.iloc[[0, 5, 6, 200, 320]] = np.nan  # gaps: dropped by the filter, NaN in the output
+    other = dataclasses.replace(fitted, params=swap_states(fitted.params))  # another fit
+    months = pd.Series(x.index, index=x.index).groupby(x.index.to_period("M"))
+    runs = [(fitted if i % 2 else other, list(days)) for i, (_, days) in enumerate(months)]
+    runs.append((fitted, [pd.Timestamp("2030-01-01")]))  # a day absent from the series: NaN
+    got = regime.filtered_stress_prob_runs(x, runs)
+    for (f, days), values in zip(runs, got, strict=True):
+        want = filtered_stress_prob(x.loc[:days[-1]], f).reindex(pd.DatetimeIndex(days)).to_numpy()
+        np.testing.assert_array_equal(values, want)
+    assert np.isnan(got[-1]).all() and np.isnan(got[0][0])
+
+
+def _history_per_month(x: pd.Series, start, end, min_obs: int) -> pd.Series:
+    """stress_prob_history as before issue 15: each month filtered from the series start alone."""
+    s = x[x.index <= pd.Timestamp(end)]
+    in_range = s.index[s.index >= pd.Timestamp(start)]
+    out = pd.Series(np.nan, index=in_range)
+    previous = None
+    for m in pd.unique(s.index.to_period("M")):
+        first = s.index[s.index.to_period("M") == m][0]
+        f = fit(s, first.date() - dt.timedelta(days=1), min_obs, valid_from=first.date(),
+                warm_start=previous.params if previous else None)
+        previous = f or previous
+        days = in_range[in_range.to_period("M") == m]
+        if previous is not None and len(days):
+            out[days] = filtered_stress_prob(s.loc[:days[-1]], previous)[days].to_numpy()
+    return out
+
+
+def test_history_equals_the_per_month_computation(short: pd.Series, short_history: pd.Series) -> None:
+    want = _history_per_month(short, short.index[0].date(), short.index[-1].date(), 120)
+    assert short_history.notna().sum() > 40
+    np.testing.assert_array_equal(short_history.to_numpy(), want.to_numpy())

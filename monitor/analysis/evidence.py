@@ -2,7 +2,8 @@
 
 Signal values are computed point-in-time by ``monitor.compute.history`` (equal to the daily
 cycle's values) on a scratch copy of the database, so that nothing - not even the regime model's
-fit cache - is written to the history the daemon uses.
+fits - is written to the history the daemon uses; the regime fits are kept across runs in their own
+file beside it (``storage.fit_cache``: ``<db>.fits.sqlite``, keyed by the data fitted on).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from monitor.config import Config
 from monitor.cycle import CycleError
 from signals.episodes import DrawdownEpisode, drawdown_episodes
 from signals.series import MICROCAP_CLOSE
-from storage import observations
+from storage import fit_cache, observations
 
 MICROCAP = MICROCAP_CLOSE
 @dataclass
@@ -60,7 +61,13 @@ def gather(source: Database, config: Config, start: dt.date | None, end: dt.date
     with tempfile.TemporaryDirectory() as tmp:
         db = scratch_copy(source, scratch or Path(tmp) / "evidence.db", end)
         days = calendar.days(start, end)
-        values, contexts = history(db, calendar, days[0], days[-1], config.signal_params())
+        cache = fit_cache.for_database(source)  # the regime fits of earlier runs, keyed by their data
+        try:
+            values, contexts = history(db, calendar, days[0], days[-1], config.signal_params(),
+                                       fit_cache=cache)
+        finally:
+            if cache is not None:
+                cache.close()
         close = observations.load_frame(db, [MICROCAP], calendar.days(first, end), end)[MICROCAP]
         db.close()
     episodes = drawdown_episodes(close, config.episodes.drawdown_min_depth)

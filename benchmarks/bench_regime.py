@@ -1,0 +1,229 @@
+"""Benchmark: the regime model's share of a replay or backtest, against the span and the fit cache.
+
+Run:  .venv/bin/python benchmarks/run.py --only regime   (or this file directly)
+
+What is timed: ``monitor.compute.history`` of ``regime.stress_prob`` alone on a scratch copy of a
+synthetic history (micro-cap and CSI All Share closes, a two-regime excess return, ending
+2024-12-31), exactly what `replay` and `backtest` compute for that signal: the daily cycle's
+monthly refits on an expanding window (a cold fit, then warm EM month after month) and each day
+filtered under its month's fit. statsmodels is imported before the clock starts (the same fixed
+cost for every span). Each figure is one child process per run (nothing shared between runs),
+median of N runs, the configurations in turn, round after round.
+
+Baseline: the code before issue 15 (commit fc32b43, ``BEFORE15``), checked out with
+`git worktree add` into a temporary folder and run in the same benchmark with the same venv
+(``PYTHONPATH`` pointing at it). Its monthly filter restarted from the first day for every month
+(months x days), and every backtest refitted every month cold because it works on a scratch copy.
+
+Group "regime model vs span" (issue 15 goal 3): 10 and 20 years, ratio = the 20-year figure / the
+10-year figure of the same code, at most 2.2 (linear in the span, with the fixed costs of a cold
+first fit). Group "backtest's regime part, cold vs cached" (goal 1): 11 years (2014-2024), ratio =
+BEFORE15's figure / this (a speed-up); cached = the fits of an earlier run read from the cache file
+beside the history database (``storage.fit_cache``), as every backtest after the first does.
+The values of every configuration are checked equal to BEFORE15's (a hash of the value array).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from common import Group, Row, print_report  # noqa: E402
+
+BASELINE_COMMIT = "fc32b43"
+RUNS = 3
+MAX_SPAN_RATIO = 2.2
+MIN_CACHED_SPEEDUP = 3.0
+MAX_CACHED_S = 5.0
+SIGNAL = "regime.stress_prob"
+
+
+def _load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} CPUs"
+
+
+# --- the child: one timing in one tree ---------------------------------------------------------------
+
+
+def child(tree: str, years: int, mode: str, work: str) -> None:
+    """Print JSON {seconds, hash, fits}: the regime history over ``years`` in the tree on
+    PYTHONPATH (``mode``: "cold", or "cached" with the cache file in ``work``)."""
+    import datetime as dt
+
+    import numpy as np
+    from statsmodels.tsa.regime_switching import markov_regression  # noqa: F401  (before the clock)
+
+    import monitor
+    from monitor.analysis.replay import scratch_copy
+    from monitor.calendar import TradingCalendar
+    from monitor.compute import history
+    from monitor.config import load_config
+    from storage import observations
+    from storage.db import open_db
+
+    if not monitor.__file__.startswith(tree):
+        raise RuntimeError(f"imported {monitor.__file__}, not the tree at {tree}")
+    end = dt.date(2024, 12, 31)
+    start = dt.date(end.year - years + 1, 1, 1)
+    cal = TradingCalendar()
+    tag = hashlib.sha1(tree.encode()).hexdigest()[:8]
+    src_path = Path(work) / f"src-{tag}-{years}y.db"
+    if not src_path.exists():  # deterministic: the same data in both trees
+        days = cal.days(start, end)
+        rng = np.random.default_rng(15)
+        n = len(days)
+        state = np.zeros(n, int)
+        s = 0
+        for i in range(n):
+            if rng.random() < (0.01 if s == 0 else 0.05):
+                s = 1 - s
+            state[i] = s
+        base = rng.normal(0.0003, 0.012, n)
+        excess = np.where(state == 1, rng.normal(-0.002, 0.025, n), rng.normal(0.0005, 0.006, n))
+        rows = []
+        for name, r in (("index.all_a.close", base), ("index.microcap.close", base + excess)):
+            closes = 5000 * np.exp(np.cumsum(r))
+            rows += [(name, d.isoformat(), float(v), d.isoformat(), "bench")
+                     for d, v in zip(days, closes, strict=True)]
+        db = open_db(src_path)
+        with db.atomic():
+            observations.upsert(db, rows)
+        db.close()
+    params = load_config(Path(tree) / "config" / "monitor.toml").signal_params()
+    src = open_db(src_path)
+    db = scratch_copy(src, Path(work) / f"scratch-{tag}.db", end)
+    src.close()
+    days = cal.days(start, end)
+    kwargs = {}
+    cache = None
+    if mode == "cached":
+        from storage.fit_cache import FitCache
+
+        cache = FitCache(Path(work) / f"regime-{years}y.fits.sqlite")
+        kwargs["fit_cache"] = cache
+    t0 = time.perf_counter()
+    values = history(db, cal, days[0], days[-1], params, names=[SIGNAL], **kwargs)[0][SIGNAL]
+    seconds = time.perf_counter() - t0
+    fits = db.execute("SELECT count(*) FROM regime_fits").fetchone()[0]
+    db.close()
+    arr = np.ascontiguousarray(values.to_numpy(), dtype="<f8")
+    print(json.dumps({"seconds": seconds, "hash": hashlib.sha256(arr.tobytes()).hexdigest(),
+                      "fits": fits, "hits": cache.hits if cache else 0, "n": int(values.count())}))
+
+
+# --- the parent --------------------------------------------------------------------------------------
+
+
+class Tree:
+    def __init__(self, name: str, path: Path, work: Path) -> None:
+        self.name, self.path, self.work = name, path, work
+        self.env = {**os.environ, "PYTHONPATH": str(path)}
+
+    def run(self, years: int, mode: str) -> dict:
+        out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", str(self.path),
+                              str(years), mode, str(self.work)], env=self.env, cwd=self.work,
+                             check=True, capture_output=True, text=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _worktree(dest: Path) -> None:
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(dest), BASELINE_COMMIT],
+                   check=True, capture_output=True)
+
+
+def _drop_worktree(dest: Path) -> None:
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(dest)], capture_output=True)
+
+
+def main(runs: int = RUNS) -> list[Group]:
+    """Time the regime history here and at BEFORE15: 10 and 20 years cold, 11 years cold and cached."""
+    load_start = _load()
+    results: dict[tuple[str, int, str], list[dict]] = {}
+    configs = [("now", 10, "cold"), ("before", 10, "cold"), ("now", 20, "cold"), ("before", 20, "cold"),
+               ("now", 11, "cold"), ("before", 11, "cold"), ("now", 11, "cached"), ("now", 20, "cached"),
+               ("now", 10, "cached")]
+    with tempfile.TemporaryDirectory(prefix="bench-regime-") as tmp:
+        work = Path(tmp)
+        base_path = work / "baseline"
+        _worktree(base_path)
+        try:
+            trees = {"now": Tree("now", ROOT, work), "before": Tree("before", base_path, work)}
+            for years in (10, 11, 20):  # fill the caches (and build the databases): untimed
+                trees["now"].run(years, "cached")
+            for _ in range(runs):
+                for tree, years, mode in configs:
+                    results.setdefault((tree, years, mode), []).append(trees[tree].run(years, mode))
+        finally:
+            _drop_worktree(base_path)
+            shutil.rmtree(base_path, ignore_errors=True)
+    load_end = _load()
+    med = {k: statistics.median(r["seconds"] for r in v) for k, v in results.items()}
+    hashes = {k: {r["hash"] for r in v} for k, v in results.items()}
+    equal = all(len(h) == 1 and h == hashes[("before", k[1], "cold")] for k, h in hashes.items())
+    hits = {k: v[-1]["hits"] for k, v in results.items()}
+    fits = {k: v[-1]["fits"] for k, v in results.items()}
+    n = {y: results[("now", y, "cold")][-1]["n"] for y in (10, 11, 20)}
+    span_now = med[("now", 20, "cold")] / med[("now", 10, "cold")]
+    span_before = med[("before", 20, "cold")] / med[("before", 10, "cold")]
+    span_cached = med[("now", 20, "cached")] / med[("now", 10, "cached")]
+    span = Group(
+        "regime model vs span: regime.stress_prob history on a scratch copy (synthetic; replay path)",
+        [f"baseline: the same code's 10-year figure: now {med[('now', 10, 'cold')]:.3g} s cold, "
+         f"{med[('now', 10, 'cached')]:.3g} s cached; BEFORE15 ({BASELINE_COMMIT}, worktree, same run) "
+         f"{med[('before', 10, 'cold')]:.3g} s cold",
+         "ratio: this / the 10-year figure of the same code (at most 2.2: linear in the span)"],
+        [Row(f"now, 10y ({n[10]:,} days), cold fits, median of {runs}", med[("now", 10, "cold")], "s",
+             below=60.0, ratio=1.0),
+         Row(f"now, 20y ({n[20]:,} days), cold fits, median of {runs}", med[("now", 20, "cold")], "s",
+             below=120.0, ratio=span_now, ratio_max=MAX_SPAN_RATIO),
+         Row(f"now, 20y, fits from the cache, median of {runs}", med[("now", 20, "cached")], "s",
+             below=MAX_CACHED_S * 2, ratio=span_cached, ratio_max=MAX_SPAN_RATIO)],
+        [f"BEFORE15 in the same run: 10y {med[('before', 10, 'cold')]:.3g} s, 20y "
+         f"{med[('before', 20, 'cold')]:.3g} s: 20y / 10y = {span_before:.2f}x (each month filtered "
+         f"from the series start); now 20y / 10y = {span_now:.2f}x cold, {span_cached:.2f}x cached",
+         f"values equal to BEFORE15's (hash of the value arrays, every run): {'yes' if equal else 'NO'}",
+         f"monthly fits: 10y {fits[('now', 10, 'cold')]}, 20y {fits[('now', 20, 'cold')]}; the fits "
+         "themselves are estimated on an expanding window (EM over all days so far, a few steps a "
+         "month): their cost per month grows with the window, the filter's no longer does",
+         f"load average at the start: {load_start}; at the end: {load_end}"])
+    before11, cold11, cached11 = (med[("before", 11, "cold")], med[("now", 11, "cold")],
+                                  med[("now", 11, "cached")])
+    cache = Group(
+        "backtest's regime part, cold vs cached fits: 11 years 2014-2024 (synthetic), scratch copy",
+        [f"baseline: BEFORE15 ({BASELINE_COMMIT}, worktree, same run), which refitted every month "
+         f"cold on every backtest: {before11:.3g} s, median of {runs}",
+         "ratio: baseline / this (a speed-up)"],
+        [Row(f"now, cold (first run: fits estimated, cache filled), median of {runs}", cold11, "s",
+             below=60.0, ratio=before11 / cold11, ratio_min=1.0),
+         Row(f"now, cached (every later run: {hits[('now', 11, 'cached')]} fits read), median of {runs}",
+             cached11, "s", below=MAX_CACHED_S, ratio=before11 / cached11, ratio_min=MIN_CACHED_SPEEDUP)],
+        [f"values equal to BEFORE15's: {'yes' if equal else 'NO'}; a changed data point misses the "
+         "cache from the first fit that reads it (tests/test_fit_cache.py)",
+         "statsmodels is imported before the clock in every child (2-6 s on this machine): a cached "
+         "backtest does not import it at all, so the saving a user sees is larger than shown",
+         f"load average at the start: {load_start}; at the end: {load_end}"])
+    if not equal:
+        raise RuntimeError(f"regime values differ from BEFORE15: {hashes}")
+    return [span, cache]
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5])
+        sys.exit(0)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=RUNS)
+    sys.exit(0 if print_report(main(ap.parse_args().repeat)) else 1)
