@@ -247,12 +247,17 @@ def drawdown_prob(frame: pd.DataFrame, features: list[str],
     contrib = log_odds(frame, fit)
     z = fit.coef[0] + contrib.sum(axis=1, skipna=False)
     prob = 1.0 / (1.0 + np.exp(-z))
-    context = pd.Series([_context(fit, frame.iloc[i], contrib.iloc[i]) if math.isfinite(p) else None
+    names = list(fit.features)
+    values, parts = frame[names].to_numpy(dtype=float), contrib.to_numpy()  # rows as plain floats
+    context = pd.Series([_context(fit, dict(zip(names, values[i], strict=True)),
+                                  dict(zip(names, parts[i], strict=True)))
+                         if math.isfinite(p) else None
                          for i, p in enumerate(prob.to_numpy())], index=frame.index, dtype=object)
     return prob.astype(float), context
 
 
-def _context(fit: RiskFit, values: pd.Series, contrib: pd.Series) -> str:
+def _context(fit: RiskFit, values: Mapping[str, float], contrib: Mapping[str, float]) -> str:
+    """The context text of one day: ``values`` and ``contrib`` (log-odds) by feature name."""
     rows = [(name, _sig(values[name]), _sig((values[name] - m) / s), _sig(contrib[name]))
             for name, m, s in zip(fit.features, fit.mean, fit.std, strict=True)]
     rows.sort(key=lambda r: -r[3])  # the largest log-odds contribution first
