@@ -96,9 +96,10 @@ class Tree:
                          "--db", str(self.db), "signals")
 
 
-def _worktree(dest: Path) -> None:
+def _worktree(dest: Path, commit: str = BASELINE_COMMIT) -> None:
+    """Check ``commit`` out into a new git worktree at ``dest`` (bench_tuning.py uses it too)."""
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(dest),
-                    BASELINE_COMMIT], check=True, capture_output=True)
+                    commit], check=True, capture_output=True)
 
 
 def _drop_worktree(dest: Path) -> None:

@@ -2,7 +2,9 @@
 
 Signals are computed for the whole period in one pass (``monitor.compute.history``, equal to the
 day-by-day ``compute_day``), then every trading day runs the daemon's own ``run_cycle`` with
-those values: rules, lifecycle, events, episodes and the outbox are the very same code.
+those values: rules, lifecycle, events, episodes and the outbox are the very same code. The
+regime model's fits come from the fit cache beside the source database when an earlier run made
+them on the same data (``storage.fit_cache``), and new ones are kept there.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from monitor.compute import SignalValue, history
 from monitor.config import Config
 from monitor.cycle import CycleError, run_constants, run_cycle
 from monitor.sources.base import Fetched
-from storage import alerts
+from storage import alerts, fit_cache
 from storage.db import copy_known, fast_unsafe_writes, open_db
 
 
@@ -78,7 +80,13 @@ def replay(source: Database, config: Config, start: dt.date, end: dt.date, scrat
     if not days:
         raise CycleError(f"no XSHG trading day between {start} and {end}")
     db = scratch_copy(source, scratch, end)
-    values, contexts = history(db, calendar, days[0], days[-1], config.signal_params())
+    cache = fit_cache.for_database(source)  # the regime fits of earlier runs, keyed by their data
+    try:
+        values, contexts = history(db, calendar, days[0], days[-1], config.signal_params(),
+                                   fit_cache=cache)
+    finally:
+        if cache is not None:
+            cache.close()
     columns = [_day_values(values[name].to_numpy(),
                            contexts[name].to_numpy() if name in contexts.columns else None)
                for name in values.columns]
