@@ -118,6 +118,9 @@ def first_date(db: Database, series: Sequence[str]) -> dt.date | None:
     return dt.date.fromisoformat(row[0]) if row and row[0] else None
 
 
+_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
+
+
 def load_frame(db: Database, series: Sequence[str], days: Sequence[dt.date], as_of: dt.date,
                starts: Mapping[str, dt.date] | None = None) -> pd.DataFrame:
     """Return a wide float frame (index = ``days`` as Timestamps, columns = ``series``).
@@ -130,7 +133,10 @@ def load_frame(db: Database, series: Sequence[str], days: Sequence[dt.date], as_
     index = pd.DatetimeIndex(pd.to_datetime(list(days)), name="date")
     values = np.full((len(days), len(series)), np.nan)
     if len(series) and len(days):
-        iso = np.array([d.isoformat() for d in days])
+        # the days as datetime64 from their ordinals (no ISO string per day), rows' ISO dates
+        # parsed by numpy: positions by a numeric search
+        day64 = (np.fromiter((d.toordinal() for d in days), dtype=np.int64, count=len(days))
+                 - _EPOCH_ORDINAL).astype("datetime64[D]")
         sql = ("SELECT date, value FROM observations WHERE series = ?1 AND date >= ?2 "
                "AND date <= ?3 AND available_at <= ?4")
         if has_revisions(db):  # earlier values, when the current one was not known yet
@@ -144,9 +150,9 @@ def load_frame(db: Database, series: Sequence[str], days: Sequence[dt.date], as_
             if not rows:
                 continue
             dates, vals = zip(*rows, strict=True)
-            row_days = np.array(dates)
-            pos = np.searchsorted(iso, row_days)
-            ok = (pos < len(iso)) & (iso[np.minimum(pos, len(iso) - 1)] == row_days)
+            row_days = np.array(dates, dtype="datetime64[D]")
+            pos = np.searchsorted(day64, row_days)
+            ok = (pos < len(day64)) & (day64[np.minimum(pos, len(day64) - 1)] == row_days)
             values[pos[ok], j] = np.asarray(vals, dtype=float)[ok]
     return pd.DataFrame(values, index=index, columns=list(series))
 

@@ -279,3 +279,36 @@ def test_every_fast_signal_is_array_capable_and_the_rest_are_named():
     """The signals left on the pandas path: the two models (a cached fit, their own modules)."""
     rest = sorted(s.name for s in signals.REGISTRY.values() if not s.arrays)
     assert rest == ["regime.stress_prob", "risk.drawdown_prob"]
+
+
+def _load_frame_before(db, series, days, as_of, starts=None) -> pd.DataFrame:
+    """storage.observations.load_frame's matching as it was before issue 15 (ISO strings)."""
+    index = pd.DatetimeIndex(pd.to_datetime(list(days)), name="date")
+    values = np.full((len(days), len(series)), np.nan)
+    iso = np.array([d.isoformat() for d in days])
+    for j, name in enumerate(series):
+        lo = max(days[0], (starts or {}).get(name, days[0]))
+        rows = [(d, v) for d, v in observations.values_between(db, name, lo.isoformat(),
+                                                                 days[-1].isoformat())
+                if observations.current_value(db, name, d, as_of.isoformat()) is not None]
+        if not rows:
+            continue
+        dates, vals = zip(*rows, strict=True)
+        row_days = np.array(dates)
+        pos = np.searchsorted(iso, row_days)
+        ok = (pos < len(iso)) & (iso[np.minimum(pos, len(iso) - 1)] == row_days)
+        values[pos[ok], j] = np.asarray(vals, dtype=float)[ok]
+    return pd.DataFrame(values, index=index, columns=list(series))
+
+
+def test_load_frame_places_rows_as_before(demo_db):
+    """The cycle's read (rows placed by a datetime64 search) equals the ISO-string matching, with
+    days left out of ``days`` (their rows dropped), a late value and per-series starts."""
+    db, days = demo_db
+    names = ["index.microcap.close", "index.csi2000.amount", "funds.smallcap_share_mean"]
+    some = [d for i, d in enumerate(days) if i % 4 != 1]
+    for as_of in (days[-6], days[-3], days[-1]):
+        picked = [d for d in some if d <= as_of]
+        starts = {"index.csi2000.amount": picked[5]}
+        got = observations.load_frame(db, names, picked, as_of, starts)
+        pd.testing.assert_frame_equal(got, _load_frame_before(db, names, picked, as_of, starts))
