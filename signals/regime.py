@@ -237,12 +237,14 @@ def _warm_em(model: Any, warm_start: tuple[float, ...], var: float) -> Any | Non
     try:
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
-            res = fit_em(start_params=np.asarray(warm_start, dtype=float), maxiter=WARM_EM_MAXITER,
-                         tolerance=WARM_EM_TOLERANCE, full_output=True, return_params=False)
-            llf = float(model.loglike(np.asarray(res.params, dtype=float)))
+            # return_params: the last EM parameters themselves (the results object would filter
+            # them once more, on top of the log-likelihood below)
+            found = fit_em(start_params=np.asarray(warm_start, dtype=float), maxiter=WARM_EM_MAXITER,
+                           tolerance=WARM_EM_TOLERANCE, return_params=True)
+            params = np.asarray(found, dtype=float)
+            llf = float(model.loglike(params))
     except (ValueError, ArithmeticError, np.linalg.LinAlgError):
         return None
-    params = np.asarray(res.params, dtype=float)
     if not (np.all(np.isfinite(params)) and math.isfinite(llf)
             and float(min(params[4], params[5])) > MIN_VARIANCE_SHARE * var):
         return None
