@@ -487,6 +487,15 @@ def filtered_stress_prob(excess_returns: pd.Series, fit: RegimeFit) -> pd.Series
     see :func:`stress_prob_history`). NaN returns are dropped for the filter and are NaN in the result,
     which has the input's index and the name ``regime.stress_prob``. Values are in [0, 1].
     """
+    index = excess_returns.index
+    if (isinstance(index, pd.DatetimeIndex) and index.tz is None and index.is_monotonic_increasing
+            and index.is_unique and index.is_normalized):  # the usual case (the cycle): no re-labelling
+        x = excess_returns.to_numpy(dtype=float, na_value=np.nan)
+        values = np.full(len(x), np.nan)
+        present = ~np.isnan(x)
+        if present.any():
+            values[present] = _filtered_high_prob(x[present] * SCALE, fit.params)
+        return pd.Series(values, index=index, name=SIGNAL)
     s = _clean(excess_returns)
     out = pd.Series(np.nan, index=s.index, dtype=float)
     present = s.dropna()

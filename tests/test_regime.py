@@ -442,3 +442,16 @@ def test_history_equals_the_per_month_computation(short: pd.Series, short_histor
     want = _history_per_month(short, short.index[0].date(), short.index[-1].date(), 120)
     assert short_history.notna().sum() > 40
     np.testing.assert_array_equal(short_history.to_numpy(), want.to_numpy())
+
+
+def test_filter_fast_path_equals_the_general_path(series: pd.Series, fitted: RegimeFit) -> None:
+    """A sorted, unique, normalised DatetimeIndex (the cycle's frames) skips the re-labelling; the
+    values are those of the general path (date objects, any order)."""
+    x = series.copy()
+    x.iloc[[0, 5, 6, 200, 320, len(x) - 1]] = np.nan
+    fast = filtered_stress_prob(x, fitted)
+    general = filtered_stress_prob(pd.Series(x.to_numpy(), index=[t.date() for t in x.index]), fitted)
+    np.testing.assert_array_equal(fast.to_numpy(), general.to_numpy())
+    assert fast.index.equals(x.index) and fast.name == regime.SIGNAL
+    assert filtered_stress_prob(x.iloc[:0], fitted).empty
+    assert filtered_stress_prob(x.iloc[:1], fitted).isna().all()
