@@ -195,7 +195,7 @@ def fast_unsafe_writes(db: Database) -> None:
     memory instead of the write-ahead log (``journal_mode = MEMORY``: a transaction still rolls
     back; a replay commits once a day, thousands of times): for scratch databases only, where speed
     matters more than durability and no other connection reads meanwhile (``open_db`` turns WAL
-    on again when the file is opened later). Returns None."""
+    on again when the file is opened later; a replay does when it is done). Returns None."""
     db.execute("PRAGMA synchronous = OFF")
     db.execute("PRAGMA journal_mode = MEMORY")
 

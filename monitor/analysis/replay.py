@@ -98,4 +98,5 @@ def replay(source: Database, config: Config, start: dt.date, end: dt.date, scrat
                   episodes="full" if i == len(days) - 1 else "skip", constants=constants)
         if on_day:
             on_day(day)
+    db.enable_wal()  # the journal back on disk for whoever writes through the returned connection
     return ReplayResult(db, days, alerts.events(db), values)
