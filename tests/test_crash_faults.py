@@ -512,9 +512,10 @@ class Writer(threading.Thread):
         self.abandoned = self.gz and rng.random() < 0.5
         self.path = folder / (f"feed-{index}.csv" + (".gz" if self.gz else ""))
         self.rows = rng.randint(40, 160)
-        start = dt.date(2025, 1, 6)
-        lines = "".join(f"{start + dt.timedelta(days=i)},{self.series},{100 + i * 0.25:.2f}\n"
-                        for i in range(self.rows))
+        # XSHG trading days only: rows on closed days are skipped by the import (issue 14, bug 8)
+        days = TradingCalendar().days(dt.date(2025, 1, 6), dt.date(2025, 12, 31))[:self.rows]
+        lines = "".join(f"{day},{self.series},{100 + i * 0.25:.2f}\n"
+                        for i, day in enumerate(days))
         self.data = ("date,series,value\n" + lines).encode()
         if self.gz:
             self.data = gzip.compress(self.data)
