@@ -289,6 +289,25 @@ def test_closest_episode_from_a_database():
     assert closest_for(db, "2000-01-03") is None
 
 
+def test_closest_episode_skips_a_rotation_spell_not_yet_known_to_be_over():
+    # point-in-time: a spell whose last day is within ROTATION_MERGE_GAP_DAYS cycle days of the
+    # digest day was still open then (the condition could resume), whatever the table says now
+    from monitor.delivery.deliver import closest_for
+    from signals.episodes import ROTATION_MERGE_GAP_DAYS
+    from storage import episodes, signal_values
+
+    db = open_db(":memory:")
+    days = [d.date().isoformat() for d in pd.bdate_range("2024-01-01", periods=30)]
+    signal_values.upsert(db, [(s, d, float(i % 7) + (s == "b"), None)
+                              for i, d in enumerate(days) for s in ("a", "b")])
+    episodes.replace_kind(db, "rotation", [{"start": days[5], "peak": None, "trough": None,
+                                            "end": days[10], "depth": -0.05, "detail": "{}"}])
+    gap = ROTATION_MERGE_GAP_DAYS
+    assert closest_for(db, days[10 + gap], "rotation") is None
+    got = closest_for(db, days[10 + gap + 1], "rotation")
+    assert got is not None and got["start"] == days[5]
+
+
 # -- 5. the chart ------------------------------------------------------------------------------
 
 def test_chart_png_from_a_database(classic_config):

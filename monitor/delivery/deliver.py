@@ -34,6 +34,7 @@ import datetime as dt
 import json
 import logging
 import math
+from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -41,6 +42,7 @@ from sqlite_utils import Database
 
 from monitor.config import COMPOSITE, NotifyConfig
 from monitor.delivery import ChartUploader, DeliveryError, HistoryReader, Notifier, digest, redact
+from signals.episodes import ROTATION_MERGE_GAP_DAYS
 from storage import episodes, outbox, signal_values
 from storage.db import file_of
 from storage.util import dumps
@@ -349,8 +351,9 @@ def closest_for(db: Database, as_of: str, kind: str | None = None) -> dict | Non
     """Return the stored episode (of ``kind``: ``drawdown`` or ``rotation``; None: any) nearest
     ``as_of`` by indicator values (``digest.closest_episode``): today's values and each
     episode's reference-day values from ``signal_values``, each signal scaled by the standard
-    deviation of its history up to ``as_of``."""
-    eps = [e for e in episodes.list_episodes(db, kind) if e["end"] and e["end"] < as_of]
+    deviation of its history up to ``as_of``. Only episodes known to be over on ``as_of`` are
+    compared (:func:`known_over`)."""
+    eps = known_over(db, episodes.list_episodes(db, kind), as_of)
     if not eps:
         return None
     values_on = signal_values.values_on_days(db, {as_of} | {digest.reference_date(e) for e in eps})
@@ -359,6 +362,21 @@ def closest_for(db: Database, as_of: str, kind: str | None = None) -> dict | Non
         return None
     return digest.closest_episode(today, eps, values_on, signal_scales(db, as_of), as_of,
                                   kind=kind)
+
+
+def known_over(db: Database, eps: list[dict], as_of: str) -> list[dict]:
+    """Return the episodes of ``eps`` known to be over on ``as_of`` (point-in-time, whenever the
+    table was last updated): a drawdown that recovered before ``as_of``; a rotation spell whose
+    last day lies more than ``ROTATION_MERGE_GAP_DAYS`` cycle days (days with stored signal
+    values) before ``as_of``: until then a resumed condition would still extend it, so on
+    ``as_of`` it was open (``signals.episodes.rotation_episodes``)."""
+    ended = [e for e in eps if e["end"] and e["end"] < as_of]
+    rotations = [e["end"] for e in ended if e["kind"] == "rotation"]
+    if not rotations:
+        return ended
+    days = signal_values.days_between(db, min(rotations), as_of)
+    return [e for e in ended if e["kind"] != "rotation"
+            or len(days) - bisect_right(days, e["end"]) > ROTATION_MERGE_GAP_DAYS]
 
 
 def signal_scales(db: Database, as_of: str) -> dict[str, float]:
