@@ -44,32 +44,32 @@ def signal_inputs(name: str, params: Mapping[str, Mapping[str, Any]]) -> list[st
     return [p.format(**params[sig.family]) if "{" in p else p for p in sig.inputs]
 
 
-def missing_inputs(rule: RuleConfig, available: Iterable[str],
-                   params: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """Return the input series (or patterns matching no stored series) that ``rule``'s signals
-    read and the database has no observation of, sorted."""
-    stored = sorted(set(available))
-    missing: set[str] = set()
+def _matches(rule: RuleConfig, available: Iterable[str],
+             params: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, list[str]]]:
+    """Return (input series pattern, the stored series it matches) for every input pattern of
+    every signal ``rule`` reads."""
+    stored = set(available)
+    out = []
     for name in rule.names:
         sig = signals.REGISTRY[name]
         for pattern in signal_inputs(name, params):
             one = dataclasses.replace(sig, inputs=(pattern,))
-            if not [s for s in one.resolve_inputs(stored, params[sig.family]) if s in stored]:
-                missing.add(pattern)
-    return sorted(missing)
+            out.append((pattern, [s for s in one.resolve_inputs(stored, params[sig.family])
+                                  if s in stored]))
+    return out
+
+
+def missing_inputs(rule: RuleConfig, available: Iterable[str],
+                   params: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Return the input series (or patterns matching no stored series) that ``rule``'s signals
+    read and the database has no observation of, sorted."""
+    return sorted({pattern for pattern, found in _matches(rule, available, params) if not found})
 
 
 def rule_inputs(rule: RuleConfig, available: Iterable[str],
                 params: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """Return the stored series ``rule``'s signals read (patterns expanded), sorted."""
-    stored = set(available)
-    out: set[str] = set()
-    for name in rule.names:
-        sig = signals.REGISTRY[name]
-        for pattern in signal_inputs(name, params):
-            one = dataclasses.replace(sig, inputs=(pattern,))
-            out.update(s for s in one.resolve_inputs(stored, params[sig.family]) if s in stored)
-    return sorted(out)
+    return sorted({s for _, found in _matches(rule, available, params) for s in found})
 
 
 def _condition(expression, values: Mapping[str, float | None], days: int,
