@@ -16,14 +16,13 @@ from pathlib import Path
 import pandas as pd
 from sqlite_utils import Database
 
-from monitor.analysis.replay import scratch_copy
+from monitor.analysis.replay import cached_history, scratch_copy
 from monitor.calendar import TradingCalendar
-from monitor.compute import history
 from monitor.config import Config
 from monitor.cycle import CycleError
 from signals.episodes import DrawdownEpisode, drawdown_episodes
 from signals.series import MICROCAP_CLOSE
-from storage import fit_cache, observations
+from storage import observations
 
 MICROCAP = MICROCAP_CLOSE
 @dataclass
@@ -61,13 +60,7 @@ def gather(source: Database, config: Config, start: dt.date | None, end: dt.date
     with tempfile.TemporaryDirectory() as tmp:
         db = scratch_copy(source, scratch or Path(tmp) / "evidence.db", end)
         days = calendar.days(start, end)
-        cache = fit_cache.for_database(source)  # the regime fits of earlier runs, keyed by their data
-        try:
-            values, contexts = history(db, calendar, days[0], days[-1], config.signal_params(),
-                                       fit_cache=cache)
-        finally:
-            if cache is not None:
-                cache.close()
+        values, contexts = cached_history(source, db, calendar, days, config)
         close = observations.load_frame(db, [MICROCAP], calendar.days(first, end), end)[MICROCAP]
         db.close()
     episodes = drawdown_episodes(close, config.episodes.drawdown_min_depth)

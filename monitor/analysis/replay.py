@@ -58,6 +58,19 @@ def scratch_copy(source: Database, path: Path, end: dt.date) -> Database:
     return db
 
 
+def cached_history(source: Database, db: Database, calendar: TradingCalendar, days: list[dt.date],
+                   config: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``monitor.compute.history`` of ``db`` (a scratch copy of ``source``) over ``days``, with the
+    regime fits of earlier runs from the fit cache beside ``source`` (keyed by their data), which
+    keeps the new ones; the cache is closed when done."""
+    cache = fit_cache.for_database(source)
+    try:
+        return history(db, calendar, days[0], days[-1], config.signal_params(), fit_cache=cache)
+    finally:
+        if cache is not None:
+            cache.close()
+
+
 def _day_values(values, contexts) -> list[SignalValue]:
     """One signal's ``SignalValue`` per day from its column of values and (or None) contexts: a
     value that is NaN or infinite is None, and so is its context; a context is its text."""
@@ -80,13 +93,7 @@ def replay(source: Database, config: Config, start: dt.date, end: dt.date, scrat
     if not days:
         raise CycleError(f"no XSHG trading day between {start} and {end}")
     db = scratch_copy(source, scratch, end)
-    cache = fit_cache.for_database(source)  # the regime fits of earlier runs, keyed by their data
-    try:
-        values, contexts = history(db, calendar, days[0], days[-1], config.signal_params(),
-                                   fit_cache=cache)
-    finally:
-        if cache is not None:
-            cache.close()
+    values, contexts = cached_history(source, db, calendar, days, config)
     columns = [_day_values(values[name].to_numpy(),
                            contexts[name].to_numpy() if name in contexts.columns else None)
                for name in values.columns]
