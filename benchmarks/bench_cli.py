@@ -24,19 +24,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import Group, Row, print_report  # noqa: E402
+from common import Group, Row, load, print_report, timed_child, worktree  # noqa: E402
 
 BASELINE_COMMIT = "47b993d"
 DEMO_RUNS = 3
@@ -48,11 +45,6 @@ MAX_SIGNALS_S = 0.7
 MIN_DEMO_SPEEDUP = 3.0
 MIN_SIGNALS_SPEEDUP = 1.5
 LAUNCH = "import sys; from monitor.cli import main; sys.exit(main())"
-
-
-def _load() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"{one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} CPUs"
 
 
 class Tree:
@@ -74,14 +66,9 @@ class Tree:
 
     def time(self, what: str, *args: str) -> float:
         """Wall seconds of one `regime-monitor ARGS` in a child process (CPU time kept)."""
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", LAUNCH, *args], env=self.env, cwd=self.work,
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        wall = time.perf_counter() - start
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        self.cpu.setdefault(what, []).append(after.ru_utime - before.ru_utime
-                                             + after.ru_stime - before.ru_stime)
+        wall, cpu = timed_child([sys.executable, "-c", LAUNCH, *args], env=self.env,
+                                cwd=self.work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.cpu.setdefault(what, []).append(cpu)
         return wall
 
     def demo(self) -> float:
@@ -96,25 +83,12 @@ class Tree:
                          "--db", str(self.db), "signals")
 
 
-def _worktree(dest: Path, commit: str = BASELINE_COMMIT) -> None:
-    """Check ``commit`` out into a new git worktree at ``dest`` (bench_tuning.py uses it too)."""
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(dest),
-                    commit], check=True, capture_output=True)
-
-
-def _drop_worktree(dest: Path) -> None:
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(dest)],
-                   capture_output=True)
-
-
 def main(demo_runs: int = DEMO_RUNS, quick_runs: int = QUICK_RUNS) -> list[Group]:
     """Time `demo`, `--help` and `signals` here and at the baseline commit."""
-    load_start = _load()
+    load_start = load()
     with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp:
         work = Path(tmp)
-        base_path = work / "baseline"
-        _worktree(base_path)
-        try:
+        with worktree(work / "baseline", BASELINE_COMMIT) as base_path:
             now, base = Tree("now", ROOT, work), Tree("baseline", base_path, work)
             for tree in (now, base):
                 tree.check()
@@ -129,10 +103,7 @@ def main(demo_runs: int = DEMO_RUNS, quick_runs: int = QUICK_RUNS) -> list[Group
                 for tree in (now, base):
                     quick.setdefault((tree.name, "help"), []).append(tree.help())
                     quick.setdefault((tree.name, "signals"), []).append(tree.signals())
-        finally:
-            _drop_worktree(base_path)
-            shutil.rmtree(base_path, ignore_errors=True)
-    load_end = _load()
+    load_end = load()
     med = {k: statistics.median(v) for k, v in quick.items()}
     d_now, d_base = statistics.median(demo["now"]), statistics.median(demo["baseline"])
     cpu = {(t.name, w): statistics.median(v) for t in (now, base) for w, v in t.cpu.items()}

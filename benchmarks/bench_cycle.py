@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import MB, Group, Row, peak_bytes, print_report  # noqa: E402
+from common import MB, Group, Row, load, peak_bytes, print_report, worktree  # noqa: E402
 from cycle_child import END, LEVELS  # noqa: E402, F401  (one home for the synthetic history)
 from cycle_child import build as build_history  # noqa: E402
 
@@ -138,11 +138,6 @@ def regime_group(path: Path, calendar: TradingCalendar) -> Group:
              below=50.0, ratio=filter_s / cold_s)])
 
 
-def _load() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"{one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} CPUs"
-
-
 class Child:
     """One tree's ``cycle_child.py``: builds the 10-year history, then times a cycle per request."""
 
@@ -186,33 +181,29 @@ class Child:
 
 def baseline_group(repeat: int = 7, once_runs: int = ONCE_RUNS) -> Group:
     """The 10-year cycle in-process and `once` end to end, here and at BASELINE_COMMIT."""
-    load_start = _load()
+    load_start = load()
     with tempfile.TemporaryDirectory(prefix="bench-cycle-") as tmp:
         work = Path(tmp)
-        base_tree = work / "baseline"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base_tree),
-                        BASELINE_COMMIT], check=True, capture_output=True)
-        children: list[Child] = []
-        try:
-            children = [Child("now", ROOT, work / "now"), Child("baseline", base_tree, work / "base")]
-            cycles: dict[str, list[float]] = {c.name: [] for c in children}
-            cpus: dict[str, list[float]] = {c.name: [] for c in children}
-            once: dict[str, list[float]] = {c.name: [] for c in children}
-            for _ in range(repeat):  # in turn: the same load for both
+        with worktree(work / "baseline", BASELINE_COMMIT) as base_tree:
+            children: list[Child] = []
+            try:
+                children = [Child("now", ROOT, work / "now"),
+                            Child("baseline", base_tree, work / "base")]
+                cycles: dict[str, list[float]] = {c.name: [] for c in children}
+                cpus: dict[str, list[float]] = {c.name: [] for c in children}
+                once: dict[str, list[float]] = {c.name: [] for c in children}
+                for _ in range(repeat):  # in turn: the same load for both
+                    for c in children:
+                        wall, cpu = c.cycle_ms()
+                        cycles[c.name].append(wall)
+                        cpus[c.name].append(cpu)
+                for i in range(once_runs):
+                    for c in children:
+                        once[c.name].append(c.once_s(f"once{i}"))
+            finally:
                 for c in children:
-                    wall, cpu = c.cycle_ms()
-                    cycles[c.name].append(wall)
-                    cpus[c.name].append(cpu)
-            for i in range(once_runs):
-                for c in children:
-                    once[c.name].append(c.once_s(f"once{i}"))
-        finally:
-            for c in children:
-                c.close()
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base_tree)],
-                           capture_output=True)
-            shutil.rmtree(base_tree, ignore_errors=True)
-    load_end = _load()
+                    c.close()
+    load_end = load()
     cyc = {k: statistics.median(v) for k, v in cycles.items()}
     one = {k: statistics.median(v) for k, v in once.items()}
     return Group(
@@ -242,6 +233,7 @@ def baseline_group(repeat: int = 7, once_runs: int = ONCE_RUNS) -> Group:
 
 def main(repeat: int = 7) -> list[Group]:
     """The daily cycle at 2, 5 and 10 years of history, and the regime model's costs."""
+    load_start = load()
     calendar = TradingCalendar()
     config = load_config(ROOT / "config" / "monitor.toml")
     config = config.model_copy(update={"source": SourceConfig(kind="csv")})
@@ -284,7 +276,11 @@ def main(repeat: int = 7) -> list[Group]:
              "legitimately read more history when there is more (the drawdowns' running peak and the "
              "regime model's expanding window read all of it, the credit-spread percentile 10 years); "
              "the end-to-end ratio carries the issue's 1.3x target"])
-        return [cycle, regime_group(bases[10], calendar), baseline_group(repeat)]
+        regime = regime_group(bases[10], calendar)
+        load_end = load()
+        for group in (cycle, regime):
+            group.notes.append(f"load average at the start: {load_start}; at the end: {load_end}")
+        return [cycle, regime, baseline_group(repeat)]
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import MB, Group, Row, print_report  # noqa: E402
+from common import MB, Group, Row, load, print_report  # noqa: E402
 
 OLD_COMMIT = "5606ec9"
 OLD_TREE = Path("/tmp/old-import")
@@ -109,6 +109,7 @@ def ensure_old_tree() -> bool:
 
 def main(sizes: tuple[str, ...] = tuple(SIZES), old: bool = True) -> list[Group]:
     """Generate the files, import each (and the 100 MB one with the old code); return the groups."""
+    load_start = load()
     groups = []
     with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:
         tmp = Path(tmp)
@@ -164,10 +165,8 @@ def main(sizes: tuple[str, ...] = tuple(SIZES), old: bool = True) -> list[Group]
             group.notes.append("wall time ratio: against the baseline's rate applied to this "
                                "file's rows; the time includes interpreter start and commit")
             groups.append(group)
-    load = os.getloadavg()
     if groups:
-        groups[-1].notes.append(f"load average at the end: {load[0]:.2f} {load[1]:.2f} "
-                                f"{load[2]:.2f} on {os.cpu_count()} CPUs")
+        groups[-1].notes.append(f"load average at the start: {load_start}; at the end: {load()}")
     return groups
 
 

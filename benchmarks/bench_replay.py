@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import MB, Group, Row, peak_bytes, print_report  # noqa: E402
+from common import MB, Group, Row, load, peak_bytes, print_report  # noqa: E402
 
 from monitor.analysis.replay import replay  # noqa: E402
 from monitor.config import SourceConfig, load_config  # noqa: E402
@@ -166,6 +166,7 @@ def query_group(path: Path) -> Group:
 
 
 def main(parts: tuple[str, ...] = ("replay", "query")) -> list[Group]:
+    load_start = load()
     config = load_config(ROOT / "config" / "monitor.toml").model_copy(
         update={"source": SourceConfig(kind="csv")})
     import statsmodels.api  # noqa: F401  (imported once, as a running service has it)
@@ -182,6 +183,9 @@ def main(parts: tuple[str, ...] = ("replay", "query")) -> list[Group]:
             source.close()
         if "query" in parts:
             groups.append(query_group(Path(tmp) / "replay10.db"))
+    load_end = load()
+    for group in groups:
+        group.notes.append(f"load average at the start: {load_start}; at the end: {load_end}")
     return groups
 
 

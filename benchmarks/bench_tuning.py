@@ -28,18 +28,16 @@ venv, ``PYTHONPATH`` pointing there) in the same run: the "before" figures in th
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import Group, Row, print_report  # noqa: E402
+from common import Group, Row, load, print_report, timed_child, worktree  # noqa: E402
 
 BEFORE = "fc32b43"  # the code before issue 15
 START, END = "2014-01-01", "2024-12-31"
@@ -94,11 +92,6 @@ def notebook(path: str, start: str, end: str) -> None:
     print(len(ind), int(ind.notna().all(axis=1).sum()), round(float(res.llf), 3))
 
 
-def _load() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"{one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} CPUs"
-
-
 def _csv(tmp: Path) -> Path:
     """The canonical long CSV of the real data (what `import-csv` reads)."""
     import pandas as pd
@@ -137,30 +130,22 @@ class Tuning:
 
 
 def _notebook_time(work: Path, csv: Path, cpu: list[float]) -> float:
-    import resource
-    import subprocess
-
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    subprocess.run([sys.executable, str(Path(__file__).resolve()), "--notebook", str(csv), START,
-                    END], cwd=work, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    wall, cpu_s = timed_child([sys.executable, str(Path(__file__).resolve()), "--notebook",
+                               str(csv), START, END], cwd=work, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE)
+    cpu.append(cpu_s)
     return wall
 
 
 def main(runs: int = RUNS, before_runs: int = BEFORE_RUNS) -> list[Group]:
     """Time the notebook, backtest, sweep and replay here and at commit BEFORE, in turn."""
-    from bench_cli import Tree, _drop_worktree, _worktree
+    from bench_cli import Tree
 
-    load_start = _load()
+    load_start = load()
     with tempfile.TemporaryDirectory(prefix="bench-tuning-") as tmp:
         work = Path(tmp)
         csv = _csv(work)
-        base_path = work / "before"
-        _worktree(base_path, BEFORE)
-        try:
+        with worktree(work / "before", BEFORE) as base_path:
             now_tree, base_tree = Tree("now", ROOT, work), Tree("before", base_path, work)
             for tree in (now_tree, base_tree):
                 tree.check()
@@ -178,10 +163,7 @@ def main(runs: int = RUNS, before_runs: int = BEFORE_RUNS) -> list[Group]:
                         now.run(what)
                     if i < before_runs:
                         base.run(what)
-        finally:
-            _drop_worktree(base_path)
-            shutil.rmtree(base_path, ignore_errors=True)
-    load_end = _load()
+    load_end = load()
     med = {(t, w): statistics.median(v) for t, tun in (("now", now), ("before", base))
            for w, v in tun.times.items()}
     cpu = {(t.name, w): statistics.median(v) for t in (now_tree, base_tree)

@@ -1,14 +1,23 @@
 """Shared by the benchmark scripts: a row of the table, a group of rows with its baseline, the
-printer, and the two measuring helpers (wall/CPU time, tracemalloc peak)."""
+printer, the measuring helpers (wall/CPU time, tracemalloc peak, a child process's wall and CPU
+time), the load average, and a git worktree of a baseline commit."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import resource
+import shutil
+import subprocess
 import textwrap
 import time
 import tracemalloc
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 MB = 1024**2
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -107,3 +116,33 @@ def peak_bytes(fn, *args, **kwargs) -> int:
         return tracemalloc.get_traced_memory()[1] - base
     finally:
         tracemalloc.stop()
+
+
+def load() -> str:
+    """The load average (1, 5, 15 min) and the CPU count, as printed at a group's start and end."""
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} CPUs"
+
+
+def timed_child(cmd: list[str], **kwargs) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one child process ``subprocess.run(cmd, check=True,
+    **kwargs)``; the CPU time is the children's user + system time (``RUSAGE_CHILDREN``)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, **kwargs)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+
+
+@contextlib.contextmanager
+def worktree(dest: Path, commit: str) -> Iterator[Path]:
+    """``commit`` checked out into a new git worktree at ``dest`` for the block, removed after."""
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(dest), commit],
+                   check=True, capture_output=True)
+    try:
+        yield dest
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(dest)],
+                       capture_output=True)
+        shutil.rmtree(dest, ignore_errors=True)
