@@ -72,36 +72,37 @@ def rule_inputs(rule: RuleConfig, available: Iterable[str],
     return sorted({s for _, found in _matches(rule, available, params) for s in found})
 
 
-def _condition(expression, values: Mapping[str, float | None], days: int,
-               held: int | None) -> dict:
-    """One side of a rule (firing or clearing): its text, whether it holds on ``values``, the
-    trading days it must hold, how many it has held so far (None: not counting now) and each
+def _side(expression: object, holds: bool | None, comparisons: list[dict], days: int,
+          held: int | None) -> dict:
+    """One side of a rule (firing or clearing): its text, whether it holds (``rules.evaluate``),
+    the trading days it must hold, how many it has held so far (None: not counting now) and each
     comparison (``rules.describe``)."""
-    return {"condition": str(expression), "holds": expression.evaluate(values), "days": days,
-            "held": held, "comparisons": rules.describe(expression, values)}
+    return {"condition": str(expression), "holds": holds, "days": days, "held": held,
+            "comparisons": comparisons}
 
 
 def rule_status(rule: RuleConfig, row: Mapping | None, values: Mapping[str, float | None],
                 values_day: str | None) -> dict:
     """Return one configured rule's status from its stored ``alerts`` row (None: never
-    evaluated) and the signal values of ``values_day`` (its last evaluated day)."""
+    evaluated) and the signal values of ``values_day`` (its last evaluated day), evaluated as
+    the cycle does (``rules.evaluate``)."""
     state = AlertState.from_json(row["state_json"]) if row else AlertState()
-    clear = rules.clear_condition(rule.when_expr, rule.clear_expr)
-    fire = _condition(rule.when_expr, values, rule.for_days,
-                      state.true_count if state.state == PENDING else None)
-    clearing = _condition(clear, values, rule.clear_days,
-                          state.clear_count if state.state == FIRING else None)
+    parsed = rules.parse(rule)
+    ev = rules.evaluate_parsed(parsed, values)
+    fire = _side(parsed.when, ev.when, ev.comparisons, rule.for_days,
+                 state.true_count if state.state == PENDING else None)
+    clear_held = state.clear_count if state.state == FIRING else None
     if rule.clear_expr is None:  # ``not when``: the same comparisons, read the other way
-        clearing["condition"] = f"not ({rule.when_expr})"
-        clearing["comparisons"] = []
+        clearing = _side(f"not ({parsed.when})", ev.clear, [], rule.clear_days, clear_held)
         clearing["default"] = True
+    else:
+        clearing = _side(parsed.clear, ev.clear, rules.describe(parsed.clear, values),
+                         rule.clear_days, clear_held)
     return {"rule": rule.name, "severity": rule.severity,
             "state": row["state"] if row else NOT_EVALUATED,
             "since": row["since"] if row else None,
             "last_evaluated": row["last_evaluated"] if row else None,
-            "values_date": values_day,
-            "values": {n: values.get(n) for n in sorted(rule.names)},
-            "fire": fire, "clear": clearing}
+            "values_date": values_day, "values": ev.values, "fire": fire, "clear": clearing}
 
 
 Ranges = Mapping[str, tuple[str | None, str | None, int]]
