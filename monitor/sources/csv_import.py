@@ -72,6 +72,11 @@ class FileImport:
     def skipped_rows(self) -> int:
         return sum(self.skipped.values())
 
+    @property
+    def changed(self) -> int:
+        """Rows the import changed: values written, holdings removed, ``funds.*`` derived."""
+        return self.written + self.removed + self.derived
+
     def skipped_note(self) -> str | None:
         """One line naming the file, the count and the first few dates skipped, or None."""
         if not self.skipped:
@@ -570,7 +575,7 @@ def import_files(db: Database, paths: list[Path], today: dt.date | None = None,
     for a holdings file, the holdings written plus the ``funds.*`` values derived from them."""
     done = import_report(db, paths, today, coverage, mapping=mapping, calendar=calendar,
                          chunk_rows=chunk_rows, opener=opener, clock=clock)
-    return {r.path: r.written + r.removed + r.derived for r in done}
+    return {r.path: r.changed for r in done}
 
 
 def _write(db: Database, parsed: list[tuple[Path, str, str | pd.DataFrame, FileImport]],
@@ -610,7 +615,7 @@ def _write(db: Database, parsed: list[tuple[Path, str, str | pd.DataFrame, FileI
                                        chunk_rows):
                     n += stock_panel.upsert(db, [(*r, label) for r in batch])
                 result.written, result.unchanged = n, result.values - n
-        changed = {printable(r.path): r.written + r.removed + r.derived for *_, r in parsed}
+        changed = {printable(r.path): r.changed for *_, r in parsed}
         if any(changed.values()):
             runs.record(db, "import", today.isoformat(), started, clock(), "ok",
                         detail=dumps({"files": changed}))

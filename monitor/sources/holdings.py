@@ -136,11 +136,6 @@ class HoldingsWrite:
     derived: int = 0  # funds.* observations inserted or changed
     series: set[str] = field(default_factory=set)  # funds.* series computed
 
-    @property
-    def total(self) -> int:
-        """Every row changed."""
-        return self.written + self.removed + self.reports + self.derived
-
 
 def _store_frame(db: Database, holdings: pd.DataFrame, coverage: str, source: str,
                  out: HoldingsWrite) -> None:

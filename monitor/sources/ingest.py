@@ -128,7 +128,7 @@ def import_drop_folder(db: Database, folder: Path, coverage: str = "top10",
 def _imported(result: FileImport) -> str:
     """The outcome of an imported drop-folder file; rows skipped on non-trading days are said
     (and logged as a warning)."""
-    text = f"imported ({result.written + result.removed + result.derived} rows changed)"
+    text = f"imported ({result.changed} rows changed)"
     note = result.skipped_note()
     if note:
         log.warning("drop folder: %s", note)
