@@ -1054,7 +1054,8 @@ def cmd_status(g: Globals, as_of: dt.date | None, as_json: bool) -> int:
     last = recent[0] if recent else None
     end = cal.coverage_end
     assumed: list[dt.date] = []
-    if coverage_warning_due(end, as_of):
+    warn = coverage_warning_due(end, as_of)
+    if warn:
         start = max(as_of, end + dt.timedelta(days=1))
         horizon = start + dt.timedelta(days=STATUS_HORIZON_DAYS)
         assumed = cal.assumed_open(start, horizon)
@@ -1080,9 +1081,7 @@ def cmd_status(g: Globals, as_of: dt.date | None, as_json: bool) -> int:
     for line in status.render(report):
         print(_safe(line))
     print(f"calendar: XSHG holidays known to {end} (judged on {as_of})")
-    if coverage_warning_due(end, as_of):
-        start = max(as_of, end + dt.timedelta(days=1))
-        horizon = start + dt.timedelta(days=STATUS_HORIZON_DAYS)
+    if warn:
         print(f"  after {end} {ASSUMED_OPEN_RULE}; declare the exchange's holidays in [calendar] "
               "extra_closed")
         print(f"  assumed open {start} .. {horizon}: "

@@ -197,7 +197,7 @@ class Service:
         the drop folder's files."""
         self.import_drop_folder()
         if as_of is None:
-            as_of = latest_due_day(self.trigger, self.calendar, self.clock())
+            as_of = self.latest_due()
             if as_of is None:
                 raise DaemonError("no trading day is due yet")
         return run_cycle(self.db, self.config, as_of, self.source, self.calendar)

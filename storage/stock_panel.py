@@ -80,6 +80,6 @@ def store_listed_days(db: Database, as_of: str, counts: Mapping[str, int], keep_
 def coverage(db: Database) -> tuple[str | None, str | None, int, int]:
     """Return ``(first day, last day, rows, stocks)`` of the stored panel (ISO days; None when
     it is empty)."""
-    lo, hi, n = db.execute("SELECT MIN(date), MAX(date), COUNT(*) FROM stock_panel").fetchone()
-    stocks = db.execute("SELECT COUNT(DISTINCT code) FROM stock_panel").fetchone()[0]
+    lo, hi, n, stocks = db.execute("SELECT MIN(date), MAX(date), COUNT(*), COUNT(DISTINCT code) "
+                                   "FROM stock_panel").fetchone()
     return lo, hi, int(n), int(stocks)
