@@ -28,6 +28,12 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
     return p
 
 
+def import_cli(db_path: Path, *args: str | Path) -> int:
+    """Run ``import-csv`` with the default config on ``db_path``; return its exit code."""
+    return cli.main(["--config", str(DEFAULT_CONFIG), "--db", str(db_path), "import-csv",
+                     *map(str, args)])
+
+
 @pytest.fixture
 def db(tmp_path):
     return open_db(tmp_path / "import.db")
@@ -374,8 +380,7 @@ def test_bad_mapping_is_one_line_naming_file_and_key(tmp_path, capsys, text, nee
     assert "\n" not in str(info.value)
     data = write(tmp_path, "d.csv", "d,v\n2024-01-02,2.1\n")
     db_path = tmp_path / "c.db"
-    code = cli.main(["--config", str(DEFAULT_CONFIG), "--db", str(db_path), "import-csv",
-                     "--mapping", str(path), str(data)])
+    code = import_cli(db_path, "--mapping", str(path), str(data))
     err = capsys.readouterr().err
     assert code != 0 and err.count("\n") == 1 and needle in err
     assert not db_path.exists() or open_db(db_path).execute(
@@ -473,8 +478,7 @@ def test_cli_summary_warns_about_weekend_and_holiday_rows_and_prints_coverage(tm
                  "2024-01-08,index.csi300.close,3370.10\n"
                  "2024-01-08,yield.gov.3y,2.29\n")
     db_path = tmp_path / "c.db"
-    assert cli.main(["--config", str(DEFAULT_CONFIG), "--db", str(db_path), "import-csv",
-                     str(path)]) == 0
+    assert import_cli(db_path, str(path)) == 0
     captured = capsys.readouterr()
     assert captured.err == (f"warning: {path}: skipped 2 row(s) dated on 2 day(s) that are not "
                             "XSHG trading days (weekend or exchange holiday): 2024-01-06, "
@@ -496,8 +500,7 @@ def test_coverage_counts_what_is_stored_not_only_what_the_file_held(tmp_path, ca
     first = write(tmp_path, "a.csv", "date,series,value\n2024-01-02,index.csi300.close,3400\n")
     second = write(tmp_path, "b.csv", "date,series,value\n2024-01-03,index.csi300.close,3390\n")
     for path in (first, second):
-        assert cli.main(["--config", str(DEFAULT_CONFIG), "--db", str(db_path), "import-csv",
-                         str(path)]) == 0
+        assert import_cli(db_path, str(path)) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[-1].split() == ["index.csi300.close", "2024-01-02", "2024-01-03", "2"]
 
@@ -509,8 +512,7 @@ def test_panel_rows_on_closed_days_are_skipped_and_panel_coverage_shown(tmp_path
                  "2024-01-03,600519,1676.0,2105400000000,0\n"
                  "2024-01-03,000001,9.1,18100000000,0\n")
     db_path = tmp_path / "c.db"
-    assert cli.main(["--config", str(DEFAULT_CONFIG), "--db", str(db_path), "import-csv",
-                     str(path)]) == 0
+    assert import_cli(db_path, str(path)) == 0
     captured = capsys.readouterr()
     assert "skipped 1 row(s) dated on 1 day(s)" in captured.err and "2024-01-01" in captured.err
     out = captured.out.splitlines()
@@ -540,8 +542,7 @@ def test_real_csindex_chinabond_and_wind_files_through_the_shipped_mappings(real
              ("wind_index.toml", real_data / "wind_index_ohlc_turtle" / "index_ohlc_daily.csv")]
     outs = []
     for mapping_name, path in files:
-        assert cli.main(["--config", str(DEFAULT_CONFIG), "--db", str(db_path), "import-csv",
-                         "--mapping", str(MAPPINGS / mapping_name), str(path)]) == 0
+        assert import_cli(db_path, "--mapping", str(MAPPINGS / mapping_name), str(path)) == 0
         outs.append(capsys.readouterr())
     # CSIndex: the 2018-06-18 (Dragon Boat) rows of the six indices published that day are skipped
     assert outs[0].err == (f"warning: {files[0][1]}: skipped 6 row(s) dated on 1 day(s) that are "
@@ -598,8 +599,7 @@ def test_real_fund_holdings_count_rows_written_not_fund_reports(real_data, tmp_p
     panel[["date", "code", "close", "total_mv", "is_st"]].to_csv(panel_path, index=False)
 
     db_path = tmp_path / "h.db"
-    assert cli.main(["--config", str(DEFAULT_CONFIG), "--db", str(db_path), "import-csv",
-                     str(holdings_path), str(panel_path)]) == 0
+    assert import_cli(db_path, str(holdings_path), str(panel_path)) == 0
     out = capsys.readouterr().out.splitlines()
     db = open_db(db_path)
     n, funds = len(holdings), db.execute("SELECT COUNT(*) FROM fund_reports").fetchone()[0]
