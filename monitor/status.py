@@ -22,10 +22,9 @@ from monitor.alerting import data_stale, rules
 from monitor.alerting.lifecycle import FIRING, PENDING, AlertState
 from monitor.calendar import TradingCalendar
 from monitor.config import Config, RuleConfig
-from monitor.delivery.digest import DATA_STALE, format_value
+from monitor.delivery.digest import DATA_STALE, MARK, format_value, threshold_text
 from storage.silences import matching
 
-MARK = {True: "met", False: "not met", None: "no data"}
 NOT_EVALUATED = "not evaluated yet"
 
 
@@ -187,10 +186,8 @@ def _days(n: int) -> str:
 
 def comparison_line(comp: Mapping) -> str:
     """Return e.g. ``risk.drawdown_prob = 35.0% (< 32.0%: not met)``."""
-    threshold = (comp["threshold_signal"] if comp.get("threshold_signal")
-                 else format_value(comp["signal"], comp["threshold"]))
     return (f"{comp['signal']} = {format_value(comp['signal'], comp['value'])} "
-            f"({comp['op']} {threshold}: {MARK[comp['holds']]})")
+            f"({comp['op']} {threshold_text(comp)}: {MARK[comp['holds']]})")
 
 
 def _side_lines(label: str, side: Mapping) -> list[str]:

@@ -304,7 +304,12 @@ def still_firing(payload: Mapping, mentioned: Iterable[str]) -> list[dict]:
             if a["rule"] not in skip]
 
 
-def _threshold(comp: Mapping) -> str:
+MARK = {True: "met", False: "not met", None: "no data"}
+"""How a comparison's ``holds`` reads (the digest and ``monitor.status``)."""
+
+
+def threshold_text(comp: Mapping) -> str:
+    """Return a comparison's threshold: the other signal's name, or the number in the unit."""
     return (comp["threshold_signal"] if comp.get("threshold_signal")
             else format_value(comp["signal"], comp["threshold"]))
 
@@ -333,9 +338,8 @@ def comparison_text(comp: Mapping, rule: str | None = None) -> str:
     name = labelled(comp["signal"]) if comp.get("signal") else "?"
     if _is_age(comp, rule):
         return f"{name}: {_age_text(comp)} (limit {comp['threshold']:.0f})"
-    mark = {True: "met", False: "not met", None: "no data"}[comp["holds"]]
     return (f"{name} = {format_value(comp['signal'], comp['value'])} "
-            f"(threshold {comp['op']} {_threshold(comp)}: {mark})")
+            f"(threshold {comp['op']} {threshold_text(comp)}: {MARK[comp['holds']]})")
 
 
 def key_comparison(comparisons: Sequence[Mapping], resolved: bool = False) -> Mapping | None:
@@ -357,7 +361,7 @@ def short_value(comp: Mapping, rule: str | None = None) -> str:
     if _is_age(comp, rule):
         return f"{signal} {_age_text(comp)}"
     name = display_name(signal) or signal
-    return f"{name} {format_value(signal, comp['value'])} ({comp['op']} {_threshold(comp)})"
+    return f"{name} {format_value(signal, comp['value'])} ({comp['op']} {threshold_text(comp)})"
 
 
 def one_line(entry: Mapping, kind: str | None = None) -> str:
