@@ -835,6 +835,9 @@ def test_report_on_a_freshly_imported_database(imported, tmp_path):
     assert f"Drawdowns ({len(expected)}, peak → trough)" in text
     assert re.search(r'<td class="lead-(early|late)">\d+ d (before|after)</td>', matrix)
     assert re.search(r'<td class="lead-early">already firing \(\d+ d\)</td>', matrix)
+    # the matrix's green cells beside their chance baseline (the trust sentences)
+    assert re.search(r"Against chance \(.*?\): .*?caught \d+ of \d+ drawdowns.*?; chance .*?"
+                     r"false alarms a year; in alert .*? of days", _text(matrix))
     # the timeline: simulated firings and resolutions only
     alerts = _sections(page)["alerts"]
     assert re.search(r"\d+ firing\(s\) and \d+ resolution\(s\)", alerts)
