@@ -122,8 +122,7 @@ def test_cached_fits_equal_fresh_fits(source, params, fresh, filled, tmp_path) -
 
 
 def test_a_changed_data_point_refits(source, params, fresh, filled, tmp_path) -> None:
-    cache = _copy_of(filled, tmp_path)
-    n_fits = 0
+    cache = _copy_of(filled, tmp_path)  # a fresh FitCache on a copy: its counters start at 0
     changed = tmp_path / "changed.db"
     shutil.copy(source, changed)
     db = open_db(changed)
@@ -140,7 +139,7 @@ def test_a_changed_data_point_refits(source, params, fresh, filled, tmp_path) ->
     earlier = [f for f in fits if f[0] <= day]
     assert later and earlier
     assert cache.hits - hits_before == len(earlier)  # the fits made before the change: reused
-    assert cache.puts == n_fits + len(later)  # every fit made after it: a miss, refitted
+    assert cache.puts == len(later)  # every fit made after it: a miss, refitted
     want, want_fits = _regime(changed, tmp_path, params, None, "changed-fresh")
     pd.testing.assert_series_equal(got, want)
     assert fits == want_fits
