@@ -468,6 +468,13 @@ def test_holdings_count_is_rows_of_the_file_not_fund_reports_and_derived_values(
                       "fund_code = '000011' AND stock_code = '600519'").fetchone()[0] == 6.5e8
     again = import_report(db, [holdings, panel], coverage="top10")[0]
     assert (again.written, again.unchanged, again.derived) == (0, 8, 0)
+    assert again.changed == 0
+    # only a fund's name changed: its two report rows change, no holding does — the import says so
+    # (the drop folder's "rows changed" and the run record count them, as before issue 14)
+    (tmp_path / "v2").mkdir()  # the same file name: the report rows' source stays the same
+    renamed = write(tmp_path / "v2", "holdings.csv", dup.replace("远见成长混合A", "远见成长混合A（更名）"))
+    third = import_report(db, [renamed, panel], coverage="top10")[0]
+    assert (third.written, third.unchanged, third.reports, third.changed) == (0, 8, 2, 2)
 
 
 def test_cli_summary_warns_about_weekend_and_holiday_rows_and_prints_coverage(tmp_path, capsys):

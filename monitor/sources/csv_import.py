@@ -61,6 +61,7 @@ class FileImport:
     merged: int = 0  # holdings rows added to another row of the same report, fund and stock
     removed: int = 0  # holdings positions stored before and absent from a re-imported fund report
     derived: int = 0  # funds.* observations computed from holdings and written
+    reports: int = 0  # holdings: fund report rows (name, type, holding count) written
     skipped: dict[str, int] = field(default_factory=dict)  # non-trading day (ISO) -> rows skipped
     footer: int = 0  # mapped: rows ignored as vendor footers or blank lines
     empty: int = 0  # mapped: cells without a value ("", "--", or a 0 where 0 means unpublished)
@@ -74,8 +75,9 @@ class FileImport:
 
     @property
     def changed(self) -> int:
-        """Rows the import changed: values written, holdings removed, ``funds.*`` derived."""
-        return self.written + self.removed + self.derived
+        """Rows the import changed: values written, holdings removed, fund report rows written,
+        ``funds.*`` derived."""
+        return self.written + self.removed + self.reports + self.derived
 
     def skipped_note(self) -> str | None:
         """One line naming the file, the count and the first few dates skipped, or None."""
@@ -595,6 +597,7 @@ def _write(db: Database, parsed: list[tuple[Path, str, str | pd.DataFrame, FileI
                 result.values, result.written, result.removed = (done.positions, done.written,
                                                                  done.removed)
                 result.merged, result.derived = len(rows) - done.positions, done.derived
+                result.reports = done.reports
                 result.unchanged = done.positions - done.written
                 result.series.update(done.series)
             elif kind == "long":
