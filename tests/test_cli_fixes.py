@@ -220,9 +220,13 @@ def test_alerts_rule_and_since_filter_the_events_and_the_active_alerts(history, 
     active = json.loads(out)
     assert [(a["rule"], a["state"], a["since"]) for a in active] == [
         ("microcap_drawdown", "firing", "2018-03-29")]
+    code, out, _ = run(capsys, "--db", str(history), "alerts", "--json")
+    unfiltered = json.loads(out)
     code, out, _ = run(capsys, "--db", str(history), "alerts", "--json", "--since", "2018-03-30")
-    assert all(a["since"] >= "2018-03-30" for a in json.loads(out))
-    assert "microcap_drawdown" not in {a["rule"] for a in json.loads(out)}
+    since = json.loads(out)
+    assert code == 0 and since == [a for a in unfiltered if a["since"] >= "2018-03-30"]
+    assert "microcap_drawdown" in {a["rule"] for a in unfiltered}  # the filter removed it
+    assert "microcap_drawdown" not in {a["rule"] for a in since}
     code, out, err = run(capsys, "--db", str(history), "alerts", "--rule", "nope")
     assert code == 1 and err.startswith("regime-monitor: error: --rule 'nope': no such rule")
 
