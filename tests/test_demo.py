@@ -12,9 +12,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import resource
 import shlex
-import re
 import subprocess
 import sys
 import time
