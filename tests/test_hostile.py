@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 import signals
 from monitor import cli
 from monitor.alerting import expr
+from monitor.calendar import TradingCalendar
 from monitor.config import (
     COMPOSITE,
     Config,
@@ -33,7 +34,6 @@ from monitor.config import (
     load_config,
     parse_config,
 )
-from monitor.calendar import TradingCalendar
 from monitor.sources.csv_import import CsvImportError, import_files
 from storage import silences
 from storage.db import open_db
