@@ -7,6 +7,7 @@ drawdown probability against its base rate, what leads it, the measured skill), 
 (the regime context), one section per alert (severity, rule, what changed, each signal against
 its threshold with its readable name, the rule's explain) followed by a context block (the
 closest past episode, the silence command with a real date, the alerts folded under it), the
+most exposed products with their estimated excess loss (when a micro-cap warning is new), the
 "Still firing" section (every other firing alert, one line each with its value), and a footer
 (where the chart is, the dedup key). Slack's limits are respected by construction: at most 50
 blocks (alerts that do not fit are folded into one summary line), section text at most 3000
@@ -124,6 +125,16 @@ def still_firing_section(lines: list[str]) -> str:
                       *(f"• {escape(f)}" for f in lines)])
 
 
+def exposure_section(c: digest.Content) -> str | None:
+    """Return the mrkdwn of the most exposed products (``c.exposure_title`` in bold, labelled an
+    estimate, then one bullet per product, the book line and what β is), or None."""
+    if not c.exposure_title:
+        return None
+    *rows, note = c.exposure if c.exposure else [""]
+    return "\n".join([f":briefcase: *{escape(c.exposure_title)}*",
+                      *(f"• {escape(r)}" for r in rows), *([f"_{escape(note)}_"] if note else [])])
+
+
 def render(payload: dict, dedup_key: str | None = None, chart: str | None = None,
            inhibit: bool = True) -> tuple[list[dict], str]:
     """Return ``(blocks, fallback_text)`` for a digest payload, both from the same
@@ -144,6 +155,9 @@ def render(payload: dict, dedup_key: str | None = None, chart: str | None = None
         blocks.append(_context(*(":warning: Note: " + escape(n) for n in c.notes)))
 
     tail: list[dict] = []
+    exposure = exposure_section(c)
+    if exposure:
+        tail.append(_section(clip(exposure, MAX_SECTION_TEXT)))
     if c.still_firing:
         tail.append(_section(clip(still_firing_section(c.still_firing), MAX_SECTION_TEXT)))
     if c.folded_top:

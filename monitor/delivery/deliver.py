@@ -23,8 +23,9 @@ Once Slack accepted a message, nothing a live process does posts it again:
   A process that ends between the two leaves the chart to the next run, after the lease.
 
 Before sending, delivery adds to each alert the closest historical episode (computed here, from
-the database, for the digest's day) and, for a notifier that uploads charts, prepares the chart
-(rendered only after the message was accepted).
+the database, for the digest's day), when a micro-cap warning is new the PM's most exposed
+products with their estimated excess loss (``attach_exposure``), and, for a notifier that
+uploads charts, prepares the chart (rendered only after the message was accepted).
 The payload as sent is what ``mark_sent`` stores.
 """
 
@@ -40,7 +41,7 @@ from dataclasses import dataclass
 
 from sqlite_utils import Database
 
-from monitor.config import COMPOSITE, NotifyConfig
+from monitor.config import COMPOSITE, Config, NotifyConfig
 from monitor.delivery import ChartUploader, DeliveryError, HistoryReader, Notifier, digest, redact
 from signals.episodes import ROTATION_MERGE_GAP_DAYS
 from storage import episodes, outbox, signal_values
@@ -146,13 +147,15 @@ def _iso_after(t: dt.datetime, seconds: float) -> str:
 
 
 def deliver_due(db: Database, notifier: Notifier, now: dt.datetime,
-                policy: RetryPolicy | None = None) -> int:
+                policy: RetryPolicy | None = None, config: Config | None = None) -> int:
     """Send every due outbox row through ``notifier``; return how many were delivered.
 
     ``now`` (an aware datetime, the wall clock of the caller: outbox times are UTC) decides
     which rows are due and when a failed one is tried next, and is the time recorded as sent or
     failed. Also finishes the charts of rows sent by a process that ended before uploading
-    them, and stores records an earlier run of this process could not.
+    them, and stores records an earlier run of this process could not. ``config`` (the
+    daemon's) adds the products' exposure to a digest whose micro-cap warning is new
+    (:func:`prepare`); None leaves it out.
     """
     now = now.astimezone(dt.UTC)
     policy = policy or RetryPolicy()
@@ -167,7 +170,7 @@ def deliver_due(db: Database, notifier: Notifier, now: dt.datetime,
         key = row["dedup_key"]
         payload = json.loads(row["payload"])
         if row["kind"] == "digest":
-            payload = prepare(db, payload)
+            payload = prepare(db, payload, config)
         chart = None
         try:
             uploader = _chart_uploader(notifier)
@@ -331,20 +334,96 @@ def _chart(db: Database, payload: dict) -> Callable[[], tuple[bytes, str]] | Non
 
 # -- the closest historical episode ------------------------------------------------------------
 
-def prepare(db: Database, payload: dict) -> dict:
+def prepare(db: Database, payload: dict, config: Config | None = None) -> dict:
     """Return ``payload`` with the closest historical episode in each alert (when missing),
     compared like with like (``digest.episode_kind``: drawdown alerts with drawdowns, the
-    rotation rule with rotation spells, ``data_stale`` with none)."""
-    if not digest.needs_closest(payload):
+    rotation rule with rotation spells, ``data_stale`` with none), and, with ``config``, the
+    PM's most exposed products (:func:`attach_exposure`) when a micro-cap warning is new."""
+    if digest.needs_closest(payload):
+        try:
+            kinds = digest.kinds_needed(payload)
+            payload = digest.attach_closest(payload, {k: closest_for(db, payload["as_of"], k)
+                                                      for k in sorted(kinds)})
+        except Exception as exc:  # context, not the alert: send without it
+            log.warning("digest %s: closest episode unavailable: %s: %s", payload["as_of"],
+                        type(exc).__name__, exc)
+    if config is not None:
+        payload = attach_exposure(db, payload, config)
+    return payload
+
+
+EPISODE_CLOSE_LEAD_DAYS = 15
+"""Calendar days of closes read before an episode's peak, so that each index has a close on or
+before it (the last close on or before a day is the one used, as ``signals.exposure`` reads)."""
+
+
+def attach_exposure(db: Database, payload: dict, config: Config) -> dict:
+    """Return ``payload`` with its ``exposure`` block (``digest.exposure_block``) when a
+    micro-cap warning is new (``digest.needs_exposure``), products are declared in the config and
+    some have NAVs known on the digest's day: the ``exposure.digest_top`` most exposed products
+    (ranked by the micro-cap beta of ``exposure.rank_window_weeks``, from
+    ``monitor.analysis.exposure.exposure_report`` on the digest's day: NAVs with
+    ``available_at`` on or before it) and, for each, the estimated excess loss if the micro-cap
+    excess over its benchmark repeated its peak-to-trough move in the closest past drawdown
+    episode (the one attached to the alert: close, or only the nearest, said so). Unchanged
+    otherwise; a failure is logged and the digest goes out without the block."""
+    if not config.products or config.exposure.digest_top <= 0 or not digest.needs_exposure(payload):
         return payload
+    as_of = payload["as_of"]
     try:
-        kinds = digest.kinds_needed(payload)
-        return digest.attach_closest(payload, {k: closest_for(db, payload["as_of"], k)
-                                               for k in sorted(kinds)})
+        from monitor.analysis.exposure import exposure_report
+
+        table = exposure_report(db, config, dt.date.fromisoformat(as_of))
+        if table is None or not len(table):
+            return payload
+        rows = table.to_dict("records")
+        episode = digest.drawdown_episode(payload)
+        if episode is None and not any(
+                i["kind"] == "firing" and "closest_episode" in i for i in payload["items"]):
+            episode = closest_for(db, as_of, digest.DRAWDOWN)  # not attached yet: look it up
+        moves = (episode_moves(db, episode, {str(r["benchmark"]) for r in rows})
+                 if episode else {})
+        block = digest.exposure_block(rows, episode, moves, top=config.exposure.digest_top,
+                                      rank_window=config.exposure.rank_window_weeks)
     except Exception as exc:  # context, not the alert: send without it
-        log.warning("digest %s: closest episode unavailable: %s: %s", payload["as_of"],
+        log.warning("digest %s: product exposure unavailable: %s: %s", as_of,
                     type(exc).__name__, exc)
         return payload
+    return payload if block is None else {**payload, "exposure": block}
+
+
+def episode_moves(db: Database, episode: dict, benchmarks: set[str]) -> dict[str, float | None]:
+    """Return benchmark -> the micro-cap excess return over that benchmark (fraction) from the
+    drawdown ``episode``'s peak to its trough (``signals.exposure.index_excess``: each index at
+    its last stored close on or before each of the two days); None when a close is missing."""
+    import pandas as pd
+
+    from signals.exposure import MICROCAP, index_excess
+    from storage import observations
+
+    peak, trough = episode.get("peak") or episode.get("start"), episode.get("trough")
+    if not peak or not trough or trough <= peak:
+        return dict.fromkeys(benchmarks)
+    first = (dt.date.fromisoformat(peak)
+             - dt.timedelta(days=EPISODE_CLOSE_LEAD_DAYS)).isoformat()
+
+    def close(index: str) -> pd.Series:
+        rows = [(d, v) for d, v in observations.values_between(db, f"index.{index}.close", first,
+                                                                trough) if v is not None]
+        return pd.Series([v for _, v in rows], index=pd.to_datetime([d for d, _ in rows]),
+                         dtype=float)
+
+    micro = close(MICROCAP)
+    dates = pd.DatetimeIndex([pd.Timestamp(peak), pd.Timestamp(trough)])
+    out: dict[str, float | None] = {}
+    for bench in sorted(benchmarks):
+        bench_close = close(bench)
+        move = None
+        if len(micro) and len(bench_close):
+            got = index_excess(micro, bench_close, dates).dropna()
+            move = float(got.iloc[-1]) if len(got) else None
+        out[bench] = move if move is not None and math.isfinite(move) else None
+    return out
 
 
 def closest_for(db: Database, as_of: str, kind: str | None = None) -> dict | None:

@@ -14,7 +14,7 @@ import datetime as dt
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeGuard
 
 import signals
@@ -449,7 +449,10 @@ class Content:
     ``title``; the ``microcap`` line; the headline block (``top``); the ``regime`` line;
     ``notes``; one ``sections`` entry per alert shown in full; ``still_firing``: one line with a
     value for each other firing alert; ``folded_top``: the inhibited alerts when their critical
-    alert is itself in the still-firing lines; ``nothing_firing`` on a quiet weekly summary."""
+    alert is itself in the still-firing lines; ``nothing_firing`` on a quiet weekly summary;
+    ``exposure_title`` and ``exposure``: the PM's most exposed products with their estimated
+    excess loss when a micro-cap warning is new (:func:`exposure_lines`; None and empty
+    otherwise), shown after the alert sections."""
 
     title: str
     microcap: str | None
@@ -460,6 +463,8 @@ class Content:
     still_firing: list[str]
     folded_top: list[str]
     nothing_firing: bool
+    exposure_title: str | None = None
+    exposure: list[str] = field(default_factory=list)
 
 
 FOLD_INTRO = "Folded under the critical alert (notify.inhibit)"
@@ -498,6 +503,7 @@ def content(payload: Mapping, inhibit: bool = True) -> Content:
     sections = [section_of(i, as_of, folded if i is source else []) for i in shown]
     rest = still_firing(payload, [i["rule"] for i in [*shown, *folded]])
     source_folded = source is not None and any(source is r for r in reminders)
+    exposure_title, exposure = exposure_lines(payload.get("exposure"))
     return Content(
         title=headline(dict(payload)),
         microcap=microcap_text(payload.get("microcap"), as_of),
@@ -508,13 +514,16 @@ def content(payload: Mapping, inhibit: bool = True) -> Content:
         still_firing=[one_line(a) for a in rest],
         folded_top=[one_line(f, f["kind"]) for f in folded] if source_folded else [],
         nothing_firing=bool(payload.get("summary")) and not payload.get("active") and not rest,
+        exposure_title=exposure_title,
+        exposure=exposure,
     )
 
 
 def render_text(payload: dict, inhibit: bool = True) -> str:
     """Return the digest as plain text (console output and Slack fallback), from
     :func:`content`: title, micro-cap line, headline block, regime line, notes, one section per
-    alert, then the still-firing lines."""
+    alert, the most exposed products (when a micro-cap warning is new), then the still-firing
+    lines."""
     c = content(payload, inhibit)
     lines = [c.title, *([c.microcap] if c.microcap else []), *c.top,
              *([c.regime] if c.regime else []), *(f"Note: {n}" for n in c.notes)]
@@ -529,6 +538,8 @@ def render_text(payload: dict, inhibit: bool = True) -> str:
         if s.folded:
             lines.append(f"  {FOLD_INTRO}:")
             lines += [f"    - {f}" for f in s.folded]
+    if c.exposure_title:
+        lines += ["", f"{c.exposure_title}:", *(f"  - {e}" for e in c.exposure)]
     if c.still_firing:
         lines += ["", f"{STILL_FIRING} ({len(c.still_firing)}):"]
         lines += [f"  - {f}" for f in c.still_firing]
@@ -683,3 +694,132 @@ def episode_line(ep: Mapping | None, kind: str | None) -> str | None:
         return f"Closest past {what}: {episode_text(ep)}"
     return (f"Closest past {what}: none close (nearest {ep['distance']:.2f} apart, close means "
             f"<= {MAX_EPISODE_DISTANCE:.2f})")
+
+
+# -- manager exposure (issue 16) ----------------------------------------------------------------
+
+EXPOSURE_TITLE = "Most exposed products"
+ESTIMATE_LABEL = "estimate, not a forecast"
+
+
+def needs_exposure(payload: Mapping) -> bool:
+    """Return whether the digest ``payload`` gets the products' exposure block: some alert item is
+    a NEW firing (kind ``firing``) of a warning or critical rule compared with past drawdowns
+    (:func:`episode_kind` ``drawdown``: not ``data_stale``, not the rotation rule), and the block
+    is not there yet."""
+    return "exposure" not in payload and any(
+        i["kind"] == "firing" and i["severity"] in TRIGGER_SEVERITIES
+        and episode_kind(i) == DRAWDOWN for i in payload["items"])
+
+
+def drawdown_episode(payload: Mapping) -> dict | None:
+    """Return the closest past drawdown episode attached to the payload's NEW drawdown-kind
+    alerts (:func:`attach_closest`; close or only the nearest, as attached), or None."""
+    for i in payload["items"]:
+        if (i["kind"] == "firing" and episode_kind(i) == DRAWDOWN
+                and isinstance(i.get("closest_episode"), Mapping)):
+            return dict(i["closest_episode"])
+    return None
+
+
+def exposure_block(rows: Sequence[Mapping], episode: Mapping | None,
+                   moves: Mapping[str, float | None], *, top: int, rank_window: int) -> dict | None:
+    """Return the digest's exposure block (JSON data), or None without a product to list.
+
+    ``rows``: the products' exposure rows, most exposed first
+    (:func:`signals.exposure.exposure_table` records: ``product``, ``benchmark``, ``strategy``,
+    ``weight``, ``last`` and ``beta_microcap_<rank_window>w``); ``episode``: the past drawdown
+    the estimate repeats (a :func:`closest_episode` result, None when there is none);
+    ``moves``: benchmark -> the micro-cap excess return over that benchmark from the episode's
+    peak to its trough (fraction; None when a close is missing). The first ``top`` rows with a
+    finite beta are listed, each with ``beta``, ``move`` and ``estimate`` = beta x move
+    (:func:`signals.exposure.estimated_excess_loss`, fraction; None without a move). ``book``:
+    the weight-summed estimate over every row with a declared weight and an estimate (fraction
+    of the whole book), with ``n`` such rows and their total ``weight``; None without weights.
+    """
+    from signals.exposure import estimated_excess_loss
+
+    column = f"beta_microcap_{rank_window}w"
+    listed: list[dict] = []
+    book_sum, book_weight, book_n = 0.0, 0.0, 0
+    for r in rows:
+        beta = r.get(column)
+        if not _finite(beta):
+            continue
+        move = moves.get(str(r.get("benchmark"))) if episode else None
+        estimate = estimated_excess_loss(float(beta), float(move)) if _finite(move) else None
+        weight = r.get("weight")
+        weight = float(weight) if _finite(weight) else None
+        if weight is not None and estimate is not None:
+            book_sum += weight * estimate
+            book_weight += weight
+            book_n += 1
+        if len(listed) < top:
+            last = r.get("last")
+            listed.append({"product": str(r.get("product")), "benchmark": str(r.get("benchmark")),
+                           "strategy": r.get("strategy") or "", "weight": weight,
+                           "beta": float(beta), "move": move if _finite(move) else None,
+                           "estimate": estimate,
+                           "last_nav": str(last)[:10] if last is not None else None})
+    if not listed:
+        return None
+    ep = None
+    if episode:
+        ep = {k: episode.get(k) for k in ("peak", "trough", "end", "depth", "distance", "close")}
+    book = ({"estimate": book_sum, "weight": book_weight, "n": book_n} if book_n else None)
+    return {"episode": ep, "rank_window": rank_window, "products": listed, "book": book}
+
+
+def _bench(benchmark: str) -> str:
+    """``csi1000`` -> ``CSI 1000`` (the English part of its readable name)."""
+    return INDEX_NAMES.get(benchmark, benchmark).split(" / ")[0]
+
+
+def _signed(v: float) -> str:
+    return f"{v * 100:+.1f}%".replace("+-", "-")
+
+
+def exposure_lines(block: Mapping | None) -> tuple[str | None, list[str]]:
+    """Return the exposure block as text: a title saying it is an estimate and which past
+    drawdown it repeats (the closest; the nearest, said so, when none is close), e.g. ``Most
+    exposed products — estimate, not a forecast: β × the micro-cap excess move over each
+    benchmark in the closest past drawdown (2015-06-12→2015-09-15, micro-cap -45.2%)``; then one
+    line per product, e.g. ``九坤1000B (CSI 1000): β 0.42 × -14.5% → est. excess -6.1% · 10% of
+    the book``; the book's weight-summed estimate when weights are declared; and what β is.
+    ``(None, [])`` without a block."""
+    if not block:
+        return None, []
+    ep = block.get("episode")
+    if not ep:
+        title = f"{EXPOSURE_TITLE} (no past drawdown to estimate a loss from: β only)"
+    else:
+        span = f"{ep.get('peak')}→{ep.get('trough')}"
+        depth = f", micro-cap {ep['depth'] * 100:.1f}%" if _finite(ep.get("depth")) else ""
+        if ep.get("close", True):
+            which = f"the closest past drawdown ({span}{depth})"
+        else:
+            dist = f" {ep['distance']:.2f} apart" if _finite(ep.get("distance")) else ""
+            which = (f"the nearest past drawdown ({span}{depth}; no close analogue, nearest"
+                     f"{dist})")
+        title = (f"{EXPOSURE_TITLE} — {ESTIMATE_LABEL}: β × the micro-cap excess move over "
+                 f"each benchmark in {which}")
+    lines = []
+    for p in block.get("products") or []:
+        head = f"{p['product']} ({_bench(p['benchmark'])}): β {p['beta']:.2f}"
+        if p.get("estimate") is not None and p.get("move") is not None:
+            head += f" × {_signed(p['move'])} → est. excess {_signed(p['estimate'])}"
+        elif ep:
+            head += " (no benchmark close in that drawdown: no estimate)"
+        if p.get("weight") is not None:
+            head += f" · {p['weight'] * 100:.0f}% of the book"
+        lines.append(head)
+    book = block.get("book")
+    if book:
+        lines.append(f"Book: est. excess {_signed(book['estimate'])} (weighted over the "
+                     f"{book['n']} product(s) with a weight, {book['weight'] * 100:.0f}% of "
+                     "the book)")
+    w = block.get("rank_window")
+    lines.append(f"β: beta of the product's excess return to the micro-cap excess over its "
+                 f"benchmark{f', last {w} NAV intervals' if w else ''}; NAVs known on the "
+                 "digest's day (regime-monitor exposure)")
+    return title, lines
