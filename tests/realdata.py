@@ -67,3 +67,40 @@ def yields(real: Path, start: str = "2008-01-01", end: str = "2024-06-30",
 def write_csv(frame: pd.DataFrame, path: Path) -> Path:
     frame.to_csv(path, index=False)
     return path
+
+
+NAV_FILE = Path("quant_fund_nav_euclid") / "private_quant_nav_weekly.csv"
+# benchmark per strategy: 500-enhanced against CSI 500 even where the report used 000852 (PROVENANCE.md)
+STRATEGY_BENCHMARK = {"csi500_enhanced": "csi500", "csi1000_enhanced": "csi1000",
+                      "csi300_enhanced": "csi300"}
+FILE_BENCHMARK = {"000905": "csi500", "000852": "csi1000", "000300": "csi300"}
+
+
+def navs(real: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The private quant products' NAVs (PROVENANCE.md section 11) in the documented import format:
+    ``date (ISO str), product, nav`` (rebased NAV), and a frame indexed by product with ``strategy``,
+    ``category``, ``benchmark`` (csi300|csi500|csi1000: by strategy for index-enhanced products, the
+    report's own index otherwise) and ``file_benchmark`` (the report's index code).
+
+    A manager name that appears in several source folders (e.g. 聚宽 in 500增强 and 1000增强: different
+    products) is suffixed with its folder, ``聚宽 (1000增强)``, so each product name is one NAV series.
+    """
+    raw = pd.read_csv(real / NAV_FILE, dtype={"benchmark": str, "product": str, "date": str})
+    folders = raw.groupby("product")["category"].nunique()
+    shared = raw["product"].isin(folders[folders > 1].index)
+    raw["product"] = raw["product"].where(~shared, raw["product"] + " (" + raw["category"] + ")")
+    meta = raw.groupby("product").agg(strategy=("strategy", "first"), category=("category", "first"),
+                                      file_benchmark=("benchmark", "first"))
+    meta["benchmark"] = meta["strategy"].map(STRATEGY_BENCHMARK).fillna(
+        meta["file_benchmark"].map(FILE_BENCHMARK))
+    long = raw[["date", "product", "nav"]].sort_values(["product", "date"], ignore_index=True)
+    return long, meta[["strategy", "category", "benchmark", "file_benchmark"]]
+
+
+def index_closes(real: Path, start: str = "2014-01-01", end: str = "2024-12-31") -> dict[str, pd.Series]:
+    """``indices`` closes as ``signals.exposure`` takes them: index id (csi300, csi500, csi1000,
+    csi2000, all_a, microcap) -> close Series on a DatetimeIndex."""
+    frame = indices(real, start, end)
+    frame = frame[frame["series"].str.endswith(".close")]
+    return {name.split(".")[1]: pd.Series(g["value"].to_numpy(), index=pd.to_datetime(g["date"].to_numpy()))
+            .sort_index() for name, g in frame.groupby("series")}
