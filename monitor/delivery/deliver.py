@@ -371,10 +371,14 @@ def attach_exposure(db: Database, payload: dict, config: Config) -> dict:
         return payload
     as_of = payload["as_of"]
     try:
-        from monitor.analysis.exposure import exposure_report
+        from monitor.analysis.exposure import ExposureError, exposure_report
 
-        table = exposure_report(db, config, dt.date.fromisoformat(as_of))
-        if table is None or not len(table):
+        try:
+            table = exposure_report(db, config, dt.date.fromisoformat(as_of))
+        except ExposureError as exc:  # no NAV known yet, an index missing: said, not alarming
+            log.info("digest %s: no product exposure: %s", as_of, exc)
+            return payload
+        if not len(table):
             return payload
         rows = table.to_dict("records")
         episode = digest.drawdown_episode(payload)
