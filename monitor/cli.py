@@ -516,7 +516,7 @@ def cmd_holdings(g: Globals, report_date: dt.date | None) -> int:
 def cmd_import_csv(g: Globals, paths: tuple[Path, ...], coverage: str,
                    mapping_file: Path | None) -> int:
     from monitor.sources import mapping as vendor
-    from monitor.sources.csv_import import coverage_rows, import_report
+    from monitor.sources.csv_import import coverage_rows, import_report, nav_coverage_rows
 
     layout = None
     if mapping_file is not None:
@@ -527,7 +527,7 @@ def cmd_import_csv(g: Globals, paths: tuple[Path, ...], coverage: str,
     config = g.load()
     db = g.open(config)
     done = import_report(db, list(paths), coverage=coverage, mapping=layout,
-                         calendar=_calendar(config))
+                         calendar=_calendar(config), nav_lag_days=config.exposure.nav_lag_days)
     for result in done:
         note = result.skipped_note()
         if note:
@@ -538,7 +538,82 @@ def cmd_import_csv(g: Globals, paths: tuple[Path, ...], coverage: str,
     if rows:
         print("coverage of the series imported:")
         _print_rows(rows, ["series", "first", "last", "rows"], False)
+    navs = nav_coverage_rows(db, done, {p.name for p in config.products})
+    if navs:
+        print("NAVs stored of the products imported:")
+        _print_rows(navs, ["product", "first", "last", "navs", "known_through", "declared"], False)
     return 0
+
+
+@command(cli, "exposure", "rank the declared products by micro-cap exposure (NAVs point-in-time); "
+                           "--evidence: check the measure against a past crash window")
+@click.option("--as-of", type=DATE, help="day the exposure is measured on, with what was known "
+                                         "then (default: today; with --evidence, the trading day "
+                                         "before START)")
+@click.option("--evidence", nargs=2, type=DATE, metavar="START END",
+              help="rank correlation (Spearman) of the exposure measured on --as-of with each "
+                   "product's excess return from START to END")
+@JSON
+def cmd_exposure(g: Globals, as_of: dt.date | None, evidence: tuple[dt.date, dt.date] | None,
+                 as_json: bool) -> int:
+    from monitor.analysis import exposure as ex
+
+    config = g.load()
+    db = g.existing(config)
+    try:
+        if evidence:
+            start, end = evidence
+            through = as_of or _calendar(config).previous(start)
+            result = ex.crash_evidence(db, config, through, start, end)
+            if as_json:
+                print(_safe_json(json.dumps(ex.evidence_json(result), ensure_ascii=False, indent=2)))
+                return 0
+            _print_evidence(ex.evidence_json(result))
+            return 0
+        day = as_of or _today(config)
+        rows = ex.report_rows(db, config, day, ex.exposure_report(db, config, day))
+    except ex.ExposureError as exc:
+        raise UsageError(str(exc)) from None
+    if as_json:
+        print(_safe_json(json.dumps(rows, ensure_ascii=False, indent=2)))
+        return 0
+    from tabulate import tabulate
+
+    headers, cells = ex.text_table(rows, config)
+    print(_safe(ex.header_line(config, day)))
+    print(tabulate([[_safe(c) for c in line] for line in cells], headers=headers,
+                   tablefmt="simple", disable_numparse=True, colalign=ex.text_align(headers)))
+    for line in ex.legend(config):
+        print(_safe(line))
+    return 0
+
+
+def _print_evidence(result: dict) -> None:
+    """Print ``crash_evidence``'s result (JSON-ready) for the terminal."""
+    from tabulate import tabulate
+
+    w = result["window_weeks"]
+    print(_safe(f"out-of-sample check: exposure measured on what was known on "
+                f"{result['measured_through']} (micro-cap correlation and beta over {w} weekly "
+                f"NAV intervals) against each product's excess return over its benchmark from "
+                f"{result['start']} to {result['end']}"))
+
+    def num(v, fmt: str) -> str:
+        return "-" if v is None else format(v, fmt)
+
+    print(tabulate([[f"micro-cap correlation ({w}w)", num(result["correlation"]["rho"], ".3f"),
+                     num(result["correlation"]["p"], ".3g"), result["correlation"]["n"]],
+                    [f"micro-cap beta ({w}w)", num(result["beta"]["rho"], ".3f"),
+                     num(result["beta"]["p"], ".3g"), result["beta"]["n"]]],
+                   headers=["exposure measure", "Spearman rho", "p (two-sided)", "n"],
+                   tablefmt="simple", disable_numparse=True))
+    print("a negative rho: the products measured as more exposed lost more excess in the window")
+    cells = [[str(i + 1), _safe(r["product"]), r["benchmark"], num(r["corr"], ".2f"),
+              num(r["beta"], ".2f"), "-" if r["excess"] is None else f"{r['excess']:.1%}"]
+             for i, r in enumerate(result["products"])]
+    print(tabulate(cells, headers=["#", "product", "bench", f"mc corr {w}w", f"mc beta {w}w",
+                                   "excess in window"],
+                   tablefmt="simple", disable_numparse=True, colalign=("right", "left")))
 
 
 @command(cli, "signals", "show signal values (latest, or one signal's history)")

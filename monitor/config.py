@@ -24,6 +24,7 @@ from pydantic import (
 
 import signals
 from monitor.alerting import expr
+from signals import exposure as exposure_defaults  # pandas is imported there on first use only
 from signals.series import kind_of as series_kind
 
 DEFAULT_CONFIG = Path("config/monitor.toml")
@@ -246,6 +247,84 @@ class ContextConfig(_Strict):
         return frozenset(self._when.names)
 
 
+NAV_LAG_DAYS = 5
+"""XSHG trading days after a NAV's date before it is known (``exposure.nav_lag_days``): the
+default of the config and of ``import-csv`` when given no config."""
+MIN_WINDOW_WEEKS, MAX_WINDOW_WEEKS = 4, 520
+"""An exposure window holds this many NAV intervals at least (a correlation of fewer is noise)
+and at most (ten years of weekly NAVs)."""
+PRODUCTS_KEY = "products"
+
+
+class ExposureConfig(_Strict):
+    """``[exposure]``: how the products' micro-cap exposure is measured (``regime-monitor
+    exposure``) and shown in the digest. Threshold defaults live in ``signals.exposure``."""
+
+    nav_lag_days: int = Field(default=NAV_LAG_DAYS, ge=0, le=60)
+    windows_weeks: list[int] = list(exposure_defaults.DEFAULT_WINDOWS)
+    rank_window_weeks: int = exposure_defaults.DEFAULT_RANK_WINDOW
+    large_microcap_corr: float = exposure_defaults.LARGE_MICROCAP_CORR
+    loose_tracking_corr: float = exposure_defaults.LOOSE_TRACKING_CORR
+    digest_top: int = Field(default=3, ge=0, le=50)
+
+    @field_validator("windows_weeks")
+    @classmethod
+    def _windows(cls, value: list[int]) -> list[int]:
+        if not value:
+            raise ValueError("give at least one window (in NAV intervals), e.g. [26, 52]")
+        for w in value:
+            if not MIN_WINDOW_WEEKS <= w <= MAX_WINDOW_WEEKS:
+                raise ValueError(f"a window is {MIN_WINDOW_WEEKS} to {MAX_WINDOW_WEEKS} NAV "
+                                 f"intervals, got {w}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"a window is given twice in {value}")
+        return value
+
+    @field_validator("large_microcap_corr", "loose_tracking_corr")
+    @classmethod
+    def _correlation(cls, value: float) -> float:
+        if not 0 <= value <= 1:
+            raise ValueError(f"must be a correlation between 0 and 1, got {value!r}")
+        return value
+
+
+
+class ProductConfig(_Strict):
+    """``[[products]]``: one product of the PM's book whose NAVs are imported with
+    ``import-csv`` (``date,product,nav``)."""
+
+    name: str = Field(min_length=1, max_length=200)
+    benchmark: str
+    strategy: str = Field(default="", max_length=80)
+    weight: float | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if value != value.strip():
+            raise ValueError(f"{value!r} has spaces around it (the NAV file's product column is "
+                             "read without them)")
+        if not value.isprintable():
+            raise ValueError("must not contain control characters")
+        return value
+
+    @field_validator("benchmark")
+    @classmethod
+    def _benchmark(cls, value: str) -> str:
+        if value not in exposure_defaults.BENCHMARKS:
+            raise ValueError(f"unknown benchmark {value!r} (known: "
+                             f"{', '.join(exposure_defaults.BENCHMARKS)})")
+        return value
+
+    @field_validator("weight")
+    @classmethod
+    def _weight(cls, value: float | None) -> float | None:
+        if value is not None and not 0 <= value <= 1:
+            raise ValueError(f"must be the product's share of the book, between 0 and 1, got "
+                             f"{value!r}")
+        return value
+
+
 MAX_WINDOW_DAYS = 10_000
 """The longest window a signal parameter may give, in trading days (about 40 years)."""
 FRACTION_PARAMS = {("risk", "drawdown")}
@@ -291,6 +370,8 @@ class Config(_Strict):
     data_quality: DataQualityConfig = DataQualityConfig()
     rules: list[RuleConfig] = []
     context: list[ContextConfig] = []
+    exposure: ExposureConfig = ExposureConfig()
+    products: list[ProductConfig] = []
 
     @model_validator(mode="after")
     def _check(self) -> Config:
@@ -347,6 +428,20 @@ class Config(_Strict):
                 raise ValueError(f"data_quality.required[{i}]: {name!r} is not a canonical series name")
         if self.episodes.rotation_rule and self.episodes.rotation_rule not in seen:
             raise ValueError(f"episodes.rotation_rule: no rule named {self.episodes.rotation_rule!r}")
+        exposure = self.exposure
+        if exposure.rank_window_weeks not in exposure.windows_weeks:
+            raise ValueError(f"exposure.rank_window_weeks: {exposure.rank_window_weeks} is not one "
+                             f"of exposure.windows_weeks {exposure.windows_weeks}")
+        declared: set[str] = set()
+        for i, product in enumerate(self.products):
+            if product.name in declared:
+                raise ValueError(f"{PRODUCTS_KEY}[{i}] ({product.name}).name: duplicate product "
+                                 f"name {product.name!r}")
+            declared.add(product.name)
+        book = sum(p.weight or 0.0 for p in self.products)
+        if book > 1 + 1e-9:
+            raise ValueError(f"{PRODUCTS_KEY}: the weights add up to {book:g}, more than the "
+                             "whole book (1)")
         return self
 
     def signal_params(self) -> dict[str, dict[str, Any]]:
@@ -371,7 +466,7 @@ def _loc(loc: tuple[Any, ...], data: Any = None) -> str:
             out += f"[{part}]"
             node = node[part] if isinstance(node, list) and 0 <= part < len(node) else None
             name = node.get("name") if isinstance(node, dict) else None
-            if isinstance(name, str) and name and out.startswith("rules["):
+            if isinstance(name, str) and name and out.startswith(("rules[", f"{PRODUCTS_KEY}[")):
                 out += f" ({name})"
         else:
             out += ("." if out else "") + str(part)

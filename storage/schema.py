@@ -242,6 +242,44 @@ def m007_observation_revisions(db: Database) -> None:
     )
 
 
+@migrations()
+def m008_product_navs(db: Database) -> None:
+    """The NAVs of the PM's products (issue 16), with the day each became known; earlier values
+    of revised NAVs are kept by a trigger, as for observations (m007)."""
+    db.executescript(
+        """
+        CREATE TABLE product_navs (
+            product TEXT NOT NULL,         -- product name, as in [[products]] name
+            date TEXT NOT NULL,            -- ISO day the NAV is for
+            nav REAL NOT NULL,             -- unit or adjusted NAV (any positive scale)
+            available_at TEXT NOT NULL,    -- ISO day from which the NAV may be used
+            source TEXT NOT NULL,          -- csv:<file>
+            imported_at TEXT NOT NULL,     -- UTC timestamp of the write
+            PRIMARY KEY (product, date)
+        ) WITHOUT ROWID;
+
+        CREATE TABLE product_nav_revisions (
+            product TEXT NOT NULL,
+            date TEXT NOT NULL,
+            nav REAL NOT NULL,             -- the NAV as known before the revision
+            available_at TEXT NOT NULL,    -- ISO day from which that NAV was known
+            superseded_at TEXT NOT NULL,   -- ISO day the revised NAV became known (exclusive)
+            source TEXT NOT NULL,
+            imported_at TEXT NOT NULL
+        );
+        CREATE INDEX product_nav_revisions_key ON product_nav_revisions (product, date);
+        CREATE TRIGGER product_navs_keep_revised AFTER UPDATE OF nav ON product_navs
+        WHEN OLD.nav IS NOT NEW.nav AND OLD.available_at < NEW.available_at
+        BEGIN
+            INSERT INTO product_nav_revisions (product, date, nav, available_at, superseded_at,
+                                               source, imported_at)
+            VALUES (OLD.product, OLD.date, OLD.nav, OLD.available_at, NEW.available_at,
+                    OLD.source, OLD.imported_at);
+        END;
+        """
+    )
+
+
 def apply(db: Database) -> None:
     """Apply pending migrations (each in its own transaction)."""
     migrations.apply(db)

@@ -2,6 +2,7 @@
 
 Long format: ``date,series,value`` (optional ``available_at``), values in canonical units.
 Stock panel: ``date,code,close,total_mv,is_st`` (close in yuan, total_mv in yuan, is_st 0/1).
+Product NAVs: ``date,product,nav`` (optional ``available_at``): the PM's products (issue 16).
 
 Vendor exports (CSIndex, Wind, ChinaBond) come in through a mapping file
 (``monitor.sources.mapping``), which turns their rows into the long format.
@@ -17,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import warnings
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Collection, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -27,16 +28,18 @@ import pandas as pd
 from sqlite_utils import Database
 
 from monitor.calendar import CALENDAR_START, TradingCalendar
+from monitor.config import NAV_LAG_DAYS
 from monitor.sources import holdings
 from monitor.sources import mapping as vendor
 from signals import series as canonical
-from storage import observations, runs, stock_panel
+from storage import observations, products, runs, stock_panel
 from storage.staging import Staging
 from storage.util import dumps, utc_now
 
 LONG_COLUMNS = ("date", "series", "value")
 PANEL_COLUMNS = ("date", "code", "close", "total_mv", "is_st")
 HOLDINGS_COLUMNS = ("report_date", "fund_code", "fund_name", "stock_code", "holding_value")
+NAV_COLUMNS = ("date", "product", "nav")
 FUNDS_LAG_DAYS = 30  # quarterly fund data: usable this many calendar days after the report date
 CHUNK_ROWS = 100_000  # rows validated at a time: the memory an import needs does not grow with the file
 EXCERPT_CHARS = 80  # at most this much of a file's content is quoted in an error
@@ -52,7 +55,7 @@ class FileImport:
     """What the import did with one file (counts are rows of the file unless said otherwise)."""
 
     path: str
-    kind: str = ""  # long | panel | holdings | mapped
+    kind: str = ""  # long | panel | holdings | mapped | navs
     mapping: str | None = None  # the mapping file's name (kind "mapped")
     read: int = 0  # data rows in the file
     values: int = 0  # values to store: rows (long, panel), mapped cells (mapped), positions (holdings)
@@ -68,6 +71,8 @@ class FileImport:
     unmapped: dict[str, int] = field(default_factory=dict)  # mapped: code -> rows not in the mapping
     series: set[str] = field(default_factory=set)  # observation series the file holds
     panel: bool = False  # the file holds stock_panel rows
+    products: set[str] = field(default_factory=set)  # navs: the products the file holds
+    nav_lag_days: int | None = None  # navs: the lag that gave rows without available_at theirs
 
     @property
     def skipped_rows(self) -> int:
@@ -105,6 +110,13 @@ class FileImport:
             if self.removed:
                 text += f", {self.removed:,} older holdings removed"
             text += f"; {self.derived:,} funds.* values written"
+        elif self.kind == "navs":
+            text = (f"{name}: {self.read:,} rows read, {self.values:,} NAVs of "
+                    f"{len(self.products)} product(s): {self.written:,} written, "
+                    f"{self.unchanged:,} unchanged")
+            if self.nav_lag_days is not None:
+                text += (f"; available_at = NAV date + {self.nav_lag_days} XSHG trading day(s) "
+                         "(or the import day if earlier) where the file gives none")
         else:
             text = (f"{name}: {self.read:,} rows read, {self.written:,} written, "
                     f"{self.unchanged:,} unchanged")
@@ -275,10 +287,12 @@ def _header(path: Path, frame: pd.DataFrame) -> str:
         return "panel"
     if cols[:5] == HOLDINGS_COLUMNS and set(cols) <= {*HOLDINGS_COLUMNS, "fund_type"}:
         return "holdings"
+    if cols[:3] == NAV_COLUMNS and set(cols) <= {*NAV_COLUMNS, "available_at"} and len(cols) <= 4:
+        return "navs"
     raise CsvImportError(
         f"{_name(path)}: unrecognised header {shown_repr(','.join(cols))}: expected "
-        f"{','.join(LONG_COLUMNS)}[,available_at], {','.join(PANEL_COLUMNS)} or "
-        f"{','.join(HOLDINGS_COLUMNS)}[,fund_type]")
+        f"{','.join(LONG_COLUMNS)}[,available_at], {','.join(PANEL_COLUMNS)}, "
+        f"{','.join(HOLDINGS_COLUMNS)}[,fund_type] or {','.join(NAV_COLUMNS)}[,available_at]")
 
 
 def _trading_only(frame: pd.DataFrame, dates: pd.Series, calendar: TradingCalendar | None,
@@ -432,6 +446,86 @@ def parse_panel(path: Path, chunks: Iterator[pd.DataFrame], today: dt.date, work
     return table
 
 
+def nav_available(dates: pd.Series, lag_days: int, calendar: TradingCalendar, today: dt.date
+                  ) -> pd.Series:
+    """Return, per NAV date of ``dates`` (Timestamps), the day the NAV becomes known: the
+    ``lag_days``-th XSHG trading day after it (a weekday before ``CALENDAR_START``), or ``today``
+    (the import day) when that is earlier, since a NAV in hand is known. Timestamps."""
+    out = {}
+    for stamp in pd.unique(dates):
+        day = pd.Timestamp(stamp).date()
+        known = day
+        if lag_days and day < CALENDAR_START:
+            known = np.busday_offset(np.datetime64(day, "D"), lag_days, roll="backward").item()
+        elif lag_days:
+            for _ in range(lag_days):
+                known = calendar.next(known)
+        out[stamp] = pd.Timestamp(min(known, today))
+    return dates.map(out)
+
+
+def parse_navs(path: Path, chunks: Iterator[pd.DataFrame], today: dt.date, work: Staging,
+               calendar: TradingCalendar | None = None, result: FileImport | None = None,
+               lag_days: int = NAV_LAG_DAYS) -> str:
+    """Validate a product-NAV file (``date,product,nav[,available_at]``) chunk by chunk into a
+    table of ``work``; return its name.
+
+    The table holds (product, date, nav, available_at, explicit, line): ISO days, ``explicit`` 1
+    where the file gave the row's available_at; otherwise it is ``nav_available`` (``lag_days``
+    XSHG trading days of ``calendar`` after the NAV date). NAV dates are the vendor's and are kept
+    whether or not they are trading days. Every problem is a CsvImportError naming the line: a
+    date that is no YYYY-MM-DD day or is in the future, an empty product, a NAV that is not a
+    positive number, an available_at before the date, the same product and date twice.
+    """
+    result = result if result is not None else FileImport(str(path))
+    calendar = calendar or TradingCalendar()
+    table = work.table(("product", "date", "nav", "available_at", "explicit"), ("product", "date"))
+    for frame in chunks:
+        dates = _stamps(path, frame, "date", today)
+        names = frame["product"].str.strip()
+        empty = names == ""
+        if empty.any():
+            i = empty.idxmax()
+            raise CsvImportError(f"{_name(path)}: line {_line(i)}, column product: empty product "
+                                 "name")
+        unprintable = ~names.map(str.isprintable)
+        if unprintable.any():
+            i = unprintable.idxmax()
+            raise CsvImportError(f"{_name(path)}: line {_line(i)}, column product: "
+                                 f"{shown_repr(names[i])} has control characters")
+        navs = _numbers(path, frame, "nav")
+        if (navs <= 0).any():
+            i = (navs <= 0).idxmax()
+            raise CsvImportError(f"{_name(path)}: line {_line(i)}, column nav: {navs[i]:g} is not a "
+                                 "positive NAV")
+        given = (frame["available_at"].str.strip() != "" if "available_at" in frame.columns
+                 else pd.Series(False, index=frame.index))
+        available = nav_available(dates, lag_days, calendar, today)
+        if given.any():
+            stated = _stamps(path, frame.assign(available_at=frame["available_at"].where(
+                given, frame["date"])), "available_at", today + dt.timedelta(days=3660))
+            early = stated < dates
+            if early.any():
+                i = early.idxmax()
+                raise CsvImportError(f"{_name(path)}: line {_line(i)}, column available_at: "
+                                     f"{stated[i].date()} is before the date {dates[i].date()}")
+            available = stated.where(given, available)
+        rows = list(zip(names.tolist(), _iso(dates), navs.tolist(), _iso(available),
+                        given.to_numpy(dtype=int).tolist(),
+                        (frame.index.to_numpy() + 2).astype(int).tolist(), strict=True))
+        work.append(table, rows)
+        result.values += len(rows)
+        result.products.update(names.unique().tolist())
+        if not given.all():
+            result.nav_lag_days = lag_days
+    dup = work.first_duplicate(table)
+    if dup:
+        (name, day), line = dup
+        raise CsvImportError(f"{_name(path)}: line {line}: duplicate date {day} for product "
+                             f"{shown_repr(name)}")
+    return table
+
+
 def parse_holdings(path: Path, frame: pd.DataFrame, today: dt.date) -> pd.DataFrame:
     """Validate a fund-holdings frame; return it typed (report_date as Timestamp, values in yuan)."""
     dates = _dates(path, frame, "report_date", today)
@@ -469,21 +563,22 @@ def _mapped_header(path: Path, layout: vendor.Mapping, header: pd.DataFrame) -> 
 
 
 def _validate(path: Path, raw: BinaryIO, today: dt.date, work: Staging, chunk_rows: int,
-              layout: vendor.Mapping | None, calendar: TradingCalendar | None, result: FileImport
-              ) -> tuple[str, str | pd.DataFrame]:
+              layout: vendor.Mapping | None, calendar: TradingCalendar | None, result: FileImport,
+              nav_lag_days: int = NAV_LAG_DAYS) -> tuple[str, str | pd.DataFrame]:
     """Read and validate one file; return (kind, the name of a table of ``work``, or the holdings
     frame for kind ``holdings``). ``layout``: the mapping the file is read with (None: one of
     the canonical formats, recognised by its header)."""
     chunks = _chunks(path, raw, chunk_rows, layout)
     try:
-        return _validate_chunks(path, chunks, today, work, layout, calendar, result)
+        return _validate_chunks(path, chunks, today, work, layout, calendar, result, nav_lag_days)
     finally:
         chunks.close()  # while the file is open: an abandoned reader is closed here, not by gc
 
 
 def _validate_chunks(path: Path, chunks: Iterator[pd.DataFrame], today: dt.date, work: Staging,
                      layout: vendor.Mapping | None, calendar: TradingCalendar | None,
-                     result: FileImport) -> tuple[str, str | pd.DataFrame]:
+                     result: FileImport, nav_lag_days: int = NAV_LAG_DAYS
+                     ) -> tuple[str, str | pd.DataFrame]:
     header = next(chunks)
     if layout is not None:
         _mapped_header(path, layout, header)
@@ -523,8 +618,11 @@ def _validate_chunks(path: Path, chunks: Iterator[pd.DataFrame], today: dt.date,
                 f"{_name(path)}: no value for any series of mapping {printable(layout.name)} "
                 f"(codes found: {shown(', '.join(sorted(tally.unmapped)) or 'none')})")
         return "long", table
-    parse = parse_long if kind == "long" else parse_panel
-    table = parse(path, rows(), today, work, calendar, result)
+    if kind == "navs":
+        table = parse_navs(path, rows(), today, work, calendar, result, nav_lag_days)
+    else:
+        parse = parse_long if kind == "long" else parse_panel
+        table = parse(path, rows(), today, work, calendar, result)
     if not result.read:
         raise CsvImportError(f"{_name(path)}: no data rows")
     return kind, table
@@ -534,7 +632,8 @@ def import_report(db: Database, paths: list[Path], today: dt.date | None = None,
                   coverage: str = "top10", *, mapping: vendor.Mapping | None = None,
                   calendar: TradingCalendar | None = None, chunk_rows: int = CHUNK_ROWS,
                   opener: Callable[[Path], BinaryIO] = open_file,
-                  clock: Callable[[], str] = utc_now) -> list[FileImport]:
+                  clock: Callable[[], str] = utc_now,
+                  nav_lag_days: int = NAV_LAG_DAYS) -> list[FileImport]:
     """Validate every file, then write them all in one transaction; return what was done with
     each file (``FileImport``: rows read, values written and unchanged, rows skipped).
 
@@ -548,6 +647,9 @@ def import_report(db: Database, paths: list[Path], today: dt.date | None = None,
     Fund-holdings files become the ``funds.*`` allocation series (computed with the market caps of
     the stock panel, so import the panel first or in the same call); ``coverage`` says whether they
     hold the top-10 or the full holdings, and is stored with the values (``source``).
+    Product-NAV files (``date,product,nav``) go to ``product_navs``; a row without available_at
+    becomes known ``nav_lag_days`` XSHG trading days after its date (``exposure.nav_lag_days``)
+    or on ``today`` if earlier; a changed NAV is known from ``today`` at the earliest.
     Raises CsvImportError (nothing written) when any file is invalid or unreadable.
     """
     today = today or dt.date.today()
@@ -559,7 +661,7 @@ def import_report(db: Database, paths: list[Path], today: dt.date | None = None,
             result = FileImport(str(path))
             with opener(path) as raw:
                 kind, rows = _validate(Path(path), raw, today, work, chunk_rows, mapping, calendar,
-                                       result)
+                                       result, nav_lag_days)
             parsed.append((Path(path), kind, rows, result))
         parsed.sort(key=lambda p: p[1] == "holdings")  # the panel's caps first
         _write(db, parsed, today, coverage, work, chunk_rows, clock)
@@ -612,6 +714,17 @@ def _write(db: Database, parsed: list[tuple[Path, str, str | pd.DataFrame, FileI
                                 db, part, revised_from=None if explicit else today.isoformat(),
                                 now=started)
                 result.written, result.unchanged = n, result.values - n
+            elif kind == "navs":
+                n = 0
+                for batch in work.rows(rows, ("product", "date", "nav", "available_at", "explicit"),
+                                       chunk_rows):
+                    for explicit in (0, 1):  # as for observations: a revision is known from today
+                        part = [(p, d, v, a, label) for p, d, v, a, e in batch if e == explicit]
+                        if part:
+                            n += products.upsert(
+                                db, part, revised_from=None if explicit else today.isoformat(),
+                                now=started)
+                result.written, result.unchanged = n, result.values - n
             else:
                 n = 0
                 for batch in work.rows(rows, ("date", "code", "close", "total_mv", "is_st", "date"),
@@ -622,6 +735,18 @@ def _write(db: Database, parsed: list[tuple[Path, str, str | pd.DataFrame, FileI
         if any(changed.values()):
             runs.record(db, "import", today.isoformat(), started, clock(), "ok",
                         detail=dumps({"files": changed}))
+
+
+def nav_coverage_rows(db: Database, done: list[FileImport], declared: Collection[str] = ()
+                      ) -> list[dict]:
+    """Return the stored NAV coverage of every product the files of ``done`` held: one row per
+    product (``product``, ``first`` and ``last`` NAV date, ``navs`` stored, ``known_through``: the
+    latest available_at, ``declared``: yes when in ``declared`` (the config's products), else no),
+    sorted by product."""
+    names = sorted(set().union(*(r.products for r in done))) if done else []
+    return [{"product": p, "first": lo, "last": hi, "navs": f"{n:,}", "known_through": known,
+             "declared": "yes" if p in declared else "no (no benchmark)"}
+            for p, lo, hi, n, known in products.coverage(db, names)]
 
 
 def coverage_rows(db: Database, done: list[FileImport]) -> list[dict]:
