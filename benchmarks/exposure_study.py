@@ -45,6 +45,9 @@ NOTE_AVERAGES = {  # the source note, Jan-Nov 2023: (corr with CSI 2000 excess, 
     "csi1000_enhanced": (0.3605, 0.4503),
 }
 MEASURED_THROUGH = dt.date(2023, 12, 29)
+# the same, as a PM knew it on 2023-12-29 with the default NAV lag of 5 XSHG trading days: the NAVs
+# dated <= 2023-12-22 (22, 25, 26, 27, 28, 29 December)
+KNOWN_THROUGH_WITH_LAG = dt.date(2023, 12, 22)
 CRASH_START, CRASH_END = dt.date(2024, 1, 2), dt.date(2024, 2, 8)
 ENHANCED = ("csi300_enhanced", "csi500_enhanced", "csi1000_enhanced")
 
@@ -115,13 +118,13 @@ def note_relations(per: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def crash_evidence(series: dict[str, pd.Series], meta: pd.DataFrame,
-                   closes: dict[str, pd.Series]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Exposure as of MEASURED_THROUGH (data dated <= it) against the excess over CRASH_START..
+def crash_evidence(series: dict[str, pd.Series], meta: pd.DataFrame, closes: dict[str, pd.Series],
+                   measured_through: dt.date = MEASURED_THROUGH) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Exposure as of ``measured_through`` (data dated <= it) against the excess over CRASH_START..
     CRASH_END: per-product rows (index-enhanced products with a 52-week micro-cap beta and a window
     excess) and Spearman rho/p/n per exposure measure."""
     products = enhanced_products(meta)
-    table = ex.exposure_table(series, products, closes, MEASURED_THROUGH)
+    table = ex.exposure_table(series, products, closes, measured_through)
     bench = {p.name: p.benchmark for p in products}
     table["crash_excess"] = [ex.window_excess(series[n], closes[bench[n]], CRASH_START, CRASH_END)
                              for n in table["product"]]
@@ -165,6 +168,19 @@ def main() -> int:
     print(f"\n3. Out of sample: exposure on data <= {MEASURED_THROUGH} vs excess over "
           f"{CRASH_START}..{CRASH_END} (Spearman; a negative rho = more exposure, worse excess)")
     print(_fmt(ev))
+    moves = {f"{i} over {b}": ex.window_excess(closes[i], closes[b], CRASH_START, CRASH_END)
+             for i in (ex.MICROCAP, ex.CSI2000) for b in ("csi500", "csi1000")}
+    print("   the window's index excess (same convention): "
+          + ", ".join(f"{k} {v:.4f}" for k, v in moves.items() if v is not None))
+    flagged = rows[rows["large_exposure"]]["crash_excess"]
+    others = rows[~rows["large_exposure"]]["crash_excess"]
+    print(f"   large_exposure flag (thresholds {ex.LARGE_MICROCAP_CORR} / {ex.LOOSE_TRACKING_CORR}): "
+          f"flagged n={len(flagged)} mean crash excess {flagged.mean():.4f} (median {flagged.median():.4f});"
+          f" others n={len(others)} mean {others.mean():.4f} (median {others.median():.4f})")
+    _, ev_lag = crash_evidence(series, meta, closes, KNOWN_THROUGH_WITH_LAG)
+    print(f"\n   as known on {MEASURED_THROUGH} with the default 5-trading-day NAV lag (NAVs dated <= "
+          f"{KNOWN_THROUGH_WITH_LAG}):")
+    print(_fmt(ev_lag))
     print("\n   per product (most exposed first):")
     cols = ["product", "benchmark", "intervals", "tracking_corr", "corr_microcap_52w", "beta_microcap_52w",
             "corr_microcap_26w", "beta_microcap_26w", "large_exposure", "crash_excess"]

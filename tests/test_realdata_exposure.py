@@ -87,6 +87,15 @@ def test_crash_out_of_sample_evidence(crash):
     assert (rows["crash_excess"] < 0).sum() == 26  # all but three products lost excess in the crash
 
 
+def test_crash_evidence_as_known_with_the_nav_lag(loaded):
+    """Measured as a PM knew it on 2023-12-29 (5-trading-day NAV lag: NAVs dated <= 2023-12-22)."""
+    rows, ev = study.crash_evidence(*loaded, measured_through=study.KNOWN_THROUGH_WITH_LAG)
+    ev = ev.set_index("exposure")
+    assert len(rows) == 29
+    assert ev.loc["beta_microcap_52w", "rho"] == pytest.approx(-0.0025, abs=5e-4)
+    assert ev.loc["corr_microcap_52w", "rho"] == pytest.approx(-0.0749, abs=5e-4)
+
+
 def _raw(real_data) -> tuple[pd.DataFrame, pd.Series, pd.Series, pd.Series]:
     raw = pd.read_csv(real_data / NAV_FILE, dtype={"benchmark": str})
     em = pd.read_csv(real_data / "em_index_daily_financialqa" / "index_daily_em.csv", dtype={"code": str})
