@@ -27,7 +27,8 @@ Conventions and decisions
   left out of correlations and betas - their returns are several weeks' moves and would dominate a
   weekly regression - but kept in the excess curve (annualised return, max drawdown, Calmar), whose
   compounding stays exact across a gap. A correlation/beta needs ``MIN_INTERVALS`` (13, a quarter of
-  weekly NAVs) usable intervals, otherwise it is NaN.
+  weekly NAVs) usable intervals, otherwise it is NaN; so do the table's excess annualised return, max
+  drawdown and Calmar (an annualised figure from a few weeks is noise).
 * Correlation: Pearson. Beta of the product's excess on a factor's excess (micro-cap or CSI 2000 over
   the product's benchmark, same intervals): cov / var of the factor (sample, ddof 1).
 * The quadrant (the note's chart): tracking correlation (NAV return vs benchmark return over the rank
@@ -308,7 +309,8 @@ def window_stats(frame: pd.DataFrame, windows: Sequence[int] = DEFAULT_WINDOWS,
     """The exposure metrics of an ``interval_frame`` as of its last interval: for each w in
     ``windows`` the correlation and beta of the excess with micro-cap and CSI 2000 excess over the last
     w intervals (``corr_microcap_<w>w`` ...); over the last ``rank_window`` intervals the tracking
-    correlation (NAV return vs benchmark return) and ``excess_performance``."""
+    correlation (NAV return vs benchmark return) and ``excess_performance`` (NaN with fewer than
+    MIN_INTERVALS intervals)."""
     out: dict[str, float] = {}
     for w in windows:
         tail = _usable(frame.iloc[-w:])
@@ -319,7 +321,8 @@ def window_stats(frame: pd.DataFrame, windows: Sequence[int] = DEFAULT_WINDOWS,
     rank = frame.iloc[-rank_window:]
     usable = _usable(rank)
     out["tracking_corr"] = corr_beta(usable["nav_ret"], usable["bench_ret"])[0]
-    out.update(excess_performance(rank))
+    # an annualised figure from a few weeks would be noise: NaN under MIN_INTERVALS intervals
+    out.update(excess_performance(rank if len(rank) >= MIN_INTERVALS else rank.iloc[:0]))
     return out
 
 

@@ -265,6 +265,8 @@ def test_table_order_products_without_navs_and_insufficient_data():
     assert list(t["product"]) == ["high", "low", "short"]  # most exposed first, NaN last, no NAV: absent
     assert t.iloc[1]["beta_microcap_16w"] == pytest.approx(0.1, abs=1e-9)
     assert t.iloc[2]["quadrant"] == ex.QUADRANT_UNKNOWN and not t.iloc[2]["large_exposure"]
+    assert t.iloc[2]["intervals"] == 2 and math.isnan(t.iloc[2]["excess_ann_return"])  # < 13 intervals
+    assert math.isnan(t.iloc[2]["excess_max_drawdown"]) and math.isnan(t.iloc[2]["tracking_corr"])
     assert t["large_exposure"].dtype == bool
     empty = ex.exposure_table({}, prods, closes, dt.date(2024, 1, 1))
     assert empty.empty and list(empty.columns) == ex.table_columns()
