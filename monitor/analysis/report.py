@@ -61,7 +61,8 @@ __all__ = ["build_report", "compose", "report_period", "episode_leads", "Lead",
 
 DEFAULT_TITLE = "regime-monitor report"
 CLOSE = MICROCAP_CLOSE
-MAX_CHARTS = 15  # all images of the page, the overview and episode charts included
+EXPOSURE_CHARTS = 4  # the manager-exposure section's charts (issue 16), when products have NAVs
+MAX_CHARTS = 15 + EXPOSURE_CHARTS  # all images of the page, the overview and episode charts included
 DPI = 90
 WIDTH_IN = 12.0
 PANEL_IN = 1.8
@@ -462,6 +463,244 @@ def _overview_chart(close: pd.Series, drawdowns: list[dict], marks: WarningMarks
     ax.grid(alpha=0.3)
     ax.tick_params(labelsize=8)
     return _png(fig)
+
+
+# -- manager exposure (issue 16) ---------------------------------------------------------------
+
+EXPOSURE_SIZE_IN = (6.2, 4.3)  # each exposure chart; the page shows them two a row
+STRATEGY_COLOURS = ("#1f4e79", "#c0392b", "#27ae60", "#8e44ad", "#e67e22", "#16a085", "#7f8c8d",
+                    "#d35400")
+
+
+def _exposure_figure():
+    _quiet_matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=EXPOSURE_SIZE_IN, dpi=DPI)
+    FigureCanvasAgg(fig)
+    fig.subplots_adjust(left=0.13, right=0.97, top=0.88, bottom=0.14)
+    return fig, fig.subplots()
+
+
+def _strategy_points(ax, table: pd.DataFrame, x: str, y: str) -> None:
+    """Plot ``table``'s products at (``x``, ``y``), one colour per strategy (the legend), each
+    point labelled with its rank (the ``#`` of the ranked table: product names may need glyphs
+    the chart fonts lack); a product flagged ``large_exposure`` is ringed."""
+    strategies = list(dict.fromkeys(str(s) or "unlabelled" for s in table["strategy"]))
+    colour = {s: STRATEGY_COLOURS[i % len(STRATEGY_COLOURS)] for i, s in enumerate(strategies)}
+    for s in strategies:
+        part = table[[(str(v) or "unlabelled") == s for v in table["strategy"]]]
+        ax.scatter(part[x].to_numpy(dtype=float), part[y].to_numpy(dtype=float), s=34,
+                   color=colour[s], alpha=0.85, label=_CJK_PART.sub("", s) or s, zorder=3,
+                   edgecolors="white", linewidths=0.5)
+    flagged = table[table["large_exposure"].astype(bool)] if "large_exposure" in table else table[:0]
+    if len(flagged):
+        ax.scatter(flagged[x].to_numpy(dtype=float), flagged[y].to_numpy(dtype=float), s=110,
+                   facecolors="none", edgecolors="#922b21", linewidths=1.2, zorder=4,
+                   label="flagged: large micro-cap exposure")
+    for rank, (xv, yv) in zip(table["rank"], zip(table[x], table[y], strict=True), strict=True):
+        if _num(xv) is not None and _num(yv) is not None:
+            ax.annotate(str(rank), (float(xv), float(yv)), xytext=(5, 4),
+                        textcoords="offset points", fontsize=7, color="#1b2631", zorder=5,
+                        bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none",
+                              "alpha": 0.7})
+    ax.grid(alpha=0.3)
+    ax.tick_params(labelsize=8)
+    ax.legend(fontsize=7, loc="best", frameon=False)
+
+
+def _relation(table: pd.DataFrame, x: str, y: str) -> str:
+    """The Spearman rank correlation of ``y`` with ``x`` across the products, as chart text:
+    "Spearman ρ -0.45 (p 0.02, n 25)" (``signals.exposure.rank_evidence``)."""
+    from signals.exposure import rank_evidence
+
+    got = rank_evidence(table.set_index("product")[x], table.set_index("product")[y])
+    rho, p, n = _num(got.get("rho")), _num(got.get("p")), got.get("n")
+    if rho is None:
+        return f"n {n}: too few for a rank correlation"
+    return f"Spearman ρ {rho:+.2f} (p {_p_text(p)[2:]}, n {n})"
+
+
+def _exposure_scatter(table: pd.DataFrame, x: str, y: str, ylabel: str, title: str,
+                      percent: bool) -> str:
+    """One of the note's charts: the products' ``y`` against their micro-cap correlation ``x``
+    (base64 PNG)."""
+    from matplotlib.ticker import PercentFormatter
+
+    fig, ax = _exposure_figure()
+    _strategy_points(ax, table, x, y)
+    if percent:
+        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=0))
+        ax.axhline(0.0, color="#7f8c8d", lw=0.8)
+    ax.set_xlabel(f"correlation of the excess with micro-cap excess ({x.rsplit('_', 1)[-1]})",
+                  fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.set_title(f"{title}\n{_relation(table, x, y)}", fontsize=9, loc="left")
+    return _png(fig)
+
+
+def _quadrant_chart(table: pd.DataFrame, y: str, large: float, loose: float) -> str:
+    """The note's quadrant: tracking correlation (NAV vs benchmark) against the micro-cap
+    correlation of the excess, the flag thresholds drawn and the flagged corner shaded."""
+    fig, ax = _exposure_figure()
+    xs = table["tracking_corr"].to_numpy(dtype=float)
+    ys = table[y].to_numpy(dtype=float)
+    lo_x = float(np.nanmin(np.append(xs, loose))) - 0.05
+    hi_y = float(np.nanmax(np.append(ys, large))) + 0.05
+    ax.fill_between([lo_x, loose], large, hi_y, color="#f5b7b1", alpha=0.35, lw=0, zorder=1,
+                    label="large exposure: loose tracking, excess follows micro-caps")
+    ax.axvline(loose, color="#922b21", ls="--", lw=1.0,
+               label=f"loose tracking: corr < {loose:.2f}")
+    ax.axhline(large, color="#922b21", ls=":", lw=1.2,
+               label=f"large micro-cap corr ≥ {large:.2f}")
+    _strategy_points(ax, table, "tracking_corr", y)
+    ax.set_xlim(left=lo_x)
+    ax.set_ylim(top=hi_y)
+    ax.set_xlabel("tracking: correlation of NAV returns with the benchmark's", fontsize=8)
+    ax.set_ylabel(f"excess corr with micro-cap excess ({y.rsplit('_', 1)[-1]})", fontsize=8)
+    ax.set_title("Tracking vs micro-cap correlation (the note's quadrant)", fontsize=9,
+                 loc="left")
+    return _png(fig)
+
+
+def crash_window(drawdowns: Sequence[Mapping], last: str) -> tuple[str, str] | None:
+    """Return the default crash window of the evidence: the deepest drawdown episode of
+    ``drawdowns`` (the report period's), from its peak to its trough (to ``last`` while it has
+    none), as ISO days; None without an episode."""
+    eps = [e for e in drawdowns if e.get("depth") is not None]
+    if not eps:
+        return None
+    e = min(eps, key=lambda ep: ep["depth"])
+    start, end = e.get("peak") or e["start"], e.get("trough") or last
+    return (start, end) if end > start else None
+
+
+def _corr_text(value: Any) -> str:
+    v = _num(value)
+    return "–" if v is None else f"{v:.2f}"
+
+
+def _evidence_sentence(name: str, got: Mapping[str, Any]) -> str:
+    """One line on a rank correlation of exposure with the crash-window excess return, e.g.
+    "correlation-based: Spearman ρ -0.41 (p = 0.04, n 25): the more exposed did worse (p ≤
+    0.05)"; a negative ρ is what a working exposure measure gives."""
+    rho, p, n = _num(got.get("rho")), _num(got.get("p")), got.get("n")
+    if rho is None:
+        return f"{name}: too few products with both ({n}) for a rank correlation"
+    if p is not None and p <= 0.05:
+        verdict = ("the more exposed products did worse in the window" if rho < 0
+                   else "the more exposed products did better in the window (the measure "
+                        "pointed the wrong way)")
+        verdict += " (p ≤ 0.05)"
+    else:
+        verdict = "no relation shown (p > 0.05)"
+    return f"{name}: Spearman ρ {rho:+.2f} (p {_p_text(p)}, n {n}) — {verdict}"
+
+
+def _exposure(db: Database, config: Config, first: str, last: str, drawdowns: list[dict],
+              crash: tuple[dt.date, dt.date] | None) -> dict[str, Any] | None:
+    """The "Manager exposure" section's context, or None when no declared product has a NAV
+    known on ``last`` (the section is left out).
+
+    The products' exposure as known on ``last`` (``monitor.analysis.exposure.exposure_report``:
+    NAVs by ``available_at``), ranked most exposed first: the note's four charts (excess
+    annualised return, excess max drawdown and excess Calmar against the micro-cap correlation
+    of the rank window, each with the Spearman rank correlation across the products; the
+    tracking-vs-micro-cap quadrant with the flag thresholds), the ranked table, and the
+    out-of-sample evidence (``crash_evidence``) for the crash window ``crash`` or, by default,
+    the deepest drawdown episode of the period (:func:`crash_window`), exposure measured
+    through the trading day before the window starts."""
+    if not config.products:
+        return None
+    from monitor.analysis.exposure import ExposureError, crash_evidence, exposure_report
+
+    try:
+        table = exposure_report(db, config, dt.date.fromisoformat(last))
+    except ExposureError:
+        return None
+    if not len(table):
+        return None
+    e = config.exposure
+    w = e.rank_window_weeks
+    corr = f"corr_microcap_{w}w"
+    table = table.reset_index(drop=True)
+    table.insert(0, "rank", range(1, len(table) + 1))
+    charts = [
+        ("excess annualised return vs micro-cap correlation",
+         _exposure_scatter(table, corr, "excess_ann_return", "excess annualised return",
+                           "Excess annualised return vs micro-cap correlation", True)),
+        ("excess max drawdown vs micro-cap correlation",
+         _exposure_scatter(table, corr, "excess_max_drawdown", "excess max drawdown",
+                           "Excess max drawdown vs micro-cap correlation", True)),
+        ("excess Calmar ratio vs micro-cap correlation",
+         _exposure_scatter(table, corr, "excess_calmar", "excess Calmar ratio",
+                           "Excess Calmar vs micro-cap correlation", False)),
+        ("tracking correlation vs micro-cap correlation, flag thresholds drawn",
+         _quadrant_chart(table, corr, e.large_microcap_corr, e.loose_tracking_corr)),
+    ]
+    rows = []
+    for r in table.to_dict("records"):
+        row: dict[str, Any] = {
+            "#": r["rank"], "product": r["product"], "benchmark": r["benchmark"],
+            "strategy": r.get("strategy") or "", "weight": _pct(_num(r.get("weight"))) or "–",
+            "NAVs": f"{str(r['first'])[:10]} → {str(r['last'])[:10]}",
+            "intervals": r.get("intervals"), "tracking corr": Cell(_corr_text(
+                r.get("tracking_corr")), cls="num")}
+        for win in e.windows_weeks:
+            row[f"micro-cap corr {win}w"] = Cell(_corr_text(r.get(f"corr_microcap_{win}w")),
+                                                 cls="num")
+            row[f"micro-cap β {win}w"] = Cell(_corr_text(r.get(f"beta_microcap_{win}w")),
+                                              cls="num")
+            row[f"CSI 2000 corr {win}w"] = Cell(_corr_text(r.get(f"corr_csi2000_{win}w")),
+                                                cls="num")
+        for key, label in (("excess_ann_return", "excess ann. return"),
+                           ("excess_max_drawdown", "excess max DD")):
+            v = _num(r.get(key))
+            row[label] = Cell("–" if v is None else _percent(v), cls="num")
+        row["excess Calmar"] = Cell(_corr_text(r.get("excess_calmar")), cls="num")
+        row["quadrant"] = r.get("quadrant")
+        row["large exposure"] = bool(r.get("large_exposure"))
+        rows.append(row)
+    out: dict[str, Any] = {
+        "as_of": last, "n": len(table), "rank_window": w, "charts": charts,
+        "table": _table(rows, lambda row: "flagged" if row["large exposure"] else None),
+        "large": f"{e.large_microcap_corr:.2f}", "loose": f"{e.loose_tracking_corr:.2f}",
+        "flagged": int(table["large_exposure"].astype(bool).sum()),
+        "evidence": None, "evidence_note": None}
+
+    window = ((crash[0].isoformat(), crash[1].isoformat()) if crash is not None
+              else crash_window(drawdowns, last))
+    if window is None:
+        out["evidence_note"] = ("No crash window: no drawdown episode in the period and none "
+                                "given (regime-monitor report --crash START END).")
+        return out
+    start, end = (dt.date.fromisoformat(d) for d in window)
+    calendar = TradingCalendar(config.calendar.extra_closed)
+    before = calendar.days(start - dt.timedelta(days=30), start - dt.timedelta(days=1))
+    if not before:
+        out["evidence_note"] = f"No trading day before {start} to measure the exposure on."
+        return out
+    try:
+        got = crash_evidence(db, config, before[-1], start, end)
+    except ExposureError as exc:
+        out["evidence_note"] = (f"No evidence for the crash window {start} → {end}: "
+                                f"{str(exc).splitlines()[0]}")
+        return out
+    ev_rows = [{"product": r["product"], "benchmark": r["benchmark"],
+                f"micro-cap corr {w}w": Cell(_corr_text(r.get("corr")), cls="num"),
+                f"micro-cap β {w}w": Cell(_corr_text(r.get("beta")), cls="num"),
+                "excess return in the window": Cell(
+                    "–" if _num(r.get("excess")) is None else _percent(r["excess"]), cls="num")}
+               for r in got["products"]]
+    out["evidence"] = {
+        "start": got["start"], "end": got["end"], "measured_through": got["measured_through"],
+        "given": crash is not None,
+        "lines": [_evidence_sentence("Correlation-based exposure", got["correlation"]),
+                  _evidence_sentence("Beta-based exposure", got["beta"])],
+        "correlation": got["correlation"], "beta": got["beta"],
+        "table": _table(ev_rows)}
+    return out
 
 
 # -- HTML ---------------------------------------------------------------------------------------
@@ -929,7 +1168,8 @@ def _computed_drawdowns(db: Database, config: Config, last: str) -> list[dict]:
 def build_report(db: Database, config: Config, *, now: dt.datetime,
                  backtest_rows: list[dict] | None = None, start: dt.date | None = None,
                  end: dt.date | None = None, title: str = DEFAULT_TITLE,
-                 evidence: Evidence | None = None) -> str:
+                 evidence: Evidence | None = None,
+                 crash: tuple[dt.date, dt.date] | None = None) -> str:
     """Return the report as one self-contained HTML page; ``now`` (an aware datetime, shown in
     UTC to the minute) is when it was generated.
 
@@ -952,10 +1192,15 @@ def build_report(db: Database, config: Config, *, now: dt.datetime,
     "any warning" row of ``backtest_rows``. Then every signal read by a configured rule is
     plotted over the period against the thresholds of that rule's comparisons, with the days the
     rule's alert was firing shaded (one chart per rule; rules share charts when there are more
-    than ``MAX_CHARTS - 2``); the per-episode matrix of which rule fired how long before which
-    drawdown (:func:`episode_leads`); the timeline of firings and resolutions; the episodes;
+    than ``MAX_CHARTS - EXPOSURE_CHARTS - 2``); the per-episode matrix of which rule fired how
+    long before which drawdown (:func:`episode_leads`); the timeline of firings and resolutions; the episodes;
     and ``backtest_rows`` (flat dicts, as :func:`monitor.analysis.backtest.to_records` gives;
     any keys, missing values shown as "–") as a table grouped by kind (:func:`backtest_kind`).
+    When declared products (``[[products]]``) have NAVs known on the last day, a "Manager
+    exposure" section comes before the backtest (:func:`_exposure`): the note's four charts, the
+    products ranked by micro-cap exposure, and the rank correlation of the exposure measured
+    before the crash window ``crash`` (default: the period's deepest drawdown, peak to trough)
+    with the excess return in it.
     """
     first, last = report_period(db, start, end)
     if evidence is not None and len(evidence.values.index):
@@ -1065,7 +1310,7 @@ def build_report(db: Database, config: Config, *, now: dt.datetime,
     uncharted = [{"name": g.rule.name, "severity": g.rule.severity, "explain": g.rule.explain,
                   "when": g.rule.when, "lacking": ", ".join(lacking)}
                  for g, lacking in shown if not g.signals]
-    for chunk in _chunks(charted, MAX_CHARTS - images - 1):
+    for chunk in _chunks(charted, MAX_CHARTS - EXPOSURE_CHARTS - images - 1):
         alt = (f"{', '.join(g.rule.name for g, _ in chunk)}: "
                f"{', '.join(s for g, _ in chunk for s in g.signals)} from {first} to {last} "
                "against the rule thresholds, firing days shaded")
@@ -1115,6 +1360,11 @@ def build_report(db: Database, config: Config, *, now: dt.datetime,
                          "micro-cap drawdown": _pct(e["depth"])})
         episodes["rotations"] = _table(rows)
 
+    exposure = _exposure(db, config, first, last, drawdowns, crash)
+    if exposure is not None:
+        images += len(exposure["charts"])
+        nav.insert(nav.index(("backtest", "Backtest")), ("exposure", "Manager exposure"))
+
     backtest_span = None
     if evidence is not None and backtest_rows is not None:
         backtest_span = (evidence.start.isoformat(), evidence.end.isoformat(), len(evidence.values.index))
@@ -1123,25 +1373,30 @@ def build_report(db: Database, config: Config, *, now: dt.datetime,
         page, empty=False, days=len(days), counts=counts, nav=nav, overview=overview,
         missing=missing, sources=sources,
         trust=_trust(backtest_rows, rules), rules_table=rules_table, charts=charts,
-        uncharted=uncharted, alerts=alerts, episodes=episodes,
+        uncharted=uncharted, alerts=alerts, episodes=episodes, exposure=exposure,
         backtest_given=backtest_rows is not None, backtest_span=backtest_span,
         backtest=_backtest_table(backtest_rows, rules) if backtest_rows else None)
 
 
 def compose(db: Database, config: Config, *, now: dt.datetime, start: dt.date | None = None,
             end: dt.date | None = None, backtest_rows: bool = True,
-            title: str = DEFAULT_TITLE) -> str:
+            title: str = DEFAULT_TITLE, crash: tuple[dt.date, dt.date] | None = None) -> str:
     """Return the report of ``db`` over :func:`report_period` (what ``regime-monitor report``
     writes). The signals are computed point-in-time over that period
     (:func:`monitor.analysis.evidence.gather`) when the backtest is wanted (``backtest_rows``)
     or when no cycle has stored them (a freshly imported database); the backtest is scored over
     exactly that period. Without micro-cap closes nothing is computed and the page says so.
-    Raises ``monitor.cycle.CycleError`` when ``start`` is after ``end``."""
+    ``crash`` (``--crash START END``) is the manager-exposure evidence's window (default: the
+    period's deepest drawdown). Raises ``monitor.cycle.CycleError`` when ``start`` is after
+    ``end`` or the crash window's start is not before its end."""
     from monitor.analysis.evidence import gather
     from monitor.cycle import CycleError
 
     if start is not None and end is not None and start > end:
         raise CycleError(f"no days from {start} to {end}: the start is after the end")
+    if crash is not None and crash[0] >= crash[1]:
+        raise CycleError(f"--crash {crash[0]} {crash[1]}: the crash window's start is not "
+                         "before its end")
     first, last = report_period(db, start, end)
     evidence = None
     rows = None
@@ -1159,7 +1414,7 @@ def compose(db: Database, config: Config, *, now: dt.datetime, start: dt.date | 
                                                       evidence.close, start=evidence.start,
                                                       end=evidence.end))
     return build_report(db, config, now=now, backtest_rows=rows, start=start, end=end,
-                        title=title, evidence=evidence)
+                        title=title, evidence=evidence, crash=crash)
 
 
 def _evidence_frame(evidence: Evidence, names: Sequence[str], first: str, last: str) -> pd.DataFrame:
