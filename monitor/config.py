@@ -250,9 +250,9 @@ class ContextConfig(_Strict):
 NAV_LAG_DAYS = 5
 """XSHG trading days after a NAV's date before it is known (``exposure.nav_lag_days``): the
 default of the config and of ``import-csv`` when given no config."""
-MIN_WINDOW_WEEKS, MAX_WINDOW_WEEKS = 4, 520
-"""An exposure window holds this many NAV intervals at least (a correlation of fewer is noise)
-and at most (ten years of weekly NAVs)."""
+MIN_WINDOW_WEEKS, MAX_WINDOW_WEEKS = exposure_defaults.MIN_INTERVALS, 520
+"""An exposure window holds at least the NAV intervals a correlation needs
+(``signals.exposure.MIN_INTERVALS``) and at most ten years of weekly NAVs."""
 PRODUCTS_KEY = "products"
 
 
