@@ -606,14 +606,16 @@ def _print_evidence(result: dict) -> None:
                     [f"micro-cap beta ({w}w)", num(result["beta"]["rho"], ".3f"),
                      num(result["beta"]["p"], ".3g"), result["beta"]["n"]]],
                    headers=["exposure measure", "Spearman rho", "p (two-sided)", "n"],
-                   tablefmt="simple", disable_numparse=True))
+                   tablefmt="simple", disable_numparse=True,
+                   colalign=("left", "right", "right", "right")))
     print("a negative rho: the products measured as more exposed lost more excess in the window")
     cells = [[str(i + 1), _safe(r["product"]), r["benchmark"], num(r["corr"], ".2f"),
               num(r["beta"], ".2f"), "-" if r["excess"] is None else f"{r['excess']:.1%}"]
              for i, r in enumerate(result["products"])]
     print(tabulate(cells, headers=["#", "product", "bench", f"mc corr {w}w", f"mc beta {w}w",
                                    "excess in window"],
-                   tablefmt="simple", disable_numparse=True, colalign=("right", "left")))
+                   tablefmt="simple", disable_numparse=True,
+                   colalign=("right", "left", "left", "right", "right", "right")))
 
 
 @command(cli, "signals", "show signal values (latest, or one signal's history)")
@@ -1014,6 +1016,15 @@ def cmd_config_check(g: Globals, path: str | None) -> int:
     if warning:
         print(_safe(f"WARNING: {warning}"))
         print(_safe(f"{PROG}: warning: {warning}"), file=sys.stderr)
+    e = config.exposure
+    named = ", ".join(f"{p.name} vs {p.benchmark}" for p in config.products[:5])
+    if len(config.products) > 5:
+        named += ", ..."
+    print(_safe(f"exposure: {len(config.products)} product(s) declared"
+                + (f" ({named})" if named else "")
+                + f"; NAVs known {e.nav_lag_days} XSHG trading days after their date; ranked by "
+                  f"micro-cap beta over {e.rank_window_weeks} weeks; large exposure: tracking corr "
+                  f"< {e.loose_tracking_corr:g} and micro-cap corr >= {e.large_microcap_corr:g}"))
     print(_safe(f"context ({len(config.context)}): " + (", ".join(
         f"{c.name} when {str(c.when_expr)!r}" for c in config.context) or "none")))
     print(f"rules ({len(config.rules)}):")

@@ -28,7 +28,7 @@ from pydantic_core import PydanticUndefined
 
 import signals
 from monitor import cli
-from monitor.config import Config, ContextConfig, RuleConfig
+from monitor.config import Config, ContextConfig, ProductConfig, RuleConfig
 from tests.conftest import ROOT
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -153,6 +153,8 @@ def _keys(model=Config, prefix: str = "") -> Iterator[tuple[str, object]]:
             yield from _keys(RuleConfig, "rules[].")
         elif model is Config and name == "context":
             yield from _keys(ContextConfig, "context[].")
+        elif model is Config and name == "products":
+            yield from _keys(ProductConfig, "products[].")
         else:
             default = field.default
             if default is PydanticUndefined:
@@ -202,7 +204,8 @@ EXAMPLES = {"notify.slack.channel", "notify.slack.api_url"}  # commented example
 
 def _shown(path: Path) -> Iterator[tuple[str, object]]:
     """Every key the file sets, or shows commented out (``# key = value``) under a table header
-    (itself possibly commented out), with its value; [[rules]] and [[context]] tables left out."""
+    (itself possibly commented out), with its value; [[rules]], [[context]] and [[products]]
+    tables (commented out or not) left out."""
     data = tomllib.loads(path.read_text(encoding="utf-8"))
 
     def walk(table: dict, prefix: str) -> Iterator[tuple[str, object]]:
@@ -210,7 +213,7 @@ def _shown(path: Path) -> Iterator[tuple[str, object]]:
             key = f"{prefix}{k}"
             if isinstance(v, dict) and key != "source.akshare.themes":
                 yield from walk(v, f"{key}.")
-            elif key not in ("rules", "context"):
+            elif key not in ("rules", "context", "products"):
                 yield key, v
 
     yield from walk(data, "")
@@ -218,7 +221,7 @@ def _shown(path: Path) -> Iterator[tuple[str, object]]:
     for line in path.read_text(encoding="utf-8").splitlines():
         if m := re.match(r"^#?\s*\[([\w.]+)\]\s*$", line):
             section = m.group(1)
-        elif line.startswith("[["):
+        elif re.match(r"^#?\s*\[\[", line):  # an array of tables, possibly a commented example
             section = None
         elif (m := re.match(r"^#\s*([a-z_]+)\s*=\s*(.*)$", line)) and section:
             text = m.group(2)
@@ -261,7 +264,7 @@ RULE_KEYS = [(path, key, default) for path in sorted((ROOT / "config").glob("*.t
 def test_config_file_explains_each_rule_key_with_its_default(path, key, default):
     """The "Keys of each [[rules]] table" comment gives each key's default (or says required)."""
     lines = [ln for ln in path.read_text(encoding="utf-8").splitlines()
-             if re.match(rf"^#\s+{key}\s", ln)]
+             if re.match(rf"^#\s+{key}\s+[^=\s]", ln)]  # not a commented `key = value`
     assert len(lines) == 1, (path.name, key, lines)
     if default is REQUIRED:
         assert lines[0].endswith("- required"), lines[0]
