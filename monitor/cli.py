@@ -960,8 +960,11 @@ def cmd_calibrate(g: Globals, until: dt.date, penalty: float, draws: int, seed: 
 @click.option("--start", type=DATE, help="first day shown")
 @click.option("--end", type=DATE, help="last day shown")
 @click.option("--no-backtest", is_flag=True, help="leave the backtest table out")
+@click.option("--crash", nargs=2, type=DATE, metavar="START END",
+              help="the crash window of the manager-exposure evidence (default: the period's "
+                   "deepest micro-cap drawdown, peak to trough)")
 def cmd_report(g: Globals, out: Path, start: dt.date | None, end: dt.date | None,
-               no_backtest: bool) -> int:
+               no_backtest: bool, crash: tuple[dt.date, dt.date] | None) -> int:
     from monitor.analysis.report import compose, write_report
 
     config = g.load()
@@ -970,7 +973,7 @@ def cmd_report(g: Globals, out: Path, start: dt.date | None, end: dt.date | None
         raise UsageError(f"--out {out} is a folder: give the file name of the report")
     db = g.existing(config)
     page = compose(db, config, now=dt.datetime.now(dt.UTC), start=start, end=end,
-                   backtest_rows=not no_backtest)
+                   backtest_rows=not no_backtest, crash=crash or None)
     try:
         path = write_report(out, page)
     except OSError as exc:
