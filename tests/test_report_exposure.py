@@ -195,3 +195,16 @@ def test_renders_in_headless_chromium(world, page, tmp_path):
     section = SECTION.search(dom)
     assert section is not None and len(IMG.findall(section.group(1))) == 4
     assert len(rendered.img_src) == len(IMG.findall(page))
+
+
+def test_a_crash_window_must_start_before_it_ends(world):
+    from monitor.analysis.report import compose
+    from monitor.cycle import CycleError
+
+    db = open_db(world[0])
+    try:
+        with pytest.raises(CycleError, match="crash window's start is not before its end"):
+            compose(db, config_from(PRODUCTS_TOML), now=NOW,
+                    crash=(dt.date(2023, 5, 1), dt.date(2023, 5, 1)))
+    finally:
+        db.close()
