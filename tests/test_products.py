@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from monitor import cli
 from monitor.calendar import TradingCalendar
@@ -170,6 +172,46 @@ def test_load_is_point_in_time_and_coverage_counts(db):
                                      ("B", "2024-01-05", "2024-01-05", 1, "2024-01-05")]
     assert products.coverage(db, ["B", "C"]) == [("B", "2024-01-05", "2024-01-05", 1, "2024-01-05")]
     assert products.names(db) == ["A", "B"]
+
+
+DAY0 = dt.date(2024, 1, 1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("AB"), st.integers(0, 30), st.integers(0, 10),
+                          st.booleans(), st.integers(1, 40)), min_size=1, max_size=25),
+       st.integers(0, 90), st.integers(0, 90))
+def test_load_sees_a_nav_from_its_available_at_and_a_revision_from_its_day(rows, revised_on, look):
+    """Whatever NAVs, lags and revisions: ``load(as_of)`` holds exactly the NAVs known on as_of:
+    the first value from its available_at, the revised one from the later of its available_at
+    and the revision day, the first one until then."""
+    db = open_db(":memory:")
+    first: dict[tuple[str, str], tuple[float, str]] = {}
+    for product, day, lag, _, _ in rows:
+        d = DAY0 + dt.timedelta(days=day)
+        known = (d + dt.timedelta(days=lag)).isoformat()
+        first.setdefault((product, d.isoformat()), (1.0 + day / 100, known))
+    revision_day = (DAY0 + dt.timedelta(days=revised_on)).isoformat()
+    revised = {}
+    for product, day, _, change, new in rows:
+        key = (product, (DAY0 + dt.timedelta(days=day)).isoformat())
+        if change and key not in revised:
+            revised[key] = 1.0 + day / 100 + new / 1000  # always a different value
+    with db.atomic():
+        products.upsert(db, [(p, d, v, a, "t") for (p, d), (v, a) in first.items()])
+        products.upsert(db, [(p, d, v, first[(p, d)][1], "t") for (p, d), v in revised.items()],
+                        revised_from=revision_day)
+    as_of = DAY0 + dt.timedelta(days=look)
+    want: dict[str, dict[str, float]] = {}
+    for (p, d), (v, a) in sorted(first.items()):
+        known_revised = (p, d) in revised and max(a, revision_day) <= as_of.isoformat()
+        if known_revised:
+            want.setdefault(p, {})[d] = revised[(p, d)]
+        elif a <= as_of.isoformat():
+            want.setdefault(p, {})[d] = v
+    got = {p: {ts.date().isoformat(): v for ts, v in s.items()}
+           for p, s in products.load(db, as_of).items()}
+    assert got == want
 
 
 # -- the command line: import-csv --------------------------------------------------------------
