@@ -41,6 +41,7 @@ from dataclasses import dataclass
 
 from sqlite_utils import Database
 
+from monitor.calendar import TradingCalendar
 from monitor.config import COMPOSITE, Config, NotifyConfig
 from monitor.delivery import ChartUploader, DeliveryError, HistoryReader, Notifier, digest, redact
 from signals.episodes import ROTATION_MERGE_GAP_DAYS
@@ -354,7 +355,8 @@ def prepare(db: Database, payload: dict, config: Config | None = None) -> dict:
 
 EPISODE_CLOSE_LEAD_DAYS = 15
 """Calendar days of closes read before an episode's peak, so that each index has a close on or
-before it (the last close on or before a day is the one used, as ``signals.exposure`` reads)."""
+before it whatever the holidays (the last close on or before a day is the one used, as
+``signals.exposure`` reads)."""
 
 
 def attach_exposure(db: Database, payload: dict, config: Config) -> dict:
@@ -385,8 +387,9 @@ def attach_exposure(db: Database, payload: dict, config: Config) -> dict:
         if episode is None and not any(
                 i["kind"] == "firing" and "closest_episode" in i for i in payload["items"]):
             episode = closest_for(db, as_of, digest.DRAWDOWN)  # not attached yet: look it up
-        moves = (episode_moves(db, episode, {str(r["benchmark"]) for r in rows})
-                 if episode else {})
+        calendar = TradingCalendar(config.calendar.extra_closed)
+        moves = (episode_moves(db, episode, {str(r["benchmark"]) for r in rows}, as_of,
+                               calendar) if episode else {})
         block = digest.exposure_block(rows, episode, moves, top=config.exposure.digest_top,
                                       rank_window=config.exposure.rank_window_weeks)
     except Exception as exc:  # context, not the alert: send without it
@@ -396,10 +399,12 @@ def attach_exposure(db: Database, payload: dict, config: Config) -> dict:
     return payload if block is None else {**payload, "exposure": block}
 
 
-def episode_moves(db: Database, episode: dict, benchmarks: set[str]) -> dict[str, float | None]:
+def episode_moves(db: Database, episode: dict, benchmarks: set[str], as_of: str,
+                  calendar: TradingCalendar) -> dict[str, float | None]:
     """Return benchmark -> the micro-cap excess return over that benchmark (fraction) from the
     drawdown ``episode``'s peak to its trough (``signals.exposure.index_excess``: each index at
-    its last stored close on or before each of the two days); None when a close is missing."""
+    its last close on or before each of the two days), the closes of ``calendar``'s trading days
+    as known on ``as_of`` (ISO day); None when a close is missing."""
     import pandas as pd
 
     from signals.exposure import MICROCAP, index_excess
@@ -408,23 +413,18 @@ def episode_moves(db: Database, episode: dict, benchmarks: set[str]) -> dict[str
     peak, trough = episode.get("peak") or episode.get("start"), episode.get("trough")
     if not peak or not trough or trough <= peak:
         return dict.fromkeys(benchmarks)
-    first = (dt.date.fromisoformat(peak)
-             - dt.timedelta(days=EPISODE_CLOSE_LEAD_DAYS)).isoformat()
-
-    def close(index: str) -> pd.Series:
-        rows = [(d, v) for d, v in observations.values_between(db, f"index.{index}.close", first,
-                                                                trough) if v is not None]
-        return pd.Series([v for _, v in rows], index=pd.to_datetime([d for d, _ in rows]),
-                         dtype=float)
-
-    micro = close(MICROCAP)
+    first = dt.date.fromisoformat(peak) - dt.timedelta(days=EPISODE_CLOSE_LEAD_DAYS)
+    days = calendar.days(first, dt.date.fromisoformat(trough))
+    ids = sorted(benchmarks | {MICROCAP})
+    frame = observations.load_frame(db, [f"index.{i}.close" for i in ids], days,
+                                    dt.date.fromisoformat(as_of))
+    closes = {i: frame[f"index.{i}.close"].dropna() for i in ids}
     dates = pd.DatetimeIndex([pd.Timestamp(peak), pd.Timestamp(trough)])
     out: dict[str, float | None] = {}
     for bench in sorted(benchmarks):
-        bench_close = close(bench)
         move = None
-        if len(micro) and len(bench_close):
-            got = index_excess(micro, bench_close, dates).dropna()
+        if len(closes[MICROCAP]) and len(closes[bench]):
+            got = index_excess(closes[MICROCAP], closes[bench], dates).dropna()
             move = float(got.iloc[-1]) if len(got) else None
         out[bench] = move if move is not None and math.isfinite(move) else None
     return out
