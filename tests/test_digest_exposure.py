@@ -246,13 +246,15 @@ def test_far_episode_is_named_as_the_nearest_not_as_a_close_analogue():
 
 def test_a_close_revised_after_the_digests_day_is_not_used(world):
     db, closes, eps = world
-    before = prepare(db, payload([item("volatility_spike")]), CONFIG)["exposure"]
+    first = prepare(db, payload([item("volatility_spike")]), CONFIG)
+    before = first["exposure"]
     trough = eps["close"]["trough"]
     observations.upsert(db, [("index.csi1000.close", trough, closes["csi1000"][trough] * 1.5,
                               "2024-03-01", "revision")], revised_from="2024-03-01")
     after = prepare(db, payload([item("volatility_spike")]), CONFIG)["exposure"]
     assert after["products"] == before["products"]  # as known on AS_OF
-    later = {**payload([item("volatility_spike")]), "as_of": "2024-03-04"}
+    # a month later, the same alert and episode (no signal values stored for that day)
+    later = {k: v for k, v in first.items() if k != "exposure"} | {"as_of": "2024-03-04"}
     listed = {p["product"]: p for p in prepare(db, later, CONFIG)["exposure"]["products"]}
     assert "Late 1000" in listed  # its NAVs are known by now too
     assert listed["Alpha 1000"]["move"] < before["products"][0]["move"] - 0.3  # the revision
