@@ -504,8 +504,8 @@ def cmd_holdings(g: Globals, report_date: dt.date | None) -> int:
     return 0 if outcome.status in ("ok", "done") else 1
 
 
-@command(cli, "import-csv", "import CSV files (long format, stock panel, holdings, or a vendor "
-                             "export through --mapping)")
+@command(cli, "import-csv", "import CSV files (long format, stock panel, holdings, product NAVs, "
+                             "or a vendor export through --mapping)")
 @click.argument("paths", nargs=-1, required=True, type=FILE, metavar="PATH...")
 @click.option("--coverage", type=click.Choice(["top10", "full"]), default="top10", show_default=True,
               help="fund-holdings files: top-10 (quarterly) or full (semi-annual/annual) holdings")
