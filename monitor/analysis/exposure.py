@@ -138,7 +138,7 @@ def crash_evidence(db: Database, config: Config, measured_through: dt.date, star
                    end: dt.date, known_by: dt.date | None = None) -> dict[str, Any]:
     """The out-of-sample check of the exposure measure: the exposure of each declared product
     measured on what was known on ``measured_through`` (``exposure_report``), against its excess
-    return over [``start``, ``end``] (``signals.exposure.window_excess``: from its last NAV on or
+    return over [``start``, ``end``] (``signals.exposure.window_excess``: from its last NAV dated
     before ``start`` to its last on or before ``end``, NAVs and closes as known on ``known_by``,
     None: everything stored).
 
@@ -151,7 +151,8 @@ def crash_evidence(db: Database, config: Config, measured_through: dt.date, star
     is not after ``start`` or ``measured_through`` is not before ``start``.
     """
     if end <= start:
-        raise ExposureError(f"the evidence window ends ({end}) before it starts ({start})")
+        raise ExposureError(f"the evidence window ends ({end}) before it starts ({start}) or "
+                            "on that day")
     if measured_through >= start:
         raise ExposureError(f"exposure measured through {measured_through} is not before the "
                             f"window's start {start}: the check would see the window")
