@@ -467,7 +467,7 @@ def _overview_chart(close: pd.Series, drawdowns: list[dict], marks: WarningMarks
 
 # -- manager exposure (issue 16) ---------------------------------------------------------------
 
-EXPOSURE_SIZE_IN = (6.2, 4.3)  # each exposure chart; the page shows them two a row
+EXPOSURE_SIZE_IN = (6.2, 4.9)  # each exposure chart; the page shows them two a row
 STRATEGY_COLOURS = ("#1f4e79", "#c0392b", "#27ae60", "#8e44ad", "#e67e22", "#16a085", "#7f8c8d",
                     "#d35400")
 
@@ -479,7 +479,7 @@ def _exposure_figure():
 
     fig = Figure(figsize=EXPOSURE_SIZE_IN, dpi=DPI)
     FigureCanvasAgg(fig)
-    fig.subplots_adjust(left=0.13, right=0.97, top=0.88, bottom=0.14)
+    fig.subplots_adjust(left=0.13, right=0.97, top=0.89, bottom=0.27)
     return fig, fig.subplots()
 
 
@@ -487,6 +487,8 @@ def _strategy_points(ax, table: pd.DataFrame, x: str, y: str) -> None:
     """Plot ``table``'s products at (``x``, ``y``), one colour per strategy (the legend), each
     point labelled with its rank (the ``#`` of the ranked table: product names may need glyphs
     the chart fonts lack); a product flagged ``large_exposure`` is ringed."""
+    table = table[np.isfinite(table[x].to_numpy(dtype=float))
+                  & np.isfinite(table[y].to_numpy(dtype=float))]
     strategies = list(dict.fromkeys(str(s) or "unlabelled" for s in table["strategy"]))
     colour = {s: STRATEGY_COLOURS[i % len(STRATEGY_COLOURS)] for i, s in enumerate(strategies)}
     for s in strategies:
@@ -498,7 +500,7 @@ def _strategy_points(ax, table: pd.DataFrame, x: str, y: str) -> None:
     if len(flagged):
         ax.scatter(flagged[x].to_numpy(dtype=float), flagged[y].to_numpy(dtype=float), s=110,
                    facecolors="none", edgecolors="#922b21", linewidths=1.2, zorder=4,
-                   label="flagged: large micro-cap exposure")
+                   label="flagged: large exposure")
     for rank, (xv, yv) in zip(table["rank"], zip(table[x], table[y], strict=True), strict=True):
         if _num(xv) is not None and _num(yv) is not None:
             ax.annotate(str(rank), (float(xv), float(yv)), xytext=(5, 4),
@@ -507,7 +509,7 @@ def _strategy_points(ax, table: pd.DataFrame, x: str, y: str) -> None:
                               "alpha": 0.7})
     ax.grid(alpha=0.3)
     ax.tick_params(labelsize=8)
-    ax.legend(fontsize=7, loc="best", frameon=False)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), frameon=False, ncol=2)
 
 
 def _relation(table: pd.DataFrame, x: str, y: str) -> str:
@@ -549,11 +551,11 @@ def _quadrant_chart(table: pd.DataFrame, y: str, large: float, loose: float) -> 
     lo_x = float(np.nanmin(np.append(xs, loose))) - 0.05
     hi_y = float(np.nanmax(np.append(ys, large))) + 0.05
     ax.fill_between([lo_x, loose], large, hi_y, color="#f5b7b1", alpha=0.35, lw=0, zorder=1,
-                    label="large exposure: loose tracking, excess follows micro-caps")
+                    label="flag zone: loose tracking, excess follows micro-caps")
     ax.axvline(loose, color="#922b21", ls="--", lw=1.0,
-               label=f"loose tracking: corr < {loose:.2f}")
+               label=f"tracking corr < {loose:.2f}")
     ax.axhline(large, color="#922b21", ls=":", lw=1.2,
-               label=f"large micro-cap corr ≥ {large:.2f}")
+               label=f"micro-cap corr ≥ {large:.2f}")
     _strategy_points(ax, table, "tracking_corr", y)
     ax.set_xlim(left=lo_x)
     ax.set_ylim(top=hi_y)
@@ -614,6 +616,7 @@ def _exposure(db: Database, config: Config, first: str, last: str, drawdowns: li
     if not config.products:
         return None
     from monitor.analysis.exposure import ExposureError, crash_evidence, exposure_report
+    from signals.exposure import MIN_INTERVALS
 
     try:
         table = exposure_report(db, config, dt.date.fromisoformat(last))
@@ -664,6 +667,8 @@ def _exposure(db: Database, config: Config, first: str, last: str, drawdowns: li
         rows.append(row)
     out: dict[str, Any] = {
         "as_of": last, "n": len(table), "rank_window": w, "charts": charts,
+        "plotted": int(np.isfinite(table[corr].to_numpy(dtype=float)).sum()),
+        "min_intervals": MIN_INTERVALS,
         "table": _table(rows, lambda row: "flagged" if row["large exposure"] else None),
         "large": f"{e.large_microcap_corr:.2f}", "loose": f"{e.loose_tracking_corr:.2f}",
         "flagged": int(table["large_exposure"].astype(bool).sum()),
