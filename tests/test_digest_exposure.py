@@ -15,6 +15,8 @@ import io
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from monitor.calendar import TradingCalendar
 from monitor.delivery import blocks, digest
@@ -258,3 +260,42 @@ def test_a_close_revised_after_the_digests_day_is_not_used(world):
     listed = {p["product"]: p for p in prepare(db, later, CONFIG)["exposure"]["products"]}
     assert "Late 1000" in listed  # its NAVs are known by now too
     assert listed["Alpha 1000"]["move"] < before["products"][0]["move"] - 0.3  # the revision
+
+
+FINITE = st.floats(-3, 3, allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.one_of(FINITE, st.just(float("nan"))),
+                          st.sampled_from(["csi500", "csi1000"]),
+                          st.one_of(st.none(), st.floats(0, 0.2))), max_size=8),
+       st.dictionaries(st.sampled_from(["csi500", "csi1000"]), st.one_of(st.none(), FINITE)),
+       st.integers(0, 5))
+def test_block_invariants(products_, moves, top):
+    """Whatever the rows: at most ``top`` listed, in the given (most exposed first) order, only
+    finite betas, each estimate beta x its benchmark's move (None without a move), and the book
+    the weight-summed estimates of every row with a weight and an estimate."""
+    rows = [{"product": f"p{i}", "benchmark": b, "strategy": "", "weight": w, "last": None,
+             "beta_microcap_52w": beta} for i, (beta, b, w) in enumerate(products_)]
+    ep = {"peak": "2020-01-02", "trough": "2020-02-03", "depth": -0.2, "distance": 0.5,
+          "close": True}
+    block = digest.exposure_block(rows, ep, moves, top=top, rank_window=52)
+    finite = [r for r in rows if math.isfinite(r["beta_microcap_52w"])]
+    if not finite or top == 0:
+        assert block is None
+        return
+    listed = block["products"]
+    assert [p["product"] for p in listed] == [r["product"] for r in finite[:top]]
+    for p, r in zip(listed, finite, strict=False):
+        move = moves.get(r["benchmark"])
+        assert p["move"] == move
+        assert p["estimate"] == (None if move is None else r["beta_microcap_52w"] * move)
+    book = [(r["weight"], r["beta_microcap_52w"] * moves[r["benchmark"]]) for r in finite
+            if r["weight"] is not None and moves.get(r["benchmark"]) is not None]
+    if book:
+        assert block["book"]["n"] == len(book)
+        assert block["book"]["estimate"] == pytest.approx(sum(w * e for w, e in book))
+    else:
+        assert block["book"] is None
+    title, lines = digest.exposure_lines(block)
+    assert "estimate" in title and len(lines) == len(listed) + (1 if book else 0) + 1
