@@ -208,3 +208,19 @@ def test_a_crash_window_must_start_before_it_ends(world):
                     crash=(dt.date(2023, 5, 1), dt.date(2023, 5, 1)))
     finally:
         db.close()
+
+
+def test_navs_without_an_index_close_say_why(world, tmp_path):
+    """Declared products with NAVs but no CSI 2000 close: the section says what is missing."""
+    import shutil
+
+    path = tmp_path / "no2000.db"
+    shutil.copy(world[0], path)
+    db = open_db(path)
+    with db.conn:
+        db.execute("DELETE FROM observations WHERE series = 'index.csi2000.close'")
+    db.close()
+    text = _text(SECTION.search(_page(path, PRODUCTS_TOML)).group(1))
+    assert "6 declared product(s) have NAVs known on 2023-12-29, but their exposure cannot be " \
+           "measured: no index.csi2000.close known" in text
+    assert "Evidence" not in text

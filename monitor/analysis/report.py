@@ -603,7 +603,8 @@ def _evidence_sentence(name: str, got: Mapping[str, Any]) -> str:
 def _exposure(db: Database, config: Config, first: str, last: str, drawdowns: list[dict],
               crash: tuple[dt.date, dt.date] | None) -> dict[str, Any] | None:
     """The "Manager exposure" section's context, or None when no declared product has a NAV
-    known on ``last`` (the section is left out).
+    known on ``last`` (the section is left out); when they have NAVs but cannot be measured (an
+    index close missing), the section only says why (``problem``).
 
     The products' exposure as known on ``last`` (``monitor.analysis.exposure.exposure_report``:
     NAVs by ``available_at``), ranked most exposed first: the note's four charts (excess
@@ -620,8 +621,15 @@ def _exposure(db: Database, config: Config, first: str, last: str, drawdowns: li
 
     try:
         table = exposure_report(db, config, dt.date.fromisoformat(last))
-    except ExposureError:
-        return None
+    except ExposureError as exc:
+        from storage import products
+
+        known = products.load(db, dt.date.fromisoformat(last), [p.name for p in config.products])
+        if not known:
+            return None
+        # NAVs are there but cannot be measured (an index close missing): the section says why
+        return {"as_of": last, "n": len(known), "charts": [], "table": None,
+                "problem": str(exc).splitlines()[0]}
     if not len(table):
         return None
     e = config.exposure
@@ -672,7 +680,7 @@ def _exposure(db: Database, config: Config, first: str, last: str, drawdowns: li
         "table": _table(rows, lambda row: "flagged" if row["large exposure"] else None),
         "large": f"{e.large_microcap_corr:.2f}", "loose": f"{e.loose_tracking_corr:.2f}",
         "flagged": int(table["large_exposure"].astype(bool).sum()),
-        "evidence": None, "evidence_note": None}
+        "evidence": None, "evidence_note": None, "problem": None}
 
     window = ((crash[0].isoformat(), crash[1].isoformat()) if crash is not None
               else crash_window(drawdowns, last))
