@@ -44,13 +44,17 @@ def _plan(available: list[str], params: Mapping[str, Mapping[str, Any]]):
 
 
 def compute_day(db: Database, calendar: TradingCalendar, as_of: dt.date,
-                params: Mapping[str, Mapping[str, Any]]) -> dict[str, SignalValue]:
+                params: Mapping[str, Mapping[str, Any]], keep: bool = False
+                ) -> dict[str, SignalValue]:
     """Return every registered signal's value on trading day ``as_of``, point-in-time.
 
     Each input series is read only as far back as the longest window that uses it. Signals
     registered with ``arrays=True`` are computed by :meth:`signals.Signal.last_value` on numpy
     arrays of their window (the same function; equal to the pandas computation, tested in
     tests/test_incremental.py), the others by :meth:`signals.Signal.compute` on the window's frame.
+    ``keep``: read through ``observations.load_frame_cached`` (the daemon's consecutive cycles on
+    one connection: the previous day's values kept, extended by what became known since; the same
+    frame as ``load_frame``, tested in tests/test_cycle_incremental.py).
     """
     plan = _plan(observations.series_names(db), params)
     need: dict[str, int | None] = {}  # series -> trading days needed (None = all history)
@@ -69,21 +73,22 @@ def compute_day(db: Database, calendar: TradingCalendar, as_of: dt.date,
         start = first
     days = calendar.days(start, as_of)
     starts = {c: calendar.window_start(as_of, w) for c in cols if (w := need[c]) is not None}
-    frame = observations.load_frame(db, cols, days, as_of, starts)
+    read = observations.load_frame_cached if keep else observations.load_frame
+    frame = read(db, cols, days, as_of, starts)
     today = not frame.empty and frame.index[-1] == pd.Timestamp(as_of)
     matrix, column = frame.to_numpy(), {c: j for j, c in enumerate(frame.columns)}
     out: dict[str, SignalValue] = {}
     for sig, inputs, window, p in plan:
         if sig.state == RISK_STATE:
             continue  # derived from the other signals' values: below
+        sub = frame if window is None else frame.iloc[-window:] if sig.state or not sig.arrays else None
+        state = STATE_PROVIDERS[sig.state](db, sub, as_of, p) if sig.state else None
         if sig.arrays:  # the same formula on numpy arrays of the window: no pandas overhead
             rows = matrix if window is None else matrix[-window:]
-            value, ctx = (sig.last_value({c: rows[:, column[c]] for c in inputs}, p) if today
-                          else (None, None))
+            value, ctx = (sig.last_value({c: rows[:, column[c]] for c in inputs}, p, state)
+                          if today else (None, None))
             out[sig.name] = _value(value, ctx)
             continue
-        sub = frame if window is None else frame.iloc[-window:]
-        state = STATE_PROVIDERS[sig.state](db, sub, as_of, p) if sig.state else None
         out[sig.name] = _last(sig, _columns(sig, sub, inputs), p, as_of, state)
     for sig, _, _, _ in plan:
         if sig.state == RISK_STATE:

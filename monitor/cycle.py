@@ -212,7 +212,7 @@ def _run(db: Database, config: Config, as_of: dt.date, data: FetchedDay,
         fetched += continue_microcap_index(db, data.panel, as_of, calendar, failures)
 
     computed = (precomputed if precomputed is not None
-                else compute_day(db, calendar, as_of, config.signal_params()))
+                else compute_day(db, calendar, as_of, config.signal_params(), keep=True))
     values = {name: sv.value for name, sv in computed.items()}
     parsed = constants.rules if constants is not None else [rules.parse(r) for r in config.rules]
     evaluations = [rules.evaluate_parsed(p, values) for p in parsed]
@@ -317,7 +317,7 @@ def microcap_state(db: Database, as_of: dt.date, calendar: TradingCalendar) -> d
     if first is None or first > as_of:
         return None
     days = calendar.days(first, as_of)
-    close = observations.load_frame(db, [MICROCAP_CLOSE], days, as_of)[MICROCAP_CLOSE].to_numpy()
+    close = observations.load_frame_cached(db, [MICROCAP_CLOSE], days, as_of)[MICROCAP_CLOSE].to_numpy()
     known = np.flatnonzero(np.isfinite(close))
     if not len(known):
         return None
@@ -404,7 +404,7 @@ def update_episodes(db: Database, config: Config, as_of: dt.date, calendar: Trad
     since = (last["end"] or last["start"]) if last else None
     start = max(first, dt.date.fromisoformat(since)) if since else first
     days = calendar.days(start, as_of)
-    close = observations.load_frame(db, [series], days, as_of)[series]
+    close = observations.load_frame_cached(db, [series], days, as_of)[series]
     changed = episodes.replace_kind(db, "drawdown", [
         {"start": e.peak.isoformat(), "peak": e.peak.isoformat(), "trough": e.trough.isoformat(),
          "end": e.recovery.isoformat() if e.recovery else None, "depth": e.depth,
@@ -433,7 +433,7 @@ def update_episodes(db: Database, config: Config, as_of: dt.date, calendar: Trad
     window = calendar.days(lo, as_of)
     index = pd.DatetimeIndex(pd.to_datetime(window))
     keys = [d.isoformat() for d in window]
-    closes = observations.load_frame(db, [series], window, as_of)[series]
+    closes = observations.load_frame_cached(db, [series], window, as_of)[series]
     spells = rotation_episodes(
         pd.Series([holds.get(k, False) for k in keys], index=index),
         pd.Series([excess.get(k) for k in keys], index=index, dtype=float),

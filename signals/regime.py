@@ -624,7 +624,7 @@ FAMILY = family("regime", min_obs=250)
 
 
 @register(SIGNAL, family=FAMILY, inputs=(MICROCAP, ALL_A), window=lambda p: None,
-          unit="fraction [0,1]", params=("min_obs",), state="regime_fit")
+          unit="fraction [0,1]", params=("min_obs",), state="regime_fit", arrays=True)
 def stress_prob(frame: pd.DataFrame, min_obs: int, fit: RegimeFit | None = None) -> pd.Series:
     """Filtered probability (0..1) of the high-variance state of the two-state Markov switching
     model on micro-cap excess returns over CSI All Share, under ``fit`` (the month's fit, refitted
@@ -633,6 +633,12 @@ def stress_prob(frame: pd.DataFrame, min_obs: int, fit: RegimeFit | None = None)
     for 3 consecutive days.
     """
     excess = microcap_excess_returns(frame)
+    if isinstance(excess, np.ndarray):  # the daily cycle's arrays: the filter on the same numbers
+        values = np.full(len(excess), np.nan)
+        present = ~np.isnan(excess)
+        if fit is not None and present.any():
+            values[present] = _filtered_high_prob(excess[present] * SCALE, fit.params)
+        return values
     if fit is None:
         return pd.Series(np.nan, index=frame.index, dtype=float)
     return filtered_stress_prob(excess, fit)

@@ -83,19 +83,23 @@ class Signal:
             return result[0], result[1]
         return result, None
 
-    def last_value(self, columns: Mapping[str, Any], params: Mapping[str, Any]
-                   ) -> tuple[float, Any]:
+    def last_value(self, columns: Mapping[str, Any], params: Mapping[str, Any],
+                   state: Any = None) -> tuple[float, Any]:
         """Return (value, context or None) on the last row, computed on numpy arrays: ``columns``
         maps each input series to a 1-D float array of its trailing window (the same rows as the
-        ``frame`` of :meth:`compute`, oldest first). The same function as :meth:`compute` (one
-        definition); only for signals registered with ``arrays=True``. Value NaN when not
-        computable; context as the function gives it (None or NaN when there is none)."""
+        ``frame`` of :meth:`compute`, oldest first); ``state`` as in :meth:`compute`. The same
+        function as :meth:`compute` (one definition); only for signals registered with
+        ``arrays=True``. Value NaN when not computable; context as the function gives it (None or
+        NaN when there is none)."""
         if not self.arrays:
             raise TypeError(f"signal {self.name!r} is not registered with arrays=True")
         import numpy as np
 
+        kwargs = {k: params[k] for k in self.params}
+        if self.state is not None:
+            kwargs["fit"] = state
         with np.errstate(all="ignore"):
-            result = self.func(columns, **{k: params[k] for k in self.params})
+            result = self.func(columns, **kwargs)
         values, context = result if isinstance(result, tuple) else (result, None)
         if not len(values):
             return float("nan"), None

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
+import functools
+import itertools
+import sqlite3
+import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -121,6 +127,39 @@ def first_date(db: Database, series: Sequence[str]) -> dt.date | None:
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 
 
+def _point_in_time_sql(db: Database) -> str:
+    """The query of one series' values dated in [?2, ?3] as known on ?4 (see ``load_frame``)."""
+    sql = ("SELECT date, value FROM observations WHERE series = ?1 AND date >= ?2 "
+           "AND date <= ?3 AND available_at <= ?4")
+    if has_revisions(db):  # earlier values, when the current one was not known yet
+        sql += (f" UNION ALL SELECT r.date, r.value FROM {REVISIONS} r WHERE r.series = ?1 "
+                "AND r.date >= ?2 AND r.date <= ?3 AND r.available_at <= ?4 "
+                "AND r.superseded_at > ?4 AND NOT EXISTS (SELECT 1 FROM observations o "
+                "WHERE o.series = r.series AND o.date = r.date AND o.available_at <= ?4)")
+    return sql
+
+
+def _read_values(db: Database, series: Sequence[str], days: Sequence[dt.date], as_of: dt.date,
+                 starts: Mapping[str, dt.date] | None = None) -> np.ndarray:
+    """The values of ``load_frame`` as a (days x series) float array (NaN: missing)."""
+    values = np.full((len(days), len(series)), np.nan)
+    if not len(series) or not len(days):
+        return values
+    # a row's position from its ISO date by one dict probe (days not in ``days`` are dropped)
+    position = {d.isoformat(): i for i, d in enumerate(days)}
+    sql, last, known = _point_in_time_sql(db), days[-1].isoformat(), as_of.isoformat()
+    for j, name in enumerate(series):
+        lo = max(days[0], (starts or {}).get(name, days[0])).isoformat()
+        rows = db.conn.execute(sql, [name, lo, last, known]).fetchall()
+        if not rows:
+            continue
+        pos = np.fromiter([position.get(r[0], -1) for r in rows], dtype=np.int64, count=len(rows))
+        vals = np.fromiter([r[1] for r in rows], dtype=np.float64, count=len(rows))
+        ok = pos >= 0
+        values[pos[ok], j] = vals[ok]
+    return values
+
+
 def load_frame(db: Database, series: Sequence[str], days: Sequence[dt.date], as_of: dt.date,
                starts: Mapping[str, dt.date] | None = None) -> pd.DataFrame:
     """Return a wide float frame (index = ``days`` as Timestamps, columns = ``series``).
@@ -130,32 +169,247 @@ def load_frame(db: Database, series: Sequence[str], days: Sequence[dt.date], as_
     revised after ``as_of`` is read as it was known then (``observation_revisions``). Missing
     values are NaN. Dates that are not in ``days`` (e.g. weekend make-up days) are dropped.
     """
-    index = pd.DatetimeIndex(pd.to_datetime(list(days)), name="date")
-    values = np.full((len(days), len(series)), np.nan)
-    if len(series) and len(days):
-        # the days as datetime64 from their ordinals (no ISO string per day), rows' ISO dates
-        # parsed by numpy: positions by a numeric search
-        day64 = (np.fromiter((d.toordinal() for d in days), dtype=np.int64, count=len(days))
-                 - _EPOCH_ORDINAL).astype("datetime64[D]")
-        sql = ("SELECT date, value FROM observations WHERE series = ?1 AND date >= ?2 "
-               "AND date <= ?3 AND available_at <= ?4")
-        if has_revisions(db):  # earlier values, when the current one was not known yet
-            sql += (f" UNION ALL SELECT r.date, r.value FROM {REVISIONS} r WHERE r.series = ?1 "
-                    "AND r.date >= ?2 AND r.date <= ?3 AND r.available_at <= ?4 "
-                    "AND r.superseded_at > ?4 AND NOT EXISTS (SELECT 1 FROM observations o "
-                    "WHERE o.series = r.series AND o.date = r.date AND o.available_at <= ?4)")
-        for j, name in enumerate(series):
-            lo = max(days[0], (starts or {}).get(name, days[0])).isoformat()
-            rows = db.execute(sql, [name, lo, days[-1].isoformat(), as_of.isoformat()]).fetchall()
-            if not rows:
-                continue
-            dates, vals = zip(*rows, strict=True)
-            row_days = np.array(dates, dtype="datetime64[D]")
-            pos = np.searchsorted(day64, row_days)
-            ok = (pos < len(day64)) & (day64[np.minimum(pos, len(day64) - 1)] == row_days)
-            values[pos[ok], j] = np.asarray(vals, dtype=float)[ok]
-    return pd.DataFrame(values, index=index, columns=list(series))
+    values = _read_values(db, series, days, as_of, starts)
+    return pd.DataFrame(values, index=day_index(days), columns=list(series))
 
+
+def day_index(days: Sequence[dt.date]) -> pd.DatetimeIndex:
+    """Return ``days`` as the frames' index: ``pd.to_datetime(days)`` (the same unit) named
+    "date", built from the days' ordinals (no parsing)."""
+    day64 = (np.fromiter((d.toordinal() for d in days), dtype=np.int64, count=len(days))
+             - _EPOCH_ORDINAL).astype("datetime64[D]")
+    return pd.DatetimeIndex(day64.astype(_day_dtype()), name="date")
+
+
+@functools.cache
+def _day_dtype() -> np.dtype:
+    """The dtype ``pd.to_datetime`` gives a list of dates (its unit depends on pandas' version)."""
+    return pd.to_datetime([dt.date(2000, 1, 3)]).dtype
+
+
+
+# --- the values already read on a connection, kept for the next day's read (the daily cycle) ---
+#
+# ``load_frame_cached`` returns exactly what ``load_frame`` returns, from the values a previous
+# call on the same ``Database`` read (as known on that call's ``as_of``), brought up to date:
+# - a cell's value as known on a day depends only on the rows of its (series, date) in
+#   ``observations`` and ``observation_revisions``. TEMP triggers on both tables report the
+#   (series, date) of every row this connection inserts, updates or deletes (whatever the SQL:
+#   an import, a revision, a raw statement) to a Python set; those cells are read again (a
+#   write that was rolled back is read again too, which is harmless);
+# - moving to a later ``as_of``, the cells with a value or revision that became known in between
+#   are read again (found by the ``available_at`` index), and the new days are read;
+# - another connection's commit (``PRAGMA data_version`` changed), a rolled-back transaction in
+#   which a read was made (its stamp, a TEMP table named by a token used once, went with it) or
+#   more than ``MAX_CELLS`` cells to read again: everything is read afresh.
+# The stamps and triggers are schema statements on the connection's TEMP database: they change
+# no row (``total_changes`` counts none), nothing in the database file.
+
+_STAMP = "rm_known_stamp"
+_TOUCHED_FUNC = "rm_known_touched"
+MAX_CELLS = 2000
+"""Above this many cells to read again (a large import on the connection), read everything."""
+_TOKENS = itertools.count(1)
+
+
+@dataclass
+class _Known:
+    """Values of ``series`` on ``days`` as known on ``as_of`` (rows before ``first[j]`` not read)."""
+
+    token: int
+    version: int
+    as_of: dt.date
+    days: list[dt.date]
+    position: dict[str, int]
+    series: list[str]
+    values: np.ndarray  # (days x series), NaN: missing
+    first: list[int]  # per series, the first row read
+    reads: dict[str, int] = field(default_factory=lambda: {"full": 0, "kept": 0, "cells": 0})
+    index: pd.DatetimeIndex | None = None  # day_index(days)
+
+
+_KNOWN: weakref.WeakKeyDictionary[Database, _Known] = weakref.WeakKeyDictionary()
+_TOUCHED: weakref.WeakKeyDictionary[Database, set[tuple[str, str]]] = weakref.WeakKeyDictionary()
+
+
+def _install_triggers(db: Database) -> None:
+    """Register the touched-cells function and create the TEMP triggers that call it on ``db``'s
+    connection (idempotent)."""
+    conn = db.conn
+    touched = _TOUCHED.setdefault(db, set())
+    conn.create_function(_TOUCHED_FUNC, 2, lambda series, date: touched.add((series, date)))
+    tables = ["observations"] + ([REVISIONS] if has_revisions(db) else [])
+    for table in tables:
+        for event, rows in (("INSERT", ["NEW"]), ("UPDATE", ["OLD", "NEW"]), ("DELETE", ["OLD"])):
+            body = " ".join(f"SELECT {_TOUCHED_FUNC}({r}.series, {r}.date);" for r in rows)
+            conn.execute(f"CREATE TEMP TRIGGER IF NOT EXISTS {_STAMP}_{table}_{event.lower()} "
+                         f"AFTER {event} ON main.{table} BEGIN {body} END")
+
+
+def _stamps(db: Database) -> list[str]:
+    return [r[0] for r in db.conn.execute(
+        "SELECT name FROM temp.sqlite_master WHERE type = 'table' AND name LIKE ?",
+        [f"{_STAMP}_%"])]
+
+
+def _stamp(db: Database) -> int:
+    """Replace the stamp (a TEMP table named by a fresh token) and forget the touched cells;
+    return the token."""
+    token = next(_TOKENS)
+    for name in _stamps(db):
+        db.conn.execute(f"DROP TABLE temp.{name}")
+    db.conn.execute(f"CREATE TEMP TABLE {_STAMP}_{token} (x)")
+    _TOUCHED.setdefault(db, set()).clear()
+    return token
+
+
+def _data_version(db: Database) -> int:
+    return db.conn.execute("PRAGMA data_version").fetchone()[0]
+
+
+def _touched_since(db: Database, state: _Known) -> set[tuple[str, str]] | None:
+    """The (series, ISO date) cells this connection wrote since ``state`` was stamped, or None
+    when ``state`` no longer stands for the database (another connection committed, the stamp
+    went with a rolled-back transaction, or too many cells)."""
+    if _stamps(db) != [f"{_STAMP}_{state.token}"] or _data_version(db) != state.version:
+        return None
+    cells = _TOUCHED.get(db, set())
+    return None if len(cells) > MAX_CELLS else set(cells)
+
+
+def _became_known(db: Database, after: dt.date, through: dt.date) -> set[tuple[str, str]]:
+    """The (series, ISO date) cells whose value as known may differ between ``after`` and
+    ``through``: a current or earlier value available in (after, through], or an earlier value
+    superseded then. Found by the ``available_at`` index (the rows of those days only), whatever
+    the length of the history."""
+    args = [after.isoformat(), through.isoformat()]
+    sql = "SELECT series, date FROM observations WHERE available_at > ?1 AND available_at <= ?2"
+    if has_revisions(db):
+        sql += (f" UNION SELECT series, date FROM {REVISIONS} WHERE (available_at > ?1 AND "
+                "available_at <= ?2) OR (superseded_at > ?1 AND superseded_at <= ?2)")
+    return {(r[0], r[1]) for r in db.conn.execute(sql, args)}
+
+
+def _reread(db: Database, state: _Known, cells: set[tuple[str, str]]) -> None:
+    """Read the kept ``cells`` again, as known on ``state.as_of`` (cells not kept are skipped)."""
+    column = {name: j for j, name in enumerate(state.series)}
+    for name, day in cells:
+        i, j = state.position.get(day), column.get(name)
+        if i is None or j is None or i < state.first[j]:
+            continue
+        state.values[i, j] = _read_values(db, [name], [state.days[i]], state.as_of)[0, 0]
+        state.reads["cells"] += 1
+
+
+def _extend_days(db: Database, state: _Known, days: list[dt.date]) -> None:
+    """Append ``days`` (the calendar days after ``state.days``) to ``state``, read as known on
+    ``state.as_of``."""
+    new = _read_values(db, state.series, days, state.as_of)
+    state.values = np.vstack([state.values, new])
+    if state.index is not None:
+        state.index = state.index.append(day_index(days))
+    for d in days:
+        state.position[d.isoformat()] = len(state.days)
+        state.days.append(d)
+
+
+def _add_rows(db: Database, state: _Known, name: str, row: int) -> None:
+    """Make ``name`` known in ``state`` from row ``row`` on (a new column, or earlier rows of a
+    kept one), read as known on ``state.as_of``."""
+    row = min(row, len(state.days))
+    if name not in state.series:
+        state.series.append(name)
+        state.values = np.hstack([state.values, np.full((len(state.days), 1), np.nan)])
+        state.first.append(len(state.days))
+    j = state.series.index(name)
+    if row < state.first[j]:
+        state.values[row:state.first[j], j] = _read_values(
+            db, [name], state.days[row:state.first[j]], state.as_of)[:, 0]
+        state.first[j] = row
+
+
+def load_frame_cached(db: Database, series: Sequence[str], days: Sequence[dt.date],
+                      as_of: dt.date, starts: Mapping[str, dt.date] | None = None) -> pd.DataFrame:
+    """Return ``load_frame(db, series, days, as_of, starts)`` (the same frame, tested in
+    tests/test_cycle_incremental.py) from the values an earlier call on ``db`` kept, brought up
+    to date as the comment above says; or read afresh, and kept for the next call.
+
+    ``days``: consecutive trading days (``TradingCalendar.days``), as every caller passes. A call
+    for an ``as_of`` before the kept one reads afresh without touching what is kept.
+    """
+    days = list(days)
+    state = _KNOWN.get(db)
+    if not days or not series or (state is not None and as_of < state.as_of):
+        return load_frame(db, series, days, as_of, starts)
+    rows = {name: _row_of(days, (starts or {}).get(name, days[0])) for name in series}
+    touched = None if state is None else _touched_since(db, state)
+    if state is not None and (touched is None or not _continues(state, days)):
+        state = None
+    if state is None:
+        try:
+            _install_triggers(db)
+        except sqlite3.Error:  # a connection that cannot create TEMP objects: nothing kept
+            return load_frame(db, series, days, as_of, starts)
+        values = np.full((len(days), len(series)), np.nan)
+        for j, name in enumerate(series):
+            if rows[name] < len(days):
+                values[rows[name]:, j] = _read_values(db, [name], days[rows[name]:], as_of)[:, 0]
+        old = _KNOWN.get(db)
+        state = _Known(0, 0, as_of, days, {d.isoformat(): i for i, d in enumerate(days)},
+                       list(series), values, [rows[n] for n in series])
+        if old is not None:
+            state.reads = old.reads
+        state.reads["full"] += 1
+        _KNOWN[db] = state
+    else:
+        state.reads["kept"] += 1
+        cells = touched or set()
+        if as_of > state.as_of:
+            cells |= _became_known(db, state.as_of, as_of)
+            state.as_of = as_of
+        if len(cells) > MAX_CELLS:
+            _KNOWN.pop(db, None)
+            return load_frame_cached(db, series, days, as_of, starts)
+        _reread(db, state, cells)
+        if days[-1] > state.days[-1]:
+            _extend_days(db, state, days[days.index(state.days[-1]) + 1:])
+        i0 = state.position[days[0].isoformat()]
+        for name in series:
+            _add_rows(db, state, name, i0 + rows[name])
+    state.version, state.token = _data_version(db), _stamp(db)
+    i0 = state.position[days[0].isoformat()]
+    out = state.values[i0:i0 + len(days)][:, [state.series.index(n) for n in series]].copy()
+    for k, name in enumerate(series):  # nothing before the series' start, as load_frame
+        out[:rows[name], k] = np.nan
+    if state.index is None:
+        state.index = day_index(state.days)
+    return pd.DataFrame(out, index=state.index[i0:i0 + len(days)], columns=list(series))
+
+
+def _continues(state: _Known, days: list[dt.date]) -> bool:
+    """True when ``days`` start within ``state``'s days and agree with them where both have days
+    (so the kept rows can serve them, extended by the later days)."""
+    i0 = state.position.get(days[0].isoformat())
+    if i0 is None:
+        return False
+    overlap = state.days[i0:i0 + len(days)]
+    return overlap == days[:len(overlap)]
+
+
+def _row_of(days: list[dt.date], start: dt.date) -> int:
+    """The first row of ``days`` on or after ``start`` (``len(days)`` when none)."""
+    return bisect.bisect_left(days, start)
+
+
+def kept_reads(db: Database) -> dict[str, object] | None:
+    """Return what ``load_frame_cached`` keeps for ``db``: the day it is known on, its span of
+    days and series, how many calls read afresh ("full") or from it ("kept") and how many kept
+    cells were read again ("cells"); None when nothing is kept."""
+    state = _KNOWN.get(db)
+    if state is None:
+        return None
+    return {"as_of": state.as_of, "first": state.days[0], "last": state.days[-1],
+            "series": list(state.series), **state.reads}
 
 def lagged_series(db: Database, series: Sequence[str]) -> list[str]:
     """Return the series among ``series`` with any observation available after its date."""

@@ -284,9 +284,9 @@ def test_funds_and_hot_theme_equal_their_pandas_formulas_before(case):
 
 
 def test_every_fast_signal_is_array_capable_and_the_rest_are_named():
-    """The signals left on the pandas path: the two models (a cached fit, their own modules)."""
+    """The signal left on the pandas path: the drawdown-risk model (its one-row logit)."""
     rest = sorted(s.name for s in signals.REGISTRY.values() if not s.arrays)
-    assert rest == ["regime.stress_prob", "risk.drawdown_prob"]
+    assert rest == ["risk.drawdown_prob"]
 
 
 def _load_frame_before(db, series, days, as_of, starts=None) -> pd.DataFrame:
