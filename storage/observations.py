@@ -140,13 +140,16 @@ def _point_in_time_sql(db: Database) -> str:
 
 
 def _read_values(db: Database, series: Sequence[str], days: Sequence[dt.date], as_of: dt.date,
-                 starts: Mapping[str, dt.date] | None = None) -> np.ndarray:
-    """The values of ``load_frame`` as a (days x series) float array (NaN: missing)."""
+                 starts: Mapping[str, dt.date] | None = None,
+                 position: Mapping[str, int] | None = None) -> np.ndarray:
+    """The values of ``load_frame`` as a (days x series) float array (NaN: missing).
+    ``position``: each day's ISO date -> its row (built here when not given)."""
     values = np.full((len(days), len(series)), np.nan)
     if not len(series) or not len(days):
         return values
     # a row's position from its ISO date by one dict probe (days not in ``days`` are dropped)
-    position = {d.isoformat(): i for i, d in enumerate(days)}
+    if position is None:
+        position = {d.isoformat(): i for i, d in enumerate(days)}
     sql, last, known = _point_in_time_sql(db), days[-1].isoformat(), as_of.isoformat()
     for j, name in enumerate(series):
         lo = max(days[0], (starts or {}).get(name, days[0])).isoformat()
@@ -350,13 +353,11 @@ def load_frame_cached(db: Database, series: Sequence[str], days: Sequence[dt.dat
             _install_triggers(db)
         except sqlite3.Error:  # a connection that cannot create TEMP objects: nothing kept
             return load_frame(db, series, days, as_of, starts)
-        values = np.full((len(days), len(series)), np.nan)
-        for j, name in enumerate(series):
-            if rows[name] < len(days):
-                values[rows[name]:, j] = _read_values(db, [name], days[rows[name]:], as_of)[:, 0]
+        position = {d.isoformat(): i for i, d in enumerate(days)}
+        values = _read_values(db, series, days, as_of, starts, position)
         old = _KNOWN.get(db)
-        state = _Known(0, 0, as_of, days, {d.isoformat(): i for i, d in enumerate(days)},
-                       list(series), values, [rows[n] for n in series])
+        state = _Known(0, 0, as_of, days, position, list(series), values,
+                       [rows[n] for n in series])
         if old is not None:
             state.reads = old.reads
         state.reads["full"] += 1
