@@ -553,18 +553,25 @@ def cmd_import_csv(g: Globals, paths: tuple[Path, ...], coverage: str,
 @click.option("--evidence", nargs=2, type=DATE, metavar="START END",
               help="rank correlation (Spearman) of the exposure measured on --as-of with each "
                    "product's excess return from START to END")
+@click.option("--record", is_flag=True,
+              help="with --evidence: store the result as the ranking's record, shown under the "
+                   "products in the digest (the only write this command makes)")
 @JSON
 def cmd_exposure(g: Globals, as_of: dt.date | None, evidence: tuple[dt.date, dt.date] | None,
-                 as_json: bool) -> int:
+                 record: bool, as_json: bool) -> int:
     from monitor.analysis import exposure as ex
 
     config = g.load()
     db = g.existing(config)
+    if record and not evidence:
+        raise UsageError("--record needs --evidence START END (it stores that check's result)")
     try:
         if evidence:
             start, end = evidence
             through = as_of or _calendar(config).previous(start)
             result = ex.crash_evidence(db, config, through, start, end)
+            if record:
+                ex.record_evidence(db, result)
             if as_json:
                 print(_safe_json(json.dumps(ex.evidence_json(result), ensure_ascii=False, indent=2)))
                 return 0

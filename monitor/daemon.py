@@ -273,10 +273,8 @@ class Service:
         """Deliver the due outbox rows (retry timing from ``[notify]``; the products of the
         config for a digest's exposure block); return how many were sent. Due-ness is judged on
         the real clock: outbox times are wall-clock UTC."""
-        # the config matters to delivery only for its products (the exposure block)
-        products = {"config": self.config} if self.config.products else {}
         return deliver_due(self.db, self.notifier, self.wall_clock(),
-                           policy=RetryPolicy.from_config(self.config.notify), **products)
+                           policy=RetryPolicy.from_config(self.config.notify), config=self.config)
 
 
 @dataclass

@@ -950,9 +950,9 @@ _real_deliver_due = _daemon.deliver_due
 _shift = _dt.timedelta(seconds=float(_os.environ["CRASH_TEST_DELIVERY_SHIFT"]))
 
 
-def _shifted_deliver_due(db, notifier, now=None, policy=None):
+def _shifted_deliver_due(db, notifier, now=None, policy=None, config=None):
     now = (now or _dt.datetime.now(_dt.UTC)) + _shift
-    return _real_deliver_due(db, notifier, now=now, policy=policy)
+    return _real_deliver_due(db, notifier, now=now, policy=policy, config=config)
 
 
 _daemon.deliver_due = _shifted_deliver_due

@@ -225,25 +225,59 @@ def test_console_plain_text_and_blocks_carry_the_same_lines(world):
     assert text.index("[WARNING] volatility_spike") < text.index("Most exposed products")
 
 
-def test_far_episode_is_named_as_the_nearest_not_as_a_close_analogue():
-    rows = [{"product": "P", "benchmark": "csi500", "strategy": "", "weight": None,
+def test_a_far_episode_is_no_analogue_the_block_gives_the_sensitivity_instead():
+    """A past drawdown farther than digest.MAX_EPISODE_DISTANCE is not repeated (the digest's one
+    rule for "close"): no estimate from its move, each product's excess per -10% micro-cap
+    excess instead (beta x -10%), labelled an estimate."""
+    rows = [{"product": "P", "benchmark": "csi500", "strategy": "", "weight": 0.2,
              "last": "2024-01-26", "beta_microcap_52w": 0.5}]
     far = {"peak": "2015-06-12", "trough": "2015-09-15", "end": "2016-01-01", "depth": -0.45,
            "distance": 1.37, "close": False}
     block = digest.exposure_block(rows, far, {"csi500": -0.2}, top=3, rank_window=52)
-    assert block["products"][0]["estimate"] == pytest.approx(-0.1)
+    assert block["products"][0]["estimate"] is None and block["products"][0]["move"] is None
+    assert block["book"] is None
     title, lines = digest.exposure_lines(block)
-    assert "nearest past drawdown (2015-06-12→2015-09-15, micro-cap -45.0%; no close analogue, " \
-           "nearest 1.37 apart)" in title and "estimate" in title
-    assert lines[0] == "P (CSI 500): β 0.50 × -20.0% → est. excess -10.0%"
-    assert block["book"] is None and not any(ln.startswith("Book") for ln in lines)
+    assert title == ("Most exposed products (no close past drawdown to repeat, nearest 1.37 apart "
+                     "— estimate, not a forecast: excess per -10.0% micro-cap excess)")
+    assert lines[0] == "P (CSI 500): β 0.50 → est. excess -5.0% · 20% of the book"
+    assert not any(ln.startswith("Book") for ln in lines)
     none_title, none_lines = digest.exposure_lines(
         digest.exposure_block(rows, None, {}, top=3, rank_window=52))
-    assert "no past drawdown to estimate a loss from" in none_title
-    assert none_lines[0] == "P (CSI 500): β 0.50"
+    assert none_title.startswith("Most exposed products (no past drawdown to repeat")
+    assert none_lines[0] == "P (CSI 500): β 0.50 → est. excess -5.0% · 20% of the book"
+    # the same product and move with a close episode: the estimate repeats the move
+    close = {**far, "distance": 0.8, "close": True}
+    lines = digest.exposure_lines(digest.exposure_block(rows, close, {"csi500": -0.2}, top=3,
+                                                        rank_window=52))[1]
+    assert lines[0] == "P (CSI 500): β 0.50 × -20.0% → est. excess -10.0% · 20% of the book"
+    assert lines[1] == ("Book: est. excess -2.0% (weighted over the 1 product(s) with a weight, "
+                        "20% of the book)")
     # a product without a finite beta is not listed; nothing listed: no block
     assert digest.exposure_block([{**rows[0], "beta_microcap_52w": float("nan")}], far,
                                  {"csi500": -0.2}, top=3, rank_window=52) is None
+
+
+@pytest.mark.parametrize("beta, text", [
+    (None, "Ranking not tested against a past crash yet: regime-monitor exposure --evidence "
+           "START END --record."),
+    ({"rho": 0.0148, "p": 0.9393, "n": 29},
+     "Ranking tested: β on 2023-12-29 vs excess in 2024-01-02→2024-02-08: Spearman ρ +0.01 "
+     "(p 0.94, n 29) — not shown to beat chance."),
+    ({"rho": -0.62, "p": 0.004, "n": 20},
+     "Ranking tested: β on 2023-12-29 vs excess in 2024-01-02→2024-02-08: Spearman ρ -0.62 "
+     "(p < 0.01, n 20) — the more exposed lost more — better than chance."),
+    ({"rho": 0.55, "p": 0.03, "n": 20},
+     "Ranking tested: β on 2023-12-29 vs excess in 2024-01-02→2024-02-08: Spearman ρ +0.55 "
+     "(p 0.03, n 20) — the opposite of the ranking (p ≤ 0.05)."),
+    ({"rho": None, "p": None, "n": 2},
+     "Ranking tested on 2024-01-02→2024-02-08: too few products to rank (n 2)."),
+])
+def test_the_rankings_record_is_one_sentence_with_its_p_value(beta, text):
+    record = None if beta is None else {"start": "2024-01-02", "end": "2024-02-08",
+                                        "measured_through": "2023-12-29", "beta": beta}
+    rows = [{"product": "P", "benchmark": "csi500", "beta_microcap_52w": 0.5}]
+    block = digest.exposure_block(rows, None, {}, top=3, rank_window=52, record=record)
+    assert digest.exposure_lines(block)[1][-1] == text
 
 
 def test_a_close_revised_after_the_digests_day_is_not_used(world):
@@ -260,6 +294,26 @@ def test_a_close_revised_after_the_digests_day_is_not_used(world):
     listed = {p["product"]: p for p in prepare(db, later, CONFIG)["exposure"]["products"]}
     assert "Late 1000" in listed  # its NAVs are known by now too
     assert listed["Alpha 1000"]["move"] < before["products"][0]["move"] - 0.3  # the revision
+
+
+def test_the_block_carries_the_rankings_recorded_check(world):
+    """prepare() reads the ranking's record from the database (``exposure --evidence --record``)."""
+    from monitor.analysis.exposure import record_evidence
+
+    db = world[0]
+    assert prepare(db, payload([item("volatility_spike")]), CONFIG)["exposure"]["record"] is None
+    evidence = {"measured_through": "2023-12-29", "start": "2024-01-02", "end": "2024-02-08",
+                "window_weeks": 52, "correlation": {"rho": -0.06, "p": 0.76, "n": 29},
+                "beta": {"rho": 0.0148, "p": 0.9393, "n": 29}, "products": []}
+    try:
+        assert record_evidence(db, evidence, now="2024-02-09T00:00:00Z") == 1
+        block = prepare(db, payload([item("volatility_spike")]), CONFIG)["exposure"]
+        assert block["record"] == {"start": "2024-01-02", "end": "2024-02-08",
+                                   "measured_through": "2023-12-29",
+                                   "beta": {"rho": 0.0148, "p": 0.9393, "n": 29}}
+        assert digest.exposure_lines(block)[1][-1].endswith("— not shown to beat chance.")
+    finally:
+        db.execute("DELETE FROM scorecards")
 
 
 FINITE = st.floats(-3, 3, allow_nan=False, allow_infinity=False)
@@ -298,4 +352,4 @@ def test_block_invariants(products_, moves, top):
     else:
         assert block["book"] is None
     title, lines = digest.exposure_lines(block)
-    assert "estimate" in title and len(lines) == len(listed) + (1 if book else 0) + 1
+    assert "estimate" in title and len(lines) == len(listed) + (1 if book else 0) + 2

@@ -229,6 +229,31 @@ def test_evidence_with_an_earlier_as_of(built):
     assert code == 0 and json.loads(out)["measured_through"] == "2021-09-02"
 
 
+def test_evidence_record_is_stored_and_read_for_the_digest(built, tmp_path):
+    """``--record`` stores the check as the ranking's record (the digest's sentence reads it);
+    without ``--evidence`` it is refused and nothing is written."""
+    from monitor.analysis.exposure import recorded_evidence
+    from monitor.delivery import digest
+    from storage.db import open_db
+
+    config, built_db = built
+    db = tmp_path / "copy.db"
+    assert run(config, built_db, "backup", db)[0] == 0  # a consistent copy (WAL included)
+    code, _, err = run(config, db, "exposure", "--record", "--as-of", "2021-09-03")
+    assert code == 1 and "--record needs --evidence START END" in err
+    assert recorded_evidence(open_db(str(db))) is None
+    code, _, err = run(config, db, "exposure", "--evidence", "2021-09-06", "2021-09-17", "--record")
+    assert code == 0, err
+    record = recorded_evidence(open_db(str(db)))
+    assert record is not None
+    assert (record["start"], record["end"], record["measured_through"]) == (
+        "2021-09-06", "2021-09-17", "2021-09-03")
+    assert record["beta"]["rho"] == pytest.approx(-1.0) and record["beta"]["n"] == 3
+    assert digest.record_text(record) == (
+        "Ranking tested: β on 2021-09-03 vs excess in 2021-09-06→2021-09-17: Spearman ρ -1.00 "
+        "(p < 0.01, n 3) — the more exposed lost more — better than chance.")
+
+
 @pytest.mark.parametrize("config_text,args,message", [
     ("[source]\nkind = \"csv\"\n", ["--as-of", "2021-09-03"], "no products declared: add [[products]]"),
     (CONFIG, ["--as-of", "2021-05-10"], "no NAV of a declared product is known by 2021-05-10"),

@@ -302,3 +302,32 @@ def evidence_json(evidence: dict[str, Any]) -> dict[str, Any]:
         return _plain(value)
 
     return clean(evidence)
+
+
+# -- the ranking's record (shown in the digest) ---------------------------------------------------
+
+RECORD_KEY = "exposure ranking"
+"""The ``scorecards`` row holding the last recorded out-of-sample check of the ranking."""
+
+
+def record_evidence(db: Database, evidence: dict[str, Any], now: str | None = None) -> int:
+    """Store ``evidence`` (a :func:`crash_evidence` result) as the ranking's record in the
+    ``scorecards`` table (key ``RECORD_KEY``, one row, replaced by the next record), so the
+    digest can show beside the exposed products whether the ranking has ever been shown to beat
+    chance. ``now``: UTC ISO timestamp (default: the clock). Returns the rows changed."""
+    from storage import scorecards
+    from storage.util import utc_now
+
+    data = evidence_json(evidence)
+    score = {k: data[k] for k in ("measured_through", "window_weeks", "correlation", "beta")}
+    with db.atomic():
+        return scorecards.save(db, RECORD_KEY, data["start"], data["end"], now or utc_now(), score)
+
+
+def recorded_evidence(db: Database) -> dict[str, Any] | None:
+    """Return the ranking's last record (:func:`record_evidence`: ``start``, ``end``,
+    ``measured_through``, ``window_weeks``, ``beta`` and ``correlation`` as ``{"rho", "p",
+    "n"}``, ``computed_at``), or None when it was never recorded."""
+    from storage import scorecards
+
+    return scorecards.latest(db, RECORD_KEY)

@@ -367,13 +367,16 @@ def attach_exposure(db: Database, payload: dict, config: Config) -> dict:
     ``monitor.analysis.exposure.exposure_report`` on the digest's day: NAVs with
     ``available_at`` on or before it) and, for each, the estimated excess loss if the micro-cap
     excess over its benchmark repeated its peak-to-trough move in the closest past drawdown
-    episode (the one attached to the alert: close, or only the nearest, said so). Unchanged
-    otherwise; a failure is logged and the digest goes out without the block."""
+    episode attached to the alert, when that episode is close (``digest.closest_episode``): a
+    farther one is no analogue, so the block then gives each product's sensitivity instead; and
+    the ranking's recorded out-of-sample check (``exposure --evidence ... --record``), or that it
+    has none. Unchanged otherwise; a failure is logged and the digest goes out without the
+    block."""
     if not config.products or config.exposure.digest_top <= 0 or not digest.needs_exposure(payload):
         return payload
     as_of = payload["as_of"]
     try:
-        from monitor.analysis.exposure import ExposureError, exposure_report
+        from monitor.analysis.exposure import ExposureError, exposure_report, recorded_evidence
 
         try:
             table = exposure_report(db, config, dt.date.fromisoformat(as_of))
@@ -388,10 +391,12 @@ def attach_exposure(db: Database, payload: dict, config: Config) -> dict:
                 i["kind"] == "firing" and "closest_episode" in i for i in payload["items"]):
             episode = closest_for(db, as_of, digest.DRAWDOWN)  # not attached yet: look it up
         calendar = TradingCalendar(config.calendar.extra_closed)
+        # only a close analogue is repeated (digest.MAX_EPISODE_DISTANCE, the digest's one rule)
         moves = (episode_moves(db, episode, {str(r["benchmark"]) for r in rows}, as_of,
-                               calendar) if episode else {})
+                               calendar) if episode and episode.get("close", True) else {})
         block = digest.exposure_block(rows, episode, moves, top=config.exposure.digest_top,
-                                      rank_window=config.exposure.rank_window_weeks)
+                                      rank_window=config.exposure.rank_window_weeks,
+                                      record=recorded_evidence(db))
     except Exception as exc:  # context, not the alert: send without it
         log.warning("digest %s: product exposure unavailable: %s: %s", as_of,
                     type(exc).__name__, exc)

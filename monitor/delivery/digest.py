@@ -723,7 +723,8 @@ def drawdown_episode(payload: Mapping) -> dict | None:
 
 
 def exposure_block(rows: Sequence[Mapping], episode: Mapping | None,
-                   moves: Mapping[str, float | None], *, top: int, rank_window: int) -> dict | None:
+                   moves: Mapping[str, float | None], *, top: int, rank_window: int,
+                   record: Mapping | None = None) -> dict | None:
     """Return the digest's exposure block (JSON data), or None without a product to list.
 
     ``rows``: the products' exposure rows, most exposed first
@@ -736,6 +737,10 @@ def exposure_block(rows: Sequence[Mapping], episode: Mapping | None,
     (:func:`signals.exposure.estimated_excess_loss`, fraction; None without a move). ``book``:
     the weight-summed estimate over every row with a declared weight and an estimate (fraction
     of the whole book), with ``n`` such rows and their total ``weight``; None without weights.
+    Only a close episode (``close`` true, :func:`closest_episode`) is repeated: with a farther
+    one, no estimate is made (``moves`` is ignored) and the text gives each product's
+    sensitivity instead. ``record``: the ranking's recorded out-of-sample check
+    (``monitor.analysis.exposure.recorded_evidence``), kept as ``record`` (None: never tested).
     """
     from signals.exposure import estimated_excess_loss
 
@@ -746,7 +751,7 @@ def exposure_block(rows: Sequence[Mapping], episode: Mapping | None,
         beta = r.get(column)
         if not _finite(beta):
             continue
-        move = moves.get(str(r.get("benchmark"))) if episode else None
+        move = moves.get(str(r.get("benchmark"))) if episode and episode.get("close", True) else None
         estimate = estimated_excess_loss(float(beta), float(move)) if _finite(move) else None
         weight = r.get("weight")
         weight = float(weight) if _finite(weight) else None
@@ -767,7 +772,11 @@ def exposure_block(rows: Sequence[Mapping], episode: Mapping | None,
     if episode:
         ep = {k: episode.get(k) for k in ("peak", "trough", "end", "depth", "distance", "close")}
     book = ({"estimate": book_sum, "weight": book_weight, "n": book_n} if book_n else None)
-    return {"episode": ep, "rank_window": rank_window, "products": listed, "book": book}
+    kept = None
+    if record:
+        kept = {k: record.get(k) for k in ("start", "end", "measured_through", "beta")}
+    return {"episode": ep, "rank_window": rank_window, "products": listed, "book": book,
+            "record": kept}
 
 
 def _bench(benchmark: str) -> str:
@@ -780,36 +789,39 @@ def _signed(v: float) -> str:
 
 
 def exposure_lines(block: Mapping | None) -> tuple[str | None, list[str]]:
-    """Return the exposure block as text: a title saying it is an estimate and which past
-    drawdown it repeats (the closest; the nearest, said so, when none is close), e.g. ``Most
-    exposed products — estimate, not a forecast: β × the micro-cap excess move over each
-    benchmark in the closest past drawdown (2015-06-12→2015-09-15, micro-cap -45.2%)``; then one
-    line per product, e.g. ``九坤1000B (CSI 1000): β 0.42 × -14.5% → est. excess -6.1% · 10% of
-    the book``; the book's weight-summed estimate when weights are declared; and what β is.
-    ``(None, [])`` without a block."""
+    """Return the exposure block as text: a title saying it is an estimate and what it repeats —
+    the closest past drawdown when it is close, e.g. ``Most exposed products — estimate, not a
+    forecast: β × the micro-cap excess move over each benchmark in the closest past drawdown
+    (2015-06-12→2015-09-15, micro-cap -45.2%)``, else a sensitivity to a -10% micro-cap excess
+    move (``SENSITIVITY_MOVE``); then one line per product, e.g. ``九坤1000B (CSI 1000): β 0.42 ×
+    -14.5% → est. excess -6.1% · 10% of the book`` (or ``β 0.42 → est. excess -4.2%``); the
+    book's weight-summed estimate when weights are declared; what β is; and the ranking's
+    recorded out-of-sample check (:func:`record_text`). ``(None, [])`` without a block."""
     if not block:
         return None, []
-    ep = block.get("episode")
+    ep = block.get("episode") or None
+    close = ep is not None and bool(ep.get("close", True))
     if not ep:
-        title = f"{EXPOSURE_TITLE} (no past drawdown to estimate a loss from: β only)"
+        title = (f"{EXPOSURE_TITLE} (no past drawdown to repeat — {ESTIMATE_LABEL}: excess per "
+                 f"{_signed(SENSITIVITY_MOVE)} micro-cap excess)")
+    elif not close:
+        dist = f", nearest {ep['distance']:.2f} apart" if _finite(ep.get("distance")) else ""
+        title = (f"{EXPOSURE_TITLE} (no close past drawdown to repeat{dist} — {ESTIMATE_LABEL}: "
+                 f"excess per {_signed(SENSITIVITY_MOVE)} micro-cap excess)")
     else:
         span = f"{ep.get('peak')}→{ep.get('trough')}"
         depth = f", micro-cap {ep['depth'] * 100:.1f}%" if _finite(ep.get("depth")) else ""
-        if ep.get("close", True):
-            which = f"the closest past drawdown ({span}{depth})"
-        else:
-            dist = f" {ep['distance']:.2f} apart" if _finite(ep.get("distance")) else ""
-            which = (f"the nearest past drawdown ({span}{depth}; no close analogue, nearest"
-                     f"{dist})")
         title = (f"{EXPOSURE_TITLE} — {ESTIMATE_LABEL}: β × the micro-cap excess move over "
-                 f"each benchmark in {which}")
+                 f"each benchmark in the closest past drawdown ({span}{depth})")
     lines = []
     for p in block.get("products") or []:
         head = f"{p['product']} ({_bench(p['benchmark'])}): β {p['beta']:.2f}"
         if p.get("estimate") is not None and p.get("move") is not None:
             head += f" × {_signed(p['move'])} → est. excess {_signed(p['estimate'])}"
-        elif ep:
+        elif close:
             head += " (no benchmark close in that drawdown: no estimate)"
+        else:
+            head += f" → est. excess {_signed(p['beta'] * SENSITIVITY_MOVE)}"
         if p.get("weight") is not None:
             head += f" · {p['weight'] * 100:.0f}% of the book"
         lines.append(head)
@@ -822,4 +834,31 @@ def exposure_lines(block: Mapping | None) -> tuple[str | None, list[str]]:
     lines.append(f"β: beta of the product's excess return to the micro-cap excess over its "
                  f"benchmark{f', last {w} NAV intervals' if w else ''}; NAVs known on the "
                  "digest's day (regime-monitor exposure)")
+    lines.append(record_text(block.get("record")))
     return title, lines
+
+
+SENSITIVITY_MOVE = -0.10
+"""The micro-cap excess move (fraction) a product's sensitivity is quoted for when there is no
+close past drawdown to repeat: est. excess = β × this."""
+
+
+def record_text(record: Mapping | None) -> str:
+    """Return the ranking's out-of-sample record in one sentence (``exposure --evidence START END
+    --record``): the Spearman rank correlation of the beta measured before a past crash window
+    with the products' excess in it, and whether that beat chance; or that it was never tested."""
+    if not record or not isinstance(record.get("beta"), Mapping):
+        return ("Ranking not tested against a past crash yet: regime-monitor exposure "
+                "--evidence START END --record.")
+    b = record["beta"]
+    rho, p, n = b.get("rho"), b.get("p"), b.get("n")
+    if not _finite(rho) or not _finite(p):
+        return (f"Ranking tested on {record.get('start')}→{record.get('end')}: too few products "
+                f"to rank (n {n}).")
+    pv = "p < 0.01" if p < 0.01 else f"p {p:.2f}"
+    verdict = ("the more exposed lost more — better than chance" if p <= 0.05 and rho < 0
+               else "the opposite of the ranking (p ≤ 0.05)" if p <= 0.05
+               else "not shown to beat chance")
+    return (f"Ranking tested: β on {record.get('measured_through')} vs excess in "
+            f"{record.get('start')}→{record.get('end')}: Spearman ρ {rho:+.2f} ({pv}, n {n}) — "
+            f"{verdict}.")
