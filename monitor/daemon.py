@@ -183,7 +183,8 @@ class Service:
         outcome = import_drop_folder(self.db, Path(folder), self.config.source.drop_folder_coverage,
                                      settle_seconds=self.config.source.drop_folder_settle_seconds,
                                      now=self.wall_clock().timestamp(), clock=self._wall_iso,
-                                     calendar=self.calendar)
+                                     calendar=self.calendar,
+                                     nav_lag_days=self.config.exposure.nav_lag_days)
         now = self._wall_iso()
         for name, what in outcome.items():
             log.info("drop folder %s: %s", name, what)

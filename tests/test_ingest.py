@@ -72,6 +72,26 @@ def test_daemon_cycle_imports_the_drop_folder_first(tmp_path):
     assert db.execute("SELECT COUNT(*) FROM observations").fetchone()[0] == 1
 
 
+def test_a_nav_file_in_the_drop_folder_takes_the_configured_lag(tmp_path):
+    """The daemon passes ``exposure.nav_lag_days`` to the drop folder's import, as ``import-csv``
+    does: NAVs of Fri 2024-01-05 known 2 XSHG trading days later (Tue 2024-01-09), not 5."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "navs.csv").write_text("date,product,nav\n2024-01-05,A,1.0\n2024-01-12,A,1.01\n")
+    os.utime(inbox / "navs.csv", (1e9, 1e9))  # written long ago: settled
+    config = tmp_path / "c.toml"
+    text = DEFAULT_CONFIG.read_text()
+    assert "nav_lag_days = 5" in text
+    config.write_text(text.replace('kind = "demo"', 'kind = "csv"')
+                      .replace('drop_folder = ""', f'drop_folder = "{inbox}"')
+                      .replace("nav_lag_days = 5", "nav_lag_days = 2"))
+    assert cli.main(["--config", str(config), "--db", str(tmp_path / "d.db"), "once", "--as-of",
+                     "2024-01-19"]) == 0
+    db = open_db(tmp_path / "d.db")
+    assert db.execute("SELECT date, available_at FROM product_navs ORDER BY date").fetchall() == [
+        ("2024-01-05", "2024-01-09"), ("2024-01-12", "2024-01-16")]
+
+
 class Flaky(DemoSource):
     """The demo source, failing (once) for one month."""
 

@@ -16,6 +16,7 @@ from sqlite_utils import Database
 
 from monitor.calendar import TradingCalendar
 from monitor.sources import Source
+from monitor.config import NAV_LAG_DAYS
 from monitor.sources.csv_import import CsvImportError, FileImport, import_report, printable, shown
 from storage import observations, runs
 from storage.util import dumps, utc_now
@@ -70,7 +71,8 @@ def _open_no_follow(path: Path) -> BinaryIO:
 def import_drop_folder(db: Database, folder: Path, coverage: str = "top10",
                        settle_seconds: float = SETTLE_SECONDS, now: float | None = None,
                        clock: Callable[[], str] = utc_now,
-                       calendar: TradingCalendar | None = None) -> dict[str, str]:
+                       calendar: TradingCalendar | None = None,
+                       nav_lag_days: int = NAV_LAG_DAYS) -> dict[str, str]:
     """Import the settled files of the drop folder; return {file name (escaped): outcome}.
 
     A file is imported once it has stopped changing: its mtime at least ``settle_seconds``
@@ -81,7 +83,9 @@ def import_drop_folder(db: Database, folder: Path, coverage: str = "top10",
     bad UTF-8, a symbolic link or non-regular entry, which is never read) is moved to
     ``rejected/`` next to a ``.error.txt`` holding its one-line reason (secrets redacted, control
     characters escaped), and the others still go in. Rows dated on a day that is not a trading
-    day of ``calendar`` (default XSHG) are skipped, and the outcome says how many. Never raises
+    day of ``calendar`` (default XSHG) are skipped, and the outcome says how many. A product NAV
+    file's rows without ``available_at`` become known ``nav_lag_days`` XSHG trading days after
+    their date (``exposure.nav_lag_days``), as with ``import-csv``. Never raises
     for a file's content: the cycle
     goes on. Files written here are owner-only (0600). A crash before a file is moved only means
     it is imported again next time, which changes nothing (imports are idempotent).
@@ -106,7 +110,7 @@ def import_drop_folder(db: Database, folder: Path, coverage: str = "top10",
         return outcome
     try:  # together first: a holdings file may need the panel that arrives with it
         done = import_report(db, files, coverage=coverage, calendar=calendar,
-                             opener=_open_no_follow, clock=clock)
+                             opener=_open_no_follow, clock=clock, nav_lag_days=nav_lag_days)
         for path, result in zip(files, done, strict=True):
             _move(path, folder / "imported", clock)
             outcome[printable(path.name)] = _imported(result)
@@ -116,7 +120,8 @@ def import_drop_folder(db: Database, folder: Path, coverage: str = "top10",
     for path in files:
         try:
             [result] = import_report(db, [path], coverage=coverage, calendar=calendar,
-                                     opener=_open_no_follow, clock=clock)
+                                     opener=_open_no_follow, clock=clock,
+                                     nav_lag_days=nav_lag_days)
         except CsvImportError as exc:
             _reject(folder, path, str(exc), outcome, clock)
             continue
