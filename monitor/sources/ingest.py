@@ -15,8 +15,8 @@ from typing import BinaryIO
 from sqlite_utils import Database
 
 from monitor.calendar import TradingCalendar
-from monitor.sources import Source
 from monitor.config import NAV_LAG_DAYS
+from monitor.sources import Source
 from monitor.sources.csv_import import CsvImportError, FileImport, import_report, printable, shown
 from storage import observations, runs
 from storage.util import dumps, utc_now
