@@ -5,8 +5,11 @@ directory outside the trees: it imports the code of ``<tree>`` (the current chec
 worktree of a baseline commit), builds DIR/histYEARSy.db (the synthetic history of
 ``bench_cycle``: every canonical series, ``YEARS`` years ending END, the previous day's cycle
 run), prints ``ready <monitor package path> <db path>``, then answers each input line ``run`` with
-the wall and CPU milliseconds of one daily cycle (``run_cycle`` for END on a fresh copy of the database)
-and exits at end of input. Only APIs present in every compared tree are used.
+the wall and CPU milliseconds of one daily cycle (``run_cycle`` for END on a fresh copy of the
+database, on a fresh connection: nothing kept) and each line ``steady`` with the same figures for
+the steady state (on a fresh copy, the previous day's cycle run first, untimed, on the same
+connection, as consecutive cycles run: whatever a tree keeps between cycles is kept), and exits
+at end of input. Only APIs present in every compared tree are used.
 """
 
 from __future__ import annotations
@@ -66,8 +69,9 @@ def build(path: Path, years: int, calendar, config, seed: int = 7) -> int:
     return len(rows)
 
 
-def time_cycle(base: Path, config, calendar, tag: str) -> tuple[float, float]:
-    """(wall, CPU) seconds of one daily cycle for END, in-process, on a fresh copy of ``base``."""
+def time_cycle(base: Path, config, calendar, tag: str, steady: bool = False) -> tuple[float, float]:
+    """(wall, CPU) seconds of one daily cycle for END, in-process, on a fresh copy of ``base``;
+    ``steady``: after the previous day's cycle on the same connection (not timed)."""
     from monitor.cycle import run_cycle
     from monitor.sources import CsvSource
     from storage.db import open_db
@@ -76,6 +80,8 @@ def time_cycle(base: Path, config, calendar, tag: str) -> tuple[float, float]:
     shutil.copy(base, path)
     db = open_db(path)
     try:
+        if steady:
+            run_cycle(db, config, calendar.previous(END), CsvSource(), calendar)
         start, cpu = time.perf_counter(), time.process_time()
         run_cycle(db, config, END, CsvSource(), calendar)
         return time.perf_counter() - start, time.process_time() - cpu
@@ -95,8 +101,8 @@ def main(folder: str, years: str) -> None:
     time_cycle(base, config, calendar, "warm")  # first use: lazy imports, caches
     print("ready", Path(monitor.__file__).resolve(), base, flush=True)
     for i, line in enumerate(sys.stdin):
-        if line.strip() == "run":
-            wall, cpu = time_cycle(base, config, calendar, f"run{i}")
+        if line.strip() in ("run", "steady"):
+            wall, cpu = time_cycle(base, config, calendar, f"run{i}", line.strip() == "steady")
             print(f"{wall * 1e3:.6f} {cpu * 1e3:.6f}", flush=True)
 
 

@@ -107,11 +107,12 @@ def _risk_day(db: Database, calendar: TradingCalendar, as_of: dt.date,
     p = params[sig.family]
     features = list(p["features"])
     fit = _risk_fit(db, calendar, as_of, p, _known_on(db, calendar, params, features))
-    row = {f: (today[f].value if f in today and today[f].value is not None else np.nan) for f in features}
-    frame = pd.DataFrame([row], index=pd.DatetimeIndex([pd.Timestamp(as_of)]), columns=features, dtype=float)
-    values, context = sig.compute(frame, p, fit)
-    value = _risk_value(values.iloc[0])
-    return SignalValue(value, None if value is None or context is None else context.iloc[0])
+    # the day's feature values as one-row arrays (Signal.last_value: the frame's numbers, tested)
+    row = {f: np.array([today[f].value if f in today and today[f].value is not None else np.nan])
+           for f in features}
+    raw, context = sig.last_value(row, p, fit)
+    value = _risk_value(raw)
+    return SignalValue(value, None if value is None or context is None else context)
 
 
 MICROCAP = MICROCAP_CLOSE

@@ -228,7 +228,7 @@ def log_odds(features: pd.DataFrame, fit: RiskFit) -> pd.DataFrame:
 
 
 @register(SIGNAL, family=FAMILY, inputs=(), window=lambda p: None, unit="fraction [0,1]",
-          params=("features",), state="risk_fit")
+          params=("features",), state="risk_fit", arrays=True)
 def drawdown_prob(frame: pd.DataFrame, features: list[str],
                   fit: RiskFit | None = None) -> tuple[pd.Series, pd.Series]:
     """Probability (0..1) that the micro-cap index draws down by ``drawdown`` (10%) or more within
@@ -237,8 +237,12 @@ def drawdown_prob(frame: pd.DataFrame, features: list[str],
     Context (JSON): base rate, fit date and each feature's contribution in log-odds.
 
     ``frame`` holds the FEATURE values (one column per name in ``features``), not input series:
-    the service computes them first. NaN without a fit or when a feature is missing.
+    the service computes them first. NaN without a fit or when a feature is missing. ``frame``
+    may also be a mapping of feature name -> 1-D array (the daily cycle's day): the same numbers,
+    as arrays (the log-odds summed over the features in the order pandas sums a frame's row).
     """
+    if not isinstance(frame, pd.DataFrame):
+        return _drawdown_prob_arrays(frame, features, fit)
     if fit is None:
         nan = pd.Series(np.nan, index=frame.index, dtype=float)
         return nan, pd.Series(None, index=frame.index, dtype=object)
@@ -254,6 +258,27 @@ def drawdown_prob(frame: pd.DataFrame, features: list[str],
                          if math.isfinite(p) else None
                          for i, p in enumerate(prob.to_numpy())], index=frame.index, dtype=object)
     return prob.astype(float), context
+
+
+def _drawdown_prob_arrays(columns: Mapping[str, Any], features: list[str], fit: RiskFit | None
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """``drawdown_prob`` on a mapping of feature name -> 1-D float array (rows: days): (the
+    probabilities, the contexts as an object array). Equal to the frame's computation (tested)."""
+    n = len(next(iter(columns.values()))) if columns else 0
+    if fit is None:
+        return np.full(n, np.nan), np.full(n, None, dtype=object)
+    if list(fit.features) != list(features):
+        raise ValueError(f"the fit is for features {list(fit.features)}, the config asks for {features}")
+    names = list(fit.features)
+    values = np.column_stack([np.asarray(columns[f], dtype=float) for f in names])  # days x features
+    parts = (values - np.array(fit.mean)) / np.array(fit.std) * np.array(fit.coef[1:])
+    # a frame's row sum (axis=1) adds along its block, features x days: the same order here
+    z = fit.coef[0] + np.ascontiguousarray(parts.T).sum(axis=0)
+    prob = 1.0 / (1.0 + np.exp(-z))
+    context = np.array([_context(fit, dict(zip(names, values[i], strict=True)),
+                                 dict(zip(names, parts[i], strict=True)))
+                        if math.isfinite(p) else None for i, p in enumerate(prob)], dtype=object)
+    return prob, context
 
 
 def _context(fit: RiskFit, values: Mapping[str, float], contrib: Mapping[str, float]) -> str:

@@ -32,7 +32,8 @@ from tests.conftest import DEFAULT_CONFIG
 
 REL = 1e-12
 ABS = 1e-15  # values that are exactly 0 in one path may be 1e-17 in the other
-ARRAY_SIGNALS = [s for s in signals.REGISTRY.values() if s.arrays]
+ARRAY_SIGNALS = [s for s in signals.REGISTRY.values() if s.arrays and s.state is None]
+MODELS = [s for s in signals.REGISTRY.values() if s.state is not None]  # take a cached fit
 
 
 def _same(a: float | None, b: float | None) -> bool:
@@ -283,10 +284,82 @@ def test_funds_and_hot_theme_equal_their_pandas_formulas_before(case):
         assert [_ctx(c) for c in context] == [_ctx(c) for c in name]
 
 
-def test_every_fast_signal_is_array_capable_and_the_rest_are_named():
-    """The signal left on the pandas path: the drawdown-risk model (its one-row logit)."""
-    rest = sorted(s.name for s in signals.REGISTRY.values() if not s.arrays)
-    assert rest == ["risk.drawdown_prob"]
+def test_every_signal_is_array_capable():
+    """Every registered signal has the numpy path the daily cycle uses, the two models too."""
+    assert [s.name for s in signals.REGISTRY.values() if not s.arrays] == []
+    assert sorted(s.name for s in MODELS) == ["regime.stress_prob", "risk.drawdown_prob"]
+
+
+@st.composite
+def regime_cases(draw):
+    from signals import regime
+
+    rows = draw(st.integers(1, 400))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    frame = pd.DataFrame({c: 100.0 * np.exp(np.cumsum(rng.normal(0, s, rows)))
+                          for c, s in ((regime.MICROCAP, 0.02), (regime.ALL_A, 0.012))},
+                         index=pd.bdate_range("2015-01-05", periods=rows, name="date"))
+    frame[rng.random(frame.shape) < draw(st.sampled_from([0.0, 0.05, 0.3]))] = np.nan
+    p00, p10 = draw(st.floats(0.5, 0.999)), draw(st.floats(0.001, 0.5))
+    s0 = draw(st.floats(0.05, 2.0))
+    fit = regime.RegimeFit(dt.date(2014, 12, 31), (p00, p10, draw(st.floats(-0.5, 0.5)),
+                                                   draw(st.floats(-1.0, 1.0)), s0,
+                                                   s0 * draw(st.floats(1.5, 20.0))), 300, -400.0)
+    return frame, draw(st.sampled_from([fit, None]))
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(regime_cases())
+def test_regime_probability_on_arrays_equals_the_frame_computation(case):
+    """regime.stress_prob on the cycle's arrays equals the frame computation on every day, bit
+    for bit, under any fit (or none), gaps included."""
+    frame, fit = case
+    sig = signals.REGISTRY["regime.stress_prob"]
+    p = resolved_params()[sig.family]
+    want = sig.compute(frame, p, fit)[0].to_numpy()
+    got = sig.func({c: frame[c].to_numpy() for c in frame.columns}, **{"min_obs": p["min_obs"]},
+                   fit=fit)
+    assert np.array_equal(got, want, equal_nan=True)
+    last, _ = sig.last_value({c: frame[c].to_numpy() for c in frame.columns}, p, fit)
+    assert _same(last, float(want[-1]))
+
+
+@st.composite
+def risk_cases(draw):
+    from signals import risk
+
+    k, rows = draw(st.integers(1, 10)), draw(st.integers(1, 5))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    names = [f"f.{i}" for i in range(k)]
+    values = rng.normal(0, 1, (rows, k)) * 10.0 ** rng.uniform(-3, 3, (rows, k))
+    values[rng.random((rows, k)) < draw(st.sampled_from([0.0, 0.1]))] = np.nan
+    fit = risk.RiskFit(valid_from=dt.date(2024, 1, 2), fit_through=dt.date(2023, 12, 29),
+                       features=tuple(names), mean=tuple(rng.normal(0, 1, k)),
+                       std=tuple(rng.uniform(0.1, 5, k)), coef=tuple(rng.normal(0, 1, k + 1)),
+                       n_obs=500, positives=60, l2=1.0, horizon_days=20, drawdown=0.1)
+    frame = pd.DataFrame(values, columns=names, index=pd.bdate_range("2024-01-02", periods=rows))
+    return frame, names, draw(st.sampled_from([fit, None]))
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(risk_cases())
+def test_risk_probability_on_arrays_equals_the_frame_computation(case):
+    """risk.drawdown_prob on arrays (the cycle's one-day row) equals the frame computation bit
+    for bit, contexts included, for any fit, number of features (the log-odds summed in pandas'
+    order) and missing features."""
+    frame, names, fit = case
+    sig = signals.REGISTRY["risk.drawdown_prob"]
+    p = {"features": names}
+    with np.errstate(over="ignore"):  # exp of extreme log-odds: 0 or 1, in both
+        want, want_ctx = sig.compute(frame, p, fit)
+        got, got_ctx = sig.func({c: frame[c].to_numpy() for c in names}, names, fit=fit)
+        one, one_ctx = sig.compute(frame.iloc[-1:], p, fit)
+    assert np.array_equal(got, want.to_numpy(), equal_nan=True)
+    assert [_ctx(c) for c in got_ctx] == [_ctx(c) for c in want_ctx]
+    # the cycle's day alone (a one-row frame before: with 8+ features numpy's pairwise sum
+    # depends on the number of rows, which is why the stored value is rounded, RISK_DECIMALS)
+    last, ctx = sig.last_value({c: frame[c].to_numpy()[-1:] for c in names}, p, fit)
+    assert _same(last, float(one.iloc[-1])) and _ctx(ctx) == _ctx(one_ctx.iloc[-1])
 
 
 def _load_frame_before(db, series, days, as_of, starts=None) -> pd.DataFrame:
