@@ -409,22 +409,44 @@ def _filtered_high_prob(y: np.ndarray, params: tuple[float, ...]) -> np.ndarray:
     The same recursion as statsmodels' ``MarkovRegression.filter`` (steady-state initial
     probabilities, Gaussian densities per state), written out in numpy so that the daily cycle
     does not import statsmodels (about two seconds) just to filter; tests check the two agree.
+
+    The recursion over the returns of the last call under the same ``params`` is kept
+    (``_CONTINUED``): when ``y`` starts with exactly those returns (the next day's series: one
+    return more), only the new returns are filtered, from the kept state. Each day's value is
+    then computed with the same operations in the same order as from the start: equal (tested).
     """
     p00, p10 = float(params[0]), float(params[1])
     n = len(y)
     out = np.empty(n)
     if n == 0:
         return out
-    e0, e1 = (e.tolist() for e in _log_densities(y, params))
+    key = (p00, p10, *(float(v) for v in params[2:]))
     q0, q1 = 1.0 - p00, 1.0 - p10
     prob1 = (1.0 - p00) / (1.0 - p00 + p10)  # steady state P(state 1)
-    for t in range(n):
-        a0 = (1.0 - prob1) * e0[t]
-        a1 = prob1 * e1[t]
+    start = 0
+    kept = _CONTINUED.get(key)
+    if kept is not None and len(kept[0]) <= n and np.array_equal(y[:len(kept[0])], kept[0]):
+        start, prob1 = len(kept[0]), kept[2]
+        out[:start] = kept[1]
+    e0, e1 = (e.tolist() for e in _log_densities(y[start:], params))
+    for t in range(start, n):
+        a0 = (1.0 - prob1) * e0[t - start]
+        a1 = prob1 * e1[t - start]
         filtered = a1 / (a0 + a1)
         out[t] = filtered
         prob1 = (1.0 - filtered) * q0 + filtered * q1  # predicted for t + 1
+    _CONTINUED.pop(key, None)
+    _CONTINUED[key] = (y.copy(), out.copy(), prob1)
+    while len(_CONTINUED) > CONTINUED_FITS:
+        _CONTINUED.pop(next(iter(_CONTINUED)))
     return np.clip(out, 0.0, 1.0)
+
+
+CONTINUED_FITS = 4
+"""How many fits' last filter runs ``_filtered_high_prob`` keeps (the daily cycle uses one)."""
+_CONTINUED: dict[tuple[float, ...], tuple[np.ndarray, np.ndarray, float]] = {}
+"""params -> (the returns filtered, the unclipped filtered probabilities, the predicted P(state 1)
+for the next return): a cache keyed by content, so it cannot go stale."""
 
 
 BATCH_DAYS = 256  # days per block of the batched filter (bounds its memory: fits x days x 8 B x 4)

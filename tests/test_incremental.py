@@ -393,3 +393,29 @@ def test_load_frame_places_rows_as_before(demo_db):
         starts = {"index.csi2000.amount": picked[5]}
         got = observations.load_frame(db, names, picked, as_of, starts)
         pd.testing.assert_frame_equal(got, _load_frame_before(db, names, picked, as_of, starts))
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1), st.integers(1, 600), st.data())
+def test_the_filter_continued_from_the_previous_day_equals_the_filter_from_the_start(seed, n, data):
+    """The regime filter keeps its last run per fit and continues it when the next call's returns
+    start with the same ones (the next day); every value equals the filter run from the first
+    return, bit for bit; a changed earlier return (a revision) is filtered from the start."""
+    from signals import regime
+
+    rng = np.random.default_rng(seed)
+    y = rng.normal(0, 1.5, n) * rng.choice([1.0, 3.0], n)
+    params = (0.97, 0.08, 0.05, -0.2, 0.8, 4.5)
+    regime._CONTINUED.clear()
+    fresh = regime._filtered_high_prob(y, params)
+    regime._CONTINUED.clear()
+    k = data.draw(st.integers(0, n))
+    regime._filtered_high_prob(y[:k], params)  # the day before (k returns)
+    assert np.array_equal(regime._filtered_high_prob(y, params), fresh)
+    assert len(regime._CONTINUED[tuple(params)][0]) == n  # kept: the next day continues from n
+    if k:
+        revised = y.copy()
+        revised[data.draw(st.integers(0, k - 1))] += 0.5
+        got = regime._filtered_high_prob(revised, params)
+        regime._CONTINUED.clear()
+        assert np.array_equal(got, regime._filtered_high_prob(revised, params))
