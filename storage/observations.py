@@ -149,7 +149,7 @@ def _read_values(db: Database, series: Sequence[str], days: Sequence[dt.date], a
         return values
     # a row's position from its ISO date by one dict probe (days not in ``days`` are dropped)
     if position is None:
-        position = {d.isoformat(): i for i, d in enumerate(days)}
+        position = day_positions(days)
     sql, last, known = _point_in_time_sql(db), days[-1].isoformat(), as_of.isoformat()
     for j, name in enumerate(series):
         lo = max(days[0], (starts or {}).get(name, days[0])).isoformat()
@@ -178,10 +178,36 @@ def load_frame(db: Database, series: Sequence[str], days: Sequence[dt.date], as_
 
 def day_index(days: Sequence[dt.date]) -> pd.DatetimeIndex:
     """Return ``days`` as the frames' index: ``pd.to_datetime(days)`` (the same unit) named
-    "date", built from the days' ordinals (no parsing)."""
+    "date", built from the days' ordinals (no parsing). A new object each time (its name may be
+    set), over the kept data."""
+    return _day_lookup(days)[1].copy()
+
+
+def day_positions(days: Sequence[dt.date]) -> Mapping[str, int]:
+    """Return each day's ISO date -> its position in ``days`` (do not modify it)."""
+    return _day_lookup(days)[0]
+
+
+_DAY_LOOKUPS: list[tuple[list[dt.date], dict[str, int], pd.DatetimeIndex]] = []
+DAY_LOOKUPS = 8
+"""How many recent day lists ``_day_lookup`` keeps (a cycle asks for a few spans of days)."""
+
+
+def _day_lookup(days: Sequence[dt.date]) -> tuple[dict[str, int], pd.DatetimeIndex]:
+    """(ISO date -> position, the frames' index) of ``days``, kept for the last few lists asked
+    for: a list equal to a kept one (compared day by day, so a calendar that changed is not
+    mistaken for it) reuses its lookups."""
+    days = list(days)
+    for kept, position, index in _DAY_LOOKUPS:
+        if len(kept) == len(days) and kept == days:
+            return position, index
+    position = {d.isoformat(): i for i, d in enumerate(days)}
     day64 = (np.fromiter((d.toordinal() for d in days), dtype=np.int64, count=len(days))
              - _EPOCH_ORDINAL).astype("datetime64[D]")
-    return pd.DatetimeIndex(day64.astype(_day_dtype()), name="date")
+    index = pd.DatetimeIndex(day64.astype(_day_dtype()), name="date")
+    _DAY_LOOKUPS.insert(0, (days, position, index))
+    del _DAY_LOOKUPS[DAY_LOOKUPS:]
+    return position, index
 
 
 @functools.cache
@@ -353,7 +379,7 @@ def load_frame_cached(db: Database, series: Sequence[str], days: Sequence[dt.dat
             _install_triggers(db)
         except sqlite3.Error:  # a connection that cannot create TEMP objects: nothing kept
             return load_frame(db, series, days, as_of, starts)
-        position = {d.isoformat(): i for i, d in enumerate(days)}
+        position = dict(day_positions(days))  # kept and extended: a copy
         values = _read_values(db, series, days, as_of, starts, position)
         old = _KNOWN.get(db)
         state = _Known(0, 0, as_of, days, position, list(series), values,
