@@ -307,3 +307,15 @@ def test_kept_state_is_per_connection(tmp_path):
     assert _reads(first) == (1, 1)
     first.close()
     second.close()
+
+
+def test_day_lookups_are_kept_per_list_of_days_not_per_span():
+    """Two calendars' day lists with the same first and last day and length (one closes a day the
+    other opens) get their own positions and index: the kept lookups compare the days."""
+    days = CAL.days(dt.date(2024, 3, 1), dt.date(2024, 3, 29))
+    other = sorted(days[:5] + days[6:] + [dt.date(2024, 3, 9)])  # a Saturday, not March 8
+    assert len(other) == len(days) and other[0] == days[0] and other[-1] == days[-1]
+    a, b = observations.day_positions(days), observations.day_positions(other)
+    assert a["2024-03-08"] == 5 and "2024-03-08" not in b and b["2024-03-09"] == 5
+    assert list(observations.day_index(other)) == list(pd.to_datetime(other))
+    assert observations.day_index(days).equals(pd.DatetimeIndex(pd.to_datetime(days), name="date"))
