@@ -253,7 +253,11 @@ def baseline_group(repeat: int = 7, once_runs: int = ONCE_RUNS) -> Group:
          "kept observations are extended by what became known since (the day's rows, late values "
          "and revisions, the cells this connection wrote). Another connection's commit (an "
          "import by another process or job) makes the next cycle read afresh: it is then the "
-         "cold figure",
+         "cold figure. The daemon opens a connection per job (monitor/daemon.py), so its daily "
+         "cycle is the cold one",
+         "cold: a fresh connection in a process that ran a cycle before; what is kept by content "
+         "(the regime filter's last run under the month's fit, the day lists' lookups) is reused, "
+         "as the daemon's next day does",
          "`once` includes interpreter start and imports (most of its time)"])
 
 
