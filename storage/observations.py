@@ -266,7 +266,12 @@ def _install_triggers(db: Database) -> None:
     connection (idempotent)."""
     conn = db.conn
     touched = _TOUCHED.setdefault(db, set())
-    conn.create_function(_TOUCHED_FUNC, 2, lambda series, date: touched.add((series, date)))
+
+    def touch(series: str, date: str) -> None:
+        if len(touched) <= MAX_CELLS:  # beyond, everything is read afresh: no need to remember
+            touched.add((series, date))
+
+    conn.create_function(_TOUCHED_FUNC, 2, touch)
     tables = ["observations"] + ([REVISIONS] if has_revisions(db) else [])
     for table in tables:
         for event, rows in (("INSERT", ["NEW"]), ("UPDATE", ["OLD", "NEW"]), ("DELETE", ["OLD"])):

@@ -134,6 +134,7 @@ def test_kept_reads_equal_fresh_reads_through_revisions_imports_and_other_writer
         elif k == 30:  # more cells written than MAX_CELLS: read afresh
             observations.upsert(db, [("s.a", d.isoformat(), 8.0, d.isoformat(), "big")
                                      for d in DAYS[:110]])
+            assert len(observations._TOUCHED[db]) == observations.MAX_CELLS + 1  # bounded
             expected_full += 1
         if db.conn.in_transaction:  # the driver's implicit transaction of an upsert
             db.conn.commit()
