@@ -216,7 +216,6 @@ def _day_dtype() -> np.dtype:
     return pd.to_datetime([dt.date(2000, 1, 3)]).dtype
 
 
-
 # --- the values already read on a connection, kept for the next day's read (the daily cycle) ---
 #
 # ``load_frame_cached`` returns exactly what ``load_frame`` returns, from the values a previous
@@ -376,32 +375,30 @@ def load_frame_cached(db: Database, series: Sequence[str], days: Sequence[dt.dat
     if not days or not series or (state is not None and as_of < state.as_of):
         return load_frame(db, series, days, as_of, starts)
     rows = {name: _row_of(days, (starts or {}).get(name, days[0])) for name in series}
-    touched = None if state is None else _touched_since(db, state)
-    if state is not None and (touched is None or not _continues(state, days)):
-        state = None
-    if state is None:
+    cells: set[tuple[str, str]] | None = None  # the kept cells to read again
+    if state is not None and _continues(state, days):
+        cells = _touched_since(db, state)
+        if cells is not None and as_of > state.as_of:
+            cells |= _became_known(db, state.as_of, as_of)
+        if cells is not None and len(cells) > MAX_CELLS:
+            cells = None
+    if state is None or cells is None:
         try:
             _install_triggers(db)
         except sqlite3.Error:  # a connection that cannot create TEMP objects: nothing kept
             return load_frame(db, series, days, as_of, starts)
         position = dict(day_positions(days))  # kept and extended: a copy
-        values = _read_values(db, series, days, as_of, starts, position)
+        names = list(dict.fromkeys(series))  # each series once (a caller may repeat one)
+        values = _read_values(db, names, days, as_of, starts, position)
         old = _KNOWN.get(db)
-        state = _Known(0, 0, as_of, days, position, list(series), values,
-                       [rows[n] for n in series])
+        state = _Known(0, 0, as_of, days, position, names, values, [rows[n] for n in names])
         if old is not None:
             state.reads = old.reads
         state.reads["full"] += 1
         _KNOWN[db] = state
     else:
         state.reads["kept"] += 1
-        cells = touched or set()
-        if as_of > state.as_of:
-            cells |= _became_known(db, state.as_of, as_of)
-            state.as_of = as_of
-        if len(cells) > MAX_CELLS:
-            _KNOWN.pop(db, None)
-            return load_frame_cached(db, series, days, as_of, starts)
+        state.as_of = as_of
         _reread(db, state, cells)
         if days[-1] > state.days[-1]:
             _extend_days(db, state, days[days.index(state.days[-1]) + 1:])

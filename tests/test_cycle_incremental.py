@@ -320,3 +320,20 @@ def test_day_lookups_are_kept_per_list_of_days_not_per_span():
     assert a["2024-03-08"] == 5 and "2024-03-08" not in b and b["2024-03-09"] == 5
     assert list(observations.day_index(other)) == list(pd.to_datetime(other))
     assert observations.day_index(days).equals(pd.DatetimeIndex(pd.to_datetime(days), name="date"))
+
+
+def test_kept_reads_with_a_series_asked_twice(tmp_path):
+    """A caller naming a series twice gets it twice, and a late value reaches both columns."""
+    path = tmp_path / "obs.db"
+    _build(path)
+    db = open_db(path)
+    day = DAYS[60]
+    days = CAL.days(DAYS[0], day)
+    _check(db, ["s.a", "s.a", "s.b"], days, day, {"s.a": days[-5]})
+    observations.upsert(db, [("s.a", DAYS[58].isoformat(), 4.5, DAYS[61].isoformat(), "late")],
+                        revised_from=DAYS[61].isoformat())
+    db.conn.commit()
+    for d in DAYS[61:64]:
+        _check(db, ["s.a", "s.b", "s.a"], CAL.days(DAYS[0], d), d)
+    assert _reads(db) == (1, 3)
+    db.close()
