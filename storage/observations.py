@@ -227,7 +227,8 @@ def _day_dtype() -> np.dtype:
 #   write that was rolled back is read again too, which is harmless);
 # - moving to a later ``as_of``, the cells with a value or revision that became known in between
 #   are read again (found by the ``available_at`` index), and the new days are read;
-# - another connection's commit (``PRAGMA data_version`` changed), a rolled-back transaction in
+# - another connection's commit (``PRAGMA data_version`` changed), a change of the database's
+#   schema (``schema_version``: a table dropped and created again), a rolled-back transaction in
 #   which a read was made (its stamp, a TEMP table named by a token used once, went with it) or
 #   more than ``MAX_CELLS`` cells to read again: everything is read afresh.
 # The stamps and triggers are schema statements on the connection's TEMP database: they change
@@ -245,7 +246,7 @@ class _Known:
     """Values of ``series`` on ``days`` as known on ``as_of`` (rows before ``first[j]`` not read)."""
 
     token: int
-    version: int
+    version: tuple[int, int]
     as_of: dt.date
     days: list[dt.date]
     position: dict[str, int]
@@ -296,8 +297,13 @@ def _stamp(db: Database) -> int:
     return token
 
 
-def _data_version(db: Database) -> int:
-    return db.conn.execute("PRAGMA data_version").fetchone()[0]
+def _data_version(db: Database) -> tuple[int, int]:
+    """(``PRAGMA data_version``: changes when another connection commits, the main database's
+    ``schema_version``: changes when any connection, this one too, alters its schema, e.g. drops
+    and creates ``observations`` again, which takes the triggers with it)."""
+    conn = db.conn
+    return (conn.execute("PRAGMA data_version").fetchone()[0],
+            conn.execute("PRAGMA main.schema_version").fetchone()[0])
 
 
 def _touched_since(db: Database, state: _Known) -> set[tuple[str, str]] | None:
@@ -391,7 +397,7 @@ def load_frame_cached(db: Database, series: Sequence[str], days: Sequence[dt.dat
         names = list(dict.fromkeys(series))  # each series once (a caller may repeat one)
         values = _read_values(db, names, days, as_of, starts, position)
         old = _KNOWN.get(db)
-        state = _Known(0, 0, as_of, days, position, names, values, [rows[n] for n in names])
+        state = _Known(0, (0, 0), as_of, days, position, names, values, [rows[n] for n in names])
         if old is not None:
             state.reads = old.reads
         state.reads["full"] += 1

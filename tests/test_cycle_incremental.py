@@ -337,3 +337,22 @@ def test_kept_reads_with_a_series_asked_twice(tmp_path):
         _check(db, ["s.a", "s.b", "s.a"], CAL.days(DAYS[0], d), d)
     assert _reads(db) == (1, 3)
     db.close()
+
+
+def test_kept_reads_after_the_table_is_dropped_and_created_again(tmp_path):
+    """This connection drops ``observations`` and creates it again (the TEMP triggers go with
+    it) and writes other values: the next read is afresh, and equal."""
+    path = tmp_path / "obs.db"
+    _build(path)
+    db = open_db(path)
+    day = DAYS[60]
+    _day_reads(db, day)
+    sql = db.execute("SELECT sql FROM sqlite_master WHERE name = 'observations'").fetchone()[0]
+    db.conn.execute("ALTER TABLE observations RENAME TO old_observations")
+    db.conn.execute(sql)
+    db.conn.execute("INSERT INTO observations SELECT series, date, value * 2, available_at, "
+                    "source, imported_at FROM old_observations")
+    db.conn.commit()
+    _day_reads(db, day)
+    assert _reads(db)[0] == 2
+    db.close()
