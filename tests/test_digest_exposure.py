@@ -257,6 +257,20 @@ def test_a_far_episode_is_no_analogue_the_block_gives_the_sensitivity_instead():
                                  {"csi500": -0.2}, top=3, rank_window=52) is None
 
 
+@pytest.mark.parametrize("intervals, shown", [(13, "P (CSI 500, 13 weeks of NAVs): β 0.50"),
+                                                (51, "P (CSI 500, 51 weeks of NAVs): β 0.50"),
+                                                (52, "P (CSI 500): β 0.50"),
+                                                (300, "P (CSI 500): β 0.50")])
+def test_a_beta_on_fewer_weeks_than_the_window_says_how_many(intervals, shown):
+    """A product with a short history is ranked on the weeks it has (at least 13): its line says
+    so, so a β "over the last 52 NAV intervals" is never read as a year of data it lacks."""
+    rows = [{"product": "P", "benchmark": "csi500", "intervals": intervals,
+             "beta_microcap_52w": 0.5}]
+    block = digest.exposure_block(rows, None, {}, top=3, rank_window=52)
+    assert block["products"][0]["weeks"] == min(intervals, 52)
+    assert digest.exposure_lines(block)[1][0] == f"{shown} → est. excess -5.0%"
+
+
 @pytest.mark.parametrize("beta, text", [
     (None, "Ranking not tested against a past crash yet: regime-monitor exposure --evidence "
            "START END --record."),

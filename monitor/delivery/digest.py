@@ -729,8 +729,9 @@ def exposure_block(rows: Sequence[Mapping], episode: Mapping | None,
 
     ``rows``: the products' exposure rows, most exposed first
     (:func:`signals.exposure.exposure_table` records: ``product``, ``benchmark``, ``strategy``,
-    ``weight``, ``last`` and ``beta_microcap_<rank_window>w``); ``episode``: the past drawdown
-    the estimate repeats (a :func:`closest_episode` result, None when there is none);
+    ``weight``, ``last``, ``intervals`` and ``beta_microcap_<rank_window>w``; each listed product
+    keeps ``weeks``, the NAV intervals its beta rests on, at most ``rank_window``); ``episode``:
+    the past drawdown the estimate repeats (a :func:`closest_episode` result, None when there is none);
     ``moves``: benchmark -> the micro-cap excess return over that benchmark from the episode's
     peak to its trough (fraction; None when a close is missing). The first ``top`` rows with a
     finite beta are listed, each with ``beta``, ``move`` and ``estimate`` = beta x move
@@ -761,8 +762,10 @@ def exposure_block(rows: Sequence[Mapping], episode: Mapping | None,
             book_n += 1
         if len(listed) < top:
             last = r.get("last")
+            n = r.get("intervals")
             listed.append({"product": str(r.get("product")), "benchmark": str(r.get("benchmark")),
                            "strategy": r.get("strategy") or "", "weight": weight,
+                           "weeks": min(int(n), rank_window) if _finite(n) else None,
                            "beta": float(beta), "move": move if _finite(move) else None,
                            "estimate": estimate,
                            "last_nav": str(last)[:10] if last is not None else None})
@@ -814,8 +817,11 @@ def exposure_lines(block: Mapping | None) -> tuple[str | None, list[str]]:
         title = (f"{EXPOSURE_TITLE} — {ESTIMATE_LABEL}: β × the micro-cap excess move over "
                  f"each benchmark in the closest past drawdown ({span}{depth})")
     lines = []
+    w = block.get("rank_window")
     for p in block.get("products") or []:
-        head = f"{p['product']} ({_bench(p['benchmark'])}): β {p['beta']:.2f}"
+        weeks = p.get("weeks")
+        short = (f", {weeks} weeks of NAVs" if weeks is not None and w and weeks < w else "")
+        head = f"{p['product']} ({_bench(p['benchmark'])}{short}): β {p['beta']:.2f}"
         if p.get("estimate") is not None and p.get("move") is not None:
             head += f" × {_signed(p['move'])} → est. excess {_signed(p['estimate'])}"
         elif close:
@@ -830,7 +836,6 @@ def exposure_lines(block: Mapping | None) -> tuple[str | None, list[str]]:
         lines.append(f"Book: est. excess {_signed(book['estimate'])} (weighted over the "
                      f"{book['n']} product(s) with a weight, {book['weight'] * 100:.0f}% of "
                      "the book)")
-    w = block.get("rank_window")
     lines.append(f"β: beta of the product's excess return to the micro-cap excess over its "
                  f"benchmark{f', last {w} NAV intervals' if w else ''}; NAVs known on the "
                  "digest's day (regime-monitor exposure)")
