@@ -308,6 +308,24 @@ def test_more_than_a_few_reminders_fold_into_one_still_firing_line():
                           "2023-12-01)") for s in secs)  # not items today: no values given
 
 
+@pytest.mark.parametrize("holds,expected", [
+    (True, "turnover_crowded (since 2023-09-28): CSI 2000 / 中证2000 turnover share, 1y percentile "
+           "96.0% (>= 95.0%)"),
+    (False, "turnover_crowded (since 2023-09-28): CSI 2000 / 中证2000 turnover share, 1y percentile "
+            "80.8% (>= 95.0%; fired there, not cleared yet)"),
+])
+def test_a_still_firing_alert_whose_condition_lapsed_says_it_has_not_cleared(holds, expected):
+    """A rule with a clear condition (hysteresis) fires on while its value is back under the firing
+    threshold: the line says so instead of printing a threshold the value visibly misses."""
+    comp = {"signal": "turnover.csi2000_share_pctile_1y", "value": 0.96 if holds else 0.808,
+            "op": ">=", "threshold": 0.95, "threshold_signal": None, "holds": holds}
+    entry = {"rule": "turnover_crowded", "severity": "info", "since": "2023-09-28",
+             "comparisons": [comp]}
+    assert digest.one_line(entry) == expected
+    # folded under a critical alert (kind given) the line is unchanged: that alert is NEW there
+    assert digest.one_line(entry, "firing").endswith("(>= 95.0%)")
+
+
 def test_a_payload_queued_before_the_redesign_still_renders_every_reminder():
     reminders = [alert(f"rule_{n}", "warning", "repeat", f"2024-01-0{n + 2}") for n in range(5)]
     p = payload(reminders)

@@ -366,14 +366,20 @@ def short_value(comp: Mapping, rule: str | None = None) -> str:
 
 def one_line(entry: Mapping, kind: str | None = None) -> str:
     """Return an alert without a section of its own on one line, with its value: ``rule (since
-    D): value`` for a firing one, ``rule (severity, KIND): value`` when ``kind`` is given (an
-    alert folded under a critical one)."""
+    D): value`` for a firing one (when its condition no longer holds but its clear condition does
+    not hold yet either: ``... 80.8% (>= 95.0%; fired there, not cleared yet)``), ``rule
+    (severity, KIND): value`` when ``kind`` is given (an alert folded under a critical one)."""
     if kind is not None:
         tag = f"{entry['severity']}, {KIND_LABEL[kind]}"
     else:
         tag = f"since {entry['since']}" if entry.get("since") else entry["severity"]
     comp = key_comparison(entry.get("comparisons") or [], resolved=kind == "resolved")
     value = f": {short_value(comp, entry['rule'])}" if comp is not None else ""
+    if (kind is None and comp is not None and comp.get("holds") is False
+            and not _is_age(comp, entry["rule"])):
+        # firing, its condition no longer met, its clear condition not yet: say so, not a bare
+        # threshold the value visibly misses ("80.8% (>= 95.0%)" read as a contradiction)
+        value = value[:-1] + "; fired there, not cleared yet)"
     return f"{entry['rule']} ({tag}){value}"
 
 
