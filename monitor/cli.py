@@ -575,7 +575,8 @@ def cmd_exposure(g: Globals, as_of: dt.date | None, evidence: tuple[dt.date, dt.
             if as_json:
                 print(_safe_json(json.dumps(ex.evidence_json(result), ensure_ascii=False, indent=2)))
                 return 0
-            _print_evidence(ex.evidence_json(result))
+            for line in ex.evidence_text(ex.evidence_json(result)):
+                print(_safe(line))
             return 0
         day = as_of or _today(config)
         rows = ex.report_rows(db, config, day, ex.exposure_report(db, config, day))
@@ -593,36 +594,6 @@ def cmd_exposure(g: Globals, as_of: dt.date | None, evidence: tuple[dt.date, dt.
     for line in ex.legend(config):
         print(_safe(line))
     return 0
-
-
-def _print_evidence(result: dict) -> None:
-    """Print ``crash_evidence``'s result (JSON-ready) for the terminal."""
-    from tabulate import tabulate
-
-    w = result["window_weeks"]
-    print(_safe(f"out-of-sample check: exposure measured on what was known on "
-                f"{result['measured_through']} (micro-cap correlation and beta over {w} weekly "
-                f"NAV intervals) against each product's excess return over its benchmark from "
-                f"{result['start']} to {result['end']}"))
-
-    def num(v, fmt: str) -> str:
-        return "-" if v is None else format(v, fmt)
-
-    print(tabulate([[f"micro-cap correlation ({w}w)", num(result["correlation"]["rho"], ".3f"),
-                     num(result["correlation"]["p"], ".3g"), result["correlation"]["n"]],
-                    [f"micro-cap beta ({w}w)", num(result["beta"]["rho"], ".3f"),
-                     num(result["beta"]["p"], ".3g"), result["beta"]["n"]]],
-                   headers=["exposure measure", "Spearman rho", "p (two-sided)", "n"],
-                   tablefmt="simple", disable_numparse=True,
-                   colalign=("left", "right", "right", "right")))
-    print("a negative rho: the products measured as more exposed lost more excess in the window")
-    cells = [[str(i + 1), _safe(r["product"]), r["benchmark"], num(r["corr"], ".2f"),
-              num(r["beta"], ".2f"), "-" if r["excess"] is None else f"{r['excess']:.1%}"]
-             for i, r in enumerate(result["products"])]
-    print(tabulate(cells, headers=["#", "product", "bench", f"mc corr {w}w", f"mc beta {w}w",
-                                   "excess in window"],
-                   tablefmt="simple", disable_numparse=True,
-                   colalign=("right", "left", "left", "right", "right", "right")))
 
 
 @command(cli, "signals", "show signal values (latest, or one signal's history)")

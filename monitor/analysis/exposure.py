@@ -217,12 +217,17 @@ def report_rows(db: Database, config: Config, as_of: dt.date, table: pd.DataFram
     return rows
 
 
+def _fmt(value: Any, spec: str) -> str:
+    """``value`` formatted with ``spec`` for the terminal, ``-`` when it is missing (None)."""
+    return "-" if value is None else format(value, spec)
+
+
 def _pct(value: Any) -> str:
-    return "-" if value is None else f"{value:.1%}"
+    return _fmt(value, ".1%")
 
 
 def _num(value: Any) -> str:
-    return "-" if value is None else f"{value:.2f}"
+    return _fmt(value, ".2f")
 
 
 SHORT_QUADRANT = {ex.QUADRANT_LARGE: "loose/high", ex.QUADRANT_TIGHT_HIGH: "tight/high",
@@ -290,6 +295,34 @@ def legend(config: Config) -> list[str]:
         f"mc corr {w}w >= {e.large_microcap_corr:g}: the product tracks its benchmark loosely "
         "while its excess follows micro-caps",
     ]
+
+
+def evidence_text(result: dict[str, Any]) -> list[str]:
+    """Return the terminal lines of ``crash_evidence``'s result (``evidence_json``): what was
+    checked, the Spearman rho, two-sided p and n of each exposure measure, how to read rho, and
+    the products (rank, benchmark, correlation, beta, excess in the window as a percentage)."""
+    from tabulate import tabulate
+
+    w = result["window_weeks"]
+    lines = [f"out-of-sample check: exposure measured on what was known on "
+             f"{result['measured_through']} (micro-cap correlation and beta over {w} weekly NAV "
+             f"intervals) against each product's excess return over its benchmark from "
+             f"{result['start']} to {result['end']}"]
+    measures = [[f"micro-cap {label} ({w}w)", _fmt(result[key]["rho"], ".3f"),
+                 _fmt(result[key]["p"], ".3g"), result[key]["n"]]
+                for label, key in (("correlation", "correlation"), ("beta", "beta"))]
+    lines += tabulate(measures, headers=["exposure measure", "Spearman rho", "p (two-sided)", "n"],
+                      tablefmt="simple", disable_numparse=True,
+                      colalign=("left", "right", "right", "right")).splitlines()
+    lines.append("a negative rho: the products measured as more exposed lost more excess in the "
+                 "window")
+    cells = [[str(i + 1), r["product"], r["benchmark"], _num(r["corr"]), _num(r["beta"]),
+              _pct(r["excess"])] for i, r in enumerate(result["products"])]
+    lines += tabulate(cells, headers=["#", "product", "bench", f"mc corr {w}w", f"mc beta {w}w",
+                                      "excess in window"],
+                      tablefmt="simple", disable_numparse=True,
+                      colalign=("right", "left", "left", "right", "right", "right")).splitlines()
+    return lines
 
 
 def evidence_json(evidence: dict[str, Any]) -> dict[str, Any]:
