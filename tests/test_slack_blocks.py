@@ -20,6 +20,7 @@ KEY = f"digest:{AS_OF}"
 EPISODE = {"kind": "drawdown", "start": "2023-02-07", "peak": "2023-02-07", "trough": "2023-03-21",
            "end": "2023-06-13", "depth": -0.231, "theme": None, "reference_date": "2023-02-07",
            "distance": 0.712, "signals": 14}
+BOTH_KINDS = {"drawdown": EPISODE, "rotation": EPISODE}  # every alert of the fixture gets EPISODE
 
 
 # The rendering is tested on a fixed rule set (ten rules, microcap_drawdown critical), not on the
@@ -33,7 +34,7 @@ def classic_config():
 
 @pytest.fixture
 def payload(classic_config):
-    return digest.attach_closest(all_firing_payload(classic_config), EPISODE)
+    return digest.attach_closest(all_firing_payload(classic_config), BOTH_KINDS)
 
 
 def sections(bs: list[dict]) -> list[str]:
@@ -88,7 +89,7 @@ def test_alert_section_shows_values_against_thresholds_in_units(payload):
 @pytest.mark.parametrize("inhibit", [True, False])
 def test_the_default_config_all_firing_fits_slack_limits(inhibit):
     config = load_config(DEFAULT_CONFIG)
-    p = digest.attach_closest(all_firing_payload(config), EPISODE)
+    p = digest.attach_closest(all_firing_payload(config), BOTH_KINDS)
     bs, text = render(p, KEY, chart="thread", inhibit=inhibit)
     assert limit_problems(bs, text) == []
     n = len(config.rules)

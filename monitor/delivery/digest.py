@@ -644,19 +644,17 @@ def _finite(v: object) -> TypeGuard[float]:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def attach_closest(payload: dict, closest: Mapping[str | None, dict | None] | dict | None) -> dict:
+def attach_closest(payload: dict, closest: Mapping[str, dict | None]) -> dict:
     """Return ``payload`` with each alert item that is not a resolution given its
     ``closest_episode``: ``closest`` maps an :func:`episode_kind` to its closest episode (None
-    when no past episode of that kind qualifies; a ``data_stale`` item gets None). A single
-    episode (or None) is given to every item, as before kinds were told apart."""
-    per_kind = (closest if isinstance(closest, Mapping) and "distance" not in closest
-                else None)
+    when no past episode of that kind qualifies; a kind absent from it and a ``data_stale``
+    item get None)."""
     items = []
     for item in payload["items"]:
         item = dict(item)
         if item["kind"] != "resolved":
-            item["closest_episode"] = (per_kind.get(episode_kind(item)) if per_kind is not None
-                                       else closest)
+            kind = episode_kind(item)
+            item["closest_episode"] = closest.get(kind) if kind is not None else None
         items.append(item)
     return {**payload, "items": items}
 
