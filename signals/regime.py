@@ -501,6 +501,17 @@ def _filtered_high_prob_statsmodels(y: np.ndarray, params: tuple[float, ...]) ->
     return np.clip(np.asarray(raw.filtered_marginal_probabilities)[1], 0.0, 1.0)
 
 
+def _filtered_with_gaps(x: np.ndarray, params: tuple[float, ...]) -> np.ndarray:
+    """Filtered P(state 1) on each day of excess returns ``x`` (fraction, 1-D, NaN where
+    missing): the filter over the present returns (in percent), NaN on a missing one; the one
+    home of that step for the frame and the daily cycle's arrays (``stress_prob``)."""
+    values = np.full(len(x), np.nan)
+    present = ~np.isnan(x)
+    if present.any():
+        values[present] = _filtered_high_prob(x[present] * SCALE, params)
+    return values
+
+
 def filtered_stress_prob(excess_returns: pd.Series, fit: RegimeFit) -> pd.Series:
     """Return the filtered probability of the high-variance state for every day of the series.
 
@@ -513,16 +524,9 @@ def filtered_stress_prob(excess_returns: pd.Series, fit: RegimeFit) -> pd.Series
     if (isinstance(index, pd.DatetimeIndex) and index.tz is None and index.is_monotonic_increasing
             and index.is_unique and index.is_normalized):  # the usual case (the cycle): no re-labelling
         x = excess_returns.to_numpy(dtype=float, na_value=np.nan)
-        values = np.full(len(x), np.nan)
-        present = ~np.isnan(x)
-        if present.any():
-            values[present] = _filtered_high_prob(x[present] * SCALE, fit.params)
-        return pd.Series(values, index=index, name=SIGNAL)
+        return pd.Series(_filtered_with_gaps(x, fit.params), index=index, name=SIGNAL)
     s = _clean(excess_returns)
-    out = pd.Series(np.nan, index=s.index, dtype=float)
-    present = s.dropna()
-    if len(present):
-        out[present.index] = _filtered_high_prob(present.to_numpy() * SCALE, fit.params)
+    out = pd.Series(_filtered_with_gaps(s.to_numpy(), fit.params), index=s.index)
     # back to the caller's labels and order
     out = out.reindex(_dates(excess_returns.index))
     return pd.Series(out.to_numpy(), index=excess_returns.index, name=SIGNAL)
@@ -656,11 +660,7 @@ def stress_prob(frame: pd.DataFrame, min_obs: int, fit: RegimeFit | None = None)
     """
     excess = microcap_excess_returns(frame)
     if isinstance(excess, np.ndarray):  # the daily cycle's arrays: the filter on the same numbers
-        values = np.full(len(excess), np.nan)
-        present = ~np.isnan(excess)
-        if fit is not None and present.any():
-            values[present] = _filtered_high_prob(excess[present] * SCALE, fit.params)
-        return values
+        return np.full(len(excess), np.nan) if fit is None else _filtered_with_gaps(excess, fit.params)
     if fit is None:
         return pd.Series(np.nan, index=frame.index, dtype=float)
     return filtered_stress_prob(excess, fit)
