@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 
 from monitor.delivery import digest
 
-FOLD_INTRO = digest.FOLD_INTRO
-
 
 @dataclass(frozen=True)
 class Inhibition:
