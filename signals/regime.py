@@ -572,8 +572,7 @@ def refit_due(last_fit: RegimeFit | None, as_of: datetime.date) -> bool:
     """
     if last_fit is None:
         return True
-    made_for = last_fit.valid_from or last_fit.fit_through + datetime.timedelta(days=1)
-    return common.refit_due(made_for, _as_date(as_of))
+    return common.refit_due(last_fit.first_day, _as_date(as_of))
 
 
 def current_fit(excess_returns: pd.Series, as_of: datetime.date, last_fit: RegimeFit | None,
