@@ -60,6 +60,18 @@ def test_explicit_available_at_column(db, tmp_path):
     assert rows == {"funds.smallcap_count": "2024-02-05", "yield.gov.3y": "2024-01-02"}
 
 
+def test_a_blank_available_at_takes_the_series_default_lag_not_the_date(db, tmp_path):
+    """A file with an ``available_at`` column but a blank cell for a ``funds.*`` row: the row
+    becomes known 30 days after its report date (the default, as without the column), not on
+    the report date itself, which would let a cycle see the quarter's allocation a month early."""
+    path = write(tmp_path, "a.csv", "date,series,value,available_at\n"
+                                    "2023-12-29,funds.smallcap_count,120,\n"
+                                    "2024-01-02,yield.gov.3y,2.31,\n")
+    import_files(db, [path])
+    rows = dict(db.execute("SELECT series, available_at FROM observations").fetchall())
+    assert rows == {"funds.smallcap_count": "2024-01-28", "yield.gov.3y": "2024-01-02"}
+
+
 BAD = [
     ("date,name,value\n2024-01-02,index.csi300.close,3400\n", "unrecognised header"),
     ("date,series,value\n2024-01-02,index.csi300.close,abc\n",

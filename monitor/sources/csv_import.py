@@ -368,19 +368,21 @@ def parse_long(path: Path, chunks: Iterator[pd.DataFrame], today: dt.date, work:
                 f"{_name(path)}: {_where(frame, i)}, series {name}: value {values[i]:g} is outside "
                 f"the plausible range {kind.low:g}..{kind.high:g} {kind.unit}"
                 f"{canonical.unit_hint(kind, float(values[names == name].median()))}")
+        # the default (a funds.* value: its publication lag) for every row the file dates not
+        lagged = names.map({n: k.lagged for n, k in kinds.items()}).to_numpy(dtype=bool)
+        available = dates + pd.to_timedelta(np.where(lagged, FUNDS_LAG_DAYS, 0), unit="D")
         if "available_at" in frame.columns:
             given = frame["available_at"].str.strip() != ""
-            available = _stamps(path, frame.assign(available_at=frame["available_at"].where(
+            stated = _stamps(path, frame.assign(available_at=frame["available_at"].where(
                 given, frame["date"])), "available_at", today + dt.timedelta(days=3660))
-            early = available < dates
+            early = stated < dates
             if early.any():
                 i = early.idxmax()
                 raise CsvImportError(f"{_name(path)}: {_where(frame, i)}, column available_at: "
-                                     f"{available[i].date()} is before the date {dates[i].date()}")
+                                     f"{stated[i].date()} is before the date {dates[i].date()}")
+            available = stated.where(given, available)
             explicit = given.to_numpy(dtype=int)
         else:
-            lagged = names.map({n: k.lagged for n, k in kinds.items()}).to_numpy(dtype=bool)
-            available = dates + pd.to_timedelta(np.where(lagged, FUNDS_LAG_DAYS, 0), unit="D")
             explicit = np.zeros(len(frame), dtype=int)
         lines = frame["_line"] if "_line" in frame.columns else frame.index.to_numpy() + 2
         rows = list(zip(names.tolist(), _iso(dates), values.tolist(), _iso(available),
