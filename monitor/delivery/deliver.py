@@ -353,12 +353,6 @@ def prepare(db: Database, payload: dict, config: Config | None = None) -> dict:
     return payload
 
 
-EPISODE_CLOSE_LEAD_DAYS = 15
-"""Calendar days of closes read before an episode's peak, so that each index has a close on or
-before it whatever the holidays (the last close on or before a day is the one used, as
-``signals.exposure`` reads)."""
-
-
 def attach_exposure(db: Database, payload: dict, config: Config) -> dict:
     """Return ``payload`` with its ``exposure`` block (``digest.exposure_block``) when a
     micro-cap warning is new (``digest.needs_exposure``), products are declared in the config and
@@ -412,18 +406,20 @@ def episode_moves(db: Database, episode: dict, benchmarks: set[str], as_of: str,
     as known on ``as_of`` (ISO day); None when a close is missing."""
     import pandas as pd
 
+    from monitor.analysis.exposure import LOOKBACK_DAYS, close_series
     from signals.exposure import MICROCAP, index_excess
     from storage import observations
 
     peak, trough = episode.get("peak") or episode.get("start"), episode.get("trough")
     if not peak or not trough or trough <= peak:
         return dict.fromkeys(benchmarks)
-    first = dt.date.fromisoformat(peak) - dt.timedelta(days=EPISODE_CLOSE_LEAD_DAYS)
+    # closes from LOOKBACK_DAYS before the peak: each index has one on or before it
+    first = dt.date.fromisoformat(peak) - dt.timedelta(days=LOOKBACK_DAYS)
     days = calendar.days(first, dt.date.fromisoformat(trough))
     ids = sorted(benchmarks | {MICROCAP})
-    frame = observations.load_frame(db, [f"index.{i}.close" for i in ids], days,
+    frame = observations.load_frame(db, [close_series(i) for i in ids], days,
                                     dt.date.fromisoformat(as_of))
-    closes = {i: frame[f"index.{i}.close"].dropna() for i in ids}
+    closes = {i: frame[close_series(i)].dropna() for i in ids}
     dates = pd.DatetimeIndex([pd.Timestamp(peak), pd.Timestamp(trough)])
     out: dict[str, float | None] = {}
     for bench in sorted(benchmarks):
