@@ -593,6 +593,9 @@ def cmd_exposure(g: Globals, as_of: dt.date | None, evidence: tuple[dt.date, dt.
                    tablefmt="simple", disable_numparse=True, colalign=ex.text_align(headers)))
     for line in ex.legend(config):
         print(_safe(line))
+    from monitor.delivery.digest import record_text  # the ranking's chance baseline, as the digest says it
+
+    print(_safe(record_text(ex.recorded_evidence(db, config, day))))
     return 0
 
 

@@ -254,6 +254,26 @@ def test_evidence_record_is_stored_and_read_for_the_digest(built, tmp_path):
         "(p < 0.01, n 3) — the more exposed lost more — better than chance.")
 
 
+def test_the_ranking_is_shown_with_its_record_known_on_the_day(built, tmp_path):
+    """Under the ranked products the terminal says whether the ranking has beaten chance (the
+    digest's sentence): untested before a record; the record once its window's last NAVs
+    (2021-09-17) are known, on 2021-09-28 (5 trading days), not on 2021-09-27."""
+    config, built_db = built
+    db = tmp_path / "copy.db"
+    assert run(config, built_db, "backup", db)[0] == 0
+    untested = ("Ranking not tested against a past crash yet: regime-monitor exposure --evidence "
+                "START END --record.")
+    code, out, _ = run(config, db, "exposure", "--as-of", "2021-09-28")
+    assert code == 0 and out.splitlines()[-1] == untested
+    assert run(config, db, "exposure", "--evidence", "2021-09-06", "2021-09-17", "--record")[0] == 0
+    code, out, _ = run(config, db, "exposure", "--as-of", "2021-09-28")
+    assert code == 0 and out.splitlines()[-1] == (
+        "Ranking tested: β on 2021-09-03 vs excess in 2021-09-06→2021-09-17: Spearman ρ -1.00 "
+        "(p < 0.01, n 3) — the more exposed lost more — better than chance.")
+    code, out, _ = run(config, db, "exposure", "--as-of", "2021-09-27")
+    assert code == 0 and out.splitlines()[-1] == untested
+
+
 @pytest.mark.parametrize("config_text,args,message", [
     ("[source]\nkind = \"csv\"\n", ["--as-of", "2021-09-03"], "no products declared: add [[products]]"),
     (CONFIG, ["--as-of", "2021-05-10"], "no NAV of a declared product is known by 2021-05-10"),

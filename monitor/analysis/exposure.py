@@ -357,10 +357,23 @@ def record_evidence(db: Database, evidence: dict[str, Any], now: str | None = No
         return scorecards.save(db, RECORD_KEY, data["start"], data["end"], now or utc_now(), score)
 
 
-def recorded_evidence(db: Database) -> dict[str, Any] | None:
+def recorded_evidence(db: Database, config: Config | None = None, as_of: dt.date | None = None
+                      ) -> dict[str, Any] | None:
     """Return the ranking's last record (:func:`record_evidence`: ``start``, ``end``,
     ``measured_through``, ``window_weeks``, ``beta`` and ``correlation`` as ``{"rho", "p",
-    "n"}``, ``computed_at``), or None when it was never recorded."""
+    "n"}``, ``computed_at``), or None when it was never recorded. With ``config`` and ``as_of``:
+    None too when the check's window could not be measured on ``as_of``, its last NAVs (dated
+    ``end``) not known yet (``exposure.nav_lag_days`` XSHG trading days after their date): a
+    view of an earlier day does not show the check of a later crash."""
     from storage import scorecards
 
-    return scorecards.latest(db, RECORD_KEY)
+    record = scorecards.latest(db, RECORD_KEY)
+    if record is None or config is None or as_of is None:
+        return record
+    lag = config.exposure.nav_lag_days
+    try:
+        known = (as_of if lag == 0
+                 else TradingCalendar(config.calendar.extra_closed).previous(as_of, lag))
+    except ValueError:  # as_of before the calendar's first sessions: nothing was known
+        return None
+    return record if dt.date.fromisoformat(record["end"]) <= known else None
