@@ -246,17 +246,13 @@ def drawdown_prob(frame: pd.DataFrame, features: list[str],
     if fit is None:
         nan = pd.Series(np.nan, index=frame.index, dtype=float)
         return nan, pd.Series(None, index=frame.index, dtype=object)
-    if list(fit.features) != list(features):
-        raise ValueError(f"the fit is for features {list(fit.features)}, the config asks for {features}")
+    _check_features(fit, features)
     contrib = log_odds(frame, fit)
     z = fit.coef[0] + contrib.sum(axis=1, skipna=False)
     prob = 1.0 / (1.0 + np.exp(-z))
-    names = list(fit.features)
-    values, parts = frame[names].to_numpy(dtype=float), contrib.to_numpy()  # rows as plain floats
-    context = pd.Series([_context(fit, dict(zip(names, values[i], strict=True)),
-                                  dict(zip(names, parts[i], strict=True)))
-                         if math.isfinite(p) else None
-                         for i, p in enumerate(prob.to_numpy())], index=frame.index, dtype=object)
+    values = frame[list(fit.features)].to_numpy(dtype=float)  # rows as plain floats
+    context = pd.Series(_contexts(fit, values, contrib.to_numpy(), prob.to_numpy()),
+                        index=frame.index, dtype=object)
     return prob.astype(float), context
 
 
@@ -267,18 +263,27 @@ def _drawdown_prob_arrays(columns: Mapping[str, Any], features: list[str], fit: 
     n = len(next(iter(columns.values()))) if columns else 0
     if fit is None:
         return np.full(n, np.nan), np.full(n, None, dtype=object)
-    if list(fit.features) != list(features):
-        raise ValueError(f"the fit is for features {list(fit.features)}, the config asks for {features}")
-    names = list(fit.features)
-    values = np.column_stack([np.asarray(columns[f], dtype=float) for f in names])  # days x features
+    _check_features(fit, features)
+    values = np.column_stack([np.asarray(columns[f], dtype=float) for f in fit.features])  # days x features
     parts = (values - np.array(fit.mean)) / np.array(fit.std) * np.array(fit.coef[1:])
     # a frame's row sum (axis=1) adds along its block, features x days: the same order here
     z = fit.coef[0] + np.ascontiguousarray(parts.T).sum(axis=0)
     prob = 1.0 / (1.0 + np.exp(-z))
-    context = np.array([_context(fit, dict(zip(names, values[i], strict=True)),
-                                 dict(zip(names, parts[i], strict=True)))
-                        if math.isfinite(p) else None for i, p in enumerate(prob)], dtype=object)
-    return prob, context
+    return prob, np.array(_contexts(fit, values, parts, prob), dtype=object)
+
+
+def _check_features(fit: RiskFit, features: list[str]) -> None:
+    """Raise ValueError when ``fit`` was made for other features than the config's ``features``."""
+    if list(fit.features) != list(features):
+        raise ValueError(f"the fit is for features {list(fit.features)}, the config asks for {features}")
+
+
+def _contexts(fit: RiskFit, values: np.ndarray, parts: np.ndarray, prob: np.ndarray) -> list[str | None]:
+    """Each day's context text (``_context``) from its feature ``values`` and log-odds ``parts``
+    (days x ``fit.features``); None on a day whose probability ``prob`` is not finite."""
+    names = list(fit.features)
+    return [_context(fit, dict(zip(names, values[i], strict=True)), dict(zip(names, parts[i], strict=True)))
+            if math.isfinite(p) else None for i, p in enumerate(prob)]
 
 
 def _context(fit: RiskFit, values: Mapping[str, float], contrib: Mapping[str, float]) -> str:
