@@ -330,6 +330,27 @@ def _where(frame: pd.DataFrame, i: int) -> str:
     return f"line {_line(i)}"
 
 
+def _stated_available(path: Path, frame: pd.DataFrame, dates: pd.Series, default: pd.Series,
+                      today: dt.date) -> tuple[pd.Series, pd.Series]:
+    """Return (each row's available_at: the file's ``available_at`` where the row gives one,
+    else ``default``, as Timestamps; whether the row gave it, bool). A stated day that is no
+    YYYY-MM-DD day, more than ten years ahead or before the row's date (``dates``) is a
+    CsvImportError naming the line."""
+    if "available_at" not in frame.columns:
+        return default, pd.Series(False, index=frame.index)
+    given = frame["available_at"].str.strip() != ""
+    if not given.any():
+        return default, given
+    stated = _stamps(path, frame.assign(available_at=frame["available_at"].where(
+        given, frame["date"])), "available_at", today + dt.timedelta(days=3660))
+    early = stated < dates
+    if early.any():
+        i = early.idxmax()
+        raise CsvImportError(f"{_name(path)}: {_where(frame, i)}, column available_at: "
+                             f"{stated[i].date()} is before the date {dates[i].date()}")
+    return stated.where(given, default), given
+
+
 def parse_long(path: Path, chunks: Iterator[pd.DataFrame], today: dt.date, work: Staging,
                calendar: TradingCalendar | None = None, result: FileImport | None = None) -> str:
     """Validate a long-format file chunk by chunk into a table of ``work``; return its name.
@@ -371,19 +392,8 @@ def parse_long(path: Path, chunks: Iterator[pd.DataFrame], today: dt.date, work:
         # the default (a funds.* value: its publication lag) for every row the file dates not
         lagged = names.map({n: k.lagged for n, k in kinds.items()}).to_numpy(dtype=bool)
         available = dates + pd.to_timedelta(np.where(lagged, FUNDS_LAG_DAYS, 0), unit="D")
-        if "available_at" in frame.columns:
-            given = frame["available_at"].str.strip() != ""
-            stated = _stamps(path, frame.assign(available_at=frame["available_at"].where(
-                given, frame["date"])), "available_at", today + dt.timedelta(days=3660))
-            early = stated < dates
-            if early.any():
-                i = early.idxmax()
-                raise CsvImportError(f"{_name(path)}: {_where(frame, i)}, column available_at: "
-                                     f"{stated[i].date()} is before the date {dates[i].date()}")
-            available = stated.where(given, available)
-            explicit = given.to_numpy(dtype=int)
-        else:
-            explicit = np.zeros(len(frame), dtype=int)
+        available, given = _stated_available(path, frame, dates, available, today)
+        explicit = given.to_numpy(dtype=int)
         lines = frame["_line"] if "_line" in frame.columns else frame.index.to_numpy() + 2
         rows = list(zip(names.tolist(), _iso(dates), values.tolist(), _iso(available),
                         explicit.tolist(), np.asarray(lines, dtype=int).tolist(), strict=True))
@@ -500,18 +510,8 @@ def parse_navs(path: Path, chunks: Iterator[pd.DataFrame], today: dt.date, work:
             i = (navs <= 0).idxmax()
             raise CsvImportError(f"{_name(path)}: line {_line(i)}, column nav: {navs[i]:g} is not a "
                                  "positive NAV")
-        given = (frame["available_at"].str.strip() != "" if "available_at" in frame.columns
-                 else pd.Series(False, index=frame.index))
-        available = nav_available(dates, lag_days, calendar, today)
-        if given.any():
-            stated = _stamps(path, frame.assign(available_at=frame["available_at"].where(
-                given, frame["date"])), "available_at", today + dt.timedelta(days=3660))
-            early = stated < dates
-            if early.any():
-                i = early.idxmax()
-                raise CsvImportError(f"{_name(path)}: line {_line(i)}, column available_at: "
-                                     f"{stated[i].date()} is before the date {dates[i].date()}")
-            available = stated.where(given, available)
+        available, given = _stated_available(
+            path, frame, dates, nav_available(dates, lag_days, calendar, today), today)
         rows = list(zip(names.tolist(), _iso(dates), navs.tolist(), _iso(available),
                         given.to_numpy(dtype=int).tolist(),
                         (frame.index.to_numpy() + 2).astype(int).tolist(), strict=True))
