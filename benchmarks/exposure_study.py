@@ -138,6 +138,16 @@ def crash_evidence(series: dict[str, pd.Series], meta: pd.DataFrame, closes: dic
     return rows, ev
 
 
+def flag_test(flagged: pd.Series, others: pd.Series) -> str:
+    """The chance baseline of the flagged-vs-others difference in crash excess: the two-sided
+    Mann-Whitney U test's p (scipy), or why there is none (a group with no product)."""
+    if flagged.empty or others.empty:
+        return "no test (a group is empty)"
+    from scipy.stats import mannwhitneyu
+
+    return f"Mann-Whitney U two-sided p {mannwhitneyu(flagged, others).pvalue:.3f}"
+
+
 def _fmt(frame: pd.DataFrame) -> str:
     return frame.to_string(index=False, float_format=lambda v: f"{v:.4f}")
 
@@ -176,7 +186,8 @@ def main() -> int:
     others = rows[~rows["large_exposure"]]["crash_excess"]
     print(f"   large_exposure flag (thresholds {ex.LARGE_MICROCAP_CORR} / {ex.LOOSE_TRACKING_CORR}): "
           f"flagged n={len(flagged)} mean crash excess {flagged.mean():.4f} (median {flagged.median():.4f});"
-          f" others n={len(others)} mean {others.mean():.4f} (median {others.median():.4f})")
+          f" others n={len(others)} mean {others.mean():.4f} (median {others.median():.4f}); "
+          f"{flag_test(flagged, others)}")
     _, ev_lag = crash_evidence(series, meta, closes, KNOWN_THROUGH_WITH_LAG)
     print(f"\n   as known on {MEASURED_THROUGH} with the default 5-trading-day NAV lag (NAVs dated <= "
           f"{KNOWN_THROUGH_WITH_LAG}):")
