@@ -616,7 +616,7 @@ def _exposure(db: Database, config: Config, first: str, last: str, drawdowns: li
     through the trading day before the window starts."""
     if not config.products:
         return None
-    from monitor.analysis.exposure import ExposureError, crash_evidence, exposure_report
+    from monitor.analysis.exposure import ExposureError, crash_evidence, exposure_columns, exposure_report
     from signals.exposure import MIN_INTERVALS
 
     try:
@@ -634,7 +634,7 @@ def _exposure(db: Database, config: Config, first: str, last: str, drawdowns: li
         return None
     e = config.exposure
     w = e.rank_window_weeks
-    corr = f"corr_microcap_{w}w"
+    corr, _ = exposure_columns(config)
     table = table.reset_index(drop=True)
     table.insert(0, "rank", range(1, len(table) + 1))
     charts = [
@@ -689,13 +689,13 @@ def _exposure(db: Database, config: Config, first: str, last: str, drawdowns: li
                                 "given (regime-monitor report --crash START END).")
         return out
     start, end = (dt.date.fromisoformat(d) for d in window)
-    calendar = TradingCalendar(config.calendar.extra_closed)
-    before = calendar.days(start - dt.timedelta(days=30), start - dt.timedelta(days=1))
-    if not before:
+    try:  # measured through the trading day before the window, as `exposure --evidence`
+        through = TradingCalendar(config.calendar.extra_closed).previous(start)
+    except ValueError:
         out["evidence_note"] = f"No trading day before {start} to measure the exposure on."
         return out
     try:
-        got = crash_evidence(db, config, before[-1], start, end)
+        got = crash_evidence(db, config, through, start, end)
     except ExposureError as exc:
         out["evidence_note"] = (f"No evidence for the crash window {start} → {end}: "
                                 f"{str(exc).splitlines()[0]}")
@@ -816,11 +816,6 @@ def _table(rows: Sequence[Mapping[str, Any]], row_class: Any = None) -> Table:
 
 def _pct(v: float | None) -> str | None:
     return None if v is None else _percent(v)
-
-
-def _readable(name: str) -> str:
-    """A series or signal id with its readable name (``signals.series.labelled``)."""
-    return labelled(name)
 
 
 def _trigger_text(raw: str | None) -> str:
@@ -1222,7 +1217,7 @@ def build_report(db: Database, config: Config, *, now: dt.datetime,
         "title": title, "source": db_store.file_of(db),
         "generated": now.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "period": f"{first} to {last}" if first and last else "no data",
-        "close_series": CLOSE, "close_name": _readable(CLOSE), "headline_signal": HEADLINE_SIGNAL,
+        "close_series": CLOSE, "close_name": labelled(CLOSE), "headline_signal": HEADLINE_SIGNAL,
         "any_warning": ANY_WARNING, "first": first, "last": last}
     template = _environment().get_template("report.html")
 
