@@ -568,8 +568,7 @@ def cmd_exposure(g: Globals, as_of: dt.date | None, evidence: tuple[dt.date, dt.
     try:
         if evidence:
             start, end = evidence
-            through = as_of or _calendar(config).previous(start)
-            result = ex.crash_evidence(db, config, through, start, end)
+            result = ex.crash_evidence(db, config, as_of, start, end)
             if record:
                 ex.record_evidence(db, result)
             if as_json:

@@ -283,6 +283,7 @@ def test_the_ranking_is_shown_with_its_record_known_on_the_day(built, tmp_path):
      "before it starts (2021-09-17)"),
     (CONFIG, ["--evidence", "2021-09-06", "2021-09-17", "--as-of", "2021-09-06"],
      "is not before the window's start 2021-09-06"),
+    (CONFIG, ["--evidence", "1990-01-01", "1990-02-01"], "no trading day before 1990-01-01"),
 ])
 def test_errors_are_one_line(built, tmp_path, config_text, args, message):
     _, db = built

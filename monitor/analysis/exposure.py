@@ -134,10 +134,11 @@ def _number(value: Any) -> float | None:
     return None if math.isnan(number) else number
 
 
-def crash_evidence(db: Database, config: Config, measured_through: dt.date, start: dt.date,
+def crash_evidence(db: Database, config: Config, measured_through: dt.date | None, start: dt.date,
                    end: dt.date, known_by: dt.date | None = None) -> dict[str, Any]:
     """The out-of-sample check of the exposure measure: the exposure of each declared product
-    measured on what was known on ``measured_through`` (``exposure_report``), against its excess
+    measured on what was known on ``measured_through`` (``exposure_report``; None: the XSHG
+    trading day before ``start``, so nothing of the window is seen), against its excess
     return over [``start``, ``end``] (``signals.exposure.window_excess``: from its last NAV dated
     before ``start`` to its last on or before ``end``, NAVs and closes as known on ``known_by``,
     None: everything stored).
@@ -148,11 +149,18 @@ def crash_evidence(db: Database, config: Config, measured_through: dt.date, star
     the beta-based exposure (``exposure.rank_window_weeks``) with the window's excess return
     (fraction), over the products that have both; products most exposed (beta) first, ``None``
     where a value is missing. Raises ExposureError as ``exposure_report`` does, or when ``end``
-    is not after ``start`` or ``measured_through`` is not before ``start``.
+    is not after ``start``, ``measured_through`` is not before ``start`` or, by default, there
+    is no trading day before ``start``.
     """
     if end <= start:
         raise ExposureError(f"the evidence window ends ({end}) before it starts ({start}) or "
                             "on that day")
+    if measured_through is None:
+        try:
+            measured_through = TradingCalendar(config.calendar.extra_closed).previous(start)
+        except ValueError:
+            raise ExposureError(f"no trading day before {start} to measure the exposure on "
+                                "(the XSHG calendar's first sessions)") from None
     if measured_through >= start:
         raise ExposureError(f"exposure measured through {measured_through} is not before the "
                             f"window's start {start}: the check would see the window")
