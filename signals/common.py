@@ -36,13 +36,20 @@ def _is_array(s) -> bool:
     return isinstance(s, np.ndarray)
 
 
+def _rolling(s, days: int, stat: str, **kwargs):
+    """``s.rolling(days, min_periods=min_obs(days)).<stat>(**kwargs)`` for a Series, the same as
+    an array for an array (``_rolled``): the one home of the trailing window's coverage rule."""
+    if _is_array(s):
+        return _rolled(s, days, stat, **kwargs)
+    return getattr(s.rolling(days, min_periods=min_obs(days)), stat)(**kwargs)
+
+
 def _rolled(x: np.ndarray, days: int, stat: str, **kwargs) -> np.ndarray:
     """``Series(x).rolling(days, min_periods=min_obs(days)).<stat>(**kwargs)`` as an array."""
     try:
         from pandas._libs.window import aggregations
     except ImportError:  # a pandas without the kernels' module: the public API, same numbers
-        return getattr(pd.Series(x, dtype=float).rolling(days, min_periods=min_obs(days)),
-                       stat)(**kwargs).to_numpy()
+        return _rolling(pd.Series(x, dtype=float), days, stat, **kwargs).to_numpy()
     values = np.asarray(x, dtype=np.float64)
     if values.size == 0:
         return values.copy()
@@ -98,23 +105,17 @@ def period_return(close, days: int):
 
 def rolling_mean(s, days: int):
     """Return the trailing ``days`` mean (NaN until ``min_obs(days)`` values are present)."""
-    if _is_array(s):
-        return _rolled(s, days, "mean")
-    return s.rolling(days, min_periods=min_obs(days)).mean()
+    return _rolling(s, days, "mean")
 
 
 def rolling_median(s, days: int):
     """Return the trailing ``days`` median."""
-    if _is_array(s):
-        return _rolled(s, days, "median")
-    return s.rolling(days, min_periods=min_obs(days)).median()
+    return _rolling(s, days, "median")
 
 
 def rolling_max(s, days: int):
     """Return the trailing ``days`` maximum."""
-    if _is_array(s):
-        return _rolled(s, days, "max")
-    return s.rolling(days, min_periods=min_obs(days)).max()
+    return _rolling(s, days, "max")
 
 
 def pct_rank(s, days: int):
@@ -122,19 +123,13 @@ def pct_rank(s, days: int):
 
     In [0, 1]; NaN when today's value is missing or fewer than ``min_obs(days)`` are present.
     """
-    if _is_array(s):
-        ranked = _rolled(s, days, "rank", method="max", pct=True)
-    else:
-        ranked = s.rolling(days, min_periods=min_obs(days)).rank(method="max", pct=True)
-    return where_present(ranked, s)
+    return where_present(_rolling(s, days, "rank", method="max", pct=True), s)
 
 
 def annualised_vol(close, days: int, periods_per_year: int = 252):
     """Return the ``days`` std of daily returns x sqrt(periods_per_year) (fraction per year)."""
     r = simple_returns(close)
-    std = _rolled(r, days, "std", ddof=1) if _is_array(r) else r.rolling(
-        days, min_periods=min_obs(days)).std()
-    return std * np.sqrt(periods_per_year)
+    return _rolling(r, days, "std", ddof=1) * np.sqrt(periods_per_year)
 
 
 def drawdown(close):
