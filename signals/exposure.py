@@ -334,6 +334,12 @@ def table_columns(windows: Sequence[int] = DEFAULT_WINDOWS) -> list[str]:
     return cols + ["excess_ann_return", "excess_max_drawdown", "excess_calmar", "quadrant", "large_exposure"]
 
 
+def needed_indices(products: Sequence[Product], navs: Mapping[str, pd.Series]) -> list[str]:
+    """Return the index ids (sorted) whose closes ``exposure_table`` reads for ``products``: the
+    benchmarks of those with a NAV in ``navs``, CSI 2000 and micro-cap."""
+    return sorted({p.benchmark for p in products if p.name in navs} | set(FACTORS))
+
+
 def exposure_table(navs: Mapping[str, pd.Series], products: Sequence[Product],
                    closes: Mapping[str, pd.Series], as_of: dt.date, *,
                    windows: Sequence[int] = DEFAULT_WINDOWS, rank_window: int = DEFAULT_RANK_WINDOW,
@@ -361,12 +367,12 @@ def exposure_table(navs: Mapping[str, pd.Series], products: Sequence[Product],
         dup = next(n for n in names if names.count(n) > 1)
         raise ValueError(f"products: '{dup}' declared twice")
     cut = pd.Timestamp(as_of)
-    needed = {p.benchmark for p in products if p.name in navs} | set(FACTORS)
     for p in products:
         if p.benchmark not in BENCHMARKS:
             raise ValueError(f"product '{p.name}': benchmark '{p.benchmark}' is not one of "
                              f"{'|'.join(BENCHMARKS)}")
-    cut_closes = {k: _close_series(closes, k, "exposure_table").loc[:cut] for k in sorted(needed)}
+    cut_closes = {k: _close_series(closes, k, "exposure_table").loc[:cut]
+                  for k in needed_indices(products, navs)}
     rows = []
     for p in products:
         if p.name not in navs:

@@ -86,12 +86,6 @@ def _closes(db: Database, config: Config, ids: Sequence[str], first: dt.date, th
     return out
 
 
-def _needed(items: Sequence[ex.Product], navs: dict[str, pd.Series]) -> list[str]:
-    """The index ids the products with NAVs need: their benchmarks, CSI 2000 and micro-cap."""
-    ids = {p.benchmark for p in items if p.name in navs} | {ex.CSI2000, ex.MICROCAP}
-    return sorted(ids)
-
-
 def exposure_report(db: Database, config: Config, as_of: dt.date) -> pd.DataFrame:
     """Return ``signals.exposure.exposure_table`` of the declared products as known on
     ``as_of`` (its fixed columns; one row per product with a NAV known by then, most exposed
@@ -101,7 +95,7 @@ def exposure_report(db: Database, config: Config, as_of: dt.date) -> pd.DataFram
     items = declared(config)
     navs = _navs(db, config, as_of)
     first = min(s.index[0] for s in navs.values()).date()
-    closes = _closes(db, config, _needed(items, navs), first, as_of)
+    closes = _closes(db, config, ex.needed_indices(items, navs), first, as_of)
     e = config.exposure
     return ex.exposure_table(navs, items, closes, as_of, windows=tuple(e.windows_weeks),
                              rank_window=e.rank_window_weeks,
