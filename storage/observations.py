@@ -68,17 +68,10 @@ def upsert(db: Database, rows: Iterable[ObservationRow], revised_from: str | Non
     yet).
     """
     now = now or utc_now()
-    kept = _last_revision(db)
-    before = db.conn.total_changes
-    db.conn.executemany(_UPSERT, ((s, d, v, a, src, now, revised_from) for s, d, v, a, src in rows))
-    # total_changes counts the trigger's copies of replaced values too
-    return db.conn.total_changes - before - (_last_revision(db) - kept)
-
-
-def _last_revision(db: Database) -> int:
-    if not has_revisions(db):
-        return 0
-    return db.execute(f"SELECT COALESCE(MAX(rowid), 0) FROM {REVISIONS}").fetchone()[0]
+    # rowcount: the rows the statement inserted or changed (sqlite3_changes), not the
+    # trigger's copies of replaced values
+    params = ((s, d, v, a, src, now, revised_from) for s, d, v, a, src in rows)
+    return db.conn.executemany(_UPSERT, params).rowcount
 
 
 def change_days(db: Database, series: Sequence[str], after: dt.date, through: dt.date) -> list[dt.date]:

@@ -40,15 +40,10 @@ def upsert(db: Database, rows: Iterable[NavRow], revised_from: str | None = None
     known, e.g. the import day; None: the row's own). ``now`` (ISO UTC) is stored as
     ``imported_at`` (None: the wall clock). Call inside the caller's transaction."""
     now = now or utc_now()
-    kept = _last_revision(db)
-    before = db.conn.total_changes
-    db.conn.executemany(_UPSERT, ((p, d, v, a, src, now, revised_from) for p, d, v, a, src in rows))
-    # total_changes counts the trigger's copies of replaced NAVs too
-    return db.conn.total_changes - before - (_last_revision(db) - kept)
-
-
-def _last_revision(db: Database) -> int:
-    return db.execute(f"SELECT COALESCE(MAX(rowid), 0) FROM {REVISIONS}").fetchone()[0]
+    # rowcount: the rows the statement inserted or changed (sqlite3_changes), not the
+    # trigger's copies of replaced NAVs
+    params = ((p, d, v, a, src, now, revised_from) for p, d, v, a, src in rows)
+    return db.conn.executemany(_UPSERT, params).rowcount
 
 
 def load(db: Database, as_of: dt.date | None, products: Sequence[str] | None = None

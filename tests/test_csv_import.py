@@ -60,6 +60,18 @@ def test_explicit_available_at_column(db, tmp_path):
     assert rows == {"funds.smallcap_count": "2024-02-05", "yield.gov.3y": "2024-01-02"}
 
 
+def test_a_revised_value_counts_once_not_with_the_earlier_value_kept(db, tmp_path):
+    """A re-import changing one of two values writes 1 row (the revision trigger's copy of the
+    earlier value is not a row of the file), and the earlier value is kept."""
+    path = write(tmp_path, "a.csv", "date,series,value\n2024-01-02,yield.gov.3y,2.31\n"
+                                    "2024-01-03,yield.gov.3y,2.32\n")
+    assert import_files(db, [path], today=dt.date(2024, 1, 10)) == {str(path): 2}
+    path.write_text("date,series,value\n2024-01-02,yield.gov.3y,2.35\n2024-01-03,yield.gov.3y,2.32\n")
+    assert import_files(db, [path], today=dt.date(2024, 1, 10)) == {str(path): 1}
+    assert db.execute("SELECT value, available_at, superseded_at FROM observation_revisions"
+                      ).fetchall() == [(2.31, "2024-01-02", "2024-01-10")]
+
+
 def test_a_blank_available_at_takes_the_series_default_lag_not_the_date(db, tmp_path):
     """A file with an ``available_at`` column but a blank cell for a ``funds.*`` row: the row
     becomes known 30 days after its report date (the default, as without the column), not on
