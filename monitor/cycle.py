@@ -86,14 +86,18 @@ class RunConstants:
     series the ``data_stale`` alert requires, and those series' observation days."""
 
     rules: tuple[rules.ParsedRule, ...]
-    required: tuple[str, ...]
-    observed: dict[str, tuple[list[str], list[str]]]
+    observed: dict[str, tuple[list[str], list[str]]]  # required series -> (days, available_at)
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        """The series the ``data_stale`` alert requires (the keys of ``observed``)."""
+        return tuple(self.observed)
 
 
 def run_constants(db: Database, config: Config) -> RunConstants:
     """Return the ``RunConstants`` of ``config`` over the observations now in ``db``."""
     required = data_stale.required_series(config, observations.series_names(db))
-    return RunConstants(tuple(rules.parse(r) for r in config.rules), tuple(required),
+    return RunConstants(tuple(rules.parse(r) for r in config.rules),
                         observations.observed_days(db, required))
 
 
