@@ -368,15 +368,17 @@ def _data_stale(db: Database, config: Config, as_of: dt.date, calendar: TradingC
     first = calendar.window_start(as_of, data_stale.lookback_days(config) + 1).isoformat()
     if constants is None:
         required = data_stale.required_series(config, observations.series_names(db))
-        latest = observations.latest_dates(db, required, first, day)
-    else:
-        latest = {k: data_stale.latest_known(*constants.observed[k], first, day)
-                  for k in constants.required}
+
+        def latest_since(names: list[str], since: str) -> dict[str, str | None]:
+            return observations.latest_dates(db, names, since, day)
+    else:  # the same answers from the days read once
+        required = list(constants.required)
+
+        def latest_since(names: list[str], since: str) -> dict[str, str | None]:
+            return {k: data_stale.latest_known(*constants.observed[k], since, day) for k in names}
+    latest = latest_since(required, first)
     gone = [k for k, v in latest.items() if v is None]  # nothing in the lookback: its last day
-    if constants is None:
-        older = observations.latest_dates(db, gone, "", day) if gone else {}
-    else:
-        older = {k: data_stale.latest_known(*constants.observed[k], "", day) for k in gone}
+    older = latest_since(gone, "") if gone else {}
     ages, last = data_stale.last_days(latest, older, as_of, calendar)
     ev = data_stale.evaluate(ages, limit, last)
     prev = starting_state(current.get(DATA_STALE), day)
