@@ -711,7 +711,6 @@ def _exposure(db: Database, config: Config, first: str, last: str, drawdowns: li
         "given": crash is not None,
         "lines": [_evidence_sentence("Correlation-based exposure", got["correlation"]),
                   _evidence_sentence("Beta-based exposure", got["beta"])],
-        "correlation": got["correlation"], "beta": got["beta"],
         "table": _table(ev_rows)}
     return out
 
