@@ -188,7 +188,11 @@ def index_excess(index_close: pd.Series, bench_close: pd.Series, dates: pd.Datet
 def weekly_navs(nav: pd.Series) -> pd.Series:
     """The last NAV of each calendar week (Monday..Sunday), on its own date: daily or irregular NAVs
     thinned to at most one per week; weekly NAVs unchanged."""
-    nav = _clean(nav, "NAV")
+    return _weekly(_clean(nav, "NAV"))
+
+
+def _weekly(nav: pd.Series) -> pd.Series:
+    """``weekly_navs`` of a NAV series already ``_clean``."""
     if nav.empty:
         return nav
     week = nav.index.to_period("W-SUN")
@@ -206,10 +210,16 @@ def interval_frame(nav: pd.Series, benchmark: str, closes: Mapping[str, pd.Serie
         raise ValueError(f"product '{product}': benchmark '{benchmark}' is not one of {'|'.join(BENCHMARKS)}")
     nav = _clean(nav, f"NAV of product '{product}'")
     who = f"product '{product}'"
-    series = {"nav": nav.to_numpy(),
-              "bench": _close_at(_close_series(closes, benchmark, who), nav.index)}
+    return _interval_frame(nav, benchmark,
+                           {k: _close_series(closes, k, who) for k in (benchmark, *FACTORS)})
+
+
+def _interval_frame(nav: pd.Series, benchmark: str, closes: Mapping[str, pd.Series]) -> pd.DataFrame:
+    """``interval_frame`` of a NAV series and closes already ``_clean`` (``closes`` holds the
+    benchmark and both factors)."""
+    series = {"nav": nav.to_numpy(), "bench": _close_at(closes[benchmark], nav.index)}
     for f in FACTORS:
-        series[f] = _close_at(_close_series(closes, f, who), nav.index)
+        series[f] = _close_at(closes[f], nav.index)
     rets = _interval_returns(pd.DataFrame(series, index=nav.index))
     return pd.DataFrame({"days": rets["days"], "nav_ret": rets["nav"], "bench_ret": rets["bench"],
                          "excess": rets["nav"] - rets["bench"],
@@ -380,8 +390,8 @@ def exposure_table(navs: Mapping[str, pd.Series], products: Sequence[Product],
         nav = _clean(navs[p.name], f"NAV of product '{p.name}'").loc[:cut]
         if nav.empty:
             continue
-        nav = weekly_navs(nav)
-        frame = interval_frame(nav, p.benchmark, cut_closes, p.name)
+        nav = _weekly(nav)  # nav and cut_closes are clean: not checked again per product
+        frame = _interval_frame(nav, p.benchmark, cut_closes)
         stats = window_stats(frame, windows, rank_window)
         label, large = quadrant(stats["tracking_corr"], stats[f"corr_microcap_{rank_window}w"],
                                 large_microcap_corr=large_microcap_corr,
