@@ -1066,8 +1066,7 @@ def episode_leads(events: Iterable[Mapping], drawdowns: Sequence[Mapping], rules
         p, t = pos(peak), bisect.bisect_right(days, trough) - 1
         for rule in rules:
             evs = by_rule.get(rule, [])
-            since: str | None = None
-            spell: str | None = None
+            since: str | None = None  # the start of the firing spell holding on the peak day
             for e in evs:
                 if e["date"] > peak:
                     break
@@ -1075,9 +1074,8 @@ def episode_leads(events: Iterable[Mapping], drawdowns: Sequence[Mapping], rules
                     since = e["date"]
                 elif e["to_state"] != "firing":
                     since = None
-            spell = since
-            if spell is not None:
-                out[(i, rule)] = Lead(spell, p - pos(spell), True)
+            if since is not None:
+                out[(i, rule)] = Lead(since, p - pos(since), True)
                 continue
             for e in evs:
                 if e["event"] == "firing" and p - lookback <= pos(e["date"]) <= t:
