@@ -299,11 +299,13 @@ def _data_version(db: Database) -> tuple[int, int]:
             conn.execute("PRAGMA main.schema_version").fetchone()[0])
 
 
-def _touched_since(db: Database, state: _Known) -> set[tuple[str, str]] | None:
+def _touched_since(db: Database, state: _Known, version: tuple[int, int]
+                   ) -> set[tuple[str, str]] | None:
     """The (series, ISO date) cells this connection wrote since ``state`` was stamped, or None
-    when ``state`` no longer stands for the database (another connection committed, the stamp
-    went with a rolled-back transaction, or too many cells)."""
-    if _stamps(db) != [f"{_STAMP}_{state.token}"] or _data_version(db) != state.version:
+    when ``state`` no longer stands for the database (another connection committed: ``version``,
+    the database's ``_data_version`` now, differs from the one before ``state`` was read; the
+    stamp went with a rolled-back transaction; or too many cells)."""
+    if _stamps(db) != [f"{_STAMP}_{state.token}"] or version != state.version:
         return None
     cells = _TOUCHED.get(db, set())
     return None if len(cells) > MAX_CELLS else set(cells)
@@ -375,8 +377,12 @@ def load_frame_cached(db: Database, series: Sequence[str], days: Sequence[dt.dat
         return load_frame(db, series, days, as_of, starts)
     rows = {name: _row_of(days, (starts or {}).get(name, days[0])) for name in series}
     cells: set[tuple[str, str]] | None = None  # the kept cells to read again
+    # taken before anything is read: another connection's commit during the reads below (they
+    # are separate statements, each seeing the latest commit) changes it, and the next call
+    # reads afresh instead of keeping values read before that commit as current
+    version = _data_version(db)
     if state is not None and _continues(state, days):
-        cells = _touched_since(db, state)
+        cells = _touched_since(db, state, version)
         if cells is not None and as_of > state.as_of:
             cells |= _became_known(db, state.as_of, as_of)
         if cells is not None and len(cells) > MAX_CELLS:
@@ -404,7 +410,7 @@ def load_frame_cached(db: Database, series: Sequence[str], days: Sequence[dt.dat
         i0 = state.position[days[0].isoformat()]
         for name in series:
             _add_rows(db, state, name, i0 + rows[name])
-    state.version, state.token = _data_version(db), _stamp(db)
+    state.version, state.token = version, _stamp(db)
     i0 = state.position[days[0].isoformat()]
     out = state.values[i0:i0 + len(days)][:, [state.series.index(n) for n in series]].copy()
     for k, name in enumerate(series):  # nothing before the series' start, as load_frame

@@ -356,3 +356,32 @@ def test_kept_reads_after_the_table_is_dropped_and_created_again(tmp_path):
     _day_reads(db, day)
     assert _reads(db)[0] == 2
     db.close()
+
+
+def test_another_connections_commit_during_a_read_is_not_kept_as_known(tmp_path, monkeypatch):
+    """Another connection (an ``import-csv`` beside the daemon) commits a changed value while this
+    connection is still reading series one by one, after the changed series was read: the next
+    read must see the new value (read afresh), not keep the one read before the commit."""
+    path = tmp_path / "obs.db"
+    _build(path)
+    db, other = open_db(path), open_db(path)
+    day = DAYS[60]
+    days = CAL.days(DAYS[0], day)
+    read, done = observations._read_values, []
+
+    def read_then_commit(*args, **kwargs):
+        out = read(*args, **kwargs)
+        if not done:  # the first read of the call; the other connection commits right after it
+            done.append(1)
+            other.execute("UPDATE observations SET value = -1.0 WHERE series = 's.a' AND date = ?",
+                          [DAYS[10].isoformat()])
+            other.conn.commit()
+        return out
+
+    monkeypatch.setattr(observations, "_read_values", read_then_commit)
+    observations.load_frame_cached(db, SERIES, days, day)
+    monkeypatch.undo()
+    _check(db, SERIES, days, day)
+    assert observations.load_frame(db, ["s.a"], days, day)["s.a"].iloc[10] == -1.0
+    db.close()
+    other.close()
