@@ -325,11 +325,10 @@ def microcap_state(db: Database, as_of: dt.date, calendar: TradingCalendar) -> d
     known = np.flatnonzero(np.isfinite(close))
     if not len(known):
         return None
-    last = known[-1]
-    peak = len(close) - 1 - int(np.nanargmax(close[::-1]))  # the latest of equal highs
-    # the two days that decide it (the pure function reads any number of closes)
-    return digest.microcap_state([(days[peak].isoformat(), float(close[peak])),
-                                  (days[last].isoformat(), float(close[last]))])
+    # only the days that can decide it: the last close and every day of the highest one (the
+    # pure function picks the peak among equal highs)
+    picked = [*np.flatnonzero(close == close[known].max()), known[-1]]
+    return digest.microcap_state([(days[i].isoformat(), float(close[i])) for i in picked])
 
 
 def _risk(db: Database, config: Config, computed: dict[str, SignalValue],

@@ -229,3 +229,29 @@ def test_weekly_summary_lists_every_firing_alert(prepared, tmp_path, classic_con
         assert {"rule": "microcap_drawdown", "severity": "critical",
                 "since": "2018-03-29"} in p["active"]
         assert digest.headline(p).startswith(f"regime-monitor {day}: Weekly summary")
+
+
+def test_the_digest_microcap_block_reads_the_days_that_decide_it(tmp_path):
+    """cycle.microcap_state passes the pure digest.microcap_state only the last close and the days
+    of the highest one: the same block as from every close known on the day, equal highs included
+    (the digest picks the latest of them), a late close left out until it is known."""
+    from monitor.calendar import TradingCalendar
+    from monitor.cycle import microcap_state
+    from storage import observations
+
+    db = open_db(tmp_path / "mc.db")
+    cal = TradingCalendar()
+    days = cal.days(dt.date(2024, 1, 2), dt.date(2024, 1, 31))
+    closes = [100.0, 120.0, 90.0, 120.0, 110.0, 120.0, 95.0] + [100.0 + i for i in range(len(days) - 7)]
+    late = days[-3]  # its close is published two days later
+    rows = [("index.microcap.close", d.isoformat(), v,
+             (days[-1] if d == late else d).isoformat(), "test") for d, v in zip(days, closes, strict=True)]
+    with db.atomic():
+        observations.upsert(db, rows)
+    for as_of in (days[6], days[-3], days[-2], days[-1]):
+        known = [(d, v) for d, v, a in ((r[1], r[2], r[3]) for r in rows) if a <= as_of.isoformat()
+                 and d <= as_of.isoformat()]
+        assert microcap_state(db, as_of, cal) == digest.microcap_state(known), as_of
+    assert microcap_state(db, days[6], cal)["peak"] == days[5].isoformat()  # the latest of the highs
+    assert microcap_state(db, days[-3], cal)["date"] == days[-4].isoformat()  # the late close unknown
+    assert microcap_state(db, dt.date(2023, 12, 29), cal) is None
