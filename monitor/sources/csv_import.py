@@ -704,28 +704,18 @@ def _write(db: Database, parsed: list[tuple[Path, str, str | pd.DataFrame, FileI
                 result.reports = done.reports
                 result.unchanged = done.positions - done.written
                 result.series.update(done.series)
-            elif kind == "long":
+            elif kind in ("long", "navs"):
+                store, key, value = ((observations.upsert, "series", "value") if kind == "long"
+                                     else (products.upsert, "product", "nav"))
                 n = 0
-                for batch in work.rows(rows, ("series", "date", "value", "available_at", "explicit"),
+                for batch in work.rows(rows, (key, "date", value, "available_at", "explicit"),
                                        chunk_rows):
                     # a revision is known from the import day, unless the file says when
                     for explicit in (0, 1):
-                        part = [(s, d, v, a, label) for s, d, v, a, e in batch if e == explicit]
+                        part = [(k, d, v, a, label) for k, d, v, a, e in batch if e == explicit]
                         if part:
-                            n += observations.upsert(
-                                db, part, revised_from=None if explicit else today.isoformat(),
-                                now=started)
-                result.written, result.unchanged = n, result.values - n
-            elif kind == "navs":
-                n = 0
-                for batch in work.rows(rows, ("product", "date", "nav", "available_at", "explicit"),
-                                       chunk_rows):
-                    for explicit in (0, 1):  # as for observations: a revision is known from today
-                        part = [(p, d, v, a, label) for p, d, v, a, e in batch if e == explicit]
-                        if part:
-                            n += products.upsert(
-                                db, part, revised_from=None if explicit else today.isoformat(),
-                                now=started)
+                            n += store(db, part, revised_from=None if explicit else today.isoformat(),
+                                       now=started)
                 result.written, result.unchanged = n, result.values - n
             else:
                 n = 0
