@@ -419,3 +419,22 @@ def test_the_filter_continued_from_the_previous_day_equals_the_filter_from_the_s
         got = regime._filtered_high_prob(revised, params)
         regime._CONTINUED.clear()
         assert np.array_equal(got, regime._filtered_high_prob(revised, params))
+
+
+def test_a_signal_without_arrays_is_computed_on_its_frame(demo_db, monkeypatch):
+    """The documented path of a signal registered without ``arrays=True`` (pandas only): the
+    cycle computes it on its window's frame (``Signal.compute``), the value the array path gives,
+    themes (a variable set of inputs) included."""
+    import dataclasses
+
+    db, days = demo_db
+    cal = TradingCalendar()
+    params = load_config(DEFAULT_CONFIG).signal_params()
+    names = ["microcap.vol_spike", "rotation.hot_theme_excess", "credit.spread_pctile_10y_lag60"]
+    want = compute_day(db, cal, days[-1], params)
+    for name in names:
+        monkeypatch.setitem(signals.REGISTRY, name,
+                            dataclasses.replace(signals.REGISTRY[name], arrays=False))
+    got = compute_day(db, cal, days[-1], params)
+    assert [n for n in names if got[n].value is None] == []
+    assert {n: got[n] for n in names} == {n: want[n] for n in names}
