@@ -354,14 +354,17 @@ def key_comparison(comparisons: Sequence[Mapping], resolved: bool = False) -> Ma
     return comparisons[0]
 
 
-def short_value(comp: Mapping, rule: str | None = None) -> str:
+def short_value(comp: Mapping, rule: str | None = None, note: str = "") -> str:
     """Return a comparison on one short line, e.g. ``micro-cap volatility vs its 120d median
-    1.72 (>= 1.50)`` or ``index.microcap.close last value 2024-01-05, 6 trading days old``."""
+    1.72 (>= 1.50)`` (``note`` added inside the brackets after "; ") or
+    ``index.microcap.close last value 2024-01-05, 6 trading days old``."""
     signal = comp.get("signal") or "?"
     if _is_age(comp, rule):
         return f"{signal} {_age_text(comp)}"
     name = display_name(signal) or signal
-    return f"{name} {format_value(signal, comp['value'])} ({comp['op']} {threshold_text(comp)})"
+    note = f"; {note}" if note else ""
+    return (f"{name} {format_value(signal, comp['value'])} "
+            f"({comp['op']} {threshold_text(comp)}{note})")
 
 
 def one_line(entry: Mapping, kind: str | None = None) -> str:
@@ -374,13 +377,13 @@ def one_line(entry: Mapping, kind: str | None = None) -> str:
     else:
         tag = f"since {entry['since']}" if entry.get("since") else entry["severity"]
     comp = key_comparison(entry.get("comparisons") or [], resolved=kind == "resolved")
-    value = f": {short_value(comp, entry['rule'])}" if comp is not None else ""
-    if (kind is None and comp is not None and comp.get("holds") is False
-            and not _is_age(comp, entry["rule"])):
-        # firing, its condition no longer met, its clear condition not yet: say so, not a bare
-        # threshold the value visibly misses ("80.8% (>= 95.0%)" read as a contradiction)
-        value = value[:-1] + "; fired there, not cleared yet)"
-    return f"{entry['rule']} ({tag}){value}"
+    if comp is None:
+        return f"{entry['rule']} ({tag})"
+    # firing, its condition no longer met, its clear condition not yet: say so, not a bare
+    # threshold the value visibly misses ("80.8% (>= 95.0%)" read as a contradiction)
+    lapsed = kind is None and comp.get("holds") is False
+    note = "fired there, not cleared yet" if lapsed else ""
+    return f"{entry['rule']} ({tag}): {short_value(comp, entry['rule'], note)}"
 
 
 def context_lines(item: Mapping) -> list[str]:
