@@ -239,10 +239,6 @@ def baseline_group(repeat: int = 7, once_runs: int = ONCE_RUNS) -> Group:
         rows.append(Row(f"  the same, CPU time, median of {repeat}", cpu["now", m], "ms",
                         below=MAX_CYCLE_S * 1e3, ratio=cpu["baseline", m] / cpu["now", m],
                         ratio_min=MIN_CYCLE_SPEEDUP))
-    for m in modes:
-        rows.append(Row(f"the cycle in-process at {BASELINE_COMMIT}, {m if m == 'steady' else 'cold'}, "
-                        f"10y, wall (CPU {cpu['baseline', m]:.3g} ms; for reference)",
-                        wall["baseline", m], "ms", below=1000.0, ratio=1.0))
     rows.append(Row(f"`once` end to end, 10y, median of {once_runs}", one["now"], "s",
                     below=MAX_ONCE_S, ratio=one["baseline"] / one["now"]))
     return Group(
