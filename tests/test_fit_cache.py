@@ -23,7 +23,7 @@ from monitor.analysis.evidence import gather
 from monitor.analysis.replay import scratch_copy
 from monitor.calendar import TradingCalendar
 from monitor.compute import history
-from monitor.config import load_config, parse_config
+from monitor.config import parse_config
 from signals import regime
 from storage import fit_cache, observations
 from storage.db import open_db
@@ -249,6 +249,3 @@ def test_regime_history_equals_the_per_run_filter(source, params, fresh, tmp_pat
     np.testing.assert_array_equal(batched.to_numpy(), fresh[0].to_numpy())
     db.close()
 
-
-def test_load_config_unchanged() -> None:
-    assert load_config(DEFAULT_CONFIG).signal_params()["regime"]["min_obs"] == 250
