@@ -1250,9 +1250,9 @@ def build_report(db: Database, config: Config, *, now: dt.datetime,
     days = [d.strftime("%Y-%m-%d") for d in (frame.index if len(frame.index) else close.index)]
 
     groups = []
+    index = pd.DatetimeIndex(pd.to_datetime(days))
     for r in rules:
         spans = firing_spans(by_rule.get(r.name, []), first, last)
-        index = pd.DatetimeIndex(pd.to_datetime(days))
         firing_days = 0
         for a, b in spans:
             upto = index < pd.Timestamp(b) if b is not None else index <= pd.Timestamp(last)
