@@ -120,16 +120,28 @@ def first_date(db: Database, series: Sequence[str]) -> dt.date | None:
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 
 
-def _point_in_time_sql(db: Database) -> str:
-    """The query of one series' values dated in [?2, ?3] as known on ?4 (see ``load_frame``)."""
-    sql = ("SELECT date, value FROM observations WHERE series = ?1 AND date >= ?2 "
-           "AND date <= ?3 AND available_at <= ?4")
-    if has_revisions(db):  # earlier values, when the current one was not known yet
-        sql += (f" UNION ALL SELECT r.date, r.value FROM {REVISIONS} r WHERE r.series = ?1 "
-                "AND r.date >= ?2 AND r.date <= ?3 AND r.available_at <= ?4 "
-                "AND r.superseded_at > ?4 AND NOT EXISTS (SELECT 1 FROM observations o "
-                "WHERE o.series = r.series AND o.date = r.date AND o.available_at <= ?4)")
+def known_on_sql(table: str, revisions: str | None, key: str, value: str, known: str,
+                 where: str = "") -> str:
+    """Return the SQL query of the ``(key, date, value)`` rows of ``table`` as known on the ISO
+    day bound to the parameter ``known`` (e.g. ``"?4"``): a row's current value when its
+    ``available_at <= known``, else the earlier value kept in ``revisions`` (None: no such table)
+    that was known then and not superseded yet; absent when neither. ``where``: conditions on the
+    columns ``key`` and ``date`` (unqualified), applied to both tables. The one point-in-time rule
+    of every table with revisions (observations, product NAVs)."""
+    cond = f" AND {where}" if where else ""
+    sql = f"SELECT {key}, date, {value} FROM {table} WHERE available_at <= {known}{cond}"
+    if revisions is not None:  # earlier values, when the current one was not known yet
+        sql += (f" UNION ALL SELECT {key}, date, {value} FROM {revisions} r WHERE available_at <= "
+                f"{known} AND superseded_at > {known}{cond} AND NOT EXISTS (SELECT 1 FROM {table} "
+                f"o WHERE o.{key} = r.{key} AND o.date = r.date AND o.available_at <= {known})")
     return sql
+
+
+def _point_in_time_sql(db: Database) -> str:
+    """The query of one series' (series, date, value) rows dated in [?2, ?3] as known on ?4 (see
+    ``load_frame``)."""
+    return known_on_sql("observations", REVISIONS if has_revisions(db) else None, "series", "value",
+                        "?4", "series = ?1 AND date >= ?2 AND date <= ?3")
 
 
 def _read_values(db: Database, series: Sequence[str], days: Sequence[dt.date], as_of: dt.date,
@@ -149,8 +161,8 @@ def _read_values(db: Database, series: Sequence[str], days: Sequence[dt.date], a
         rows = db.conn.execute(sql, [name, lo, last, known]).fetchall()
         if not rows:
             continue
-        pos = np.fromiter([position.get(r[0], -1) for r in rows], dtype=np.int64, count=len(rows))
-        vals = np.fromiter([r[1] for r in rows], dtype=np.float64, count=len(rows))
+        pos = np.fromiter([position.get(r[1], -1) for r in rows], dtype=np.int64, count=len(rows))
+        vals = np.fromiter([r[2] for r in rows], dtype=np.float64, count=len(rows))
         ok = pos >= 0
         values[pos[ok], j] = vals[ok]
     return values

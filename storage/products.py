@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 import pandas as pd
 from sqlite_utils import Database
 
+from storage.observations import known_on_sql
 from storage.util import utc_now
 
 NavRow = tuple[str, str, float, str, str]  # product, date ISO, nav, available_at ISO, source
@@ -57,11 +58,7 @@ def load(db: Database, as_of: dt.date | None, products: Sequence[str] | None = N
         sql = "SELECT product, date, nav FROM product_navs"
         args: list = []
     else:
-        sql = ("SELECT product, date, nav FROM product_navs WHERE available_at <= ?1 "
-               f"UNION ALL SELECT r.product, r.date, r.nav FROM {REVISIONS} r "
-               "WHERE r.available_at <= ?1 AND r.superseded_at > ?1 AND NOT EXISTS (SELECT 1 FROM "
-               "product_navs o WHERE o.product = r.product AND o.date = r.date "
-               "AND o.available_at <= ?1)")
+        sql = known_on_sql("product_navs", REVISIONS, "product", "nav", "?1")
         args = [as_of.isoformat()]
     rows = db.execute(f"SELECT product, date, nav FROM ({sql}) ORDER BY product, date",
                       args).fetchall()
