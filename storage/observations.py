@@ -407,9 +407,9 @@ def load_frame_cached(db: Database, series: Sequence[str], days: Sequence[dt.dat
         position = dict(day_positions(days))  # kept and extended: a copy
         names = list(dict.fromkeys(series))  # each series once (a caller may repeat one)
         values = _read_values(db, names, days, as_of, starts, position)
-        old = _KNOWN.get(db)
-        state = _Known(0, (0, 0), as_of, days, position, names, values, [rows[n] for n in names])
-        if old is not None:
+        old, state = state, _Known(0, (0, 0), as_of, days, position, names, values,
+                                   [rows[n] for n in names])
+        if old is not None:  # the counts go on
             state.reads = old.reads
         state.reads["full"] += 1
         _KNOWN[db] = state
