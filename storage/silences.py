@@ -35,14 +35,12 @@ def expire(db: Database, silence_id: int, *, now: str | None = None) -> bool:
 def list_all(db: Database, include_expired: bool = False, on: dt.date | None = None) -> list[dict]:
     """Return silences, oldest first: those in force on ``on`` (not expired and ``until`` on or
     after it; without ``on``: not expired), or every one with ``include_expired``."""
+    if on is not None and not include_expired:
+        return active_on(db, on)
     sql = f"SELECT {', '.join(COLUMNS)} FROM silences"
-    params: list[str] = []
     if not include_expired:
         sql += " WHERE expired_at IS NULL"
-        if on is not None:
-            sql += " AND until >= ?"
-            params.append(on.isoformat())
-    return [dict(zip(COLUMNS, r, strict=True)) for r in db.execute(sql + " ORDER BY id", params)]
+    return [dict(zip(COLUMNS, r, strict=True)) for r in db.execute(sql + " ORDER BY id")]
 
 
 IN_FORCE, ENDED, EXPIRED = "in force", "ended", "expired"
