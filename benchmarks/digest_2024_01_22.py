@@ -99,9 +99,7 @@ def digest_of_the_day(source, config_path: Path, meta: pd.DataFrame, navs_csv: P
     bare = time.perf_counter() - bare
     print(f"delivery's prepare: {prepared:.2f} s with the exposure block, {bare:.2f} s without "
           "(the closest episode only)")
-    new_dd = [i for i in payload["items"] if i["kind"] == "firing"
-              and i["severity"] in digest.TRIGGER_SEVERITIES
-              and digest.episode_kind(i) == digest.DRAWDOWN]
+    new_dd = digest.microcap_warnings(payload)
     if new_dd:
         print(f"A micro-cap warning fired on {DAY} with these rules: "
               + ", ".join(f"{i['rule']} ({i['severity']}, NEW)" for i in new_dd)

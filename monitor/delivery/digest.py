@@ -709,14 +709,18 @@ EXPOSURE_TITLE = "Most exposed products"
 ESTIMATE_LABEL = "estimate, not a forecast"
 
 
+def microcap_warnings(payload: Mapping) -> list[dict]:
+    """Return the digest's micro-cap warnings: its alert items that are a NEW firing (kind
+    ``firing``) of a warning or critical rule compared with past drawdowns (:func:`episode_kind`
+    ``drawdown``: not ``data_stale``, not the rotation rule), in payload order."""
+    return [i for i in payload["items"] if i["kind"] == "firing"
+            and i["severity"] in TRIGGER_SEVERITIES and episode_kind(i) == DRAWDOWN]
+
+
 def needs_exposure(payload: Mapping) -> bool:
-    """Return whether the digest ``payload`` gets the products' exposure block: some alert item is
-    a NEW firing (kind ``firing``) of a warning or critical rule compared with past drawdowns
-    (:func:`episode_kind` ``drawdown``: not ``data_stale``, not the rotation rule), and the block
-    is not there yet."""
-    return "exposure" not in payload and any(
-        i["kind"] == "firing" and i["severity"] in TRIGGER_SEVERITIES
-        and episode_kind(i) == DRAWDOWN for i in payload["items"])
+    """Return whether the digest ``payload`` gets the products' exposure block: it has a
+    micro-cap warning (:func:`microcap_warnings`) and the block is not there yet."""
+    return "exposure" not in payload and bool(microcap_warnings(payload))
 
 
 def drawdown_episode(payload: Mapping) -> dict | None:
