@@ -350,14 +350,14 @@ def fit(excess_returns: pd.Series, through: datetime.date, min_obs: int = 250, *
     if not var > 0:
         return None
     valid_from = _as_date(valid_from) if valid_from else through + datetime.timedelta(days=1)
-    key = fit_key(y, s.index[-1].date(), valid_from, min_obs, warm_start) if cache is not None else None
-    if cache is not None and key is not None:
-        found, hit = _cached(cache, key)
-        if found:
-            return hit
+    if cache is None:
+        return _fit(y, var, s.index[-1].date(), valid_from, warm_start)
+    key = fit_key(y, s.index[-1].date(), valid_from, min_obs, warm_start)
+    found, hit = _cached(cache, key)
+    if found:
+        return hit
     result = _fit(y, var, s.index[-1].date(), valid_from, warm_start)
-    if cache is not None and key is not None:
-        cache.put(key, result.to_json() if result is not None else NO_FIT)
+    cache.put(key, result.to_json() if result is not None else NO_FIT)
     return result
 
 
