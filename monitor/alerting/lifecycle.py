@@ -49,7 +49,7 @@ class AlertState:
 
     @classmethod
     def from_json(cls, text: str | None) -> AlertState:
-        return _parse_state(text) if cls is AlertState else cls(**json.loads(text)) if text else cls()
+        return _parse_state(text)
 
 
 @lru_cache(maxsize=4096)
