@@ -13,7 +13,9 @@ Fitting (~1 s on 2,500 days) is separated from filtering (~1-3 ms), so the calle
 - :func:`refit_due` / :func:`current_fit` implement the refit schedule: at most monthly, on the first
   cycle of each month, with the data through the previous day.
 - :func:`filtered_stress_prob` applies a cached fit to a return series (Hamilton filter only).
-- :func:`stress_prob_history` replays the schedule point in time (backtests, replay).
+- :func:`stress_prob_history` replays the schedule point in time on a return series alone (the
+  tests' reference; replay and backtest follow the daily cycle's stored fits instead:
+  ``monitor.compute.history``).
 
 Conventions
 - Returns are fractions on input; the model is fitted on returns in PERCENT (x100, ``SCALE``) for
