@@ -198,6 +198,25 @@ def test_fund_holdings_become_point_in_time_allocation_series(db, tmp_path):
     ]
 
 
+def test_reimported_holdings_revise_the_allocation_from_the_import_day(db, tmp_path):
+    """Holdings imported again with a changed position: the ``funds.*`` values it changes are
+    known from the import day (the values they replace stay visible before it), not from 30 days
+    after the quarter end, which a replay of February would otherwise see."""
+    import_files(db, [write(tmp_path, "holdings.csv", HOLDINGS), write(tmp_path, "panel.csv", PANEL)],
+                 today=dt.date(2024, 3, 1))
+    changed = HOLDINGS.replace("2023-12-31,000011,远见成长混合A,000001,400000000",
+                               "2023-12-31,000011,远见成长混合A,000001,500000000")
+    import_files(db, [write(tmp_path, "holdings.csv", changed)], today=dt.date(2024, 4, 10))
+    rows = db.execute("SELECT series, value, available_at FROM observations ORDER BY series").fetchall()
+    assert rows == [("funds.smallcap_count", 1.0, "2024-01-30"),  # unchanged: one fund
+                    ("funds.smallcap_share_mean", pytest.approx(5 / 11), "2024-04-10"),
+                    ("funds.smallcap_value_total", 5e8, "2024-04-10")]
+    kept = db.execute("SELECT series, value, available_at, superseded_at FROM observation_revisions "
+                      "ORDER BY series").fetchall()
+    assert kept == [("funds.smallcap_share_mean", pytest.approx(0.4), "2024-01-30", "2024-04-10"),
+                    ("funds.smallcap_value_total", 4e8, "2024-01-30", "2024-04-10")]
+
+
 def test_holdings_without_a_panel_name_the_missing_caps(db, tmp_path):
     holdings = write(tmp_path, "holdings.csv", HOLDINGS)
     with pytest.raises(CsvImportError, match=r"holdings.csv: no stock_panel market caps .* report date "

@@ -695,7 +695,7 @@ def _write(db: Database, parsed: list[tuple[Path, str, str | pd.DataFrame, FileI
             label = f"csv:{printable(path.name)}"
             if isinstance(rows, pd.DataFrame):  # kind "holdings": the validated frame
                 try:
-                    done = holdings.import_frame(db, rows, coverage, label)
+                    done = holdings.import_frame(db, rows, coverage, label, today.isoformat())
                 except holdings.HoldingsError as exc:
                     raise CsvImportError(f"{_name(path)}: {shown(exc, 300)}") from None
                 result.values, result.written, result.removed = (done.positions, done.written,

@@ -154,11 +154,14 @@ def _store_frame(db: Database, holdings: pd.DataFrame, coverage: str, source: st
         out.reports += done.report
 
 
-def import_frame(db: Database, holdings: pd.DataFrame, coverage: str, source: str) -> HoldingsWrite:
+def import_frame(db: Database, holdings: pd.DataFrame, coverage: str, source: str,
+                 revised_from: str | None = None) -> HoldingsWrite:
     """Store ``holdings`` (columns ``fa.HOLDINGS_COLUMNS`` + optional ``fund_type``) and upsert the
     allocation of each of its report dates and of the stored report after each; return what
     changed (``HoldingsWrite``: holdings, fund reports and derived ``funds.*`` values counted
-    apart). Values are available ``publication_lag_days`` after their report date.
+    apart). Values are available ``publication_lag_days`` after their report date; a value that
+    changes a stored one from ``revised_from`` (ISO day: the import day) when that is later
+    (``observations.upsert``), so a re-import never reaches days before it.
 
     Call inside the caller's transaction; raises HoldingsError.
     """
@@ -173,7 +176,7 @@ def import_frame(db: Database, holdings: pd.DataFrame, coverage: str, source: st
         label = source if report in reports else _report_source(db, coverage, report)
         rows = allocation_observations(db, report, coverage, label, available)
         out.series.update(r[0] for r in rows)
-        out.derived += observations.upsert(db, rows)
+        out.derived += observations.upsert(db, rows, revised_from)
     return out
 
 
