@@ -364,16 +364,18 @@ def attach_exposure(db: Database, payload: dict, config: Config) -> dict:
     episode attached to the alert, when that episode is close (``digest.closest_episode``): a
     farther one is no analogue, so the block then gives each product's sensitivity instead; and
     the ranking's recorded out-of-sample check (``exposure --evidence ... --record``) when it was
-    known on the digest's day (``digest.record_known``), or that it has none. Unchanged
-    otherwise; a failure is logged and the digest goes out without the block."""
+    known on the digest's day (``recorded_evidence`` on it: the window's last NAVs known by
+    then), or that it has none. Unchanged otherwise; a failure is logged and the digest goes out
+    without the block."""
     if not config.products or config.exposure.digest_top <= 0 or not digest.needs_exposure(payload):
         return payload
     as_of = payload["as_of"]
     try:
         from monitor.analysis.exposure import ExposureError, exposure_report, recorded_evidence
 
+        day = dt.date.fromisoformat(as_of)
         try:
-            table = exposure_report(db, config, dt.date.fromisoformat(as_of))
+            table = exposure_report(db, config, day)
         except ExposureError as exc:  # no NAV known yet, an index missing: said, not alarming
             log.info("digest %s: no product exposure: %s", as_of, exc)
             return payload
@@ -390,7 +392,7 @@ def attach_exposure(db: Database, payload: dict, config: Config) -> dict:
                                calendar) if episode and episode.get("close", True) else {})
         block = digest.exposure_block(rows, episode, moves, top=config.exposure.digest_top,
                                       rank_window=config.exposure.rank_window_weeks,
-                                      record=digest.record_known(recorded_evidence(db), as_of))
+                                      record=recorded_evidence(db, config, day))
     except Exception as exc:  # context, not the alert: send without it
         log.warning("digest %s: product exposure unavailable: %s: %s", as_of,
                     type(exc).__name__, exc)

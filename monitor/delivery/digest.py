@@ -859,17 +859,6 @@ SENSITIVITY_MOVE = -0.10
 close past drawdown to repeat: est. excess = β × this."""
 
 
-def record_known(record: Mapping | None, as_of: str) -> Mapping | None:
-    """Return the ranking's recorded check (``monitor.analysis.exposure.recorded_evidence``)
-    when it was known on the digest's day ``as_of`` (ISO): its crash window ended before
-    ``as_of`` and it was recorded (``computed_at``, UTC) on or before that day; else None (a
-    digest of an earlier day shows no check made after it)."""
-    if not record:
-        return None
-    end, computed = str(record.get("end") or ""), str(record.get("computed_at") or "")
-    return record if end and computed and end < as_of and computed[:10] <= as_of else None
-
-
 def record_text(record: Mapping | None) -> str:
     """Return the ranking's out-of-sample record in one sentence (``exposure --evidence START END
     --record``): the Spearman rank correlation of the beta measured before a past crash window
