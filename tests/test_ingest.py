@@ -12,6 +12,7 @@ from monitor.calendar import TradingCalendar
 from monitor.sources.base import Fetched
 from monitor.sources.demo_source import DemoSource
 from monitor.sources.ingest import backfill, import_drop_folder
+from storage import observations
 from storage.db import open_db
 from tests.conftest import DEFAULT_CONFIG
 
@@ -119,6 +120,25 @@ def test_backfill_is_month_by_month_and_resumes(tmp_path, default_config):
     days = db.execute("SELECT COUNT(DISTINCT date) FROM observations WHERE series = "
                       "'index.csi300.close'").fetchone()[0]
     assert days == len(cal.days(dt.date(2018, 1, 1), dt.date(2018, 4, 30)))
+
+
+def test_backfill_revises_a_stored_value_from_its_run_day(tmp_path, default_config):
+    """A month backfilled over a value stored earlier (by the daily cycle) with a different one:
+    the new value is known from the backfill's day, the stored one before it (kept apart), so a
+    replay of January 2018 still sees what was known then."""
+    db = open_db(tmp_path / "bf.db")
+    cal = TradingCalendar()
+    with db.atomic():
+        observations.upsert(db, [("index.csi300.close", "2018-01-03", 1.0, "2018-01-03", "cycle")])
+    backfill(db, DemoSource(default_config.source.demo_seed), cal, dt.date(2018, 1, 1),
+             dt.date(2018, 1, 31), today=dt.date(2019, 6, 3))
+    value, available = db.execute("SELECT value, available_at FROM observations WHERE series = "
+                                  "'index.csi300.close' AND date = '2018-01-03'").fetchone()
+    assert value != 1.0 and available == "2019-06-03"
+    assert db.execute("SELECT value, available_at, superseded_at FROM observation_revisions"
+                      ).fetchall() == [(1.0, "2018-01-03", "2019-06-03")]
+    assert db.execute("SELECT available_at FROM observations WHERE series = 'index.csi300.close' "
+                      "AND date = '2018-01-04'").fetchone() == ("2018-01-04",)  # new: its own
 
 
 def test_backfill_refuses_the_csv_source(tmp_path, capsys):

@@ -185,14 +185,17 @@ def month_chunks(calendar: TradingCalendar, start: dt.date, end: dt.date) -> lis
 
 def backfill(db: Database, source: Source, calendar: TradingCalendar, start: dt.date, end: dt.date,
              on_chunk: Callable[[dt.date, dt.date, str], None] | None = None, *,
-             clock: Callable[[], str] = utc_now) -> dict[str, int]:
+             clock: Callable[[], str] = utc_now, today: dt.date | None = None) -> dict[str, int]:
     """Fetch [start, end] through ``source`` month by month, each month in its own transaction.
 
     Resumable: a month already backfilled (an ``ok`` backfill run for it) is skipped, so an
     interrupted backfill continues where it stopped. Returns counts of months done, skipped and
     failed; failures are recorded in ``runs`` with their reasons and do not stop the others.
-    ``clock()`` (ISO UTC now) stamps the run records and the rows' ``fetched_at``.
+    ``clock()`` (ISO UTC now) stamps the run records and the rows' ``fetched_at``. A fetched
+    value that changes a stored one is known from ``today`` (the backfill's day, default the
+    local date, as ``import-csv``), the stored one before it (``observations.upsert``).
     """
+    revised_from = (today or dt.date.today()).isoformat()
     counts = {"done": 0, "skipped": 0, "failed": 0, "observations": 0}
     for first, last in month_chunks(calendar, start, end):
         key = f"{first.isoformat()}..{last.isoformat()}"
@@ -205,7 +208,7 @@ def backfill(db: Database, source: Source, calendar: TradingCalendar, start: dt.
         got = source.fetch(last, calendar.previous(first))
         rows, failures = got.rows, got.failures
         with db.atomic():
-            n = observations.upsert(db, rows, now=started)
+            n = observations.upsert(db, rows, revised_from, now=started)
             status = runs.OK if not failures else (runs.PARTIAL if rows else runs.FAILED)
             error = "; ".join(f"{k}: {v}" for k, v in sorted(failures.items())) or None
             runs.record(db, BACKFILL, key, started, clock(), status, error=error,
