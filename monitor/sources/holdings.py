@@ -160,8 +160,8 @@ def import_frame(db: Database, holdings: pd.DataFrame, coverage: str, source: st
     allocation of each of its report dates and of the stored report after each; return what
     changed (``HoldingsWrite``: holdings, fund reports and derived ``funds.*`` values counted
     apart). Values are available ``publication_lag_days`` after their report date; a value that
-    changes a stored one from ``revised_from`` (ISO day: the import day) when that is later
-    (``observations.upsert``), so a re-import never reaches days before it.
+    changes a stored one is available from ``revised_from`` (ISO day: the import day) when that
+    is later (``observations.upsert``), so a re-import never reaches days before it.
 
     Call inside the caller's transaction; raises HoldingsError.
     """
