@@ -178,6 +178,20 @@ def test_a_given_crash_window_is_used(world):
     assert f"Beta-based exposure: {_said(rho, p)}" in text
 
 
+def test_the_evidence_uses_only_the_navs_known_on_the_reports_last_day(world):
+    """A report ending 2023-05-02 scores the crash window 2023-03-01 .. 2023-04-28 with the NAVs
+    known by then (each NAV is known 7 days after its date): the window ends at the 2023-04-21
+    NAV, not at the 2023-04-28 one published on 2023-05-05 (no look-ahead)."""
+    start, end, last = "2023-03-01", "2023-04-28", dt.date(2023, 5, 2)
+    page = _page(world[0], PRODUCTS_TOML, crash=(dt.date.fromisoformat(start),
+                                                 dt.date.fromisoformat(end)), end=last)
+    text = _text(SECTION.search(page).group(1))
+    known = "2023-04-21"  # the last NAV date known on 2023-05-02
+    rho, p = _hand_evidence(world, start, known)
+    assert f"Beta-based exposure: {_said(rho, p)}" in text
+    assert (rho, p) != _hand_evidence(world, start, end)  # the later NAV would change the score
+
+
 def test_absent_without_products_or_navs(world):
     no_products = _page(world[0], "")
     declared_only = _page(world[0], '[[products]]\nname = "Unknown"\nbenchmark = "csi500"\n')

@@ -689,13 +689,9 @@ def _exposure(db: Database, config: Config, first: str, last: str, drawdowns: li
                                 "given (regime-monitor report --crash START END).")
         return out
     start, end = (dt.date.fromisoformat(d) for d in window)
-    try:  # measured through the trading day before the window, as `exposure --evidence`
-        through = TradingCalendar(config.calendar.extra_closed).previous(start)
-    except ValueError:
-        out["evidence_note"] = f"No trading day before {start} to measure the exposure on."
-        return out
-    try:
-        got = crash_evidence(db, config, through, start, end)
+    try:  # measured through the trading day before the window (crash_evidence's default); the
+        # outcome from the NAVs and closes known on the report's last day, like the rest of the page
+        got = crash_evidence(db, config, None, start, end, known_by=dt.date.fromisoformat(last))
     except ExposureError as exc:
         out["evidence_note"] = (f"No evidence for the crash window {start} → {end}: "
                                 f"{str(exc).splitlines()[0]}")
