@@ -277,7 +277,7 @@ def _run(db: Database, config: Config, as_of: dt.date, data: FetchedDay,
         payload = digest.build(
             day, items, firing, pending, {"count": count, "names": names}, active=active,
             context=evaluate_context(config.context, values),
-            risk=_risk(db, config, computed, states), summary=summary,
+            risk=_risk(db, config, computed, states, day), summary=summary,
             notes=[n for n in (coverage_note(calendar.coverage_end, as_of),) if n]
             + failure_notes(db, day), microcap=microcap_state(db, as_of, calendar),
             firing_values=firing_values)
@@ -332,15 +332,18 @@ def microcap_state(db: Database, as_of: dt.date, calendar: TradingCalendar) -> d
 
 
 def _risk(db: Database, config: Config, computed: dict[str, SignalValue],
-          states: dict[str, lifecycle.AlertState]) -> dict | None:
-    """Return the digest's headline block (``digest.risk_block``), or None without headline rules."""
+          states: dict[str, lifecycle.AlertState], day: str) -> dict | None:
+    """Return the digest's headline block (``digest.risk_block``) of ``day`` (ISO), each rule
+    with the score measured on days before it (``backtest --record``), or None without headline
+    rules."""
     heads = headline_rules(config)
     if not heads:
         return None
     sv = computed.get(digest.HEADLINE_SIGNAL) or SignalValue(None)
     return digest.risk_block(sv.value, sv.context, [
         {"rule": r.name, "severity": r.severity, "state": states[r.name].state,
-         "since": states[r.name].since, "scorecard": scorecards.latest(db, r.name)} for r in heads])
+         "since": states[r.name].since, "scorecard": scorecards.latest(db, r.name, ended_before=day)}
+        for r in heads])
 
 
 def _published_nothing(db: Database, as_of: dt.date, failures: dict[str, str]) -> bool:

@@ -31,11 +31,17 @@ def save(db: Database, rule: str, start: dt.date | str, end: dt.date | str, comp
     return db.conn.total_changes - before
 
 
-def latest(db: Database, rule: str) -> dict | None:
+def latest(db: Database, rule: str, ended_before: dt.date | str | None = None) -> dict | None:
     """Return ``rule``'s stored score (its keys, plus ``rule``, ``start``, ``end`` and
-    ``computed_at``), or None when it has not been measured."""
-    row = db.execute("SELECT start, end, computed_at, score_json FROM scorecards WHERE rule = ?",
-                     [rule]).fetchone()
+    ``computed_at``), or None when it has not been measured. ``ended_before``: only a score
+    whose period ended before that day (ISO), so a digest of an earlier day (a replay) never
+    shows a score measured on days after it."""
+    sql = "SELECT start, end, computed_at, score_json FROM scorecards WHERE rule = ?"
+    args: list = [rule]
+    if ended_before is not None:
+        sql += " AND end < ?"
+        args.append(_iso(ended_before))
+    row = db.execute(sql, args).fetchone()
     if row is None:
         return None
     start, end, computed_at, score_json = row

@@ -411,6 +411,36 @@ def test_scorecards_round_trip_and_idempotence():
     assert scorecards.latest(db, "other") is None
 
 
+@pytest.mark.parametrize("end,shown", [("2024-01-12", True), ("2024-01-16", False),
+                                       ("2025-06-24", False)])
+def test_the_cycle_shows_only_a_score_measured_before_its_day(tmp_path, end, shown):
+    """A digest (live or replayed) carries the headline rule's recorded score only when the
+    score's period ended before the digest's day: a replay of 2024-01-16 never quotes a
+    backtest over later days."""
+    config = parse_config("""
+[data_quality]
+stale_after_days = 0
+
+[[rules]]
+name = "drawdown_risk"
+severity = "warning"
+when = "risk.drawdown_prob >= 0.4"
+explain = "Drawdown risk."
+""")
+    db = open_db(tmp_path / "score.db")
+    with db.atomic():
+        scorecards.save(db, "drawdown_risk", "2016-01-04", end, "2025-06-25T01:00:00+00:00",
+                        {"caught": 3, "episodes": 12, "chance_mean": 2.9, "p_value": 0.47,
+                         "false_alarms_per_year": 0.6})
+    day = D(2024, 1, 16)
+    pre = {"risk.drawdown_prob": SignalValue(0.5, {"base_rate": 0.2})}
+    result = run_cycle(db, config, day, NoFetch(), TradingCalendar(), precomputed=pre)
+    [rule] = result.digest["risk"]["rules"]
+    assert (rule["scorecard"] is not None) is shown
+    if shown:
+        assert rule["scorecard"]["end"] == end
+
+
 # -- 7. the cycle: digests only on changes (precomputed values, no data source) ----------------
 
 CYCLE_TOML = """
@@ -537,7 +567,8 @@ explain = "The composite probability of a 10% micro-cap drawdown within 20 tradi
     config = parse_config(text)
     db = open_db(tmp_path / "risk.db")
     with db.atomic():
-        scorecards.save(db, "drawdown_risk", "2016-01-04", "2025-06-24", "2025-06-25T01:00:00+00:00",
+        # a score measured before the digests' days (a later one is not shown: look-ahead)
+        scorecards.save(db, "drawdown_risk", "2016-01-04", "2023-12-29", "2024-01-02T01:00:00+00:00",
                         {k: SCORE[k] for k in ("caught", "episodes", "chance_mean", "p_value",
                                                "false_alarms_per_year")})
     cal = TradingCalendar()
@@ -557,7 +588,7 @@ explain = "The composite probability of a 10% micro-cap drawdown within 20 tradi
     lines = digest.render_text(second).splitlines()
     assert lines[1] == ("Drawdown risk 36% (base rate 21%), elevated since 2024-01-15 — led by "
                         "microcap.vol_spike 1.80, market.return_20d -8.1%, credit.spread_chg_20d 18.5 bp")
-    assert lines[2] == ("Measured 2016-01-04..2025-06-24: caught 3 of 12 drawdowns; chance 2.9 "
+    assert lines[2] == ("Measured 2016-01-04..2023-12-29: caught 3 of 12 drawdowns; chance 2.9 "
                         "(p = 0.47); 0.6 false alarms a year — not shown to beat chance.")
     assert alerts.get_all(db)["drawdown_risk"]["state"] == "firing"
 
