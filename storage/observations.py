@@ -503,23 +503,31 @@ def index_published(db: Database, day: str, exclude: str) -> bool:
 
 def latest_dates(db: Database, series: Sequence[str], first: str, as_of: str) -> dict[str, str | None]:
     """Return, per series of ``series``, its latest observation day (ISO) in [``first``, ``as_of``]
-    that was available by ``as_of`` (point-in-time), or None when it has none."""
+    that was available by ``as_of`` (point-in-time: a day whose value was revised later counts from
+    its first value's ``available_at``, kept in ``observation_revisions``), or None when it has
+    none."""
     out: dict[str, str | None] = {}
     for name in series:
-        row = db.execute("SELECT MAX(date) FROM observations WHERE series = ? AND date >= ? AND "
-                         "date <= ? AND available_at <= ?", [name, first, as_of, as_of]).fetchone()
+        row = db.execute(
+            "SELECT MAX(date) FROM (SELECT MAX(date) AS date FROM observations WHERE series = ? "
+            "AND date >= ? AND date <= ? AND available_at <= ? UNION ALL SELECT MAX(date) FROM "
+            "observation_revisions WHERE series = ? AND date >= ? AND date <= ? AND "
+            "available_at <= ?)", [name, first, as_of, as_of] * 2).fetchone()
         out[name] = row[0] if row else None
     return out
 
 
 def observed_days(db: Database, series: Sequence[str]) -> dict[str, tuple[list[str], list[str]]]:
     """Return, per series of ``series``, its observation days (ISO, ascending) and beside each
-    the day it became available (``available_at``, ISO): what ``latest_dates`` reads, taken once
-    for a run of days over observations that do not change (a replay)."""
+    the day it first became available (the earliest ``available_at`` of its value and of the
+    values it replaced): what ``latest_dates`` reads, taken once for a run of days over
+    observations that do not change (a replay)."""
     out: dict[str, tuple[list[str], list[str]]] = {}
     for name in series:
-        rows = db.execute("SELECT date, available_at FROM observations WHERE series = ? "
-                          "ORDER BY date", [name]).fetchall()
+        rows = db.execute("SELECT date, MIN(available_at) FROM (SELECT date, available_at FROM "
+                          "observations WHERE series = ? UNION ALL SELECT date, available_at FROM "
+                          "observation_revisions WHERE series = ?) GROUP BY date ORDER BY date",
+                          [name, name]).fetchall()
         out[name] = ([r[0] for r in rows], [r[1] for r in rows])
     return out
 

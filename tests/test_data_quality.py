@@ -108,3 +108,24 @@ def test_a_day_with_no_index_data_from_any_source_is_a_closed_day(tmp_path, defa
     down = Live(dt.date(2018, 1, 4))
     down.failures = {"index.csi300.*": "connection refused"}
     assert run_cycle(db, default_config, dt.date(2018, 1, 4), down, cal).status == "partial"
+
+
+def test_a_revised_day_counts_as_known_from_its_first_value():
+    """A day whose value was revised later (from 2024-01-08) was known from its first value's
+    available_at (2024-01-03): the freshness check as of 2024-01-04 sees it, in the live query
+    (latest_dates) and in the days a replay reads once (observed_days), as load_frame sees its
+    first value then."""
+    from storage import observations
+
+    db = open_db(":memory:")
+    series = "index.csi300.close"
+    observations.upsert(db, [(series, "2024-01-02", 100.0, "2024-01-02", "t"),
+                             (series, "2024-01-03", 101.0, "2024-01-03", "t")])
+    observations.upsert(db, [(series, "2024-01-03", 102.0, "2024-01-03", "t")], revised_from="2024-01-08")
+    assert db.execute("SELECT available_at FROM observations WHERE date = '2024-01-03'"
+                      ).fetchone() == ("2024-01-08",)  # the revision is known from its day
+    for as_of, latest in (("2024-01-02", "2024-01-02"), ("2024-01-04", "2024-01-03"),
+                          ("2024-01-09", "2024-01-03")):
+        assert observations.latest_dates(db, [series], "2024-01-01", as_of) == {series: latest}
+    days, known = observations.observed_days(db, [series])[series]
+    assert (days, known) == (["2024-01-02", "2024-01-03"], ["2024-01-02", "2024-01-03"])
