@@ -508,12 +508,16 @@ def latest_dates(db: Database, series: Sequence[str], first: str, as_of: str) ->
     none."""
     out: dict[str, str | None] = {}
     for name in series:
-        row = db.execute(
-            "SELECT MAX(date) FROM (SELECT MAX(date) AS date FROM observations WHERE series = ? "
-            "AND date >= ? AND date <= ? AND available_at <= ? UNION ALL SELECT MAX(date) FROM "
-            "observation_revisions WHERE series = ? AND date >= ? AND date <= ? AND "
-            "available_at <= ?)", [name, first, as_of, as_of] * 2).fetchone()
-        out[name] = row[0] if row else None
+        row = db.execute("SELECT MAX(date) FROM observations WHERE series = ? AND date >= ? AND "
+                         "date <= ? AND available_at <= ?", [name, first, as_of, as_of]).fetchone()
+        latest = row[0] if row else None
+        # a later day known then but revised since: its earlier value (only days after `latest`
+        # matter, a short range of the revisions' (series, date) index)
+        after = ("date > ?", latest) if latest is not None else ("date >= ?", first)
+        row = db.execute(f"SELECT MAX(date) FROM observation_revisions WHERE series = ? AND "
+                         f"{after[0]} AND date <= ? AND available_at <= ?",
+                         [name, after[1], as_of, as_of]).fetchone()
+        out[name] = row[0] if row and row[0] is not None else latest
     return out
 
 
